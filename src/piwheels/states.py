@@ -1,0 +1,92 @@
+"""The named records that travel between slaves, tasks and the database.
+
+The wire carries plain CBOR arrays (see :mod:`piwheels.protocols`); these types are what the
+arrays decode into, so that no code indexes a 10-element list by position.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime, timedelta
+from typing import NamedTuple
+
+
+class Dependency(NamedTuple):
+    """Something a wheel needs at run time, and the tool that installs it (``pip`` or ``apt``)."""
+
+    tool: str
+    package: str
+
+
+class FileState(NamedTuple):
+    """One wheel as a slave (or importer) reports it in BUILT / IMPORT."""
+
+    filename: str
+    filesize: int
+    filehash: str  # SHA256, lower-case hex
+    package_tag: str
+    package_version_tag: str
+    py_version_tag: str
+    abi_tag: str
+    platform_tag: str
+    dependencies: frozenset[Dependency]
+    # Not in the original protocol: appended last so the first nine fields keep the spec's order.
+    requires_python: str | None
+
+
+class BuildResult(NamedTuple):
+    """The outcome of one build attempt, as carried by BUILT."""
+
+    status: bool
+    duration: timedelta
+    output: str
+    files: list[FileState]
+
+
+class SlaveHello(NamedTuple):
+    """What a slave says about itself in HELLO."""
+
+    build_timeout: timedelta
+    master_timeout: timedelta
+    py_version_tag: str
+    abi_tag: str
+    platform_tag: str
+    label: str
+    os_name: str
+    os_version: str
+    board_revision: str
+    board_serial: str
+
+
+class SlaveStats(NamedTuple):
+    """The resources a slave reports with every IDLE and BUSY."""
+
+    timestamp: datetime
+    disk_total: int
+    disk_free: int
+    mem_total: int
+    mem_free: int
+    load_avg: float
+    cpu_temp: float
+
+
+class BuildState(enum.StrEnum):
+    """Where one (version, ABI) stands; the project pages show these."""
+
+    PENDING = "pending"
+    BUILDING = "building"
+    BUILT = "built"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    COVERED = "covered"  # an earlier none/abi3 wheel serves this ABI
+
+
+class SlaveState(enum.StrEnum):
+    """What the Slave Driver last knew a slave to be doing."""
+
+    HELLO = "hello"
+    IDLE = "idle"
+    SLEEPING = "sleeping"
+    BUILDING = "building"
+    SENDING = "sending"
+    DYING = "dying"
