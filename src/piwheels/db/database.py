@@ -1,0 +1,203 @@
+"""The master's access to PostgreSQL: one method per question or change, one transaction each.
+
+Reads are plain SELECTs; every write calls one of the schema's SECURITY DEFINER functions,
+which is all the master's role may do (see migrations/0001_create.sql).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any, NamedTuple
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from piwheels.abis import BuildABI, abi_skips, covers_from, excluded_by_requires_python
+from piwheels.db.migrate import check_version
+from piwheels.states import BuildResult
+
+log = logging.getLogger(__name__)
+
+
+class ProjectVersion(NamedTuple):
+    """A version as PyPI lists it, ready to record."""
+
+    version: str
+    released: datetime
+    requires_python: str | None
+    has_sdist: bool
+    yanked: bool
+    skip: str  # the follower's reason never to build it ("" = build it)
+
+
+class QueueSnapshot(NamedTuple):
+    """The head of each ABI's queue and each queue's full length."""
+
+    heads: dict[str, list[tuple[str, str]]]
+    lengths: dict[str, int]
+
+
+class Database:
+    """A connection to the piwheels database, reopened after the server restarts."""
+
+    def __init__(self, dsn: str, *, check_schema: bool = True) -> None:
+        self.dsn = dsn
+        self._check_schema = check_schema
+        self._conn: psycopg.Connection[Any] | None = None
+
+    @property
+    def conn(self) -> psycopg.Connection[Any]:
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            self._conn = psycopg.connect(self.dsn, autocommit=True)
+            if self._check_schema:
+                check_version(self._conn)
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    # -- following PyPI ------------------------------------------------------------------------
+
+    def get_pypi_serial(self) -> int:
+        row = self.conn.execute("SELECT pypi_serial FROM configuration WHERE id = 1").fetchone()
+        return int(row[0]) if row else 0
+
+    def set_pypi_serial(self, serial: int) -> None:
+        self.conn.execute("SELECT set_pypi_serial(%s)", (serial,))
+
+    def get_package_serials(self) -> dict[str, int]:
+        """Every package's last seen PyPI serial (removed packages as -1, to notice a return)."""
+        cur = self.conn.execute(
+            "SELECT package, CASE WHEN removed THEN -1 ELSE serial END FROM packages"
+        )
+        return dict(cur.fetchall())
+
+    def set_project(
+        self,
+        package: str,
+        display_name: str,
+        serial: int,
+        summary: str,
+        description: str,
+        versions: Sequence[ProjectVersion],
+    ) -> None:
+        abis = self.get_build_abis()
+        rows = [
+            {
+                "version": v.version,
+                "released": v.released.isoformat(),
+                "requires_python": v.requires_python,
+                "has_sdist": v.has_sdist,
+                "yanked": v.yanked,
+                "skip": v.skip,
+                "abi_skips": abi_skips(v.requires_python, abis),
+            }
+            for v in versions
+        ]
+        self.conn.execute(
+            "SELECT set_project(%s, %s, %s, %s, %s, %s)",
+            (package, display_name, serial, summary, description, Jsonb(rows)),
+        )
+
+    def remove_project(self, package: str) -> None:
+        self.conn.execute("SELECT remove_project(%s)", (package,))
+
+    # -- the ABIs and the queue ----------------------------------------------------------------
+
+    def get_build_abis(self) -> list[BuildABI]:
+        cur = self.conn.execute(
+            "SELECT abi_tag, python_order, python_version FROM build_abis ORDER BY python_order"
+        )
+        return [BuildABI(*row) for row in cur]
+
+    def set_build_abis(self, abis: Iterable[BuildABI]) -> bool:
+        """Make the farm build for exactly *abis*; recompute skips and the queue if that changed."""
+        abis = list(abis)
+        conn = self.conn
+        with conn.transaction():
+            changed = conn.execute(
+                "SELECT set_build_abis(%s)", (Jsonb([abi._asdict() for abi in abis]),)
+            ).fetchone()
+            if not changed or not changed[0]:
+                return False
+            log.info("build ABIs are now %s: recomputing the queue", [a.abi_tag for a in abis])
+            # Requires-Python strings repeat across millions of versions; judge each once.
+            specifiers = conn.execute(
+                "SELECT DISTINCT requires_python FROM versions WHERE requires_python IS NOT NULL"
+            ).fetchall()
+            skips = [
+                {"requires_python": spec, "abi_tag": abi.abi_tag, "reason": reason}
+                for (spec,) in specifiers
+                for abi in abis
+                if (reason := excluded_by_requires_python(spec, abi.python_version))
+            ]
+            conn.execute("SELECT set_requires_python_skips(%s)", (Jsonb(skips),))
+            conn.execute("SELECT requeue_all()")
+            return True
+
+    def get_queue(self, limit: int) -> QueueSnapshot:
+        """The first *limit* entries of each ABI's queue, in build order, and their lengths."""
+        conn = self.conn
+        heads: dict[str, list[tuple[str, str]]] = {}
+        with conn.transaction():
+            for abi in self.get_build_abis():
+                cur = conn.execute(
+                    "SELECT v.package, v.version FROM build_queue q "
+                    "JOIN versions v USING (version_id) "
+                    "WHERE q.abi_tag = %s ORDER BY q.released DESC LIMIT %s",
+                    (abi.abi_tag, limit),
+                )
+                heads[abi.abi_tag] = [(pkg, ver) for pkg, ver in cur]
+            cur = conn.execute("SELECT abi_tag, count(*) FROM build_queue GROUP BY abi_tag")
+            lengths = dict(cur.fetchall())
+        return QueueSnapshot(heads, {abi: lengths.get(abi, 0) for abi in heads})
+
+    # -- builds and files ----------------------------------------------------------------------
+
+    def get_file_hashes(self, filenames: Sequence[str]) -> dict[str, str]:
+        """The SHA256 of each of *filenames* already published."""
+        cur = self.conn.execute(
+            "SELECT filename, filehash FROM files WHERE filename = ANY(%s)", (list(filenames),)
+        )
+        return dict(cur.fetchall())
+
+    def log_build(
+        self, slave_id: int, package: str, version: str, abi_tag: str, result: BuildResult
+    ) -> int:
+        files = [
+            {
+                "filename": f.filename,
+                "filesize": f.filesize,
+                "filehash": f.filehash,
+                "package_tag": f.package_tag,
+                "package_version_tag": f.package_version_tag,
+                "py_version_tag": f.py_version_tag,
+                "abi_tag": f.abi_tag,
+                "platform_tag": f.platform_tag,
+                "requires_python": f.requires_python,
+                "dependencies": sorted([d.tool, d.package] for d in f.dependencies),
+            }
+            for f in result.files
+        ]
+        covers = covers_from(f.filename for f in result.files) if result.status else None
+        row = self.conn.execute(
+            "SELECT log_build(%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            (
+                slave_id,
+                package,
+                version,
+                abi_tag,
+                result.status,
+                result.duration,
+                # PostgreSQL text cannot hold NUL; a build log may (it is whatever pip printed)
+                result.output.replace("\x00", "\\x00"),
+                covers,
+                Jsonb(files),
+            ),
+        ).fetchone()
+        assert row is not None
+        return int(row[0])

@@ -1,0 +1,127 @@
+"""The base of every master task: a thread polling its sockets and timers.
+
+A task wires itself up in ``__init__`` with :meth:`Task.register` (a socket and the handler for
+what arrives on it) and :meth:`Task.every` (a periodic handler), then :meth:`Task.run` polls until
+told to QUIT on its control queue. Tests drive a task by calling :meth:`Task.poll` by hand.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import zmq
+
+from piwheels import protocols
+from piwheels.protocols import Protocol
+from piwheels.transport import ProtocolError, Socket
+
+Handler = Callable[[], None]
+
+
+class TaskQuit(Exception):
+    # a signal to leave the loop, not an error
+    """Raised inside a task's loop to leave it cleanly."""
+
+
+@dataclass
+class _Timer:
+    interval: float
+    handler: Handler
+    due: float
+
+
+class Task(threading.Thread):
+    """One of the master's tasks, running in its own thread."""
+
+    name = "task"
+    control_address = "inproc://control"
+    master_address = "inproc://master-control"
+
+    def __init__(self, context: zmq.Context[Any] | None = None) -> None:
+        super().__init__(name=self.name, daemon=True)
+        self.context = context or zmq.Context.instance()
+        self.log = logging.getLogger(f"piwheels.{self.name.lower().replace(' ', '_')}")
+        self.paused = False
+        self._sockets: list[Socket] = []
+        self._handlers: dict[zmq.Socket[Any], Handler] = {}
+        self._timers: list[_Timer] = []
+        self._poller = zmq.Poller()
+        control = self.socket(zmq.SUB, protocols.task_control)
+        control.zsock.setsockopt(zmq.SUBSCRIBE, b"")
+        control.connect(self.control_address)
+        self.register(control, self._handle_control)
+        self._control = control
+        self._master = self.socket(zmq.PUSH, reversed(protocols.master_control))
+        self._master.connect(self.master_address)
+
+    # -- wiring --------------------------------------------------------------------------------
+
+    def socket(self, kind: int, protocol: Protocol, **options: Any) -> Socket:
+        """Create a socket this task owns (closed when the task ends)."""
+        sock = Socket(kind, protocol, context=self.context, **options)
+        self._sockets.append(sock)
+        return sock
+
+    def register(self, sock: Socket, handler: Handler) -> None:
+        self._handlers[sock.zsock] = handler
+        self._poller.register(sock.zsock, zmq.POLLIN)
+
+    def every(self, interval: float, handler: Handler) -> None:
+        self._timers.append(_Timer(interval, handler, time.monotonic() + interval))
+
+    # -- running -------------------------------------------------------------------------------
+
+    def poll(self, timeout: float = 1.0) -> None:
+        """Run due timers, then wait up to *timeout* seconds for messages and handle them."""
+        now = time.monotonic()
+        for timer in self._timers:
+            if timer.due <= now:
+                timer.due = now + timer.interval
+                timer.handler()
+        next_due = min((t.due for t in self._timers), default=now + timeout)
+        wait = max(0.0, min(timeout, next_due - time.monotonic()))
+        for zsock, _ in self._poller.poll(wait * 1000):
+            self._handlers[zsock]()
+
+    def run(self) -> None:
+        self.log.info("started")
+        try:
+            self.once()
+            while True:
+                self.poll()
+        except TaskQuit:
+            self.log.info("stopped")
+        except Exception as exc:
+            # A crashed task must stop the whole master with its traceback, never leave it hung.
+            self.log.exception("crashed")
+            self._master.send("FAILED", (self.name, "".join(traceback.format_exception(exc))))
+        finally:
+            self.close()
+
+    def once(self) -> None:
+        """Work done once when the thread starts (override)."""
+
+    def close(self) -> None:
+        for sock in self._sockets:
+            sock.close()
+
+    def quit(self) -> None:
+        """Ask the whole master to stop (used by tasks that hit a fatal condition)."""
+        self._master.send("QUIT")
+
+    def _handle_control(self) -> None:
+        try:
+            action, _ = self._control.recv()
+        except ProtocolError as exc:
+            self.log.error("bad control message: %s", exc)
+            return
+        if action == "QUIT":
+            raise TaskQuit
+        self.paused = action == "PAUSE"
+        self.log.info("paused" if self.paused else "resumed")

@@ -1,0 +1,167 @@
+"""Every message on every socket, declared once.
+
+Each :class:`Protocol` is written from the master's side: ``recv`` is what the master's task
+receives, ``send`` what it sends. The peer uses ``reversed(protocol)``. A message with no data
+travels as a bare string (``"IDLE"``); one whose data is a record travels as ``[action, *fields]``
+(``["BUILD", "numpy", "1.14.0"]``), and any other as ``[action, data]`` — the seed's wire format.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from piwheels.codec import (
+    AnyValue,
+    Bool,
+    Bytes,
+    DateTime,
+    Duration,
+    Float,
+    Int,
+    ListOf,
+    MapOf,
+    OptStr,
+    Record,
+    SetOf,
+    Shape,
+    Str,
+    Text,
+)
+from piwheels.states import BuildResult, Dependency, FileState, SlaveHello, SlaveStats
+
+
+class NoData:
+    """Marks a message that carries no data (sent as a bare string)."""
+
+
+NO_DATA = NoData()
+Spec = Shape | None  # None: the message has no data
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """The messages one end of a socket may receive and send."""
+
+    name: str
+    recv: dict[str, Spec] = field(default_factory=dict)
+    send: dict[str, Spec] = field(default_factory=dict)
+
+    def __reversed__(self) -> Protocol:
+        return Protocol(f"{self.name} (peer)", recv=self.send, send=self.recv)
+
+
+# -- shared records ---------------------------------------------------------------------------
+
+DEPENDENCY = Record([Str, Str], Dependency)
+FILE_STATE = Record(
+    [Str, Int, Str, Str, Str, Str, Str, Str, SetOf(DEPENDENCY, max_items=1000), OptStr],
+    FileState,
+)
+BUILD_RESULT = Record([Bool, Duration, Text, ListOf(FILE_STATE, max_items=100)], BuildResult)
+SLAVE_HELLO = Record([Duration, Duration, Str, Str, Str, Str, Str, Str, Str, Str], SlaveHello)
+SLAVE_STATS = Record([DateTime, Int, Int, Int, Int, Float, Float], SlaveStats)
+PACKAGE_VERSION = Record([Str, Str])
+
+
+# -- the wire protocols of the spec (normative) -----------------------------------------------
+
+slave_driver = Protocol(
+    "slave driver",
+    recv={
+        "HELLO": SLAVE_HELLO,
+        "IDLE": SLAVE_STATS,
+        "BUSY": SLAVE_STATS,
+        "BUILT": BUILD_RESULT,
+        "SENT": None,
+        "BYE": None,
+    },
+    send={
+        "ACK": Record([Int, Str]),  # slave_id, pypi_url
+        "SLEEP": None,
+        "DIE": None,
+        "BUILD": PACKAGE_VERSION,
+        "CONT": None,
+        "SEND": Str,  # filename
+        "DONE": None,
+    },
+)
+
+# The spec's CHUNK carries only the bytes; with several FETCHes in flight the master must know
+# which one a chunk answers, so (as the original implementation does) it carries the offset too.
+file_juggler = Protocol(
+    "file juggler",
+    recv={"HELLO": Int, "CHUNK": Record([Int, Bytes])},
+    send={"FETCH": Record([Int, Int]), "DONE": None},
+)
+
+IMPORT_REQUEST = Record(
+    [Int, Str, Str, OptStr, Bool, Duration, Text, ListOf(FILE_STATE, max_items=100)]
+)
+mr_chase = Protocol(
+    "mr chase",
+    recv={
+        "IMPORT": IMPORT_REQUEST,  # slave_id, package, version, abi_tag, status, duration, ...
+        "REMOVE": Record([Str, Str, Str]),  # package, version, skip reason ("" = rebuild)
+        "REBUILD": Record([Str, OptStr]),  # part, package
+        "SENT": None,
+    },
+    send={"ERROR": Str, "SEND": Str, "DONE": None},
+)
+
+# Master -> every task (PUSH/PULL).
+task_control = Protocol(
+    "task control",
+    recv={"PAUSE": None, "RESUME": None, "QUIT": None},
+)
+
+# -- the master's internal protocols ----------------------------------------------------------
+
+# Tasks -> the master's main thread: a task that cannot go on asks everything to stop.
+master_control = Protocol("master control", recv={"QUIT": None, "FAILED": Record([Str, Text])})
+
+# Clients -> Seraph -> an Oracle. Requests are declared; replies are OK(data) or ERROR(message),
+# and each client method checks the data it expects.
+PROJECT_VERSION = Record([Str, DateTime, OptStr, Bool, Bool, OptStr])
+# version, released, requires_python, has_sdist, yanked, skip (e.g. "not a valid PEP 440 version")
+oracle = Protocol(
+    "oracle",
+    recv={
+        "GETPKGS": None,
+        "GETSERIAL": None,
+        "SETSERIAL": Int,
+        # package, display name, serial, summary, description, [versions]
+        "SETPROJECT": Record(
+            [Str, Str, Int, Str, Text, ListOf(PROJECT_VERSION, max_items=1_000_000)]
+        ),
+        "REMOVEPROJECT": Str,
+        "GETABIS": None,
+        "GETQUEUE": Int,  # how many entries per ABI
+        "GETHASHES": ListOf(Str),  # filenames -> published SHA256
+        # slave_id, package, version, abi_tag, build result
+        "LOGBUILD": Record([Int, Str, Str, Str, BUILD_RESULT]),
+        "STATS": None,
+    },
+    send={"OK": AnyValue(), "ERROR": Str},
+)
+
+# An Oracle announces itself to Seraph, then answers one request at a time.
+seraph_workers = Protocol("seraph workers", recv={"READY": None})
+
+# The Architect -> the Slave Driver: the head of each ABI's queue, and its full length.
+QUEUE_ENTRY = PACKAGE_VERSION
+architect = Protocol(
+    "architect",
+    send={"QUEUE": Record([MapOf(Str, ListOf(QUEUE_ENTRY)), MapOf(Str, Int)])},
+)
+
+# The Slave Driver -> the File Juggler (REQ/REP): expect a file, then ask whether it arrived.
+file_juggler_control = Protocol(
+    "file juggler control",
+    recv={
+        "EXPECT": Record([Int, Str, FILE_STATE]),  # slave_id, package, file
+        "VERIFY": Int,  # slave_id
+        "FORGET": Int,  # slave_id: the slave went away, drop its transfer
+        "FREE": None,  # free space on the output disk
+    },
+    send={"OK": AnyValue(), "ERROR": Str},
+)
