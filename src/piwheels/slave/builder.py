@@ -1,0 +1,482 @@
+"""Build one version of one package into wheels, and describe each wheel for BUILT.
+
+:meth:`Builder.start` returns a :class:`Build` running in a thread of its own, so that the slave's
+protocol loop keeps answering the master (BUSY) meanwhile. The build itself is ``pip wheel`` run
+in a :class:`~piwheels.slave.sandbox.Sandbox`; every line of its log ends up in the BUILT message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shlex
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+import zipfile
+from collections.abc import Iterable
+from datetime import timedelta
+from pathlib import Path, PurePosixPath
+
+from packaging.metadata import parse_email
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import (
+    InvalidName,
+    InvalidWheelFilename,
+    canonicalize_name,
+    parse_wheel_filename,
+)
+from packaging.version import InvalidVersion, Version
+
+from piwheels.slave.interpreter import Interpreter
+from piwheels.slave.sandbox import RunResult, Sandbox, SandboxedProcess, remove_tree
+from piwheels.states import BuildResult, Dependency, FileState
+
+__all__ = ["Build", "Builder"]
+
+# Anything else could be read by pip as an option or a second requirement.
+_VERSION_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+!_-]*")
+_METADATA_LIMIT = 16 * 1024 * 1024  # METADATA holds the long description, never this much
+_SO_LIMIT = 1024 * 1024 * 1024  # extracted for ldd; a zip bomb must not fill the disk
+_SCAN_TIMEOUT = 120.0  # for ldd over a wheel's libraries
+_CHUNK = 1024 * 1024
+
+
+class Builder:
+    """Builds packages with one interpreter, from one index, into directories under *work_root*."""
+
+    def __init__(
+        self,
+        interpreter: Interpreter,
+        index_url: str,
+        timeout: timedelta,
+        work_root: Path,
+        sandbox: Sandbox,
+    ) -> None:
+        self.interpreter = interpreter
+        self.index_url = index_url
+        self.timeout = timeout
+        self.work_root = work_root
+        self.sandbox = sandbox
+
+    def start(self, package: str, version: str) -> Build:
+        """Start building *package* at *version* in the background and return at once."""
+        self.work_root.mkdir(parents=True, exist_ok=True)
+        build_dir = Path(tempfile.mkdtemp(prefix="build-", dir=self.work_root))
+        build = Build(self, package, version, build_dir)
+        build.start()
+        return build
+
+    def pip_command(self, package: str, version: str, out_dir: Path) -> list[str]:
+        """The ``pip wheel`` command line for one build."""
+        pip = self.interpreter.pip_version
+        return [
+            str(self.interpreter.path),
+            "-m",
+            "pip",
+            "wheel",
+            # Ignore PIP_* variables and the user's pip config: only this command line counts.
+            "--isolated",
+            # Its dependencies are builds of their own; here we want this project's wheel only.
+            "--no-deps",
+            # A cache shared between builds is a place where one build can poison the next.
+            "--no-cache-dir",
+            # Build from the sdist even when the index has a wheel of this version: that build is
+            # the job. Build dependencies (setuptools, ...) may still come as wheels.
+            f"--no-binary={canonicalize_name(package)}",
+            # The master's choice of index (ACK's pypi_url), nothing else.
+            "--index-url",
+            self.index_url,
+            # It would ask the index about pip itself: noise in the log, traffic for nothing.
+            "--disable-pip-version-check",
+            # Progress bars would fill the log with terminal control codes.
+            "--progress-bar",
+            "off",
+            "-w",
+            str(out_dir),
+            *_pep517_flag(pip),
+            f"{package}=={version}",
+        ]
+
+    def pip_environment(self) -> dict[str, str]:
+        """Variables for pip on top of the sandbox's clean environment (HOME, TMPDIR, PATH)."""
+        return {
+            # --isolated still reads the global (/etc/xdg/pip) and site config files; naming
+            # the null device as the config file is pip's way of reading none at all. It also
+            # reaches the inner pip that installs build dependencies, which lacks --isolated.
+            "PIP_CONFIG_FILE": "/dev/null",
+            # The inner pip does read the environment: same reason as the flag above.
+            "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+        }
+
+
+def _pep517_flag(pip_version: str) -> list[str]:
+    # Before 25.3, pip builds a project without pyproject.toml by running its setup.py with
+    # whatever setuptools the interpreter has, outside build isolation. Forcing PEP 517 gives
+    # every build a fresh backend from the index instead. pip < 19 lacks the flag; 25.3+ has
+    # no other way.
+    try:
+        version = Version(pip_version)
+    except InvalidVersion:
+        return []
+    return ["--use-pep517"] if Version("19") <= version < Version("25.3") else []
+
+
+class Build:
+    """One build in progress or finished; see :meth:`Builder.start`."""
+
+    def __init__(self, builder: Builder, package: str, version: str, build_dir: Path) -> None:
+        self.package = package
+        self.version = version
+        self.build_dir = build_dir
+        self._builder = builder
+        self._log = _BuildLog()
+        self._lock = threading.Lock()
+        self._process: SandboxedProcess | None = None
+        self._kill_reason: str | None = None
+        self._result: BuildResult | None = None
+        self._thread = threading.Thread(
+            target=self._run, name=f"build {package} {version}", daemon=True
+        )
+
+    @property
+    def out_dir(self) -> Path:
+        """Where pip writes the wheels."""
+        return self.build_dir / "out"
+
+    def start(self) -> None:
+        """Start the build thread (done by :meth:`Builder.start`)."""
+        self._thread.start()
+
+    def is_alive(self) -> bool:
+        """True while the build runs."""
+        return self._thread.is_alive()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait up to *timeout* seconds for the end; True if the build has finished."""
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def kill(self, reason: str = "the build was cancelled") -> None:
+        """Stop the build (its whole process tree) from any thread; it then ends as failed."""
+        with self._lock:
+            if self._kill_reason is None:
+                self._kill_reason = reason
+            process = self._process
+        if process is not None:
+            process.kill(reason)
+
+    @property
+    def result(self) -> BuildResult:
+        """The outcome; only once the build has finished."""
+        if self._result is None:
+            raise RuntimeError(f"the build of {self.package} {self.version} is still running")
+        return self._result
+
+    def wheel_path(self, filename: str) -> Path:
+        """Where the reported wheel *filename* lies; only names from :attr:`result` are valid."""
+        if filename not in {f.filename for f in self.result.files}:
+            raise KeyError(f"{filename!r} is not a wheel of this build")
+        return self.out_dir / filename
+
+    def cleanup(self) -> None:
+        """Stop the build if it still runs, and delete everything it left on disk."""
+        self.kill("the build was cleaned up while running")
+        self._thread.join()
+        remove_tree(self.build_dir)
+
+    def _run(self) -> None:
+        started = time.monotonic()
+        try:
+            status, files = self._build()
+        except Exception as exc:  # a bug of ours must still end as a failed build, not a hang
+            self._log.note(f"internal error: {exc!r}")
+            status, files = False, []
+        # Only the wheels are needed from here on (for SEND); the rest may be large.
+        for scratch in ("home", "tmp", "scan"):
+            remove_tree(self.build_dir / scratch)
+        duration = timedelta(seconds=time.monotonic() - started)
+        self._log.note(f"build {'succeeded' if status else 'failed'} after {duration}")
+        self._result = BuildResult(status, duration, self._log.text(), files)
+
+    def _build(self) -> tuple[bool, list[FileState]]:
+        problem = _request_problem(self.package, self.version)
+        if problem:
+            self._log.note(f"refusing to build: {problem}")
+            return False, []
+        self.out_dir.mkdir()
+        run = self._run_pip()
+        if not self._pip_succeeded(run):
+            return False, []
+        files = self._collect()
+        if not files:
+            self._log.note(f"pip produced no wheel of {self.package} {self.version}")
+        elif self._kill_reason:
+            # Killed while we inspected the wheels: what the master asked for wins.
+            self._log.note(f"killed while inspecting the wheels: {self._kill_reason}")
+            return False, []
+        return bool(files), files
+
+    def _run_pip(self) -> RunResult:
+        builder = self._builder
+        interpreter = builder.interpreter
+        command = builder.pip_command(self.package, self.version, self.out_dir)
+        self._log.note(
+            f"building {self.package} {self.version} for {interpreter.abi_tag} "
+            f"({interpreter.platform_tag}) with Python {interpreter.version} "
+            f"({interpreter.path}), pip {interpreter.pip_version}"
+        )
+        self._log.note(f"sandbox: {builder.sandbox.description}")
+        self._log.note(f"timeout: {builder.timeout}")
+        self._log.note(f"running: {shlex.join(command)}")
+        return self._sandboxed(command, builder.timeout.total_seconds(), builder.pip_environment())
+
+    def _sandboxed(self, command: list[str], timeout: float, env: dict[str, str]) -> RunResult:
+        builder = self._builder
+        with self._lock:
+            if self._kill_reason is not None:
+                return RunResult(-1, "", self._kill_reason)
+            self._process = builder.sandbox.start(
+                command,
+                build_dir=self.build_dir,
+                env=env,
+                readable=builder.interpreter.prefixes,
+                # Other builds' directories (left over or not yet cleaned) are none of its business.
+                hide=[builder.work_root],
+            )
+        try:
+            return self._process.communicate(timeout)
+        finally:
+            with self._lock:
+                self._process = None
+
+    def _pip_succeeded(self, run: RunResult) -> bool:
+        self._log.block(run.output)
+        if run.killed:
+            self._log.note(f"pip was killed: {run.killed}")
+            return False
+        self._log.note(f"pip exited with status {run.returncode}")
+        return run.returncode == 0
+
+    def _collect(self) -> list[FileState]:
+        files = []
+        for path in sorted(self.out_dir.iterdir()):
+            state = self._inspect(path)
+            if state is not None:
+                files.append(state)
+        return files
+
+    def _inspect(self, path: Path) -> FileState | None:
+        problem = _foreign_wheel(path.name, self.package, self.version)
+        if problem:
+            self._log.note(f"not reporting {path.name}: {problem}")
+            return None
+        try:
+            requires_python, pip_deps = _read_metadata(path)
+        except _BadWheelError as exc:
+            self._log.note(f"not reporting {path.name}: {exc}")
+            return None
+        state = _file_state(path, requires_python, pip_deps | self._apt_dependencies(path))
+        self._log.note(f"wheel {state.filename}: {state.filesize} bytes, sha256 {state.filehash}")
+        return state
+
+    def _apt_dependencies(self, wheel: Path) -> frozenset[Dependency]:
+        if shutil.which("ldd") is None or shutil.which("dpkg") is None:
+            return frozenset()  # not a Debian-like system: nothing to report
+        scan_dir = self.build_dir / "scan"
+        remove_tree(scan_dir)
+        scan_dir.mkdir()
+        libraries = _extract_libraries(wheel, scan_dir)
+        if not libraries:
+            return frozenset()
+        # ldd may execute the file it inspects (it runs the ELF's own interpreter), and these
+        # files come from the package: run it sandboxed like the build.
+        run = self._sandboxed(["ldd", *map(str, libraries)], _SCAN_TIMEOUT, {})
+        own = {path.name.split("-", 1)[1] for path in libraries}
+        linked = _linked_paths(run.output, inside=scan_dir, own=own)
+        return frozenset(Dependency("apt", pkg) for pkg in _owning_packages(linked))
+
+
+class _BuildLog:
+    """The build's output: pip's, framed by our own lines (prefixed so they stand out)."""
+
+    def __init__(self) -> None:
+        self._parts: list[str] = []
+
+    def note(self, line: str) -> None:
+        self._parts.append(f"[piwheels] {line}\n")
+
+    def block(self, text: str) -> None:
+        if text and not text.endswith("\n"):
+            text += "\n"
+        self._parts.append(text)
+
+    def text(self) -> str:
+        return "".join(self._parts)
+
+
+class _BadWheelError(Exception):
+    """A wheel pip produced cannot be read or lacks a dist-info METADATA."""
+
+
+def _request_problem(package: str, version: str) -> str | None:
+    """Why *package* and *version* are unfit for a pip command line, if they are."""
+    try:
+        canonicalize_name(package, validate=True)
+    except InvalidName:
+        return f"{package!r} is not a valid project name"
+    if not _VERSION_RE.fullmatch(version):
+        return f"{version!r} is not a version we can ask pip for"
+    return None
+
+
+def _foreign_wheel(filename: str, package: str, version: str) -> str | None:
+    """Why *filename* is not a wheel of *package* at *version*, if it is not."""
+    if not filename.endswith(".whl"):
+        return "not a wheel"
+    try:
+        name, found, _, _ = parse_wheel_filename(filename)
+    except InvalidWheelFilename as exc:
+        return str(exc)
+    if name != canonicalize_name(package) or not _same_version(found, version):
+        return f"it is {name} {found}, not the requested {package} {version}"
+    return None
+
+
+def _same_version(found: Version, wanted: str) -> bool:
+    try:
+        return found == Version(wanted)
+    except InvalidVersion:
+        return False
+
+
+def _file_state(path: Path, requires_python: str | None, deps: frozenset[Dependency]) -> FileState:
+    name, version, _, tags = parse_wheel_filename(path.name)
+    return FileState(
+        filename=path.name,
+        filesize=path.stat().st_size,
+        filehash=_sha256(path),
+        package_tag=name,
+        package_version_tag=str(version),
+        # A wheel may carry several tags of each kind (py2.py3); the filename joins them with
+        # dots, as here, though in an order of its own.
+        py_version_tag=".".join(sorted({t.interpreter for t in tags})),
+        abi_tag=".".join(sorted({t.abi for t in tags})),
+        platform_tag=".".join(sorted({t.platform for t in tags})),
+        dependencies=deps,
+        requires_python=requires_python,
+    )
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _read_metadata(wheel: Path) -> tuple[str | None, frozenset[Dependency]]:
+    """Requires-Python and the Requires-Dist entries (as ``pip`` dependencies) of *wheel*."""
+    raw, _ = parse_email(_metadata_bytes(wheel))
+    pip_deps = frozenset(Dependency("pip", _requirement(r)) for r in raw.get("requires_dist", []))
+    return raw.get("requires_python"), pip_deps
+
+
+def _metadata_bytes(wheel: Path) -> bytes:
+    try:
+        with zipfile.ZipFile(wheel) as archive:
+            names = [n for n in archive.namelist() if re.fullmatch(r"[^/]+\.dist-info/METADATA", n)]
+            if len(names) != 1:
+                raise _BadWheelError(f"expected one .dist-info/METADATA, found {len(names)}")
+            with archive.open(names[0]) as f:
+                data = f.read(_METADATA_LIMIT + 1)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise _BadWheelError(f"unreadable wheel: {exc}") from None
+    if len(data) > _METADATA_LIMIT:
+        raise _BadWheelError(f"METADATA is larger than {_METADATA_LIMIT} bytes")
+    return data
+
+
+def _requirement(text: str) -> str:
+    # Normalised, so that the same requirement spelt two ways is one dependency.
+    try:
+        return str(Requirement(text))
+    except InvalidRequirement:
+        return text.strip()
+
+
+def _extract_libraries(wheel: Path, dest: Path) -> list[Path]:
+    """Copy the shared objects of *wheel* into *dest*, flat, each named ``<n>-<basename>``."""
+    extracted: list[Path] = []
+    budget = _SO_LIMIT
+    with zipfile.ZipFile(wheel) as archive:
+        for info in archive.infolist():
+            base = PurePosixPath(info.filename).name
+            if info.is_dir() or not (base.endswith(".so") or ".so." in base):
+                continue
+            # Never the archive's own path: a hostile name (../../x) must not choose where we write.
+            target = dest / f"{len(extracted)}-{base}"
+            budget -= _copy_member(archive, info, target, budget)
+            extracted.append(target)
+            if budget <= 0:
+                break
+    return extracted
+
+
+def _copy_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, limit: int) -> int:
+    copied = 0
+    with archive.open(info) as src, target.open("wb") as dst:
+        while copied < limit and (chunk := src.read(min(_CHUNK, limit - copied))):
+            dst.write(chunk)
+            copied += len(chunk)
+    return copied
+
+
+def _linked_paths(ldd_output: str, *, inside: Path, own: set[str]) -> set[str]:
+    """The system libraries ldd resolved, less the wheel's own (extracted or bundled) ones."""
+    paths = set()
+    for line in ldd_output.splitlines():
+        soname, arrow, rest = line.strip().partition(" => ")
+        path = (rest if arrow else soname).split(" (")[0].strip()
+        if not path.startswith("/") or soname in own:
+            continue
+        if Path(path).is_relative_to(inside):
+            continue
+        paths.add(path)
+    return paths
+
+
+def _owning_packages(paths: Iterable[str]) -> set[str]:
+    """The Debian packages that installed *paths* (architecture qualifiers dropped)."""
+    candidates = sorted({alt for path in paths for alt in _path_variants(path)})
+    if not candidates:
+        return set()
+    try:
+        proc = subprocess.run(
+            ["dpkg", "-S", *candidates], capture_output=True, text=True, timeout=60, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return set()
+    packages = set()
+    for line in proc.stdout.splitlines():
+        if line.startswith("diversion by"):
+            continue
+        owners, sep, _ = line.partition(": ")
+        if sep:
+            packages.update(p.strip().split(":")[0] for p in owners.split(","))
+    return packages
+
+
+def _path_variants(path: str) -> set[str]:
+    # With merged /usr, ldd may report /lib/... while dpkg registered /usr/lib/... (or the
+    # reverse), and a symlinked name while dpkg knows the target.
+    variants = {path, str(Path(path).resolve())}
+    for variant in list(variants):
+        if variant.startswith("/usr/"):
+            variants.add(variant[len("/usr") :])
+        else:
+            variants.add("/usr" + variant)
+    return variants
