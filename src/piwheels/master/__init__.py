@@ -1,0 +1,100 @@
+"""The piwheels master: its tasks, wired together and run until told to stop.
+
+Each task is a thread with its own sockets (see :mod:`piwheels.master.task`). This module binds
+the control queues, starts the tasks in an order where every queue has a reader, and stops them
+all on SIGTERM / SIGINT, on QUIT, or as soon as one task crashes.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from typing import Any
+
+import zmq
+
+from piwheels import protocols
+from piwheels.master.cloud_gazer import CloudGazer
+from piwheels.master.config import MasterConfig
+from piwheels.master.file_juggler import FileJuggler
+from piwheels.master.seraph import Seraph
+from piwheels.master.slave_driver import SlaveDriver
+from piwheels.master.task import Task
+from piwheels.master.the_architect import TheArchitect
+from piwheels.master.the_oracle import TheOracle
+from piwheels.transport import ProtocolError, Socket
+
+log = logging.getLogger(__name__)
+JOIN_TIMEOUT = 10.0
+
+
+class PiwMaster:
+    """Runs the master's tasks; :meth:`run` blocks until the master stops."""
+
+    def __init__(self, config: MasterConfig, *, follow_pypi: bool = True) -> None:
+        self.config = config
+        self.follow_pypi = follow_pypi
+        self.context: zmq.Context[Any] = zmq.Context()
+        self.tasks: list[Task] = []
+        self.failed: str | None = None
+
+    def run(self) -> int:
+        """Run until QUIT, a signal, or a task failure; return the exit status."""
+        control = Socket(zmq.PUB, protocols.task_control, context=self.context)
+        control.bind(self.config.task_control_queue)
+        inbox = Socket(zmq.PULL, protocols.master_control, context=self.context)
+        inbox.bind(self.config.master_control_queue)
+        stop = threading.Event()
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, lambda *_: stop.set())
+        try:
+            self.tasks = self._create_tasks()
+            for task in self.tasks:
+                task.start()
+            log.info("master running with %d tasks", len(self.tasks))
+            while not stop.is_set():
+                if inbox.poll(500):
+                    self._handle_inbox(inbox, stop)
+        finally:
+            log.info("stopping")
+            control.send("QUIT")
+            for task in self.tasks:
+                task.join(JOIN_TIMEOUT)
+                if task.is_alive():
+                    log.error("%s did not stop within %ss", task.name, JOIN_TIMEOUT)
+            control.close()
+            inbox.close()
+            self.context.term()
+        log.info("stopped")
+        return 1 if self.failed else 0
+
+    def _create_tasks(self) -> list[Task]:
+        config, ctx = self.config, self.context
+        tasks: list[Task] = [Seraph(config, ctx)]
+        tasks += [TheOracle(config, ctx, number=n) for n in range(config.oracles)]
+        tasks += [FileJuggler(config, ctx), SlaveDriver(config, ctx), TheArchitect(config, ctx)]
+        if self.follow_pypi:
+            tasks.append(CloudGazer(config, ctx))
+        return tasks
+
+    def _handle_inbox(self, inbox: Socket, stop: threading.Event) -> None:
+        try:
+            action, data = inbox.recv()
+        except ProtocolError as exc:
+            log.error("bad message to the master: %s", exc)
+            return
+        if action == "FAILED":
+            task, trace = data
+            self.failed = task
+            log.critical("%s crashed; stopping the master:\n%s", task, trace)
+        stop.set()
+
+    def stop(self) -> None:
+        """Ask a running master to stop (safe to call from any thread)."""
+        with Socket(zmq.PUSH, reversed(protocols.master_control), context=self.context) as sock:
+            sock.connect(self.config.master_control_queue)
+            sock.send("QUIT")
+            # give the message a moment to leave before the socket closes with linger 0
+            sock.zsock.setsockopt(zmq.LINGER, 1000)

@@ -18,6 +18,7 @@ from typing import Any
 import zmq
 
 from piwheels import protocols
+from piwheels.master.config import MasterConfig
 from piwheels.protocols import Protocol
 from piwheels.transport import ProtocolError, Socket
 
@@ -25,8 +26,7 @@ Handler = Callable[[], None]
 
 
 class TaskQuit(Exception):
-    # a signal to leave the loop, not an error
-    """Raised inside a task's loop to leave it cleanly."""
+    """Raised inside a task's loop to leave it cleanly (a signal, not an error)."""
 
 
 @dataclass
@@ -40,11 +40,10 @@ class Task(threading.Thread):
     """One of the master's tasks, running in its own thread."""
 
     name = "task"
-    control_address = "inproc://control"
-    master_address = "inproc://master-control"
 
-    def __init__(self, context: zmq.Context[Any] | None = None) -> None:
+    def __init__(self, config: MasterConfig, context: zmq.Context[Any] | None = None) -> None:
         super().__init__(name=self.name, daemon=True)
+        self.config = config
         self.context = context or zmq.Context.instance()
         self.log = logging.getLogger(f"piwheels.{self.name.lower().replace(' ', '_')}")
         self.paused = False
@@ -54,11 +53,11 @@ class Task(threading.Thread):
         self._poller = zmq.Poller()
         control = self.socket(zmq.SUB, protocols.task_control)
         control.zsock.setsockopt(zmq.SUBSCRIBE, b"")
-        control.connect(self.control_address)
+        control.connect(config.task_control_queue)
         self.register(control, self._handle_control)
         self._control = control
         self._master = self.socket(zmq.PUSH, reversed(protocols.master_control))
-        self._master.connect(self.master_address)
+        self._master.connect(config.master_control_queue)
 
     # -- wiring --------------------------------------------------------------------------------
 

@@ -1,0 +1,232 @@
+"""``piw-master``: run the build farm's master."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from datetime import timedelta
+from pathlib import Path
+
+import psycopg
+from packaging.utils import canonicalize_name
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from piwheels.abis import UnknownABI, sorted_abis
+from piwheels.cli.options import ConfigError, configure_logging, make_parser, parse_args
+from piwheels.db.database import Database
+from piwheels.db.embedded import EmbeddedPostgres, EmbeddedPostgresError
+from piwheels.db.migrate import SchemaError, migrate
+from piwheels.master import PiwMaster
+from piwheels.master.config import MasterConfig
+
+log = logging.getLogger("piwheels.cli.master")
+MASTER_ROLE = "piwheels"
+
+
+def default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "piwheels"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = make_parser(
+        "piw-master",
+        "Run the piwheels master: follow PyPI, queue builds, "
+        "drive build slaves and store their wheels.",
+    )
+    parser.add_argument(
+        "-d",
+        "--dsn",
+        help="the database to use (a libpq connection string for "
+        "the master's unprivileged role); by default a private PostgreSQL is run "
+        "in DATA_DIR/postgres and stopped on exit",
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=default_data_dir(),
+        help="where the embedded database (and, by default, the output) live",
+    )
+    parser.add_argument(
+        "-o", "--output-path", type=Path, help="the web output directory (default: DATA_DIR/www)"
+    )
+    parser.add_argument(
+        "--pypi-simple",
+        default="https://pypi.org/simple/",
+        metavar="URL",
+        help="PyPI's simple index (PEP 691 JSON), to discover changed projects",
+    )
+    parser.add_argument(
+        "--pypi-json",
+        default="https://pypi.org/pypi",
+        metavar="URL",
+        help="PyPI's JSON API, for each project's versions",
+    )
+    parser.add_argument(
+        "--slave-index",
+        metavar="URL",
+        help="the index slaves download sdists from (default: --pypi-simple)",
+    )
+    parser.add_argument(
+        "--package",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="follow only this project (repeatable); default: all of PyPI",
+    )
+    parser.add_argument(
+        "--package-list",
+        type=Path,
+        metavar="FILE",
+        help="follow only the projects named in FILE, one a line (# comments)",
+    )
+    parser.add_argument(
+        "--build-abi",
+        action="append",
+        default=[],
+        metavar="TAG",
+        help="an ABI to build for, e.g. cp39 (repeatable); default: the ABI "
+        "of the Python running the master",
+    )
+    parser.add_argument(
+        "--pypi-interval",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="how often to look for changes on PyPI",
+    )
+    parser.add_argument(
+        "--queue-interval",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="how often the Slave Driver's view of the build queue is refreshed",
+    )
+    parser.add_argument(
+        "--slave-timeout",
+        type=float,
+        default=900.0,
+        metavar="SECONDS",
+        help="silence after which a slave is dropped and its build requeued",
+    )
+    parser.add_argument(
+        "--min-free-space",
+        type=int,
+        default=1 << 30,
+        metavar="BYTES",
+        help="below this much free space on the output disk, slaves SLEEP",
+    )
+    parser.add_argument(
+        "--no-follow",
+        action="store_true",
+        help="do not follow PyPI (only build what the database already holds)",
+    )
+    queues = parser.add_argument_group("queues (ZeroMQ addresses)")
+    queues.add_argument(
+        "--slave-queue",
+        default="tcp://*:5555",
+        metavar="ADDR",
+        help="where build slaves talk to the Slave Driver",
+    )
+    queues.add_argument(
+        "--file-queue",
+        default="tcp://*:5556",
+        metavar="ADDR",
+        help="where build slaves send files to the File Juggler",
+    )
+    queues.add_argument(
+        "--control-queue",
+        default="ipc:///tmp/piw-control",
+        metavar="ADDR",
+        help="where the monitor and tools send control commands",
+    )
+    queues.add_argument(
+        "--status-queue",
+        default="ipc:///tmp/piw-status",
+        metavar="ADDR",
+        help="where the master publishes its status to monitors",
+    )
+    queues.add_argument(
+        "--import-queue",
+        default="ipc:///tmp/piw-import",
+        metavar="ADDR",
+        help="where piw-import, piw-remove and piw-rebuild talk to Mr. Chase",
+    )
+    return parser
+
+
+def read_package_list(path: Path) -> list[str]:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise ConfigError(f"cannot read package list {str(path)!r}: {exc}") from None
+    return [line.split("#", 1)[0].strip() for line in lines if line.split("#", 1)[0].strip()]
+
+
+def current_abi() -> str:
+    return f"cp{sys.version_info.major}{sys.version_info.minor}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parse_args(parser, argv, "master")
+        configure_logging(args)
+        packages = list(args.package)
+        if args.package_list is not None:
+            packages += read_package_list(args.package_list)
+        abis = sorted_abis(args.build_abi or [current_abi()])
+    except (ConfigError, UnknownABI) as exc:
+        parser.error(str(exc))
+    output = args.output_path or args.data_dir / "www"
+    embedded = None
+    try:
+        if args.dsn:
+            dsn = args.dsn
+        else:
+            embedded = EmbeddedPostgres(args.data_dir / "postgres")
+            superuser = embedded.start()
+            migrate(superuser, master_role=MASTER_ROLE)
+            dsn = make_conninfo(superuser, user=MASTER_ROLE)
+        output.mkdir(parents=True, exist_ok=True)
+        db = Database(dsn)
+        db.set_build_abis(abis)
+        db.close()
+        config = MasterConfig(
+            dsn=dsn,
+            output_path=output,
+            build_abis=[abi.abi_tag for abi in abis],
+            pypi_simple=args.pypi_simple,
+            pypi_json=args.pypi_json,
+            slave_index=args.slave_index,
+            packages=sorted({canonicalize_name(p) for p in packages}),
+            pypi_interval=args.pypi_interval,
+            queue_interval=args.queue_interval,
+            slave_timeout=timedelta(seconds=args.slave_timeout),
+            min_free_space=args.min_free_space,
+            slave_queue=args.slave_queue,
+            file_queue=args.file_queue,
+            control_queue=args.control_queue,
+            status_queue=args.status_queue,
+            import_queue=args.import_queue,
+        )
+        log.info("database %s, output %s, ABIs %s", _safe_dsn(dsn), output, config.build_abis)
+        if config.packages:
+            log.info("following only: %s", ", ".join(config.packages))
+        return PiwMaster(config, follow_pypi=not args.no_follow).run()
+    except (SchemaError, EmbeddedPostgresError, psycopg.Error, OSError) as exc:
+        log.critical("cannot start: %s", exc)
+        return 2
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+def _safe_dsn(dsn: str) -> str:
+    """The DSN without its password, for the log."""
+    params = conninfo_to_dict(dsn)
+    params.pop("password", None)
+    return make_conninfo("", **params)

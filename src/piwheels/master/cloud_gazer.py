@@ -1,0 +1,130 @@
+"""Cloud Gazer: follows PyPI and records new packages, versions, yanks and removals.
+
+Following all of PyPI, it diffs the simple index's per-project serials against the serials it
+recorded, so a restart resumes where it left off and only changed projects are fetched again.
+Following an allow-list (a small farm, a demo), it asks PyPI about just those projects.
+Fetches run on a few threads (they are network-bound); the database writes stay in the task.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any
+
+import zmq
+from packaging.utils import canonicalize_name
+
+from piwheels.db.database import ProjectVersion
+from piwheels.master.config import MasterConfig
+from piwheels.master.db_client import DatabaseError, DbClient
+from piwheels.master.task import Task
+from piwheels.pypi import ProjectInfo, ProjectNotFound, PyPIClient, PyPIError
+
+FETCH_THREADS = 8
+BATCH = 64  # projects recorded per turn of the loop, so control messages are never kept waiting
+
+
+class CloudGazer(Task):
+    name = "Cloud Gazer"
+
+    def __init__(
+        self,
+        config: MasterConfig,
+        context: zmq.Context[Any] | None = None,
+        *,
+        pypi: PyPIClient | None = None,
+    ) -> None:
+        super().__init__(config, context)
+        self.db = DbClient(config.oracle_queue, self.context)
+        self.pypi = pypi or PyPIClient(config.pypi_simple, config.pypi_json)
+        self.allow_list = sorted({canonicalize_name(name) for name in config.packages})
+        self.pending: list[str] = []  # projects known to have changed, not yet recorded
+        self.pending_serial: int | None = None  # PyPI's serial once `pending` is done
+        self.fetcher = ThreadPoolExecutor(FETCH_THREADS, thread_name_prefix="gazer-fetch")
+        self.every(config.pypi_interval, self.discover)
+        self.every(0.1, self.record_batch)
+
+    def once(self) -> None:
+        self.discover()
+
+    def discover(self) -> None:
+        """Find which projects changed since we last looked."""
+        if self.paused or self.pending:
+            return
+        try:
+            known = self.db.get_package_serials()
+            if self.allow_list:
+                self.pending = self.allow_list
+                return
+            serial, projects = self.pypi.list_projects()
+        except (PyPIError, DatabaseError) as exc:
+            self.log.warning("cannot look for changes now (will retry): %s", exc)
+            return
+        changed = [name for name, entry in projects.items() if known.get(name) != entry.serial]
+        for name in set(known) - set(projects):
+            if known[name] >= 0:
+                self.log.info("%s was removed from PyPI", name)
+                self.pending.append(name)
+        self.pending.extend(sorted(changed))
+        self.pending_serial = serial
+        if self.pending:
+            self.log.info("%d projects changed on PyPI (serial %d)", len(self.pending), serial)
+
+    def record_batch(self) -> None:
+        """Fetch and record the next few changed projects."""
+        if self.paused or not self.pending:
+            return
+        batch, self.pending = self.pending[:BATCH], self.pending[BATCH:]
+        for name, info in zip(batch, self.fetcher.map(self._fetch, batch), strict=True):
+            try:
+                if info is None:
+                    self.db.remove_project(name)
+                elif isinstance(info, ProjectInfo):
+                    self.record(info)
+            except DatabaseError as exc:
+                self.log.error("cannot record %s (will retry): %s", name, exc)
+                self.pending.append(name)
+        if not self.pending and self.pending_serial is not None:
+            try:
+                self.db.set_pypi_serial(self.pending_serial)
+            except DatabaseError as exc:
+                self.log.error("cannot record PyPI serial: %s", exc)
+            self.pending_serial = None
+
+    def _fetch(self, name: str) -> ProjectInfo | Exception | None:
+        """The project's details, None when PyPI no longer has it, or the error to log."""
+        try:
+            return self.pypi.project(name)
+        except ProjectNotFound:
+            return None
+        except PyPIError as exc:
+            self.log.warning("cannot fetch %s (skipped this round): %s", name, exc)
+            return exc
+
+    def record(self, info: ProjectInfo) -> None:
+        versions = [
+            ProjectVersion(
+                version=v.version,
+                released=v.released or datetime.now(UTC),
+                requires_python=v.requires_python,
+                has_sdist=v.has_sdist,
+                yanked=v.yanked,
+                skip="" if v.valid else "not a valid PEP 440 version",
+            )
+            for v in info.versions
+        ]
+        self.db.set_project(
+            info.canonical_name,
+            info.name,
+            info.serial,
+            info.summary or "",
+            info.description or "",
+            versions,
+        )
+        self.log.info("recorded %s (%d versions)", info.name, len(versions))
+
+    def close(self) -> None:
+        self.fetcher.shutdown(wait=False, cancel_futures=True)
+        self.db.close()
+        super().close()

@@ -1,0 +1,44 @@
+"""The master's settings, as the tasks see them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+DEFAULT_PACKAGES = ("six", "packaging", "markupsafe", "pyyaml", "wrapt")
+
+
+@dataclass
+class MasterConfig:
+    dsn: str
+    output_path: Path
+    build_abis: list[str]
+    pypi_simple: str = "https://pypi.org/simple/"
+    pypi_json: str = "https://pypi.org/pypi"
+    # where slaves fetch sdists from (sent in ACK); defaults to pypi_simple
+    slave_index: str | None = None
+    packages: list[str] = field(default_factory=list)  # empty: follow all of PyPI
+    pypi_interval: float = 60.0
+    queue_interval: float = 5.0
+    queue_head: int = 1000  # queue entries per ABI the Slave Driver holds in memory
+    oracles: int = 3
+    # below this many free bytes on the output disk, slaves are told to SLEEP
+    min_free_space: int = 1 << 30
+    slave_timeout: timedelta = timedelta(minutes=15)  # silence before a slave is dropped
+    slave_queue: str = "tcp://*:5555"
+    file_queue: str = "tcp://*:5556"
+    control_queue: str = "ipc:///tmp/piw-control"
+    status_queue: str = "ipc:///tmp/piw-status"
+    import_queue: str = "ipc:///tmp/piw-import"
+    # the master's internal queues; addresses so a task could later live in another process
+    oracle_queue: str = "inproc://oracle"
+    oracle_workers_queue: str = "inproc://oracle-workers"
+    builds_queue: str = "inproc://builds"
+    fs_queue: str = "inproc://fs"
+    task_control_queue: str = "inproc://control"
+    master_control_queue: str = "inproc://master-control"
+
+    @property
+    def index_for_slaves(self) -> str:
+        return self.slave_index or self.pypi_simple

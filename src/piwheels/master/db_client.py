@@ -1,0 +1,93 @@
+"""The typed client tasks use to ask the Oracles (through Seraph) for database work.
+
+One client per thread: ZeroMQ sockets must not be shared between threads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import zmq
+
+from piwheels import protocols
+from piwheels.db.database import ProjectVersion, QueueSnapshot
+from piwheels.protocols import NO_DATA
+from piwheels.states import BuildResult
+from piwheels.transport import Socket
+
+
+class DatabaseError(Exception):
+    """The Oracle could not carry out a request; the message says why."""
+
+
+class DbClient:
+    def __init__(
+        self, address: str, context: zmq.Context[Any] | None = None, *, timeout: float = 120.0
+    ) -> None:
+        self.address = address
+        self.context = context
+        self.timeout = timeout
+        self._sock = self._connect()
+
+    def _connect(self) -> Socket:
+        return Socket(zmq.REQ, reversed(protocols.oracle), context=self.context).connect(
+            self.address
+        )
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def _call(self, action: str, data: Any = NO_DATA) -> Any:
+        self._sock.send(action, data)
+        if not self._sock.poll(self.timeout * 1000):
+            # a REQ socket that missed its reply is stuck; start afresh for the next request
+            self._sock.close()
+            self._sock = self._connect()
+            raise DatabaseError(f"{action}: no reply from the database within {self.timeout}s")
+        status, result = self._sock.recv()
+        if status == "ERROR":
+            raise DatabaseError(result)
+        return result
+
+    def get_package_serials(self) -> dict[str, int]:
+        return dict(self._call("GETPKGS"))
+
+    def get_pypi_serial(self) -> int:
+        return int(self._call("GETSERIAL"))
+
+    def set_pypi_serial(self, serial: int) -> None:
+        self._call("SETSERIAL", serial)
+
+    def set_project(
+        self,
+        package: str,
+        display_name: str,
+        serial: int,
+        summary: str,
+        description: str,
+        versions: Sequence[ProjectVersion],
+    ) -> None:
+        self._call(
+            "SETPROJECT", (package, display_name, serial, summary, description, list(versions))
+        )
+
+    def remove_project(self, package: str) -> None:
+        self._call("REMOVEPROJECT", package)
+
+    def get_build_abis(self) -> list[str]:
+        return list(self._call("GETABIS"))
+
+    def get_queue(self, limit: int) -> QueueSnapshot:
+        heads, lengths = self._call("GETQUEUE", limit)
+        return QueueSnapshot(
+            {abi: [tuple(entry) for entry in entries] for abi, entries in heads.items()}, lengths
+        )
+
+    def get_file_hashes(self, filenames: Sequence[str]) -> dict[str, str]:
+        return dict(self._call("GETHASHES", list(filenames)))
+
+    def log_build(
+        self, slave_id: int, package: str, version: str, abi_tag: str, result: BuildResult
+    ) -> int:
+        return int(self._call("LOGBUILD", (slave_id, package, version, abi_tag, result)))

@@ -1,0 +1,285 @@
+"""The File Juggler: fetches wheels from slaves in chunks and puts them in place, verified.
+
+The Slave Driver tells it (EXPECT) which file a slave is about to send; the slave then says
+HELLO on the file queue and is sent several FETCHes at once. Chunks are written at their offset
+into a temporary file beside the target and hashed as they arrive in order, so a file of any
+size costs a few chunks of memory. Only a file whose size and SHA256 match what BUILT reported
+is renamed into ``OUTPUT/simple/<project>/``; the Slave Driver then asks (VERIFY) how it went.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import secrets
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import zmq
+from packaging.utils import canonicalize_name
+
+from piwheels import protocols
+from piwheels.master.config import MasterConfig
+from piwheels.master.task import Task
+from piwheels.states import FileState
+from piwheels.transport import ProtocolError
+
+CHUNK_SIZE = 1 << 20
+WINDOW = 8  # FETCHes in flight per transfer
+REFETCH_AFTER = 10.0  # seconds without a chunk before outstanding FETCHes are repeated
+READ_BLOCK = 1 << 20
+
+
+class TransferError(Exception):
+    """A transfer that cannot go on; the message is what VERIFY reports."""
+
+
+@dataclass
+class Transfer:
+    slave_id: int
+    file: FileState
+    target: Path
+    temp: Path
+    fd: int
+    address: bytes | None = None
+    next_offset: int = 0  # the next offset not yet asked for
+    outstanding: dict[int, int] = field(default_factory=dict)  # offset -> length
+    received: int = 0
+    hasher: Any = field(default_factory=hashlib.sha256)
+    hashed_upto: int = 0
+    last_activity: float = field(default_factory=time.monotonic)
+    verdict: str | None = None  # None while running; "" when verified; else the error
+
+    @property
+    def complete(self) -> bool:
+        return self.received >= self.file.filesize
+
+
+class FileJuggler(Task):
+    name = "File Juggler"
+
+    def __init__(self, config: MasterConfig, context: zmq.Context[Any] | None = None) -> None:
+        super().__init__(config, context)
+        self.simple = Path(config.output_path) / "simple"
+        self.simple.mkdir(parents=True, exist_ok=True)
+        self.file_queue = self.socket(
+            zmq.ROUTER, protocols.file_juggler, max_message_size=CHUNK_SIZE + 4096
+        ).bind(config.file_queue)
+        self.fs_queue = self.socket(zmq.REP, protocols.file_juggler_control).bind(config.fs_queue)
+        self.register(self.file_queue, self.handle_file)
+        self.register(self.fs_queue, self.handle_fs)
+        self.every(1.0, self.refetch)
+        self.transfers: dict[int, Transfer] = {}
+        self.by_address: dict[bytes, Transfer] = {}
+
+    # -- the Slave Driver's requests -----------------------------------------------------------
+
+    def handle_fs(self) -> None:
+        try:
+            action, data = self.fs_queue.recv()
+        except ProtocolError as exc:
+            self.log.error("bad request: %s", exc)
+            self.fs_queue.send("ERROR", str(exc))
+            return
+        try:
+            if action == "EXPECT":
+                self.expect(*data)
+                result: Any = None
+            elif action == "VERIFY":
+                result = self.verify(data)
+            elif action == "FORGET":
+                result = self.forget(data)
+            else:  # FREE
+                stat = os.statvfs(self.simple)
+                result = stat.f_bavail * stat.f_frsize
+        except (TransferError, OSError) as exc:
+            self.fs_queue.send("ERROR", str(exc))
+        else:
+            self.fs_queue.send("OK", result)
+
+    def expect(self, slave_id: int, package: str, file: FileState) -> None:
+        self.forget(slave_id)
+        directory = self.simple / canonicalize_name(package)
+        target = directory / file.filename
+        # The Slave Driver checked the name already; this is the last line of defence for disk.
+        if target.parent != directory or file.filename in ("", ".", ".."):
+            raise TransferError(f"refusing to write {file.filename!r} outside {directory}")
+        directory.mkdir(exist_ok=True)
+        temp = directory / f".{file.filename}.{secrets.token_hex(4)}.part"
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        try:
+            # reserve the space now so a full disk fails here, not halfway through the transfer
+            os.posix_fallocate(fd, 0, max(file.filesize, 1))
+        except OSError as exc:
+            os.close(fd)
+            temp.unlink(missing_ok=True)
+            raise TransferError(f"no room for {file.filename} on the output disk: {exc}") from None
+        self.transfers[slave_id] = Transfer(slave_id, file, target, temp, fd)
+
+    def verify(self, slave_id: int) -> str:
+        transfer = self.transfers.get(slave_id)
+        if transfer is None:
+            raise TransferError(f"no transfer expected from slave {slave_id}")
+        if transfer.verdict is None:
+            raise TransferError(
+                f"{transfer.file.filename} incomplete "
+                f"({transfer.received} of {transfer.file.filesize} bytes)"
+            )
+        self.forget(slave_id)
+        if transfer.verdict:
+            raise TransferError(transfer.verdict)
+        return str(transfer.target)
+
+    def forget(self, slave_id: int) -> None:
+        transfer = self.transfers.pop(slave_id, None)
+        if transfer is None:
+            return
+        if transfer.address is not None:
+            self.by_address.pop(transfer.address, None)
+        self._close(transfer)
+        transfer.temp.unlink(missing_ok=True)
+
+    # -- the slaves' side ----------------------------------------------------------------------
+
+    def handle_file(self) -> None:
+        try:
+            address, action, data = self.file_queue.recv_from()
+        except ProtocolError as exc:
+            self.log.error("refused a message on the file queue: %s", exc)
+            return
+        if action == "HELLO":
+            self.start(address, data)
+            return
+        transfer = self.by_address.get(address)
+        if transfer is None or transfer.verdict is not None:
+            self.log.debug("ignored a chunk for no transfer in progress")
+            return
+        offset, chunk = data
+        self.receive(transfer, offset, chunk)
+
+    def start(self, address: bytes, slave_id: int) -> None:
+        transfer = self.transfers.get(slave_id)
+        if transfer is None or transfer.verdict is not None:
+            self.log.warning("slave %d said HELLO but no file is expected from it", slave_id)
+            self.file_queue.send_to(address, "DONE")
+            return
+        if transfer.address is not None:
+            self.log.warning("slave %d restarted its transfer", slave_id)
+            self.by_address.pop(transfer.address, None)
+            transfer.next_offset, transfer.outstanding = 0, {}
+            transfer.received, transfer.hashed_upto = 0, 0
+            transfer.hasher = hashlib.sha256()
+        transfer.address = address
+        self.by_address[address] = transfer
+        self.log.info("slave %d: receiving %s", slave_id, transfer.file.filename)
+        self.fill_window(transfer)
+
+    def fill_window(self, transfer: Transfer) -> None:
+        size = transfer.file.filesize
+        while len(transfer.outstanding) < WINDOW and transfer.next_offset < size:
+            offset = transfer.next_offset
+            length = min(CHUNK_SIZE, size - offset)
+            transfer.outstanding[offset] = length
+            transfer.next_offset += length
+            self._fetch(transfer, offset, length)
+
+    def _fetch(self, transfer: Transfer, offset: int, length: int) -> None:
+        assert transfer.address is not None
+        self.file_queue.send_to(transfer.address, "FETCH", (offset, length))
+
+    def receive(self, transfer: Transfer, offset: int, chunk: bytes) -> None:
+        expected = transfer.outstanding.get(offset)
+        if expected is None or len(chunk) != expected:
+            self.log.warning(
+                "slave %d: unasked-for chunk at %d (%d bytes) ignored",
+                transfer.slave_id,
+                offset,
+                len(chunk),
+            )
+            return
+        try:
+            os.pwrite(transfer.fd, chunk, offset)
+        except OSError as exc:
+            reason = "disk full" if exc.errno == errno.ENOSPC else str(exc)
+            self.fail(transfer, f"cannot write {transfer.file.filename}: {reason}")
+            return
+        del transfer.outstanding[offset]
+        transfer.received += len(chunk)
+        transfer.last_activity = time.monotonic()
+        if offset == transfer.hashed_upto:
+            transfer.hasher.update(chunk)
+            transfer.hashed_upto += len(chunk)
+        if transfer.complete:
+            self.finish(transfer)
+        else:
+            self.fill_window(transfer)
+
+    def finish(self, transfer: Transfer) -> None:
+        file = transfer.file
+        try:
+            digest = self._digest(transfer)
+            if digest != file.filehash:
+                self.fail(
+                    transfer, f"{file.filename}: SHA256 {digest} does not match {file.filehash}"
+                )
+                return
+            os.fsync(transfer.fd)
+            self._close(transfer)
+            # Unpublished leftovers (a master stopped between this and recording) may be
+            # replaced; the Slave Driver never sends a name that is already published.
+            transfer.temp.replace(transfer.target)
+        except OSError as exc:
+            self.fail(transfer, f"cannot store {file.filename}: {exc}")
+            return
+        transfer.verdict = ""
+        self.log.info(
+            "slave %d: %s verified (%d bytes)", transfer.slave_id, file.filename, file.filesize
+        )
+        self._done(transfer)
+
+    def _digest(self, transfer: Transfer) -> str:
+        if transfer.hashed_upto != transfer.file.filesize:
+            # chunks came out of order: hash what is on disk instead, a block at a time
+            hasher = hashlib.sha256()
+            with transfer.temp.open("rb") as fh:
+                while block := fh.read(READ_BLOCK):
+                    hasher.update(block)
+            return hasher.hexdigest()
+        return transfer.hasher.hexdigest()
+
+    def fail(self, transfer: Transfer, reason: str) -> None:
+        self.log.error("slave %d: %s", transfer.slave_id, reason)
+        transfer.verdict = reason
+        self._close(transfer)
+        transfer.temp.unlink(missing_ok=True)
+        self._done(transfer)
+
+    def _done(self, transfer: Transfer) -> None:
+        if transfer.address is not None:
+            self.file_queue.send_to(transfer.address, "DONE")
+            self.by_address.pop(transfer.address, None)
+
+    def refetch(self) -> None:
+        stale = time.monotonic() - REFETCH_AFTER
+        for transfer in self.by_address.values():
+            if transfer.last_activity < stale and transfer.outstanding:
+                self.log.info(
+                    "slave %d: repeating %d FETCHes", transfer.slave_id, len(transfer.outstanding)
+                )
+                transfer.last_activity = time.monotonic()
+                for offset, length in transfer.outstanding.items():
+                    self._fetch(transfer, offset, length)
+
+    @staticmethod
+    def _close(transfer: Transfer) -> None:
+        if transfer.fd >= 0:
+            os.close(transfer.fd)
+            transfer.fd = -1
+
+    def close(self) -> None:
+        for slave_id in list(self.transfers):
+            self.forget(slave_id)
+        super().close()

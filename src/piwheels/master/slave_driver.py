@@ -1,0 +1,304 @@
+"""The Slave Driver: hands out builds, receives results, and has the files fetched.
+
+It speaks the spec's slave protocol on a ROUTER socket. Slaves are untrusted: every message is
+checked against the protocol and against where that slave is in it; a bad one is logged and the
+slave is forgotten (its build goes back to the queue, and the slave, getting no reply, starts
+again from HELLO after its master timeout). A build is recorded only when every file it
+produced has been fetched and verified by the File Juggler.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import zmq
+
+from piwheels import protocols
+from piwheels.master.config import MasterConfig
+from piwheels.master.db_client import DatabaseError, DbClient
+from piwheels.master.slaves import BuildKey, SlaveRecord, check_files
+from piwheels.master.task import Task
+from piwheels.protocols import NO_DATA
+from piwheels.states import BuildResult, SlaveHello, SlaveState, SlaveStats
+from piwheels.transport import ProtocolError
+
+# BUILT carries the whole build log; nothing a slave says is allowed to be bigger than this.
+MAX_SLAVE_MESSAGE = 32 * 1024 * 1024
+# A finished build may linger in a queue picture read just before it was recorded.
+RECENTLY_FINISHED = 120.0
+MAX_SEND_ATTEMPTS = 3
+
+Reply = tuple[str, Any]
+
+
+class SlaveDriver(Task):
+    name = "Slave Driver"
+
+    def __init__(self, config: MasterConfig, context: zmq.Context[Any] | None = None) -> None:
+        super().__init__(config, context)
+        self.db = DbClient(config.oracle_queue, self.context)
+        self.slave_queue = self.socket(
+            zmq.ROUTER, protocols.slave_driver, max_message_size=MAX_SLAVE_MESSAGE
+        ).bind(config.slave_queue)
+        self.builds_queue = self.socket(zmq.PULL, reversed(protocols.architect))
+        self.builds_queue.bind(config.builds_queue)
+        self.fs = self.socket(zmq.REQ, reversed(protocols.file_juggler_control))
+        self.fs.connect(config.fs_queue)
+        self.register(self.slave_queue, self.handle_slave)
+        self.register(self.builds_queue, self.handle_queue)
+        self.every(1.0, self.expire_slaves)
+        self.slaves: dict[bytes, SlaveRecord] = {}
+        self.next_slave_id = 1
+        self.queue: dict[str, list[tuple[str, str]]] = {}
+        self.queue_lengths: dict[str, int] = {}
+        self.active: dict[BuildKey, int] = {}  # build -> slave_id building it
+        self.finished: dict[BuildKey, float] = {}  # build -> when it was recorded
+        self.handlers: dict[str, Callable[[SlaveRecord, Any], Reply | None]] = {
+            "IDLE": self.do_idle,
+            "BUSY": self.do_busy,
+            "BUILT": self.do_built,
+            "SENT": self.do_sent,
+        }
+
+    # -- messages from the Architect -----------------------------------------------------------
+
+    def handle_queue(self) -> None:
+        try:
+            _, (heads, lengths) = self.builds_queue.recv()
+        except ProtocolError as exc:
+            self.log.error("bad queue message: %s", exc)
+            return
+        cutoff = time.monotonic() - RECENTLY_FINISHED
+        self.finished = {key: t for key, t in self.finished.items() if t > cutoff}
+        self.queue = {
+            abi: [
+                (pkg, ver)
+                for pkg, ver in entries
+                if (pkg, ver, abi) not in self.active and (pkg, ver, abi) not in self.finished
+            ]
+            for abi, entries in heads.items()
+        }
+        self.queue_lengths = lengths
+
+    # -- messages from slaves ------------------------------------------------------------------
+
+    def handle_slave(self) -> None:
+        try:
+            address, action, data = self.slave_queue.recv_from()
+        except ProtocolError as exc:
+            slave = self.slaves.get(exc.address) if exc.address else None
+            self.log.error("refused a message from %s: %s", slave or "an unknown slave", exc)
+            if slave is not None:
+                self.forget(slave, "it sent a malformed message")
+            return
+        if action == "HELLO":
+            self.send(address, *self.do_hello(address, data))
+            return
+        slave = self.slaves.get(address)
+        if slave is None:
+            # Typically a slave still talking to the master we replaced; it gets no reply and
+            # starts again from HELLO when its master timeout passes (the spec's behaviour).
+            self.log.warning("ignored %s from an unknown slave", action)
+            return
+        slave.last_seen = time.monotonic()
+        if action == "BYE":
+            self.forget(slave, "it said BYE")
+            return
+        reply = self.handlers[action](slave, data)
+        if reply is None:
+            return
+        self.send(address, *reply)
+
+    def send(self, address: bytes, action: str, data: Any = NO_DATA) -> None:
+        slave = self.slaves.get(address)
+        if slave is not None:
+            slave.last_reply = action
+        self.slave_queue.send_to(address, action, data)
+
+    def do_hello(self, address: bytes, hello: SlaveHello) -> Reply:
+        old = self.slaves.get(address)
+        if old is not None:
+            self.forget(old, "it said HELLO again")
+        slave = SlaveRecord(self.next_slave_id, address, hello)
+        self.next_slave_id += 1
+        self.slaves[address] = slave
+        self.log.info(
+            "slave %d (%s) connected: %s %s, build timeout %s",
+            slave.slave_id,
+            hello.label,
+            hello.abi_tag,
+            hello.platform_tag,
+            hello.build_timeout,
+        )
+        if self.queue and hello.abi_tag not in self.queue:
+            self.log.warning(
+                "slave %d builds for %s, which is not one of this farm's ABIs (%s): it will sleep",
+                slave.slave_id,
+                hello.abi_tag,
+                ", ".join(self.queue),
+            )
+        return "ACK", (slave.slave_id, self.config.index_for_slaves)
+
+    def do_idle(self, slave: SlaveRecord, stats: SlaveStats) -> Reply | None:
+        if slave.state not in (SlaveState.HELLO, SlaveState.IDLE, SlaveState.SLEEPING):
+            return self.out_of_order(slave, "IDLE")
+        slave.stats = stats
+        if slave.kill_requested:
+            slave.state = SlaveState.DYING
+            return "DIE", NO_DATA
+        if self.paused or slave.sleep_requested or not self.disk_has_room():
+            slave.state = SlaveState.SLEEPING
+            return "SLEEP", NO_DATA
+        build = self.next_build(slave.abi_tag)
+        if build is None:
+            slave.state = SlaveState.SLEEPING
+            return "SLEEP", NO_DATA
+        slave.start_build(build)
+        self.active[build] = slave.slave_id
+        self.log.info("slave %d: build %s %s for %s", slave.slave_id, *build)
+        return "BUILD", build[:2]
+
+    def do_busy(self, slave: SlaveRecord, stats: SlaveStats) -> Reply | None:
+        if slave.state != SlaveState.BUILDING or slave.build is None:
+            return self.out_of_order(slave, "BUSY")
+        slave.stats = stats
+        if slave.build not in self.active:
+            # the build was taken away (e.g. the slave was thought lost); stop wasting time on it
+            return "DONE", NO_DATA
+        return "CONT", NO_DATA
+
+    def do_built(self, slave: SlaveRecord, result: BuildResult) -> Reply | None:
+        if slave.state != SlaveState.BUILDING or slave.build is None:
+            return self.out_of_order(slave, "BUILT")
+        package, version, _abi = slave.build
+        result, refusals = check_files(package, version, result)
+        for refusal in refusals:
+            self.log.error("slave %d: %s", slave.slave_id, refusal)
+        slave.result = result
+        if result.status and result.files:
+            try:
+                published = self.db.get_file_hashes([f.filename for f in result.files])
+            except DatabaseError as exc:
+                self.log.error("cannot check published files: %s", exc)
+                return self.abandon(slave, "the database is unavailable")
+            slave.result, to_send = slave.plan_transfers(published)
+            for filename in published:
+                self.log.warning("slave %d: %s is already published", slave.slave_id, filename)
+            if to_send and not self.disk_has_room(sum(f.filesize for f in to_send)):
+                return self.abandon(slave, "the output disk is nearly full")
+            if to_send:
+                return self.next_transfer(slave)
+        return self.record(slave)
+
+    def do_sent(self, slave: SlaveRecord, _: object) -> Reply | None:
+        if slave.state != SlaveState.SENDING or slave.sending is None:
+            return self.out_of_order(slave, "SENT")
+        status, detail = self.ask_fs("VERIFY", slave.slave_id)
+        if status == "OK":
+            self.log.info("slave %d: %s verified", slave.slave_id, slave.sending.filename)
+            slave.to_send.pop(0)
+            slave.attempts = 0
+            return self.next_transfer(slave) if slave.to_send else self.record(slave)
+        self.log.warning("slave %d: %s failed: %s", slave.slave_id, slave.sending.filename, detail)
+        if slave.attempts >= MAX_SEND_ATTEMPTS or "disk" in str(detail):
+            return self.abandon(slave, f"transfer of {slave.sending.filename} failed: {detail}")
+        return self.next_transfer(slave)
+
+    # -- steps ---------------------------------------------------------------------------------
+
+    def next_transfer(self, slave: SlaveRecord) -> Reply:
+        file = slave.to_send[0]
+        slave.state, slave.sending = SlaveState.SENDING, file
+        slave.attempts += 1
+        assert slave.build is not None
+        status, detail = self.ask_fs("EXPECT", (slave.slave_id, slave.build[0], file))
+        if status != "OK":
+            return self.abandon(slave, f"cannot receive {file.filename}: {detail}")
+        return "SEND", file.filename
+
+    def record(self, slave: SlaveRecord) -> Reply:
+        assert slave.build is not None and slave.result is not None
+        package, version, abi = slave.build
+        try:
+            build_id = self.db.log_build(slave.slave_id, package, version, abi, slave.result)
+        except DatabaseError as exc:
+            return self.abandon(slave, f"cannot record the build: {exc}")
+        self.log.info(
+            "slave %d: recorded build %d of %s %s for %s (%s)",
+            slave.slave_id,
+            build_id,
+            package,
+            version,
+            abi,
+            "success" if slave.result.status else "failure",
+        )
+        self.finish(slave, recorded=True)
+        return "DONE", NO_DATA
+
+    def abandon(self, slave: SlaveRecord, reason: str) -> Reply:
+        """End the build without recording it: it goes back to the queue."""
+        self.log.error("slave %d: abandoned %s: %s", slave.slave_id, slave.build, reason)
+        if slave.sending is not None:
+            self.ask_fs("FORGET", slave.slave_id)
+        self.finish(slave, recorded=False)
+        return "DONE", NO_DATA
+
+    def finish(self, slave: SlaveRecord, *, recorded: bool) -> None:
+        if slave.build is not None:
+            self.active.pop(slave.build, None)
+            if recorded:
+                self.finished[slave.build] = time.monotonic()
+        slave.end_build()
+
+    def forget(self, slave: SlaveRecord, reason: str) -> None:
+        self.log.warning("slave %d (%s) dropped: %s", slave.slave_id, slave.label, reason)
+        if slave.build is not None:
+            self.log.info("build %s %s for %s goes back to the queue", *slave.build)
+            if slave.sending is not None:
+                self.ask_fs("FORGET", slave.slave_id)
+        self.finish(slave, recorded=False)
+        self.slaves.pop(slave.address, None)
+
+    def out_of_order(self, slave: SlaveRecord, action: str) -> None:
+        self.log.error(
+            "slave %d sent %s while %s (after %s): refused",
+            slave.slave_id,
+            action,
+            slave.state,
+            slave.last_reply,
+        )
+        self.forget(slave, "it broke the protocol")
+
+    def expire_slaves(self) -> None:
+        deadline = time.monotonic() - self.config.slave_timeout.total_seconds()
+        for slave in list(self.slaves.values()):
+            if slave.last_seen < deadline:
+                self.forget(slave, f"silent for more than {self.config.slave_timeout}")
+
+    def next_build(self, abi: str) -> BuildKey | None:
+        entries = self.queue.get(abi, [])
+        while entries:
+            package, version = entries.pop(0)
+            key = (package, version, abi)
+            if key not in self.active and key not in self.finished:
+                return key
+        return None
+
+    def disk_has_room(self, needed: int = 0) -> bool:
+        try:
+            stat = os.statvfs(self.config.output_path)
+        except OSError as exc:
+            self.log.error("cannot check the output disk: %s", exc)
+            return False
+        return stat.f_bavail * stat.f_frsize - needed >= self.config.min_free_space
+
+    def ask_fs(self, action: str, data: Any = NO_DATA) -> tuple[str, Any]:
+        self.fs.send(action, data)
+        return self.fs.recv()
+
+    def close(self) -> None:
+        self.db.close()
+        super().close()

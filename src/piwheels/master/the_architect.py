@@ -1,0 +1,51 @@
+"""The Architect: keeps the Slave Driver's picture of the build queue fresh.
+
+The queue itself lives in the database and is updated in the same transaction that records a
+version or a build (see ``queue_version`` in the schema), so this task only reads the head of
+each ABI's queue every few seconds and pushes it to the Slave Driver.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import zmq
+
+from piwheels import protocols
+from piwheels.master.config import MasterConfig
+from piwheels.master.db_client import DatabaseError, DbClient
+from piwheels.master.task import Task
+
+
+class TheArchitect(Task):
+    name = "Architect"
+
+    def __init__(self, config: MasterConfig, context: zmq.Context[Any] | None = None) -> None:
+        super().__init__(config, context)
+        self.db = DbClient(config.oracle_queue, self.context)
+        self.builds = self.socket(zmq.PUSH, protocols.architect)
+        # a queue picture superseded by a newer one is worthless: never let them pile up
+        self.builds.zsock.setsockopt(zmq.SNDHWM, 2)
+        self.builds.connect(config.builds_queue)
+        self.every(config.queue_interval, self.update_queue)
+
+    def once(self) -> None:
+        self.update_queue()
+
+    def update_queue(self) -> None:
+        if self.paused:
+            return
+        try:
+            snapshot = self.db.get_queue(self.config.queue_head)
+        except DatabaseError as exc:
+            self.log.error("cannot read the build queue: %s", exc)
+            return
+        try:
+            self.builds.send("QUEUE", (snapshot.heads, snapshot.lengths), flags=zmq.NOBLOCK)
+        except zmq.Again:
+            self.log.debug("the Slave Driver has not taken the last queue yet")
+        self.log.debug("queue lengths: %s", snapshot.lengths)
+
+    def close(self) -> None:
+        self.db.close()
+        super().close()

@@ -1,0 +1,95 @@
+"""The Oracle: the master's only door to the database.
+
+Several Oracles run behind Seraph; each takes one request, runs it in one transaction and
+replies OK with the result or ERROR with the reason. A failing request never stops the Oracle:
+if the server went away the next request reconnects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+import zmq
+
+from piwheels import protocols
+from piwheels.db.database import Database, ProjectVersion
+from piwheels.master.config import MasterConfig
+from piwheels.master.task import Task
+from piwheels.protocols import NO_DATA
+from piwheels.transport import ProtocolError, decode, encode
+
+
+class TheOracle(Task):
+    name = "Oracle"
+
+    def __init__(
+        self, config: MasterConfig, context: zmq.Context[Any] | None = None, *, number: int = 0
+    ) -> None:
+        self.name = f"Oracle {number}"
+        super().__init__(config, context)
+        self.db = Database(config.dsn)
+        self.worker = self.context.socket(zmq.REQ)
+        self.worker.setsockopt(zmq.LINGER, 0)
+        self.worker.connect(config.oracle_workers_queue)
+        self._handlers[self.worker] = self.handle_request
+        self._poller.register(self.worker, zmq.POLLIN)
+        self.requests: dict[str, Callable[[Any], Any]] = {
+            "GETPKGS": lambda _: self.db.get_package_serials(),
+            "GETSERIAL": lambda _: self.db.get_pypi_serial(),
+            "SETSERIAL": self.db.set_pypi_serial,
+            "SETPROJECT": self.set_project,
+            "REMOVEPROJECT": self.db.remove_project,
+            "GETABIS": lambda _: [abi.abi_tag for abi in self.db.get_build_abis()],
+            "GETQUEUE": lambda limit: list(self.db.get_queue(limit)),
+            "GETHASHES": self.db.get_file_hashes,
+            "LOGBUILD": lambda data: self.db.log_build(*data),
+        }
+
+    def once(self) -> None:
+        self.worker.send(b"READY")
+
+    def set_project(self, data: Any) -> None:
+        package, display_name, serial, summary, description, versions = data
+        self.db.set_project(
+            package,
+            display_name,
+            serial,
+            summary,
+            description,
+            [ProjectVersion(*version) for version in versions],
+        )
+
+    def handle_request(self) -> None:
+        frames = self.worker.recv_multipart()
+        if len(frames) != 3:
+            self.log.error("dropping a malformed request (%d frames)", len(frames))
+            self.worker.send(b"READY")
+            return
+        client, _, raw = frames
+        reply = self._answer(raw)
+        self.worker.send_multipart([client, b"", reply])
+
+    def _answer(self, raw: bytes) -> bytes:
+        try:
+            action, data = decode(protocols.oracle, raw)
+        except ProtocolError as exc:
+            self.log.error("bad request: %s", exc)
+            return encode(protocols.oracle, "ERROR", str(exc))
+        try:
+            result = self.requests[action](data if data is not NO_DATA else None)
+        except psycopg.OperationalError as exc:
+            # the server restarted or went away: drop the connection, the next request reconnects
+            self.log.error("%s failed, database unavailable: %s", action, exc)
+            self.db.close()
+            return encode(protocols.oracle, "ERROR", f"database unavailable: {exc}")
+        except psycopg.Error as exc:
+            self.log.error("%s failed: %s", action, exc)
+            return encode(protocols.oracle, "ERROR", f"{action} failed: {exc}")
+        return encode(protocols.oracle, "OK", result)
+
+    def close(self) -> None:
+        self.worker.close(linger=0)
+        self.db.close()
+        super().close()
