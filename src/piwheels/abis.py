@@ -75,13 +75,14 @@ def covers_from(filenames: Iterable[str]) -> int | None:
 def _tag_covers_from(interpreter: str, abi: str) -> int | None:
     if abi == "none":
         match = GENERIC_PYTHON.match(interpreter)
-        if match:
-            return int(match["major"]) * 100 + int(match["minor"] or 0)
     elif abi == "abi3":
         match = CPYTHON_INTERPRETER.match(interpreter)
-        if match:
-            return int(match["major"]) * 100 + int(match["minor"])
-    return None
+    else:
+        return None
+    # Only Python 3 tags: a py2 wheel serves no Python 3 ABI, though 200 < 309.
+    if match is None or match["major"] != "3":
+        return None
+    return 300 + int(match["minor"] or 0)
 
 
 @lru_cache(maxsize=65536)
