@@ -1,0 +1,253 @@
+"""``piw-slave``: build wheels for one Python interpreter on behalf of a piwheels master."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import re
+import signal
+import socket
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator, Sequence
+from datetime import timedelta
+from pathlib import Path
+from types import FrameType
+
+from piwheels.cli.options import ConfigError, configure_logging, make_parser, parse_args
+from piwheels.slave.agent import PiwSlave, SlaveConfig
+from piwheels.slave.interpreter import InterpreterError, inspect_interpreter
+from piwheels.slave.sandbox import make_sandbox, remove_tree
+
+__all__ = ["main", "parse_duration"]
+
+log = logging.getLogger("piwheels.slave")
+
+DESCRIPTION = """\
+Build wheels for the piwheels master at --master, with the interpreter given by --python (one
+machine may run one slave per interpreter, i.e. per ABI). Run it as an unprivileged user with
+the build dependencies you want available already installed: every build runs code from PyPI.
+It runs until the master tells it to stop, or until SIGTERM or Ctrl+C (after which it kills any
+build and says goodbye to the master). Durations are seconds, or numbers with units: 90, 90s,
+5m, 3h, 1h30m, 1d.
+"""
+
+_DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)([dhms]))")
+_UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+
+
+def parse_duration(text: str) -> timedelta:
+    """A positive duration: plain seconds (``"300"``) or units (``"5m"``, ``"1h30m"``).
+
+    >>> parse_duration("1h30m")
+    datetime.timedelta(seconds=5400)
+    """
+    text = text.strip().lower()
+    try:
+        seconds = float(text)
+    except ValueError:
+        parts = _DURATION.findall(text)
+        if not parts or "".join(n + u for n, u in parts) != text.replace(" ", ""):
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not a duration (e.g. 300, 5m, 3h)"
+            ) from None
+        seconds = sum(float(n) * _UNITS[u] for n, u in parts)
+    if not 0 < seconds < 10 * 365 * 86400:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive duration")
+    return timedelta(seconds=seconds)
+
+
+def _label(text: str) -> str:
+    # HELLO's strings are bounded; an over-long label would only fail later, on the wire.
+    if not 0 < len(text) <= 255:
+        raise argparse.ArgumentTypeError(f"a label has 1 to 255 characters, not {len(text)}")
+    return text
+
+
+def _port(text: str) -> int:
+    port = int(text)
+    if not 0 < port < 65536:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port")
+    return port
+
+
+def make_slave_parser() -> argparse.ArgumentParser:
+    parser = make_parser("piw-slave", DESCRIPTION)
+    parser.add_argument(
+        "-m",
+        "--master",
+        metavar="HOST",
+        default="localhost",
+        help="the host name or IP address of the piwheels master",
+    )
+    parser.add_argument(
+        "--slave-port",
+        metavar="PORT",
+        type=_port,
+        default=5555,
+        help="the master's slave driver port (ignored with --slave-queue)",
+    )
+    parser.add_argument(
+        "--file-port",
+        metavar="PORT",
+        type=_port,
+        default=5556,
+        help="the master's file juggler port (ignored with --file-queue)",
+    )
+    parser.add_argument(
+        "--slave-queue",
+        metavar="ADDRESS",
+        help="the full ZeroMQ address of the slave driver, e.g. tcp://master:5555; "
+        "overrides --master and --slave-port",
+    )
+    parser.add_argument(
+        "--file-queue",
+        metavar="ADDRESS",
+        help="the full ZeroMQ address of the file juggler, e.g. tcp://master:5556; "
+        "overrides --master and --file-port",
+    )
+    parser.add_argument(
+        "--python",
+        metavar="PATH",
+        type=Path,
+        default=Path(sys.executable),
+        help="the Python interpreter (with pip) to build wheels for; its version, ABI and "
+        "platform tags decide which builds the master sends",
+    )
+    parser.add_argument(
+        "-t",
+        "--timeout",
+        metavar="DURATION",
+        type=parse_duration,
+        default="3h",
+        help="the time after which a build is assumed to have failed, and is killed",
+    )
+    parser.add_argument(
+        "--master-timeout",
+        metavar="DURATION",
+        type=parse_duration,
+        default="5m",
+        help="the longest the slave waits for the master to answer before dropping any build "
+        "and introducing itself again",
+    )
+    parser.add_argument(
+        "-L",
+        "--label",
+        type=_label,
+        default=socket.gethostname().split(".")[0],
+        help="a name for this slave, shown to administrators; the default is the short hostname",
+    )
+    parser.add_argument(
+        "--dir",
+        metavar="DIR",
+        type=Path,
+        help="the directory builds happen in; without it, a temporary directory removed on "
+        "exit. Its file system's free space is reported to the master",
+    )
+    parser.add_argument(
+        "--busy-interval",
+        metavar="DURATION",
+        type=parse_duration,
+        default="10s",
+        help="how often the slave tells the master it is still building",
+    )
+    parser.add_argument(
+        "--sleep-interval",
+        metavar="DURATION",
+        type=parse_duration,
+        default="10s",
+        help="how long the slave waits before asking again when the master has nothing to build",
+    )
+    parser.add_argument(
+        "--allow-root",
+        action="store_true",
+        help="run even as root (in a throwaway container, say); otherwise the slave refuses, "
+        "since builds run arbitrary code from PyPI with the slave's privileges",
+    )
+    return parser
+
+
+def _address(host: str, port: int) -> str:
+    # A bare IPv6 address needs brackets to be told apart from the port.
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"tcp://{host}:{port}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = make_slave_parser()
+    try:
+        args = parse_args(parser, argv, "slave")
+    except ConfigError as exc:
+        parser.print_usage(sys.stderr)
+        print(f"piw-slave: error: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(args)
+    if os.geteuid() == 0:
+        if not args.allow_root:
+            log.error("refusing to run as root: builds would run with root's privileges")
+            return 2
+        log.warning("RUNNING AS ROOT: every build runs code from PyPI with root's privileges")
+    try:
+        interpreter = inspect_interpreter(args.python)
+    except InterpreterError as exc:
+        log.error("%s", exc)
+        return 2
+    temporary = args.dir is None
+    work_root = Path(tempfile.mkdtemp(prefix="piw-slave-")) if temporary else args.dir
+    config = SlaveConfig(
+        slave_queue=args.slave_queue or _address(args.master, args.slave_port),
+        file_queue=args.file_queue or _address(args.master, args.file_port),
+        label=args.label,
+        work_root=work_root,
+        build_timeout=args.timeout,
+        master_timeout=args.master_timeout,
+        busy_interval=args.busy_interval,
+        sleep_interval=args.sleep_interval,
+    )
+    log.info(
+        "slave %r building for %s %s (%s, Python %s) in %s, master %s",
+        config.label,
+        interpreter.abi_tag,
+        interpreter.platform_tag,
+        interpreter.path,
+        interpreter.version,
+        work_root,
+        config.slave_queue,
+    )
+    try:
+        slave = PiwSlave(config, interpreter, sandbox=make_sandbox())
+        with _stop_on_signals(slave):
+            return slave.run()
+    finally:
+        if temporary:
+            remove_tree(work_root)
+
+
+@contextlib.contextmanager
+def _stop_on_signals(slave: PiwSlave) -> Iterator[None]:
+    """Turn SIGTERM and SIGINT into :meth:`PiwSlave.stop` while the slave runs."""
+
+    def handle(signum: int, _frame: FrameType | None) -> None:
+        log.warning("received %s", signal.Signals(signum).name)
+        slave.stop()
+        # A second Ctrl+C means "now": no more cleaning up.
+        signal.signal(signum, signal.SIG_DFL)
+
+    previous = {}
+    # Only the main thread may set handlers; a test calling main() in a thread stops it itself.
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            previous[signum] = signal.signal(signum, handle)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,424 @@
+"""The build slave's side of the Slave Driver and File Juggler protocols.
+
+:class:`PiwSlave` introduces itself to the master (HELLO), asks for work (IDLE), runs each build
+it is given in the background while pinging the master (BUSY), reports it (BUILT) and hands its
+wheels to the File Juggler (SEND ... SENT). Whenever the master is silent for longer than the
+master timeout, or says something that makes no sense at that point, the slave drops whatever it
+was doing and starts again from HELLO on a fresh socket: a master can be restarted, or replaced,
+under running slaves.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import zmq
+
+from piwheels import protocols
+from piwheels.codec import Text
+from piwheels.protocols import NO_DATA
+from piwheels.slave import hostinfo
+from piwheels.slave.builder import Build, Builder
+from piwheels.slave.interpreter import Interpreter
+from piwheels.slave.sandbox import Sandbox, make_sandbox
+from piwheels.states import BuildResult, SlaveHello, SlaveStats
+from piwheels.transport import ProtocolError, Socket
+
+__all__ = ["PiwSlave", "SlaveConfig"]
+
+log = logging.getLogger(__name__)
+
+# How often every wait checks stop() and the clock: the slave's reaction time to a signal.
+_SLICE = 0.1
+# A FETCH asks for one chunk; anything larger than this is a confused master, not a chunk, and
+# would make us hold that much in memory.
+MAX_CHUNK = 16 * 1024 * 1024
+# BUILT carries the whole log, but the protocol bounds it; the builder keeps more than that.
+_OUTPUT_LIMIT = Text.max_len or 16 * 1024 * 1024
+
+BuilderFactory = Callable[[str], Builder]
+
+
+@dataclass(frozen=True)
+class SlaveConfig:
+    """How one slave reaches its master and paces its conversation."""
+
+    slave_queue: str  # the Slave Driver, e.g. "tcp://master:5555"
+    file_queue: str  # the File Juggler, e.g. "tcp://master:5556"
+    label: str
+    work_root: Path  # builds happen in directories below this
+    build_timeout: timedelta = timedelta(hours=3)
+    master_timeout: timedelta = timedelta(minutes=5)
+    busy_interval: timedelta = timedelta(seconds=10)
+    sleep_interval: timedelta = timedelta(seconds=10)
+    # How long a stopping slave waits to get its BYE out (and, if it was waiting for an answer
+    # when stopped, for that answer, since a REQ socket cannot send before it arrives).
+    bye_timeout: timedelta = timedelta(seconds=1)
+
+
+class _MasterTimeoutError(Exception):
+    """The master did not answer in time: start again from HELLO."""
+
+
+class _MasterConfusedError(Exception):
+    """The master said something invalid at this point: start again from HELLO."""
+
+
+class _StopRequestedError(Exception):
+    """:meth:`PiwSlave.stop` was called (a signal, usually)."""
+
+
+class _DieError(Exception):
+    """The master said DIE."""
+
+
+class PiwSlave:
+    """One build slave: builds for one interpreter, talks to one master.
+
+    :meth:`run` blocks until the master says DIE or :meth:`stop` is called (from another thread or
+    a signal handler), then returns the exit status. *clock* (monotonic seconds) and *now* (the
+    wall clock reported in stats) are parameters so that tests can control time.
+    """
+
+    def __init__(
+        self,
+        config: SlaveConfig,
+        interpreter: Interpreter,
+        *,
+        sandbox: Sandbox | None = None,
+        builder_factory: BuilderFactory | None = None,
+        context: zmq.Context[Any] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.config = config
+        self.interpreter = interpreter
+        self.slave_id: int | None = None
+        self.pypi_url: str | None = None
+        self._sandbox = sandbox
+        self._builder_factory = builder_factory or self._default_builder
+        self._own_context = context is None
+        self._context: zmq.Context[Any] = context or zmq.Context()
+        self._clock = clock
+        self._now = now
+        self._stopping = threading.Event()
+        self._sock: Socket | None = None
+        # A REQ socket alternates send and receive; this says which one is next.
+        self._awaiting_reply = False
+        self._build: Build | None = None
+        config.work_root.mkdir(parents=True, exist_ok=True)
+        os_name, os_version = hostinfo.os_info()
+        board_revision, board_serial = hostinfo.board_info()
+        self.hello = SlaveHello(
+            build_timeout=config.build_timeout,
+            master_timeout=config.master_timeout,
+            py_version_tag=interpreter.py_version_tag,
+            abi_tag=interpreter.abi_tag,
+            platform_tag=interpreter.platform_tag,
+            label=config.label,
+            os_name=os_name,
+            os_version=os_version,
+            board_revision=board_revision,
+            board_serial=board_serial,
+        )
+        # Fail here, at start-up, rather than on the wire (a label too long, say).
+        protocols.SLAVE_HELLO.check(self.hello, "HELLO")
+
+    # -- control -------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to kill any build, say BYE and return; safe from any thread."""
+        self._stopping.set()
+
+    def stats(self) -> SlaveStats:
+        """What IDLE and BUSY report about this machine right now."""
+        return hostinfo.slave_stats(self.config.work_root, self._now())
+
+    def run(self) -> int:
+        """Talk to the master until told to stop; returns the process exit status (0)."""
+        try:
+            while True:
+                try:
+                    self._session()
+                except _MasterTimeoutError as exc:
+                    log.warning("%s; starting again from HELLO", exc)
+                    self._reset()
+                except _MasterConfusedError as exc:
+                    log.error("the master is confused (%s); starting again from HELLO", exc)
+                    self._reset()
+                    # Not at once: a master that answers nonsense instantly would get a flood.
+                    self._pause(self.config.sleep_interval)
+        except _DieError:
+            log.warning("the master told us to stop")
+            self._say_bye()
+        except _StopRequestedError:
+            log.warning("stopping")
+            self._say_bye()
+        finally:
+            self._reset()
+            if self._own_context:
+                self._context.term()
+        return 0
+
+    # -- the Slave Driver conversation ---------------------------------------------------------
+
+    def _session(self) -> None:
+        """One conversation, from HELLO until an exception ends it."""
+        self._connect()
+        action, data = self._request("HELLO", self.hello)
+        if action != "ACK":
+            raise _MasterConfusedError(f"{action} in reply to HELLO")
+        self.slave_id, self.pypi_url = data
+        log.info(
+            "connected to the master as slave %d (%s); building from %s",
+            self.slave_id,
+            self.interpreter.abi_tag,
+            self.pypi_url,
+        )
+        while True:
+            action, data = self._request("IDLE", self.stats())
+            if action == "SLEEP":
+                log.debug("nothing to build; sleeping")
+                self._pause(self.config.sleep_interval)
+            elif action == "BUILD":
+                package, version = data
+                self._run_build(package, version)
+            else:
+                raise _MasterConfusedError(f"{action} in reply to IDLE")
+
+    def _run_build(self, package: str, version: str) -> None:
+        assert self.pypi_url is not None  # set by ACK before any BUILD
+        log.info("building %s %s", package, version)
+        build = self._build = self._builder_factory(self.pypi_url).start(package, version)
+        try:
+            # BUSY at once, so that BUILT always answers a CONT as the spec has it, even for a
+            # build over before the first ping.
+            action, _ = self._request("BUSY", self.stats())
+            while True:
+                if action == "DONE":
+                    log.warning("the master cancelled the build of %s %s", package, version)
+                    return
+                if action != "CONT":
+                    raise _MasterConfusedError(f"{action} in reply to BUSY")
+                if self._wait_for(build, self.config.busy_interval):
+                    break
+                action, _ = self._request("BUSY", self.stats())
+            result = build.result
+            log.info(
+                "build of %s %s %s after %s",
+                package,
+                version,
+                "succeeded" if result.status else "failed",
+                result.duration,
+            )
+            action, data = self._send_built(result)
+            while action == "SEND":
+                self._transfer(build, data)
+                action, data = self._request("SENT")
+            if action != "DONE":
+                raise _MasterConfusedError(f"{action} in reply to BUILT or SENT")
+        finally:
+            self._discard_build()
+
+    def _send_built(self, result: BuildResult) -> tuple[str, Any]:
+        result = result._replace(output=_trim(result.output, _OUTPUT_LIMIT))
+        try:
+            return self._request("BUILT", result)
+        except ProtocolError as exc:
+            # Raised before anything was sent. Something about the wheels does not fit the
+            # protocol (a name too long, too many files): the master must still hear of the build.
+            log.error("cannot report the build as it is: %s", exc)
+            note = f"\n[piwheels] the build's result could not be reported: {exc}\n"
+            output = _trim(result.output, _OUTPUT_LIMIT - len(note)) + note
+            return self._request("BUILT", BuildResult(False, result.duration, output, []))
+
+    def _connect(self) -> None:
+        sock = Socket(zmq.REQ, reversed(protocols.slave_driver), context=self._context)
+        # The master may be named by an IPv6 address or a name that resolves to one.
+        sock.zsock.setsockopt(zmq.IPV6, 1)
+        sock.connect(self.config.slave_queue)
+        self._sock = sock
+        self._awaiting_reply = False
+
+    def _request(self, action: str, data: Any = NO_DATA) -> tuple[str, Any]:
+        """Send *action* and return the master's reply; DIE is handled here, wherever it comes."""
+        sock = self._sock
+        assert sock is not None
+        self._check_stop()
+        sock.send(action, data)
+        self._awaiting_reply = True
+        timeout = self.config.master_timeout.total_seconds()
+        deadline = self._clock() + timeout
+        while not sock.poll(_SLICE * 1000):
+            self._check_stop()
+            if self._clock() >= deadline:
+                raise _MasterTimeoutError(f"no answer to {action} within {timeout:g}s")
+        try:
+            reply, reply_data = sock.recv()
+        except ProtocolError as exc:
+            raise _MasterConfusedError(str(exc)) from None
+        finally:
+            self._awaiting_reply = False
+        if reply == "DIE":
+            raise _DieError
+        return reply, reply_data
+
+    def _say_bye(self) -> None:
+        """Tell the master we are going (the build is already gone), without waiting long."""
+        self._discard_build()
+        sock = self._sock
+        if sock is None:
+            return
+        linger = self.config.bye_timeout.total_seconds()
+        if self._awaiting_reply:
+            # A REQ socket cannot send until the reply to its last request arrives.
+            if not sock.poll(linger * 1000):
+                log.warning("cannot say BYE: the master has not answered our last message")
+                return
+            with contextlib.suppress(ProtocolError):  # whatever it was, it is out of the way
+                sock.recv()
+            self._awaiting_reply = False
+        try:
+            sock.send("BYE", flags=zmq.NOBLOCK)
+        except zmq.Again:
+            log.warning("cannot say BYE: no connection to the master")
+            return
+        # The socket is closed with a linger so that BYE still leaves: the master answers
+        # nothing to it, so there is nothing to wait for.
+        sock.zsock.close(linger=int(linger * 1000))
+        self._sock = None
+
+    def _reset(self) -> None:
+        """Forget the master: kill any build, drop the socket (a REQ missing a reply is stuck)."""
+        self._discard_build()
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        self._awaiting_reply = False
+        self.slave_id = None
+        self.pypi_url = None
+
+    def _discard_build(self) -> None:
+        build, self._build = self._build, None
+        if build is not None:
+            if build.is_alive():
+                log.warning("killing the build of %s %s", build.package, build.version)
+            build.cleanup()
+
+    # -- the File Juggler transfer -------------------------------------------------------------
+
+    def _transfer(self, build: Build, filename: str) -> None:
+        """Serve the File Juggler's FETCHes for *filename* until it says DONE or goes quiet.
+
+        A silent File Juggler ends the transfer rather than the session: SENT then goes to the
+        Slave Driver, which knows whether the file arrived and asks again if not; if the whole
+        master is gone, SENT times out and the slave starts again from HELLO as usual.
+        """
+        try:
+            path = build.wheel_path(filename)
+        except (KeyError, RuntimeError):
+            raise _MasterConfusedError(f"SEND {filename!r}: not a file of this build") from None
+        try:
+            wheel = path.open("rb")
+        except OSError as exc:
+            # SENT all the same: the master finds the file missing and decides what to do.
+            log.error("cannot send %s: %s", filename, exc)
+            return
+        log.info("sending %s to the master", filename)
+        timeout = self.config.master_timeout.total_seconds()
+        with (
+            wheel,
+            Socket(zmq.DEALER, reversed(protocols.file_juggler), context=self._context) as sock,
+        ):
+            sock.zsock.setsockopt(zmq.IPV6, 1)
+            sock.connect(self.config.file_queue)
+            sock.send("HELLO", self.slave_id)
+            deadline = self._clock() + timeout
+            while True:
+                self._check_stop()
+                if self._clock() >= deadline:
+                    log.warning("the file juggler went quiet during %s; giving up", filename)
+                    return
+                if not sock.poll(_SLICE * 1000):
+                    continue
+                try:
+                    action, data = sock.recv()
+                except ProtocolError as exc:
+                    log.error("ignoring a message from the file juggler: %s", exc)
+                    continue
+                if action == "DONE":
+                    log.info("sent %s", filename)
+                    return
+                offset, length = data
+                _answer_fetch(sock, wheel, offset, length)
+                deadline = self._clock() + timeout
+
+    # -- waiting -------------------------------------------------------------------------------
+
+    def _check_stop(self) -> None:
+        if self._stopping.is_set():
+            raise _StopRequestedError
+
+    def _pause(self, interval: timedelta) -> None:
+        deadline = self._clock() + interval.total_seconds()
+        self._check_stop()
+        while (remaining := deadline - self._clock()) > 0:
+            if self._stopping.wait(min(remaining, _SLICE)):
+                raise _StopRequestedError
+
+    def _wait_for(self, build: Build, interval: timedelta) -> bool:
+        """Wait up to *interval* for *build* to end; True if it has."""
+        deadline = self._clock() + interval.total_seconds()
+        while True:
+            self._check_stop()
+            remaining = deadline - self._clock()
+            if remaining <= 0:
+                return not build.is_alive()
+            if build.wait(min(remaining, _SLICE)):
+                return True
+
+    def _default_builder(self, index_url: str) -> Builder:
+        if self._sandbox is None:
+            self._sandbox = make_sandbox()
+        return Builder(
+            self.interpreter,
+            index_url,
+            timeout=self.config.build_timeout,
+            work_root=self.config.work_root,
+            sandbox=self._sandbox,
+        )
+
+
+def _answer_fetch(sock: Socket, wheel: BinaryIO, offset: int, length: int) -> None:
+    """Send the CHUNK that FETCH *offset*, *length* asks for, if it lies within the file."""
+    size = os.fstat(wheel.fileno()).st_size
+    if offset < 0 or not 0 < length <= MAX_CHUNK or offset + length > size:
+        log.error(
+            "refusing FETCH %d+%d of %s, which has %d bytes", offset, length, wheel.name, size
+        )
+        return
+    wheel.seek(offset)
+    try:
+        # Never blocks on a stalled master: it will FETCH a lost chunk again.
+        sock.send("CHUNK", (offset, wheel.read(length)), flags=zmq.NOBLOCK)
+    except zmq.Again:
+        log.warning("dropped chunk %d of %s: the master is not reading", offset, wheel.name)
+
+
+def _trim(text: str, limit: int) -> str:
+    """*text* if it fits in *limit* characters, else its start and end around a note."""
+    if len(text) <= limit:
+        return text
+    note = "\n[... {} characters omitted to fit the protocol ...]\n"
+    # Sized for the longest count it could hold, so the result never exceeds the limit.
+    half = (limit - len(note.format(len(text)))) // 2
+    return text[:half] + note.format(len(text) - 2 * half) + text[len(text) - half :]
