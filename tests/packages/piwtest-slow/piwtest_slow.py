@@ -1,0 +1,3 @@
+"""piwheels test package: slow to build, quick to use."""
+
+__version__ = "0+template"
