@@ -1,0 +1,285 @@
+"""A whole farm for tests: a master in a thread, real slave processes, and a scripted slave.
+
+The master runs in-process so a test can read its log and stop or restart it; slaves run as real
+``piw-slave`` processes (so a test can kill one) or as :class:`ScriptedSlave`, which speaks the
+protocol message by message and can misbehave on purpose.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import psycopg
+import zmq
+
+from piwheels import protocols
+from piwheels.abis import sorted_abis
+from piwheels.db.database import Database
+from piwheels.master import PiwMaster
+from piwheels.master.config import MasterConfig
+from piwheels.protocols import NO_DATA
+from piwheels.states import BuildResult, FileState, SlaveHello, SlaveStats
+from piwheels.transport import Socket
+from pypi_index import LocalPyPI
+
+T = TypeVar("T")
+
+
+TEST_PROJECTS = [
+    "piwtest-pure",
+    "piwtest-cext",
+    "piwtest-abi3",
+    "piwtest-broken",
+    "piwtest-py311",
+    "piwtest-slow",
+]
+
+
+def configure(
+    master_dsn: str, tmp_path: Path, index: LocalPyPI, abis: list[str], **kw: Any
+) -> MasterConfig:
+    db = Database(master_dsn)
+    db.set_build_abis(sorted_abis(abis))
+    db.close()
+    (tmp_path / "www").mkdir(exist_ok=True)
+    return make_config(
+        master_dsn,
+        tmp_path / "www",
+        tmp_path,
+        abis,
+        pypi_simple=index.simple_url,
+        pypi_json=index.json_url,
+        packages=kw.pop("packages", TEST_PROJECTS),
+        **kw,
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(
+    check: Callable[[], T], *, timeout: float = 60.0, interval: float = 0.2, what: str = ""
+) -> T:
+    """Poll *check* until it returns something truthy; fail the test after *timeout* seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or check}")
+        time.sleep(interval)
+
+
+def make_config(
+    dsn: str, output: Path, work: Path, abis: list[str], **overrides: Any
+) -> MasterConfig:
+    """A master configuration with every socket on loopback or in *work*."""
+    config = MasterConfig(
+        dsn=dsn,
+        output_path=output,
+        build_abis=abis,
+        slave_queue=f"tcp://127.0.0.1:{free_port()}",
+        file_queue=f"tcp://127.0.0.1:{free_port()}",
+        control_queue=f"ipc://{work}/control",
+        status_queue=f"ipc://{work}/status",
+        import_queue=f"ipc://{work}/import",
+        pypi_interval=1.0,
+        queue_interval=0.3,
+        slave_timeout=timedelta(seconds=30),
+        min_free_space=1 << 20,
+    )
+    return replace(config, **overrides)
+
+
+class MasterThread:
+    """A :class:`PiwMaster` running in a background thread."""
+
+    def __init__(self, config: MasterConfig) -> None:
+        self.config = config
+        self.master = PiwMaster(config)
+        self.exit_status: int | None = None
+        self.thread = threading.Thread(target=self._run, name="test-master", daemon=True)
+
+    def _run(self) -> None:
+        self.exit_status = self.master.run()
+
+    def start(self) -> MasterThread:
+        self.thread.start()
+        return self
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        if self.thread.is_alive():
+            self.master.stop()
+            self.thread.join(timeout)
+            assert not self.thread.is_alive(), "the master did not stop"
+        return self.exit_status
+
+
+class SlaveProcess:
+    """A real ``piw-slave`` process, for one interpreter, talking to the test's master."""
+
+    def __init__(self, config: MasterConfig, python: Path, work: Path, *extra: str) -> None:
+        self.log_path = work / f"slave-{python.parent.parent.name}-{time.monotonic_ns()}.log"
+        command = [
+            str(Path(sys.executable).with_name("piw-slave")),
+            "--slave-queue",
+            config.slave_queue,
+            "--file-queue",
+            config.file_queue,
+            "--python",
+            str(python),
+            "--dir",
+            str(work),
+            "--busy-interval",
+            "0.5",
+            "--sleep-interval",
+            "0.5",
+            "--master-timeout",
+            "5",
+            "-v",
+            *extra,
+        ]
+        self.log = self.log_path.open("w")
+        self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self.log.close()
+
+    def kill(self) -> None:
+        """Kill the slave and its whole process group, as a crash or power cut would."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def stats() -> SlaveStats:
+    return SlaveStats(datetime.now(UTC), 10 << 30, 5 << 30, 1 << 30, 1 << 29, 0.5, 40.0)
+
+
+class ScriptedSlave:
+    """Plays a slave one message at a time (raw sockets, the real protocol)."""
+
+    def __init__(self, config: MasterConfig, abi: str = "cp311", label: str = "scripted") -> None:
+        self.config = config
+        self.context: zmq.Context[Any] = zmq.Context()
+        self.sock = Socket(zmq.REQ, reversed(protocols.slave_driver), context=self.context)
+        self.sock.connect(config.slave_queue)
+        self.abi = abi
+        self.label = label
+        self.slave_id: int | None = None
+
+    def close(self) -> None:
+        self.sock.close()
+        self.context.term()
+
+    def request(
+        self, action: str, data: Any = NO_DATA, *, timeout: float = 10.0
+    ) -> tuple[str, Any]:
+        self.sock.send(action, data)
+        if not self.sock.poll(timeout * 1000):
+            return "TIMEOUT", None
+        return self.sock.recv()
+
+    def send_raw(self, payload: bytes) -> None:
+        self.sock.zsock.send(payload)
+
+    def hello(self) -> int:
+        hello = SlaveHello(
+            timedelta(minutes=5),
+            timedelta(seconds=5),
+            self.abi.removeprefix("cp"),
+            self.abi,
+            "linux_x86_64",
+            self.label,
+            "Test",
+            "1",
+            "",
+            "",
+        )
+        action, data = self.request("HELLO", hello)
+        assert action == "ACK", action
+        self.slave_id = data[0]
+        return data[0]
+
+    def idle(self) -> tuple[str, Any]:
+        return self.request("IDLE", stats())
+
+    def wait_for_build(self, timeout: float = 30.0) -> tuple[str, str]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            action, data = self.idle()
+            if action == "BUILD":
+                return data
+            time.sleep(0.2)
+        raise AssertionError("no BUILD within the time allowed")
+
+    def send_file(self, content: bytes, *, corrupt_first_chunk: bool = False) -> str:
+        """Answer the File Juggler's FETCHes with *content*; return how the transfer ended."""
+        sock = Socket(zmq.DEALER, reversed(protocols.file_juggler), context=self.context)
+        sock.connect(self.config.file_queue)
+        try:
+            sock.send("HELLO", self.slave_id)
+            corrupt = corrupt_first_chunk
+            while sock.poll(10_000):
+                action, data = sock.recv()
+                if action == "DONE":
+                    return "DONE"
+                offset, length = data
+                chunk = content[offset : offset + length]
+                if corrupt:
+                    chunk = bytes([chunk[0] ^ 0xFF]) + chunk[1:]
+                    corrupt = False
+                sock.send("CHUNK", (offset, chunk))
+            return "TIMEOUT"
+        finally:
+            sock.close()
+
+
+def file_state(filename: str, content: bytes, **overrides: Any) -> FileState:
+    name, version, py, abi, platform = filename.removesuffix(".whl").split("-")
+    state = FileState(
+        filename,
+        len(content),
+        hashlib.sha256(content).hexdigest(),
+        name,
+        version,
+        py,
+        abi,
+        platform,
+        frozenset(),
+        None,
+    )
+    return state._replace(**overrides)
+
+
+def build_result(*files: FileState, status: bool = True) -> BuildResult:
+    return BuildResult(status, timedelta(seconds=2), "scripted build log", list(files))
+
+
+def rows(dsn: str, query: str, *params: Any) -> list[tuple[Any, ...]]:
+    with psycopg.connect(dsn) as conn:
+        return conn.execute(query, params).fetchall()
