@@ -41,7 +41,7 @@ class PiwMaster:
 
     def run(self) -> int:
         """Run until QUIT, a signal, or a task failure; return the exit status."""
-        control = Socket(zmq.PUB, protocols.task_control, context=self.context)
+        control = Socket(zmq.PUB, reversed(protocols.task_control), context=self.context)
         control.bind(self.config.task_control_queue)
         inbox = Socket(zmq.PULL, protocols.master_control, context=self.context)
         inbox.bind(self.config.master_control_queue)
@@ -61,6 +61,9 @@ class PiwMaster:
             log.info("stopping")
             control.send("QUIT")
             for task in self.tasks:
+                if task.ident is None:  # never started (another task failed to set up)
+                    task.close()
+                    continue
                 task.join(JOIN_TIMEOUT)
                 if task.is_alive():
                     log.error("%s did not stop within %ss", task.name, JOIN_TIMEOUT)

@@ -39,7 +39,9 @@ class CloudGazer(Task):
         self.db = DbClient(config.oracle_queue, self.context)
         self.pypi = pypi or PyPIClient(config.pypi_simple, config.pypi_json)
         self.allow_list = sorted({canonicalize_name(name) for name in config.packages})
-        self.pending: list[str] = []  # projects known to have changed, not yet recorded
+        self.known: dict[str, int] = {}  # package -> the serial recorded (-1: removed)
+        # (project, the serial PyPI listed it with) known to have changed, not yet recorded
+        self.pending: list[tuple[str, int | None]] = []
         self.pending_serial: int | None = None  # PyPI's serial once `pending` is done
         self.fetcher = ThreadPoolExecutor(FETCH_THREADS, thread_name_prefix="gazer-fetch")
         self.every(config.pypi_interval, self.discover)
@@ -53,38 +55,43 @@ class CloudGazer(Task):
         if self.paused or self.pending:
             return
         try:
-            known = self.db.get_package_serials()
+            self.known = self.db.get_package_serials()
             if self.allow_list:
-                self.pending = self.allow_list
+                # a handful of projects: ask about each rather than download PyPI's whole list
+                self.pending = [(name, None) for name in self.allow_list]
                 return
-            serial, projects = self.pypi.list_projects()
+            changes = self.pypi.changed_projects(self.known)
         except (PyPIError, DatabaseError) as exc:
             self.log.warning("cannot look for changes now (will retry): %s", exc)
             return
-        changed = [name for name, entry in projects.items() if known.get(name) != entry.serial]
-        for name in set(known) - set(projects):
-            if known[name] >= 0:
-                self.log.info("%s was removed from PyPI", name)
-                self.pending.append(name)
-        self.pending.extend(sorted(changed))
-        self.pending_serial = serial
+        removed = [name for name in changes.removed if self.known[name] >= 0]
+        self.pending = [(p.canonical_name, p.serial) for p in changes.changed]
+        self.pending += [(name, None) for name in removed]
+        self.pending_serial = changes.serial
         if self.pending:
-            self.log.info("%d projects changed on PyPI (serial %d)", len(self.pending), serial)
+            self.log.info(
+                "%d projects changed and %d removed on PyPI (serial %d)",
+                len(changes.changed),
+                len(removed),
+                changes.serial,
+            )
 
     def record_batch(self) -> None:
         """Fetch and record the next few changed projects."""
         if self.paused or not self.pending:
             return
         batch, self.pending = self.pending[:BATCH], self.pending[BATCH:]
-        for name, info in zip(batch, self.fetcher.map(self._fetch, batch), strict=True):
+        for (name, serial), info in zip(batch, self.fetcher.map(self._fetch, batch), strict=True):
             try:
                 if info is None:
-                    self.db.remove_project(name)
-                elif isinstance(info, ProjectInfo):
+                    if self.known.get(name, -1) >= 0:
+                        self.log.info("%s was removed from PyPI", name)
+                        self.db.remove_project(name)
+                elif isinstance(info, ProjectInfo) and info.serial != self.known.get(name):
                     self.record(info)
             except DatabaseError as exc:
                 self.log.error("cannot record %s (will retry): %s", name, exc)
-                self.pending.append(name)
+                self.pending.append((name, serial))
         if not self.pending and self.pending_serial is not None:
             try:
                 self.db.set_pypi_serial(self.pending_serial)
@@ -92,10 +99,11 @@ class CloudGazer(Task):
                 self.log.error("cannot record PyPI serial: %s", exc)
             self.pending_serial = None
 
-    def _fetch(self, name: str) -> ProjectInfo | Exception | None:
+    def _fetch(self, entry: tuple[str, int | None]) -> ProjectInfo | Exception | None:
         """The project's details, None when PyPI no longer has it, or the error to log."""
+        name, serial = entry
         try:
-            return self.pypi.project(name)
+            return self.pypi.project(name, min_serial=serial)
         except ProjectNotFound:
             return None
         except PyPIError as exc:

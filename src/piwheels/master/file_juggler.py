@@ -151,7 +151,7 @@ class FileJuggler(Task):
             self.log.error("refused a message on the file queue: %s", exc)
             return
         if action == "HELLO":
-            self.start(address, data)
+            self.begin_transfer(address, data)
             return
         transfer = self.by_address.get(address)
         if transfer is None or transfer.verdict is not None:
@@ -160,7 +160,7 @@ class FileJuggler(Task):
         offset, chunk = data
         self.receive(transfer, offset, chunk)
 
-    def start(self, address: bytes, slave_id: int) -> None:
+    def begin_transfer(self, address: bytes, slave_id: int) -> None:
         transfer = self.transfers.get(slave_id)
         if transfer is None or transfer.verdict is not None:
             self.log.warning("slave %d said HELLO but no file is expected from it", slave_id)

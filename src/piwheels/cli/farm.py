@@ -1,0 +1,128 @@
+"""A whole farm on one machine, for trying piwheels: the master on its embedded database, one
+build slave for the Python running this, and the web output served on localhost.
+
+Run as ``python -m piwheels.cli.farm`` (the README's ``scripts/farm`` does). Every process it
+starts, it stops by its id on Ctrl-C or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import http.server
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from piwheels.cli.options import LOG_FORMAT
+from piwheels.master.config import DEFAULT_PACKAGES
+
+log = logging.getLogger("piwheels.farm")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="scripts/farm",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path("piwheels-data").absolute(),
+        help="the database, the web output and the slave's work area",
+    )
+    parser.add_argument("--port", type=int, default=8080, help="serve the output on this port")
+    parser.add_argument(
+        "--package",
+        action="append",
+        metavar="NAME",
+        help=f"a project to follow (repeatable; default: {' '.join(DEFAULT_PACKAGES)})",
+    )
+    parser.add_argument("--pypi-simple", default="https://pypi.org/simple/", metavar="URL")
+    parser.add_argument("--pypi-json", default="https://pypi.org/pypi", metavar="URL")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    data = args.data_dir
+    output = data / "www"
+    output.mkdir(parents=True, exist_ok=True)
+    bindir = Path(sys.executable).parent
+    master = [
+        str(bindir / "piw-master"),
+        "--data-dir",
+        str(data),
+        "--output-path",
+        str(output),
+        "--pypi-simple",
+        args.pypi_simple,
+        "--pypi-json",
+        args.pypi_json,
+        "--slave-queue",
+        "tcp://127.0.0.1:5555",
+        "--file-queue",
+        "tcp://127.0.0.1:5556",
+        "--control-queue",
+        f"ipc://{data}/control",
+        "--status-queue",
+        f"ipc://{data}/status",
+        "--import-queue",
+        f"ipc://{data}/import",
+        "--pypi-interval",
+        "30",
+        *[arg for name in args.package or DEFAULT_PACKAGES for arg in ("--package", name)],
+    ]
+    slave = [
+        str(bindir / "piw-slave"),
+        "-m",
+        "127.0.0.1",
+        "--dir",
+        str(data / "slave"),
+        "--sleep-interval",
+        "5s",
+        *(["--allow-root"] if os.geteuid() == 0 else []),
+    ]
+    (data / "slave").mkdir(exist_ok=True)
+    children = [subprocess.Popen(master)]
+    children.append(subprocess.Popen(slave))
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(output))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", args.port), handler)
+    stopping = threading.Event()
+
+    def stop(*_: object) -> None:
+        stopping.set()
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    log.info(
+        "serving %s on http://127.0.0.1:%d/ (pip install --index-url "
+        "http://127.0.0.1:%d/simple/ NAME); Ctrl-C stops everything",
+        output,
+        args.port,
+        args.port,
+    )
+    try:
+        server.serve_forever(poll_interval=0.5)
+    finally:
+        server.server_close()
+        for child in reversed(children):  # the slave first: it says BYE to a master still there
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+                try:
+                    child.wait(30)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

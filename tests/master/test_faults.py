@@ -1,0 +1,100 @@
+"""Faults a real farm meets: a master restart, a dead slave, a database restart."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from farm import MasterThread, SlaveProcess, configure, rows, wait_for
+from piwheels.db.embedded import EmbeddedPostgres
+from piwheels.master.config import MasterConfig
+from piwheels.master.slave_driver import SlaveDriver
+from pypi_index import LocalPyPI
+
+pytestmark = pytest.mark.slow
+
+SLOW_BUILDS = (
+    "SELECT b.built_by, b.status FROM builds b JOIN versions v USING (version_id) "
+    "WHERE v.package = 'piwtest-slow'"
+)
+
+
+@pytest.fixture
+def config(master_dsn: str, tmp_path: Path, pypi_index: LocalPyPI) -> MasterConfig:
+    pypi_index.add_version("piwtest-slow", "1.0")
+    return configure(master_dsn, tmp_path, pypi_index, ["cp311"], packages=["piwtest-slow"])
+
+
+def active_builds(master: MasterThread) -> dict:
+    [driver] = [task for task in master.master.tasks if isinstance(task, SlaveDriver)]
+    return dict(driver.active)
+
+
+def test_master_restarted_mid_build(config: MasterConfig, python311: Path, tmp_path: Path) -> None:
+    master = MasterThread(config).start()
+    slave = SlaveProcess(config, python311, tmp_path)
+    try:
+        wait_for(lambda: active_builds(master), timeout=60, what="the build to start")
+        assert master.stop() == 0
+        master = MasterThread(config).start()
+        # the slave notices the silence, starts again from HELLO, and the work completes
+        wait_for(lambda: rows(config.dsn, SLOW_BUILDS), timeout=120, what="the build")
+    finally:
+        slave.stop()
+        master.stop()
+    assert [status for _, status in rows(config.dsn, SLOW_BUILDS)] == [True]
+    assert "HELLO" in slave.output() or "hello" in slave.output().lower()
+
+
+def test_slave_killed_mid_build(
+    config: MasterConfig, python311: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config.slave_timeout = config.slave_timeout.__class__(seconds=3)
+    master = MasterThread(config).start()
+    first = SlaveProcess(config, python311, tmp_path)
+    second = None
+    try:
+        building = wait_for(lambda: active_builds(master), timeout=60, what="the build to start")
+        [first_id] = building.values()
+        second = SlaveProcess(config, python311, tmp_path)
+        first.kill()
+        # the silent slave is dropped, its build goes back to the queue and completes elsewhere
+        wait_for(lambda: rows(config.dsn, SLOW_BUILDS), timeout=120, what="the build")
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()
+        master.stop()
+    [(built_by, status)] = rows(config.dsn, SLOW_BUILDS)
+    assert status and built_by != first_id
+    assert "goes back to the queue" in caplog.text
+
+
+def test_database_restarted(
+    config: MasterConfig,
+    pg_server: EmbeddedPostgres,
+    pypi_index: LocalPyPI,
+    python311: Path,
+    tmp_path: Path,
+) -> None:
+    config.packages = ["piwtest-slow", "piwtest-pure"]
+    master = MasterThread(config).start()
+    slave = SlaveProcess(config, python311, tmp_path)
+    try:
+        wait_for(lambda: rows(config.dsn, SLOW_BUILDS), timeout=120, what="the first build")
+        before = rows(config.dsn, "SELECT build_id, status FROM builds ORDER BY 1")
+        pg_server.restart()
+        # the master reconnects: a release that appears afterwards is recorded and built
+        pypi_index.add_version("piwtest-pure", "2.0")
+        done = (
+            "SELECT count(*) FROM builds b JOIN versions v USING (version_id) "
+            "WHERE v.package = 'piwtest-pure' AND v.version = '2.0'"
+        )
+        wait_for(lambda: rows(config.dsn, done) == [(1,)], timeout=120, what="the later build")
+    finally:
+        slave.stop()
+        status = master.stop()
+    after = rows(config.dsn, "SELECT build_id, status FROM builds ORDER BY 1")
+    assert after[: len(before)] == before  # nothing already recorded was lost
+    assert status == 0
