@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,8 +41,10 @@ _SLICE = 0.1
 # A FETCH asks for one chunk; anything larger than this is a confused master, not a chunk, and
 # would make us hold that much in memory.
 MAX_CHUNK = 16 * 1024 * 1024
-# BUILT carries the whole log, but the protocol bounds it; the builder keeps more than that.
-_OUTPUT_LIMIT = Text.max_len or 16 * 1024 * 1024
+# BUILT carries the whole log, but the protocol bounds it (in characters) and the master bounds
+# the message (in bytes); the builder keeps more than either allows. A budget in UTF-8 bytes
+# satisfies both, whatever the log's script.
+_OUTPUT_LIMIT = min(Text.max_len or 0, 16 * 1024 * 1024)
 
 BuilderFactory = Callable[[str], Builder]
 
@@ -110,7 +111,9 @@ class PiwSlave:
         self._context: zmq.Context[Any] = context or zmq.Context()
         self._clock = clock
         self._now = now
-        self._stopping = threading.Event()
+        # A plain flag, not an Event: stop() runs in signal handlers, where taking the lock an
+        # Event.wait() of the interrupted thread may hold would deadlock.
+        self._stopping = False
         self._sock: Socket | None = None
         # A REQ socket alternates send and receive; this says which one is next.
         self._awaiting_reply = False
@@ -136,8 +139,11 @@ class PiwSlave:
     # -- control -------------------------------------------------------------------------------
 
     def stop(self) -> None:
-        """Ask :meth:`run` to kill any build, say BYE and return; safe from any thread."""
-        self._stopping.set()
+        """Ask :meth:`run` to kill any build, say BYE and return.
+
+        Safe from any thread and from a signal handler; :meth:`run` notices within 0.1 s.
+        """
+        self._stopping = True
 
     def stats(self) -> SlaveStats:
         """What IDLE and BUSY report about this machine right now."""
@@ -365,15 +371,15 @@ class PiwSlave:
     # -- waiting -------------------------------------------------------------------------------
 
     def _check_stop(self) -> None:
-        if self._stopping.is_set():
+        if self._stopping:
             raise _StopRequestedError
 
     def _pause(self, interval: timedelta) -> None:
         deadline = self._clock() + interval.total_seconds()
         self._check_stop()
         while (remaining := deadline - self._clock()) > 0:
-            if self._stopping.wait(min(remaining, _SLICE)):
-                raise _StopRequestedError
+            time.sleep(min(remaining, _SLICE))
+            self._check_stop()
 
     def _wait_for(self, build: Build, interval: timedelta) -> bool:
         """Wait up to *interval* for *build* to end; True if it has."""
@@ -415,10 +421,14 @@ def _answer_fetch(sock: Socket, wheel: BinaryIO, offset: int, length: int) -> No
 
 
 def _trim(text: str, limit: int) -> str:
-    """*text* if it fits in *limit* characters, else its start and end around a note."""
-    if len(text) <= limit:
+    """*text* if its UTF-8 fits in *limit* bytes, else its start and end around a note."""
+    data = text.encode("utf-8", "replace")
+    if len(data) <= limit:
         return text
-    note = "\n[... {} characters omitted to fit the protocol ...]\n"
+    note = "\n[... {} bytes omitted to fit the protocol ...]\n"
     # Sized for the longest count it could hold, so the result never exceeds the limit.
-    half = (limit - len(note.format(len(text)))) // 2
-    return text[:half] + note.format(len(text) - 2 * half) + text[len(text) - half :]
+    half = (limit - len(note.format(len(data)))) // 2
+    # A cut may split a character: "ignore" drops its pieces rather than inventing one.
+    head = data[:half].decode("utf-8", "ignore")
+    tail = data[len(data) - half :].decode("utf-8", "ignore")
+    return head + note.format(len(data) - 2 * half) + tail
