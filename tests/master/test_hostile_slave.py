@@ -175,8 +175,9 @@ def test_file_bigger_than_the_free_space_is_not_fetched(
     slave.hello()
     slave.wait_for_build()
     free = os.statvfs(config.output_path)
-    too_big = free.f_bavail * free.f_frsize  # leaves less than min_free_space
-    state = file_state(WHEEL, b"x")._replace(filesize=too_big)
+    # room for an IDLE, not for a file of CONTENT's size (3 MiB) on top
+    config.min_free_space = free.f_bavail * free.f_frsize - (3 << 19)
+    state = file_state(WHEEL, CONTENT)
     assert slave.request("BUILT", build_result(state))[0] == "DONE"
     # not recorded: the version stays queued for when there is room
     assert builds(config.dsn) == []
