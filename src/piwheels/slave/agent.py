@@ -244,7 +244,7 @@ class PiwSlave:
             # protocol (a name too long, too many files): the master must still hear of the build.
             log.error("cannot report the build as it is: %s", exc)
             note = f"\n[piwheels] the build's result could not be reported: {exc}\n"
-            output = _trim(result.output, _OUTPUT_LIMIT - len(note)) + note
+            output = _trim(result.output, _OUTPUT_LIMIT - len(note.encode())) + note
             return self._request("BUILT", BuildResult(False, result.duration, output, []))
 
     def _connect(self) -> None:
