@@ -1,0 +1,166 @@
+"""How fast PyPIClient takes in PyPI's whole project list, and diffs it against known serials.
+
+A synthetic PEP 691 root index of N projects (PyPI has ~930,000: ~60 MB of JSON) is served from
+127.0.0.1. Each figure is printed beside a reference measured in the same run on the same data,
+as a ratio, so the numbers mean something on any machine:
+
+* fetch: the same GET with urllib, body read and discarded (what the network part costs);
+* list_projects(): against fetch + a bare ``json.loads`` of the same bytes;
+* diff_serials(): against the symmetric difference of the two key sets;
+* peak memory (tracemalloc) of list_projects() against that of the bare ``json.loads``.
+
+Run: ``python bench/bench_pypi.py [--projects N] [--repeat R] [--gzip]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import random
+import threading
+import time
+import tracemalloc
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from piwheels.pypi import ProjectSerial, PyPIClient, diff_serials
+
+SIMPLE_JSON = "application/vnd.pypi.simple.v1+json"
+WORDS = ["py", "django", "flask", "lib", "tool", "data", "net", "Foo", "Bar", "zope", "oslo", "x"]
+
+
+def make_index(count: int, seed: int = 1) -> tuple[bytes, int]:
+    """A root index of *count* projects, names spelt as PyPI shows them (some not canonical)."""
+    rng = random.Random(seed)
+    top = count * 30
+    projects = [
+        {
+            "name": f"{rng.choice(WORDS)}{rng.choice(['-', '_', '.', ''])}{rng.choice(WORDS)}{i}",
+            "_last-serial": rng.randrange(1, top),
+        }
+        for i in range(count)
+    ]
+    document = {"meta": {"api-version": "1.1", "_last-serial": top}, "projects": projects}
+    return json.dumps(document).encode(), top
+
+
+@contextmanager
+def serve(body: bytes, serial: int, *, gzipped: bool) -> Iterator[str]:
+    headers = {"Content-Type": SIMPLE_JSON, "X-PyPI-Last-Serial": str(serial)}
+    if gzipped:
+        body = gzip.compress(body, compresslevel=6)
+        headers["Content-Encoding"] = "gzip"
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def best_of(repeat: int, run: Callable[[], object]) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        result = run()
+        best = min(best, time.perf_counter() - start)
+        del result
+    return best
+
+
+def peak_mib(run: Callable[[], object]) -> tuple[float, float]:
+    """(peak, retained) MiB of Python allocations while *run* runs and once it has returned."""
+    tracemalloc.start()
+    try:
+        result = run()
+        retained, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    del result
+    return peak / 2**20, retained / 2**20
+
+
+def perturb(projects: dict[str, ProjectSerial], seed: int = 2) -> dict[str, int]:
+    """Known serials as a follower would have them: 0.1% stale, 0.01% new, 0.01% removed."""
+    rng = random.Random(seed)
+    known = {key: entry.serial for key, entry in projects.items()}
+    keys = list(known)
+    for key in rng.sample(keys, max(1, len(keys) // 1000)):
+        known[key] -= 1
+    for key in rng.sample(keys, max(1, len(keys) // 10000)):
+        del known[key]
+    for i in range(max(1, len(keys) // 10000)):
+        known[f"gone-{i}"] = 1
+    return known
+
+
+def row(label: str, measured: float, reference: float, ref_label: str, unit: str = "s") -> None:
+    ratio = measured / reference if reference else float("inf")
+    print(
+        f"{label:<28} {measured:9.3f} {unit:<4} {ref_label:<30} {reference:9.3f} {unit:<4}"
+        f" x{ratio:5.2f}"
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--projects", type=int, default=1_000_000, help="size of the index")
+    parser.add_argument("--repeat", type=int, default=3, help="best of this many runs")
+    parser.add_argument("--gzip", action="store_true", help="serve the index gzip-compressed")
+    args = parser.parse_args(argv)
+
+    body, serial = make_index(args.projects)
+    print(f"{args.projects:,} projects, {len(body) / 1e6:.1f} MB of JSON, best of {args.repeat}")
+    with serve(body, serial, gzipped=args.gzip) as base:
+        client = PyPIClient(f"{base}/simple/", f"{base}/pypi", timeout=60)
+
+        def fetch() -> bytes:
+            with urllib.request.urlopen(f"{base}/simple/", timeout=60) as response:
+                return response.read()
+
+        fetched = best_of(args.repeat, fetch)
+        parsed = best_of(args.repeat, lambda: json.loads(body))
+        listed = best_of(args.repeat, client.list_projects)
+        result = client.list_projects()
+        assert len(result.projects) == args.projects, len(result.projects)
+        peak, retained = peak_mib(client.list_projects)
+        bare_peak, bare_retained = peak_mib(lambda: json.loads(body))
+
+    known = perturb(result.projects)
+    changed, removed = diff_serials(known, result.projects)
+    diffed = best_of(args.repeat, lambda: diff_serials(known, result.projects))
+    keys = best_of(args.repeat, lambda: known.keys() ^ result.projects.keys())
+
+    print(f"diff found {len(changed):,} changed or new and {len(removed):,} removed")
+    print(f"{'':<28} {'measured':>14} {'reference':<30} {'':>14} ratio")
+    row("fetch (urllib, no parse)", fetched, fetched, "itself")
+    row("list_projects()", listed, fetched + parsed, "fetch + bare json.loads")
+    row("  of which beyond the fetch", listed - fetched, parsed, "bare json.loads")
+    row("diff_serials()", diffed, keys, "keys() ^ keys()")
+    row("peak memory, list_projects", peak, bare_peak, "peak, bare json.loads", "MiB")
+    row("retained, list_projects", retained, bare_retained, "retained, bare json.loads", "MiB")
+
+
+if __name__ == "__main__":
+    main()
