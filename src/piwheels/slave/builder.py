@@ -16,7 +16,7 @@ import tempfile
 import threading
 import time
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import timedelta
 from pathlib import Path, PurePosixPath
 
@@ -34,7 +34,7 @@ from piwheels.slave.interpreter import Interpreter
 from piwheels.slave.sandbox import RunResult, Sandbox, SandboxedProcess, remove_tree
 from piwheels.states import BuildResult, Dependency, FileState
 
-__all__ = ["Build", "Builder"]
+__all__ = ["Build", "Builder", "apt_dependencies"]
 
 # Anything else could be read by pip as an option or a second requirement.
 _VERSION_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+!_-]*")
@@ -283,20 +283,12 @@ class Build:
         return state
 
     def _apt_dependencies(self, wheel: Path) -> frozenset[Dependency]:
-        if shutil.which("ldd") is None or shutil.which("dpkg") is None:
-            return frozenset()  # not a Debian-like system: nothing to report
-        scan_dir = self.build_dir / "scan"
-        remove_tree(scan_dir)
-        scan_dir.mkdir()
-        libraries = _extract_libraries(wheel, scan_dir)
-        if not libraries:
-            return frozenset()
-        # ldd may execute the file it inspects (it runs the ELF's own interpreter), and these
-        # files come from the package: run it sandboxed like the build.
-        run = self._sandboxed(["ldd", *map(str, libraries)], _SCAN_TIMEOUT, {})
-        own = {path.name.split("-", 1)[1] for path in libraries}
-        linked = _linked_paths(run.output, inside=scan_dir, own=own)
-        return frozenset(Dependency("apt", pkg) for pkg in _owning_packages(linked))
+        def ldd(argv: Sequence[str]) -> str:
+            # ldd may execute the file it inspects (it runs the ELF's own interpreter), and
+            # these files come from the package: it runs sandboxed like the build.
+            return self._sandboxed(list(argv), _SCAN_TIMEOUT, {}).output
+
+        return apt_dependencies(wheel, self.build_dir / "scan", ldd)
 
 
 class _BuildLog:
@@ -406,6 +398,27 @@ def _requirement(text: str) -> str:
         return str(Requirement(text))
     except InvalidRequirement:
         return text.strip()
+
+
+def apt_dependencies(
+    wheel: Path, scan_dir: Path, ldd: Callable[[Sequence[str]], str]
+) -> frozenset[Dependency]:
+    """The Debian packages owning the system libraries that *wheel*'s shared objects link to.
+
+    The shared objects are copied into *scan_dir* (emptied first, left for the caller to delete)
+    and *ldd* runs ``ldd`` on them and returns its output. Libraries shipped in the wheel itself,
+    or that no package owns, are left out; without dpkg the answer is empty.
+    """
+    if shutil.which("dpkg") is None:
+        return frozenset()  # not a Debian-like system: nothing to report
+    remove_tree(scan_dir)
+    scan_dir.mkdir()
+    libraries = _extract_libraries(wheel, scan_dir)
+    if not libraries:
+        return frozenset()
+    own = {path.name.split("-", 1)[1] for path in libraries}
+    linked = _linked_paths(ldd(["ldd", *map(str, libraries)]), inside=scan_dir, own=own)
+    return frozenset(Dependency("apt", pkg) for pkg in _owning_packages(linked))
 
 
 def _extract_libraries(wheel: Path, dest: Path) -> list[Path]:

@@ -9,6 +9,7 @@ Either way, a command that outlives its welcome is killed with every process it 
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
 import logging
@@ -321,9 +322,20 @@ def _mask_all(paths: Iterable[Path]) -> list[str]:
         if path.is_dir():
             args += ["--tmpfs", str(path)]
         elif path.exists():
-            # tmpfs can only cover a directory; an empty file covers a file (a config).
-            args += ["--ro-bind", os.devnull, str(path)]
+            # tmpfs can only cover a directory; an empty file covers a file (a config). Not
+            # /dev/null: bwrap's mounts are nodev, so it would read as "permission denied".
+            args += ["--ro-bind", str(_empty_file()), str(path)]
     return args
+
+
+@functools.cache
+def _empty_file() -> Path:
+    fd, name = tempfile.mkstemp(prefix="piwheels-empty-")
+    os.close(fd)
+    path = Path(name)
+    path.chmod(0o444)
+    atexit.register(path.unlink, missing_ok=True)
+    return path
 
 
 def _inside(path: Path, parent: Path) -> bool:
@@ -377,9 +389,12 @@ def remove_tree(path: Path) -> None:
 
 def _signal_tree(leader: int, sig: signal.Signals) -> None:
     """Send *sig* to the process group of *leader* and to any member that left it."""
+    # Listed first: once the leader dies its children are re-parented and no longer look like
+    # its descendants.
+    members = _members(leader)
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(leader, sig)
-    for pid in _members(leader):
+    for pid in members:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, sig)
 
