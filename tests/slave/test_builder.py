@@ -379,14 +379,14 @@ def run_python(
     code: str,
     *,
     timeout: float = 30,
-    **kwargs: object,
+    env: dict[str, str] | None = None,
 ) -> RunResult:
     return sandbox.run(
         [str(python.path), "-c", code],
         build_dir=build_dir,
         readable=python.prefixes,
         timeout=timeout,
-        **kwargs,  # type: ignore[arg-type]
+        env=env,
     )
 
 

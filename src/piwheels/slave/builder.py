@@ -11,6 +11,7 @@ import hashlib
 import re
 import shlex
 import shutil
+import stat
 import subprocess
 import tempfile
 import threading
@@ -269,7 +270,7 @@ class Build:
         return files
 
     def _inspect(self, path: Path) -> FileState | None:
-        problem = _foreign_wheel(path.name, self.package, self.version)
+        problem = _not_plain_file(path) or _foreign_wheel(path.name, self.package, self.version)
         if problem:
             self._log.note(f"not reporting {path.name}: {problem}")
             return None
@@ -321,6 +322,20 @@ def _request_problem(package: str, version: str) -> str | None:
         return f"{package!r} is not a valid project name"
     if not _VERSION_RE.fullmatch(version):
         return f"{version!r} is not a version we can ask pip for"
+    return None
+
+
+def _not_plain_file(path: Path) -> str | None:
+    """Why *path* may not be a file pip wrote, if so.
+
+    The build could write into the output directory too: a symlink or a hard link there could
+    make us hash, and then send the master, a file of the slave's instead of a wheel.
+    """
+    info = path.lstat()
+    if not stat.S_ISREG(info.st_mode):
+        return "not a regular file"
+    if info.st_nlink != 1:
+        return "a hard link to another file"
     return None
 
 
@@ -473,7 +488,7 @@ def _owning_packages(paths: Iterable[str]) -> set[str]:
         )
     except (OSError, subprocess.TimeoutExpired):
         return set()
-    packages = set()
+    packages: set[str] = set()
     for line in proc.stdout.splitlines():
         if line.startswith("diversion by"):
             continue

@@ -97,18 +97,20 @@ def inspect_interpreter(python: Path) -> Interpreter:
     # Not resolved: a venv's bin/python is a symlink whose target would lose the venv.
     python = python.absolute()
     data = _run_probe(python)
-    try:
-        return Interpreter(
-            path=python,
-            version=str(data["version"]),
-            py_version_tag=str(data["py_version_tag"]),
-            abi_tag=str(data["abi_tag"]),
-            platform_tag=str(data["platform_tag"]),
-            pip_version=str(data["pip_version"]),
-            prefixes=_outermost(Path(d) for d in data["dirs"]),
-        )
-    except (KeyError, TypeError) as exc:
-        raise InterpreterError(python, f"unexpected answer from the probe: {data!r}") from exc
+    fields = ("version", "py_version_tag", "abi_tag", "platform_tag", "pip_version")
+    text = {name: data.get(name) for name in fields}
+    dirs = data.get("dirs")
+    if not all(isinstance(v, str) and v for v in text.values()) or not isinstance(dirs, list):
+        raise InterpreterError(python, f"unexpected answer from the probe: {data!r}")
+    return Interpreter(
+        path=python,
+        version=str(text["version"]),
+        py_version_tag=str(text["py_version_tag"]),
+        abi_tag=str(text["abi_tag"]),
+        platform_tag=str(text["platform_tag"]),
+        pip_version=str(text["pip_version"]),
+        prefixes=_outermost(Path(d) for d in dirs if isinstance(d, str)),
+    )
 
 
 def _run_probe(python: Path) -> dict[str, object]:
