@@ -169,6 +169,11 @@ class EmbeddedPostgres:
         directory's owner if it is not root, else the first of postgres, pgserver and nobody.
     :param timeout: seconds to wait for the server to start or stop.
 
+    When we are root, the directories above *data_dir* are made traversable for the server's
+    account (search permission only) and must stay so while it runs, since postgres opens its
+    files by absolute path. pytest's temporary directories are a trap here: every new pytest
+    session takes that permission back off ``/tmp/pytest-of-<user>``.
+
     The server outlives this object unless :meth:`stop` is called (``with`` does): a master that
     exits uncleanly leaves it running, and the next :meth:`start` on the directory adopts it.
     Only one process should manage a given directory at a time.
@@ -259,6 +264,7 @@ class EmbeddedPostgres:
             self._prepare_directories()
             if not (self.data_dir / "PG_VERSION").exists():
                 self._initdb()
+            self._remove_stale_locks()
             self._pg_ctl_start()
             logger.info("PostgreSQL running in %s (pid %s)", self.data_dir, self.pid())
             return self.dsn()
@@ -372,12 +378,11 @@ class EmbeddedPostgres:
 
     def _prepare_directories(self) -> None:
         account = self._account_for_server()
+        # initdb accepts an existing empty directory, and our programs run inside it (see _run).
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         if account is None:
-            # initdb makes the directory itself, with the permissions it requires.
-            self.data_dir.parent.mkdir(parents=True, exist_ok=True)
             socket_owner = None
         else:
-            self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             if not (self.data_dir / "PG_VERSION").exists():
                 os.chown(self.data_dir, account.pw_uid, account.pw_gid)
             self._grant_search(self.data_dir, account)
@@ -410,6 +415,22 @@ class EmbeddedPostgres:
                 logger.info("allowing %s to traverse %s", account.pw_name, directory)
                 directory.chmod(stat.S_IMODE(info.st_mode) | stat.S_IXOTH)
 
+    def _remove_stale_locks(self) -> None:
+        """Remove lock files left by a server that died without cleaning up (killed, say).
+
+        postgres discards such files itself when the process they name is gone, but takes a
+        zombie for a live process, and a killed postmaster stays a zombie until whichever process
+        inherited it gets round to reaping it.
+        """
+        for lock in (self.data_dir / "postmaster.pid", self.socket_dir / f".s.PGSQL.{PORT}.lock"):
+            try:
+                pid = int(lock.read_text().split("\n", 1)[0])
+            except (FileNotFoundError, ValueError):
+                continue
+            if not _process_alive(pid):
+                logger.info("removing %s, left by PostgreSQL process %d, now gone", lock, pid)
+                lock.unlink(missing_ok=True)
+
     def _run(self, command: list[str], *, check: bool = True) -> subprocess.CompletedProcess[str]:
         account = self._account_for_server()
         env = dict(os.environ)
@@ -427,7 +448,10 @@ class EmbeddedPostgres:
             capture_output=True,
             text=True,
             env=env,
-            cwd=self.data_dir.parent,
+            # Inside the data directory, which the commands call ".": the child enters it before
+            # giving up root, so pg_ctl can still reach postmaster.pid, and stop the server, if
+            # the directories above stop being traversable for the server's account.
+            cwd=self.data_dir,
             user=account.pw_uid if account else None,
             group=account.pw_gid if account else None,
             extra_groups=[] if account else None,
@@ -436,7 +460,8 @@ class EmbeddedPostgres:
         )
         if check and result.returncode != 0:
             raise EmbeddedPostgresError(
-                f"{shlex.join(command)} failed with exit status {result.returncode}:\n"
+                f"{shlex.join(command)} in {self.data_dir} failed with exit status "
+                f"{result.returncode}:\n"
                 f"{result.stdout}{result.stderr}{self._log_tail()}"
             )
         return result
@@ -453,7 +478,7 @@ class EmbeddedPostgres:
         command = [
             str(self.bin_dir / "initdb"),
             "--pgdata",
-            str(self.data_dir),
+            ".",
             "--username",
             SUPERUSER,
             # trust is safe here because nothing but the socket listens, and the socket lives in
@@ -475,7 +500,7 @@ class EmbeddedPostgres:
         command = [
             str(self.bin_dir / "pg_ctl"),
             "--pgdata",
-            str(self.data_dir),
+            ".",
             "--wait",
             "--timeout",
             str(int(self.timeout)),
@@ -497,4 +522,4 @@ class EmbeddedPostgres:
             for setting in ("fsync=off", "synchronous_commit=off", "full_page_writes=off"):
                 options += ["-c", setting]
         # pg_ctl hands -o to a shell, hence the quoting.
-        self._pg_ctl("--log", str(self.log_file), "--options", shlex.join(options), "start")
+        self._pg_ctl("--log", self.log_file.name, "--options", shlex.join(options), "start")
