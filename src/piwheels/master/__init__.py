@@ -23,7 +23,7 @@ from piwheels.master.slave_driver import SlaveDriver
 from piwheels.master.task import Task
 from piwheels.master.the_architect import TheArchitect
 from piwheels.master.the_oracle import TheOracle
-from piwheels.transport import ProtocolError, Socket
+from piwheels.transport import ProtocolError, Socket, encode
 
 log = logging.getLogger(__name__)
 JOIN_TIMEOUT = 10.0
@@ -59,19 +59,31 @@ class PiwMaster:
                     self._handle_inbox(inbox, stop)
         finally:
             log.info("stopping")
-            control.send("QUIT")
-            for task in self.tasks:
-                if task.ident is None:  # never started (another task failed to set up)
-                    task.close()
-                    continue
-                task.join(JOIN_TIMEOUT)
-                if task.is_alive():
-                    log.error("%s did not stop within %ss", task.name, JOIN_TIMEOUT)
+            stuck = self._stop_tasks(control)
             control.close()
             inbox.close()
-            self.context.term()
+            if stuck:
+                # terminating the context would block on their sockets; exiting frees them
+                log.error("not waiting for %s", ", ".join(stuck))
+            else:
+                self.context.term()
         log.info("stopped")
         return 1 if self.failed else 0
+
+    def _stop_tasks(self, control: Socket) -> list[str]:
+        """Stop the tasks in the reverse of their start order, so no task is left waiting on
+        one already gone (the Oracles stop last); return the names of any that would not."""
+        stuck = []
+        for task in reversed(self.tasks):
+            if task.ident is None:  # never started (another task failed to set up)
+                task.close()
+                continue
+            control.zsock.send_multipart([task.name.encode(), encode(control.protocol, "QUIT")])
+            task.join(JOIN_TIMEOUT)
+            if task.is_alive():
+                log.error("%s did not stop within %ss", task.name, JOIN_TIMEOUT)
+                stuck.append(task.name)
+        return stuck
 
     def _create_tasks(self) -> list[Task]:
         config, ctx = self.config, self.context

@@ -20,9 +20,10 @@ import zmq
 from piwheels import protocols
 from piwheels.master.config import MasterConfig
 from piwheels.protocols import Protocol
-from piwheels.transport import ProtocolError, Socket
+from piwheels.transport import ProtocolError, Socket, decode
 
 Handler = Callable[[], None]
+ALL_TASKS = b"*"
 
 
 class TaskQuit(Exception):
@@ -51,8 +52,11 @@ class Task(threading.Thread):
         self._handlers: dict[zmq.Socket[Any], Handler] = {}
         self._timers: list[_Timer] = []
         self._poller = zmq.Poller()
+        # Control messages carry a topic frame: ALL_TASKS, or one task's name so the master can
+        # stop tasks one by one (clients of the Oracles before the Oracles).
         control = self.socket(zmq.SUB, protocols.task_control)
-        control.zsock.setsockopt(zmq.SUBSCRIBE, b"")
+        control.zsock.setsockopt(zmq.SUBSCRIBE, ALL_TASKS)
+        control.zsock.setsockopt(zmq.SUBSCRIBE, self.name.encode())
         control.connect(config.task_control_queue)
         self.register(control, self._handle_control)
         self._control = control
@@ -116,7 +120,7 @@ class Task(threading.Thread):
 
     def _handle_control(self) -> None:
         try:
-            action, _ = self._control.recv()
+            action = self._recv_control()
         except ProtocolError as exc:
             self.log.error("bad control message: %s", exc)
             return
@@ -124,3 +128,10 @@ class Task(threading.Thread):
             raise TaskQuit
         self.paused = action == "PAUSE"
         self.log.info("paused" if self.paused else "resumed")
+
+    def _recv_control(self) -> str:
+        frames = self._control.zsock.recv_multipart()
+        if len(frames) != 2:
+            raise ProtocolError(f"expected [topic, message], got {len(frames)} frames")
+        action, _ = decode(self._control.protocol, frames[1])
+        return action
