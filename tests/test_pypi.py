@@ -279,6 +279,14 @@ def test_serial_from_header_or_projects() -> None:
         assert client_for(base).list_projects().serial == 9
 
 
+def test_no_index_there() -> None:
+    with (
+        serve(lambda _: (404, {"Content-Type": "text/plain"}, b"Not Found\n")) as base,
+        pytest.raises(UnsupportedIndex, match="HTTP 404: no simple index there"),
+    ):
+        client_for(base).list_projects()
+
+
 def test_stale_header() -> None:
     document = root([{"name": "a", "_last-serial": 5}], 12)
     with (

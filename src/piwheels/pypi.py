@@ -243,7 +243,14 @@ class PyPIClient:
         serial are skipped with one warning for the lot.
         """
         url = self.simple_url
-        text, headers = self._fetch(url, simple=True)
+        try:
+            text, headers = self._fetch(url, simple=True)
+        except _NotFound:
+            raise UnsupportedIndex(url, "HTTP 404: no simple index there") from None
+        header = _header_serial(url, headers)
+        if min_serial is not None and header is not None and header < min_serial:
+            # Known before a parse that takes seconds for PyPI's whole list.
+            raise StaleResponse(url, header, min_serial)
         # The hook turns each entry into a ProjectSerial as it is parsed, so the ~1M dicts the
         # plain parse would build never exist at once.
         document = _parse_json(text, url, hook=_project_hook)
@@ -267,7 +274,7 @@ class PyPIClient:
                 _excerpt(bad[0]),
             )
         del good, entries, document
-        serial = _index_serial(url, meta.get("_last-serial"), headers)
+        serial = _index_serial(url, meta.get("_last-serial"), header)
         if serial is None:
             # A PEP 691 index need not say; the newest project's is the best lower bound.
             serial = max((entry.serial for entry in projects.values()), default=0)
@@ -602,11 +609,10 @@ def _header_serial(url: str, headers: Message) -> int | None:
     return int(value)
 
 
-def _index_serial(url: str, body: object, headers: Message) -> int | None:
+def _index_serial(url: str, body: object, header: int | None) -> int | None:
     """The root's serial from its body and header, which must agree where both exist."""
     if body is not None and (type(body) is not int or body < 0):
         raise MalformedResponse(url, f"meta._last-serial is {body!r}")
-    header = _header_serial(url, headers)
     if header is not None and body is not None and header != body:
         # One of them came from a cache: whichever it was, this page can't be trusted now.
         raise StaleResponse(url, min(header, body), max(header, body))
