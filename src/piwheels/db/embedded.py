@@ -19,6 +19,7 @@ the data directory.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import logging
@@ -136,6 +137,19 @@ def _process_alive(pid: int) -> bool:
     return state != "Z"
 
 
+def _postmaster_alive(pid: int) -> bool:
+    """Whether *pid*, read from a lock file, is still a PostgreSQL server process."""
+    if not _process_alive(pid):
+        return False
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True
+    # After a reboot the number may belong to anything; postgres, seeing it alive, would refuse
+    # to start until someone deleted the lock file by hand.
+    return b"postgres" in command
+
+
 def _children(pid: int) -> list[int]:
     children = []
     for entry in Path("/proc").glob("[0-9]*/stat"):
@@ -246,8 +260,8 @@ class EmbeddedPostgres:
             pid = int(first_line)
         except (FileNotFoundError, ValueError):
             return None
-        # A stale file outlives a crash; postgres itself discards it on the next start.
-        return pid if _process_alive(pid) else None
+        # A stale file outlives a crash or a reboot; _remove_stale_locks deals with it.
+        return pid if _postmaster_alive(pid) else None
 
     def is_running(self) -> bool:
         return self.pid() is not None
@@ -289,7 +303,8 @@ class EmbeddedPostgres:
             survivors = _wait_gone(processes, self.timeout)
             for survivor in survivors:
                 logger.warning("killing PostgreSQL process %d that outlived shutdown", survivor)
-                os.kill(survivor, signal.SIGKILL)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(survivor, signal.SIGKILL)
             if _wait_gone(survivors, 5.0):
                 raise EmbeddedPostgresError(
                     f"PostgreSQL processes {survivors} in {self.data_dir} survived SIGKILL"
@@ -418,16 +433,16 @@ class EmbeddedPostgres:
     def _remove_stale_locks(self) -> None:
         """Remove lock files left by a server that died without cleaning up (killed, say).
 
-        postgres discards such files itself when the process they name is gone, but takes a
-        zombie for a live process, and a killed postmaster stays a zombie until whichever process
-        inherited it gets round to reaping it.
+        postgres discards such files itself when the process they name is gone, but not when that
+        number now belongs to another process (after a reboot), or to a zombie: a killed
+        postmaster stays one until whichever process inherited it gets round to reaping it.
         """
         for lock in (self.data_dir / "postmaster.pid", self.socket_dir / f".s.PGSQL.{PORT}.lock"):
             try:
                 pid = int(lock.read_text().split("\n", 1)[0])
             except (FileNotFoundError, ValueError):
                 continue
-            if not _process_alive(pid):
+            if not _postmaster_alive(pid):
                 logger.info("removing %s, left by PostgreSQL process %d, now gone", lock, pid)
                 lock.unlink(missing_ok=True)
 
