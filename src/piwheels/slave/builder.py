@@ -239,16 +239,20 @@ class Build:
         with self._lock:
             if self._kill_reason is not None:
                 return RunResult(-1, "", self._kill_reason)
-            self._process = builder.sandbox.start(
-                command,
-                build_dir=self.build_dir,
-                env=env,
-                readable=builder.interpreter.prefixes,
-                # Other builds' directories (left over or not yet cleaned) are none of its business.
-                hide=[builder.work_root],
-            )
+            try:
+                process = self._process = builder.sandbox.start(
+                    command,
+                    build_dir=self.build_dir,
+                    env=env,
+                    readable=builder.interpreter.prefixes,
+                    # Other builds' directories (left over or not yet cleaned) are none of its
+                    # business.
+                    hide=[builder.work_root],
+                )
+            except OSError as exc:
+                return RunResult(-1, f"could not start {command[0]!r}: {exc}\n", None)
         try:
-            return self._process.communicate(timeout)
+            return process.communicate(timeout)
         finally:
             with self._lock:
                 self._process = None

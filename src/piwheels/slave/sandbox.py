@@ -170,7 +170,9 @@ class Sandbox(ABC):
 
     def __init__(self, *, hide: Iterable[Path] = (), grace: float = 5.0) -> None:
         """*hide*: more paths (the slave's work and config directories) a build must not see."""
-        self.hidden = tuple(dict.fromkeys([*DEFAULT_HIDDEN, Path.home(), *hide]))
+        # "/" is the home of some service users; hiding it would hide the whole system.
+        paths = [*DEFAULT_HIDDEN, Path.home(), *hide]
+        self.hidden = tuple(dict.fromkeys(p for p in paths if p != Path("/")))
         self.grace = grace
 
     def start(
@@ -251,13 +253,13 @@ class PlainSandbox(Sandbox):
     """No isolation: only a throwaway HOME and a session of its own, for hosts without bwrap."""
 
     isolated = False
-    description = "no sandbox (bubblewrap unavailable): only HOME is throwaway"
+    description = "none (no bubblewrap): only HOME is throwaway"
 
     def __init__(self, *, hide: Iterable[Path] = (), grace: float = 5.0) -> None:
         super().__init__(hide=hide, grace=grace)
         log.warning(
-            "builds are NOT isolated: bubblewrap is unavailable, so a build can read and write "
-            "anything this user can"
+            "builds are NOT isolated (no bubblewrap sandbox): a build can read and write "
+            "anything this user can, and a daemon it starts may outlive it"
         )
 
     def wrap(
