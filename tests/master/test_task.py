@@ -1,0 +1,116 @@
+"""The Task base and the master's reaction to a crashing task."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+import pytest
+import zmq
+
+from farm import MasterThread, make_config, wait_for
+from piwheels import protocols
+from piwheels.master import PiwMaster
+from piwheels.master.config import MasterConfig
+from piwheels.master.task import ALL_TASKS, Task
+from piwheels.transport import Socket, encode
+
+
+class Ticker(Task):
+    """A task that counts its timer ticks, and crashes on the third if told to."""
+
+    name = "Ticker"
+
+    def __init__(self, config: MasterConfig, context: zmq.Context, *, crash: bool = False) -> None:
+        super().__init__(config, context)
+        self.ticks = 0
+        self.crash = crash
+        self.every(0.05, self.tick)
+
+    def tick(self) -> None:
+        if self.paused:
+            return
+        self.ticks += 1
+        if self.crash and self.ticks == 3:
+            raise RuntimeError("the ticker fell over")
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> MasterConfig:
+    return make_config("", tmp_path, tmp_path, ["cp311"])
+
+
+def control_sockets(config: MasterConfig, context: zmq.Context) -> tuple[Socket, Socket]:
+    control = Socket(zmq.PUB, reversed(protocols.task_control), context=context)
+    control.bind(config.task_control_queue)
+    inbox = Socket(zmq.PULL, protocols.master_control, context=context)
+    inbox.bind(config.master_control_queue)
+    return control, inbox
+
+
+def test_pause_resume_quit(config: MasterConfig) -> None:
+    context = zmq.Context()
+    control, inbox = control_sockets(config, context)
+    task = Ticker(config, context)
+    task.start()
+
+    def send(action: str) -> None:
+        control.zsock.send_multipart([ALL_TASKS, encode(control.protocol, action)])
+
+    try:
+        wait_for(lambda: task.ticks > 2, what="ticks")
+        send("PAUSE")
+        wait_for(lambda: task.paused, what="the pause")
+        paused_at = task.ticks
+        threading.Event().wait(0.3)
+        assert task.ticks == paused_at
+        send("RESUME")
+        wait_for(lambda: task.ticks > paused_at, what="the resumption")
+        send("QUIT")
+        task.join(5)
+        assert not task.is_alive()
+    finally:
+        control.close()
+        inbox.close()
+        context.term()
+
+
+def test_crashed_task_reports_its_traceback(config: MasterConfig) -> None:
+    context = zmq.Context()
+    control, inbox = control_sockets(config, context)
+    task = Ticker(config, context, crash=True)
+    task.start()
+    try:
+        assert inbox.poll(5000)
+        action, (name, trace) = inbox.recv()
+        assert (action, name) == ("FAILED", "Ticker")
+        assert "RuntimeError: the ticker fell over" in trace
+        task.join(5)
+        assert not task.is_alive()
+    finally:
+        control.close()
+        inbox.close()
+        context.term()
+
+
+class CrashingMaster(PiwMaster):
+    """The real master with one extra task that crashes: the master must stop, not hang."""
+
+    def _create_tasks(self) -> list[Task]:
+        return [*super()._create_tasks(), Ticker(self.config, self.context, crash=True)]
+
+
+def test_a_crashing_task_stops_the_whole_master(
+    master_dsn: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="piwheels")
+    config = make_config(master_dsn, tmp_path, tmp_path, ["cp311"])
+    running = MasterThread(config)
+    running.master = CrashingMaster(config, follow_pypi=False)
+    running.start()
+    running.thread.join(30)
+    assert not running.thread.is_alive()
+    assert running.exit_status == 1
+    assert "Ticker crashed; stopping the master" in caplog.text
+    assert "RuntimeError: the ticker fell over" in caplog.text

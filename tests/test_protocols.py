@@ -1,0 +1,181 @@
+"""Every message of every protocol round-trips exactly, and bad data is refused at both ends."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import cbor2
+import pytest
+
+from piwheels import protocols
+from piwheels.protocols import NO_DATA, Protocol
+from piwheels.states import BuildResult, Dependency, FileState, SlaveHello, SlaveStats
+from piwheels.transport import ProtocolError, decode, encode
+
+NOW = datetime(2026, 11, 22, 12, 34, 56, 789012, tzinfo=UTC)
+FILE = FileState(
+    "foo-1.0-cp311-cp311-linux_x86_64.whl",
+    1234,
+    "a" * 64,
+    "foo",
+    "1.0",
+    "cp311",
+    "cp311",
+    "linux_x86_64",
+    frozenset({Dependency("apt", "libc6"), Dependency("pip", "bar")}),
+    ">=3.9",
+)
+HELLO = SlaveHello(
+    timedelta(hours=3, microseconds=1),
+    timedelta(minutes=5),
+    "311",
+    "cp311",
+    "linux_x86_64",
+    "slave1",
+    "Debian GNU/Linux",
+    "12 (bookworm)",
+    "c03111",
+    "100000001",
+)
+STATS = SlaveStats(NOW, 10 << 30, 5 << 30, 8 << 30, 4 << 30, 0.25, 47.5)
+RESULT = BuildResult(True, timedelta(seconds=61, microseconds=5), "log\n" * 100, [FILE])
+
+SAMPLES: dict[str, Any] = {
+    "HELLO": HELLO,
+    "IDLE": STATS,
+    "BUSY": STATS,
+    "BUILT": RESULT,
+    "ACK": (1, "https://x/simple/"),
+    "BUILD": ("numpy", "1.14.0"),
+    "SEND": FILE.filename,
+    "CHUNK": (0, b"\x00\xff" * 10),
+    "FETCH": (0, 65536),
+    "IMPORT": (0, "foo", "1.0", None, True, timedelta(1), "log", [FILE]),
+    "REMOVE": ("foo", "1.0", ""),
+    "REBUILD": ("PROJECT", None),
+    "ERROR": "no such package",
+    "FAILED": ("Oracle 0", "Traceback..."),
+    "SETSERIAL": 42,
+    "SETPROJECT": (
+        "foo",
+        "Foo",
+        3,
+        "summary",
+        "description",
+        [("1.0", NOW, ">=3.9", True, False, "")],
+    ),
+    "REMOVEPROJECT": "foo",
+    "GETQUEUE": 100,
+    "GETHASHES": [FILE.filename],
+    "LOGBUILD": (1, "foo", "1.0", "cp311", RESULT),
+    "OK": {"anything": [1, 2]},
+    "QUEUE": ({"cp311": [("foo", "1.0")]}, {"cp311": 1}),
+    "EXPECT": (1, "foo", FILE),
+    "VERIFY": 1,
+    "FORGET": 1,
+}
+PROTOCOLS = [
+    protocols.slave_driver,
+    protocols.file_juggler,
+    protocols.mr_chase,
+    protocols.task_control,
+    protocols.master_control,
+    protocols.oracle,
+    protocols.architect,
+    protocols.file_juggler_control,
+]
+
+
+def every_message() -> list[tuple[Protocol, str]]:
+    return [
+        (proto, action)
+        for proto in PROTOCOLS
+        for side in (proto, reversed(proto))
+        for action in side.send
+    ]
+
+
+@pytest.mark.parametrize(
+    ("protocol", "action"), every_message(), ids=lambda x: getattr(x, "name", x)
+)
+def test_every_message_round_trips(protocol: Protocol, action: str) -> None:
+    sender = protocol if action in protocol.send else reversed(protocol)
+    spec = sender.send[action]
+    sample = 7 if (protocol.name, action) == ("file juggler", "HELLO") else SAMPLES.get(action)
+    data = NO_DATA if spec is None else sample
+    received_action, received = decode(reversed(sender), encode(sender, action, data))
+    assert received_action == action
+    if spec is not None:
+        assert tuple(received) == tuple(data) if isinstance(data, tuple) else received == data
+
+
+def test_wire_format_is_the_seeds() -> None:
+    assert cbor2.loads(encode(protocols.slave_driver, "BUILD", ("numpy", "1.14.0"))) == [
+        "BUILD",
+        "numpy",
+        "1.14.0",
+    ]
+    assert cbor2.loads(encode(protocols.slave_driver, "SLEEP")) == "SLEEP"
+
+
+def test_times_round_trip_exactly() -> None:
+    odd = timezone(timedelta(hours=5, minutes=30))
+    stats = STATS._replace(timestamp=datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=odd))
+    _, back = decode(
+        protocols.slave_driver, encode(reversed(protocols.slave_driver), "IDLE", stats)
+    )
+    assert back.timestamp == stats.timestamp and back.timestamp.utcoffset() == odd.utcoffset(None)
+    for delta in (
+        timedelta(0),
+        timedelta(microseconds=1),
+        timedelta(days=-1, seconds=5),
+        timedelta(days=9999, microseconds=999999),
+    ):
+        result = RESULT._replace(duration=delta)
+        _, back = decode(
+            protocols.slave_driver, encode(reversed(protocols.slave_driver), "BUILT", result)
+        )
+        assert back.duration == delta
+
+
+@pytest.mark.parametrize(
+    ("raw", "error"),
+    [
+        (b"\xff\xfe", "not a CBOR message"),
+        (cbor2.dumps(42), "not a message"),
+        (cbor2.dumps([]), "not a message"),
+        (cbor2.dumps(["REBOOT"]), "unknown message"),
+        (cbor2.dumps("HELLO"), "needs data"),
+        (cbor2.dumps(["BYE", 1]), "carries no data"),
+        (cbor2.dumps(["IDLE", "x", 1, 2, 3, 4, 5.0, 6.0]), "IDLE.timestamp: expected datetime"),
+        (cbor2.dumps(["IDLE", NOW.replace(tzinfo=None), 1, 2, 3, 4, 5.0, 6.0], timezone=UTC), None),
+        (cbor2.dumps(["IDLE", NOW, True, 2, 3, 4, 5.0, 6.0]), "IDLE.disk_total: expected int"),
+        (cbor2.dumps(["BUILT", True, 5, "log", []]), "BUILT.duration: expected timedelta"),
+        (cbor2.dumps(["BUILT", True, cbor2.CBORTag(1002, {1: "x"}), "", []]), "tag 1002"),
+        (cbor2.dumps(["BUILT", True, cbor2.CBORTag(99999, 1), "", []]), "tag 99999"),
+        (cbor2.dumps(["HELLO", *(["x"] * 10)]), "HELLO.build_timeout"),
+        (cbor2.dumps(["HELLO", *(["x"] * 3)]), "expected 10 fields"),
+        (cbor2.dumps(["SENT"]), "carries no data"),
+    ],
+)
+def test_malformed_messages_are_refused(raw: bytes, error: str | None) -> None:
+    if error is None:  # a naive datetime is sent as a plain UTC one by cbor2: accepted
+        decode(protocols.slave_driver, raw)
+        return
+    with pytest.raises(ProtocolError, match=error):
+        decode(protocols.slave_driver, raw)
+
+
+def test_oversized_fields_are_refused() -> None:
+    with pytest.raises(ProtocolError, match="longer than"):
+        decode(reversed(protocols.slave_driver), cbor2.dumps(["BUILD", "x" * 5000, "1.0"]))
+
+
+def test_refused_on_send_too() -> None:
+    with pytest.raises(ProtocolError, match="may not send"):
+        encode(protocols.slave_driver, "HELLO", HELLO)  # the master never sends HELLO
+    with pytest.raises(ProtocolError, match="refusing to send"):
+        encode(protocols.slave_driver, "BUILD", ("numpy", 1))
+    with pytest.raises(ProtocolError, match="needs data"):
+        encode(protocols.slave_driver, "SEND")
