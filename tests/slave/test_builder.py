@@ -192,6 +192,12 @@ def test_interpreter_tags(
     assert any(python.is_relative_to(prefix) for prefix in interpreter.prefixes)
 
 
+def test_interpreter_with_a_new_pip_reports_the_plain_platform() -> None:
+    # pip 26's vendored packaging lists manylinux tags last; a local build is still linux_*
+    interpreter = inspect_interpreter(Path(sys.executable))
+    assert interpreter.platform_tag == f"linux_{os.uname().machine}"
+
+
 @pytest.mark.parametrize("make", [lambda tmp: tmp / "missing", lambda tmp: Path("/bin/true")])
 def test_interpreter_rejects_non_python(tmp_path: Path, make: Callable[[Path], Path]) -> None:
     path = make(tmp_path)

@@ -23,9 +23,11 @@ import pip
 def tags_from_pip():
     from pip._vendor.packaging import tags
     best = next(iter(tags.sys_tags()))
-    # platform_tags() lists the manylinux tags pip prefers to install first and ends with the
-    # plain tag (linux_x86_64, linux_armv7l, ...) that a local build is actually labelled with.
-    platforms = list(tags.platform_tags())
+    # platform_tags() lists the manylinux/musllinux tags pip may install besides the plain tag
+    # (linux_x86_64, linux_armv7l, ...) that a local build is labelled with; their order has
+    # changed between pip releases, so pick the plain one rather than rely on its position.
+    platforms = [p for p in tags.platform_tags()
+                 if not p.startswith(("manylinux", "musllinux"))]
     return tags.interpreter_version(), best.abi, platforms[-1]
 
 def tags_from_sysconfig():
