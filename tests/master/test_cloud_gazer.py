@@ -1,0 +1,108 @@
+"""Cloud Gazer following a whole (local) PyPI: additions, yanks, removals, and resuming."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from farm import MasterThread, ScriptedSlave, configure, rows, stats, wait_for
+from piwheels.master.config import MasterConfig
+from pypi_index import LocalPyPI
+
+VERSIONS = "SELECT package, version, yanked, removed, has_sdist FROM versions ORDER BY 1, 2"
+
+
+def follow_everything(master_dsn: str, tmp_path: Path, index: LocalPyPI) -> MasterConfig:
+    return configure(master_dsn, tmp_path, index, ["cp39"], packages=[])
+
+
+def test_follows_additions_yanks_and_removals(
+    master_dsn: str, tmp_path: Path, pypi_index: LocalPyPI
+) -> None:
+    config = follow_everything(master_dsn, tmp_path, pypi_index)
+    master = MasterThread(config).start()
+    try:
+        wait_for(
+            lambda: (
+                rows(config.dsn, "SELECT pypi_serial FROM configuration") == [(pypi_index.serial,)]
+            ),
+            what="the serial to be recorded",
+        )
+        assert ("piwtest-pure", "1.1", True, False, True) in rows(config.dsn, VERSIONS)
+        # the index also serves the build dependencies: following all of it records them too
+        packages = {row[0] for row in rows(config.dsn, "SELECT package FROM packages")}
+        assert {"piwtest-pure", "piwtest-cext", "setuptools"} <= packages
+
+        pypi_index.add_version("piwtest-pure", "2.0")
+        pypi_index.add_wheel_only_version("piwtest-cext", "2.0")
+        pypi_index.yank("piwtest-abi3", "1.0", "bad build")
+        pypi_index.remove_project("piwtest-broken")
+        wait_for(
+            lambda: (
+                rows(config.dsn, "SELECT pypi_serial FROM configuration") == [(pypi_index.serial,)]
+            ),
+            what="the changes to be recorded",
+        )
+    finally:
+        master.stop()
+    versions = rows(config.dsn, VERSIONS)
+    assert ("piwtest-pure", "2.0", False, False, True) in versions
+    assert ("piwtest-cext", "2.0", False, False, False) in versions  # binary only: not queued
+    assert ("piwtest-abi3", "1.0", True, False, True) in versions
+    assert rows(config.dsn, "SELECT removed FROM packages WHERE package = 'piwtest-broken'") == [
+        (True,)
+    ]
+    queued = rows(
+        config.dsn,
+        "SELECT v.package, v.version FROM build_queue "
+        "JOIN versions v USING (version_id) WHERE v.package LIKE 'piwtest-%%' ORDER BY 1, 2",
+    )
+    assert queued == [("piwtest-cext", "1.0"), ("piwtest-pure", "1.0"), ("piwtest-pure", "2.0")]
+
+
+def test_a_restart_resumes_where_it_left_off(
+    master_dsn: str, tmp_path: Path, pypi_index: LocalPyPI
+) -> None:
+    config = follow_everything(master_dsn, tmp_path, pypi_index)
+    master = MasterThread(config).start()
+    try:
+        wait_for(
+            lambda: (
+                rows(config.dsn, "SELECT pypi_serial FROM configuration") == [(pypi_index.serial,)]
+            ),
+            what="the first pass",
+        )
+    finally:
+        master.stop()
+    pypi_index.add_version("piwtest-pure", "3.0")
+    pypi_index.clear_requests()
+    master = MasterThread(config).start()
+    try:
+        wait_for(
+            lambda: ("piwtest-pure", "3.0", False, False, True) in rows(config.dsn, VERSIONS),
+            what="the new version",
+        )
+    finally:
+        master.stop()
+    fetched = {r.path for r in pypi_index.requests if r.path.startswith("/pypi/")}
+    assert fetched == {"/pypi/piwtest-pure/json"}  # only the project that changed
+
+
+def test_two_slaves_never_build_the_same_thing(
+    master_dsn: str, tmp_path: Path, pypi_index: LocalPyPI
+) -> None:
+    config = configure(master_dsn, tmp_path, pypi_index, ["cp39"], packages=["piwtest-cext"])
+    master = MasterThread(config).start()
+    first, second = ScriptedSlave(config, abi="cp39"), ScriptedSlave(config, abi="cp39")
+    try:
+        first.hello()
+        second.hello()
+        assert first.wait_for_build() == ("piwtest-cext", "1.0")
+        for _ in range(int(3 / config.queue_interval) + 2):  # across several queue refreshes
+            assert second.idle()[0] == "SLEEP"
+            time.sleep(config.queue_interval)
+            assert first.request("BUSY", stats())[0] == "CONT"
+    finally:
+        first.close()
+        second.close()
+        master.stop()
