@@ -114,6 +114,9 @@ task_control = Protocol(
     recv={"PAUSE": None, "RESUME": None, "QUIT": None},
 )
 
+# Operators' tools and the monitor -> the master (its --control-queue).
+master_commands = Protocol("master commands", recv={"PAUSE": None, "RESUME": None, "QUIT": None})
+
 # -- the master's internal protocols ----------------------------------------------------------
 
 # Tasks -> the master's main thread: a task that cannot go on asks everything to stop.

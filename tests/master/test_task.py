@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from pathlib import Path
 
 import pytest
 import zmq
 
-from farm import MasterThread, make_config, wait_for
+from farm import MasterThread, ScriptedSlave, make_config, wait_for
 from piwheels import protocols
 from piwheels.master import PiwMaster
 from piwheels.master.config import MasterConfig
@@ -114,3 +115,33 @@ def test_a_crashing_task_stops_the_whole_master(
     assert running.exit_status == 1
     assert "Ticker crashed; stopping the master" in caplog.text
     assert "RuntimeError: the ticker fell over" in caplog.text
+
+
+def test_operators_pause_resume_and_stop_the_master_on_its_control_queue(
+    farm_config: MasterConfig, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="piwheels")
+    running = MasterThread(farm_config).start()
+    context = zmq.Context()
+    tool = Socket(zmq.PUSH, reversed(protocols.master_commands), context=context)
+    tool.connect(farm_config.control_queue)
+    slave = ScriptedSlave(farm_config, abi="cp39")
+    try:
+        slave.hello()
+        wait_for(lambda: "recorded piwtest-pure" in caplog.text, what="the catalogue")
+        tool.send("PAUSE")
+        wait_for(lambda: "piwheels.slave_driver:task.py" in caplog.text and "paused" in caplog.text)
+        time.sleep(2 * farm_config.queue_interval)
+        assert slave.idle()[0] == "SLEEP"  # a paused master gives out no work
+        tool.send("RESUME")
+        assert slave.wait_for_build()[0].startswith("piwtest-")
+        tool.zsock.send(b"\xff not a command")
+        tool.send("QUIT")
+        running.thread.join(30)
+        assert running.exit_status == 0
+        assert "refused a command" in caplog.text
+    finally:
+        slave.close()
+        tool.close()
+        context.term()
+        running.stop()

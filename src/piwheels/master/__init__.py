@@ -20,7 +20,7 @@ from piwheels.master.config import MasterConfig
 from piwheels.master.file_juggler import FileJuggler
 from piwheels.master.seraph import Seraph
 from piwheels.master.slave_driver import SlaveDriver
-from piwheels.master.task import Task
+from piwheels.master.task import ALL_TASKS, Task
 from piwheels.master.the_architect import TheArchitect
 from piwheels.master.the_oracle import TheOracle
 from piwheels.transport import ProtocolError, Socket, encode
@@ -45,6 +45,11 @@ class PiwMaster:
         control.bind(self.config.task_control_queue)
         inbox = Socket(zmq.PULL, protocols.master_control, context=self.context)
         inbox.bind(self.config.master_control_queue)
+        commands = Socket(zmq.PULL, protocols.master_commands, context=self.context)
+        commands.bind(self.config.control_queue)
+        poller = zmq.Poller()
+        poller.register(inbox.zsock, zmq.POLLIN)
+        poller.register(commands.zsock, zmq.POLLIN)
         stop = threading.Event()
         if threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGTERM, signal.SIGINT):
@@ -55,13 +60,17 @@ class PiwMaster:
                 task.start()
             log.info("master running with %d tasks", len(self.tasks))
             while not stop.is_set():
-                if inbox.poll(500):
+                ready = dict(poller.poll(500))
+                if inbox.zsock in ready:
                     self._handle_inbox(inbox, stop)
+                if commands.zsock in ready:
+                    self._handle_command(commands, control, stop)
         finally:
             log.info("stopping")
             stuck = self._stop_tasks(control)
             control.close()
             inbox.close()
+            commands.close()
             if stuck:
                 # terminating the context would block on their sockets; exiting frees them
                 log.error("not waiting for %s", ", ".join(stuck))
@@ -105,6 +114,18 @@ class PiwMaster:
             self.failed = task
             log.critical("%s crashed; stopping the master:\n%s", task, trace)
         stop.set()
+
+    def _handle_command(self, commands: Socket, control: Socket, stop: threading.Event) -> None:
+        try:
+            action, _ = commands.recv()
+        except ProtocolError as exc:
+            log.error("refused a command: %s", exc)
+            return
+        log.info("%s requested on the control queue", action)
+        if action == "QUIT":
+            stop.set()
+        else:
+            control.zsock.send_multipart([ALL_TASKS, encode(control.protocol, action)])
 
     def stop(self) -> None:
         """Ask a running master to stop (safe to call from any thread)."""

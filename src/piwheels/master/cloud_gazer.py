@@ -104,7 +104,11 @@ class CloudGazer(Task):
         name, serial = entry
         try:
             return self.pypi.project(name, min_serial=serial)
-        except ProjectNotFound:
+        except ProjectNotFound as exc:
+            if serial is not None:
+                # the index lists it, so this 404 is a stale cache (e.g. a brand-new project)
+                self.log.warning("%s: %s (will retry)", name, exc)
+                return exc
             return None
         except PyPIError as exc:
             self.log.warning("cannot fetch %s (skipped this round): %s", name, exc)
