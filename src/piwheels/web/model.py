@@ -1,0 +1,115 @@
+"""What the web output is made from: plain records the master reads from its database.
+
+The Scribe fills these and the renderers (:mod:`piwheels.web.index`, :mod:`piwheels.web.pages`)
+turn them into files; neither side knows the other's internals. Every string here may come from
+PyPI or a slave, so renderers escape all of it.
+
+The output directory (served as-is by any static web server; see deploy/):
+
+    index.html                          home page, with Big Brother's statistics
+    packages.json                       the search index
+    search/index.html                   the search page
+    simple/index.html, index.json       the index root (PEP 503 / PEP 691)
+    simple/<name>/index.html, .json     one project's files (PEP 503/592/629/691/700/714)
+    simple/<name>/<wheel>               the wheels (written by the File Juggler)
+    simple/<name>/<wheel>.metadata      each wheel's METADATA, byte for byte (PEP 658)
+    project/<name>/index.html           the project page
+    project/<name>/json/index.json      the same data as JSON
+    logs/<a>/<b>/<build_id>.txt.gz      build logs, gzipped (served as text/plain)
+    static/                             CSS and the search script
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import NamedTuple
+
+from piwheels.states import BuildState
+
+
+class WheelFile(NamedTuple):
+    filename: str
+    filesize: int
+    filehash: str  # SHA256 hex
+    requires_python: str | None
+    uploaded: datetime  # when the build was recorded: PEP 700's upload-time
+    yanked: str | None  # None: not yanked; otherwise the reason ("" when PyPI gave none)
+    metadata_hash: str | None  # SHA256 of <wheel>.metadata; None when there is none
+    abi_tag: str  # the ABI of the build that made it
+    apt_dependencies: tuple[str, ...]
+
+
+class AbiCell(NamedTuple):
+    """One (version, ABI) square of the project page's table."""
+
+    state: BuildState
+    reason: str  # why skipped / what covers it; "" otherwise
+    build_id: int | None  # the build attempt on this ABI, if any
+
+
+class BuildInfo(NamedTuple):
+    build_id: int
+    abi_tag: str
+    status: bool
+    built_at: datetime
+    duration: timedelta
+    built_by: int
+
+
+class VersionInfo(NamedTuple):
+    version: str
+    released: datetime
+    yanked: bool
+    skip: str  # why this version is never built ("" = it is); binary-only etc. included
+    cells: dict[str, AbiCell]  # abi_tag -> state, in the project's ABI order
+    builds: list[BuildInfo]
+    files: list[WheelFile]
+
+
+class ProjectData(NamedTuple):
+    name: str  # canonical (PEP 503 normalized)
+    display_name: str
+    summary: str
+    description: str
+    abis: list[str]  # the farm's ABIs, lowest first
+    versions: list[VersionInfo]  # newest first
+
+    @property
+    def files(self) -> list[WheelFile]:
+        return [file for version in self.versions for file in version.files]
+
+
+class SearchEntry(NamedTuple):
+    name: str
+    summary: str
+    versions: int
+    files: int
+
+
+class Statistics(NamedTuple):
+    """Big Brother's figures for the home page."""
+
+    packages: int
+    versions: int
+    builds: int
+    builds_succeeded: int
+    builds_last_hour: int
+    failures_last_hour: int
+    files: int
+    bytes: int
+    queue: dict[str, int]  # abi_tag -> versions waiting
+    disk_free: int
+    disk_total: int
+    updated: datetime
+
+
+def log_path(build_id: int) -> str:
+    """Where a build's log lives, relative to the output directory.
+
+    Two levels of directories keep any one directory to about a thousand entries at millions of
+    builds.
+
+    >>> log_path(1234567)
+    'logs/0001/0234/1234567.txt.gz'
+    """
+    return f"logs/{build_id // 1_000_000:04d}/{build_id // 1000 % 1000:04d}/{build_id}.txt.gz"
