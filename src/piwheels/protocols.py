@@ -20,6 +20,7 @@ from piwheels.codec import (
     Int,
     ListOf,
     MapOf,
+    Optional,
     OptStr,
     Record,
     SetOf,
@@ -28,6 +29,15 @@ from piwheels.codec import (
     Text,
 )
 from piwheels.states import BuildResult, Dependency, FileState, SlaveHello, SlaveStats
+from piwheels.web.model import (
+    AbiCell,
+    BuildInfo,
+    ProjectData,
+    SearchEntry,
+    Statistics,
+    VersionInfo,
+    WheelFile,
+)
 
 
 class NoData:
@@ -142,9 +152,45 @@ oracle = Protocol(
         "GETHASHES": ListOf(Str),  # filenames -> published SHA256
         # slave_id, package, version, abi_tag, build result
         "LOGBUILD": Record([Int, Str, Str, Str, BUILD_RESULT]),
-        "STATS": None,
+        "GETPROJECT": Str,  # -> PROJECT_DATA or None
+        "GETINDEX": None,  # -> [package, ...] with published files
+        "GETSEARCH": None,  # -> [SEARCH_ENTRY, ...]
+        "GETSTATS": None,  # -> the database's figures for Big Brother
+        "GETLOG": Int,  # build_id -> its output or None
+        "SAVEPAGES": ListOf(Record([Str, Str])),  # [kind, package]: the Secretary's backlog
+        "TAKEPAGES": None,  # -> [[kind, package], ...], forgotten once taken
     },
     send={"OK": AnyValue(), "ERROR": Str},
+)
+
+# What the Oracle's replies for the web output decode into (checked by the client).
+WHEEL_FILE = Record(
+    [Str, Int, Str, OptStr, DateTime, OptStr, OptStr, Str, ListOf(Str, max_items=1000)], WheelFile
+)
+ABI_CELL = Record([Str, Text, Optional(Int)], AbiCell)
+BUILD_INFO = Record([Int, Str, Bool, DateTime, Duration, Int], BuildInfo)
+VERSION_INFO = Record(
+    [Str, DateTime, Bool, Text, MapOf(Str, ABI_CELL), ListOf(BUILD_INFO), ListOf(WHEEL_FILE)],
+    VersionInfo,
+)
+PROJECT_DATA = Record(
+    [Str, Str, Str, Text, ListOf(Str), ListOf(VERSION_INFO, max_items=1_000_000)], ProjectData
+)
+SEARCH_ENTRY = Record([Str, Str, Int, Int], SearchEntry)
+STATISTICS = Record(
+    [Int, Int, Int, Int, Int, Int, Int, Int, MapOf(Str, Int), Int, Int, DateTime], Statistics
+)
+
+# Tasks -> the Secretary -> the Scribe: pages to (re)write. BOTH is a project's index page and
+# project page; PROJECT the project page alone.
+web = Protocol(
+    "web",
+    recv={
+        "BOTH": Str,
+        "PROJECT": Str,
+        "HOME": STATISTICS,
+        "SEARCH": None,
+    },
 )
 
 # An Oracle announces itself to Seraph, then answers one request at a time.

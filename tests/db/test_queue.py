@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
-from psycopg.conninfo import make_conninfo
 
 from piwheels.abis import sorted_abis
 from piwheels.db.database import Database, ProjectVersion
@@ -15,20 +13,6 @@ from piwheels.db.migrate import SchemaError, check_version, latest_version, migr
 from piwheels.states import BuildResult, FileState
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
-
-
-@pytest.fixture
-def superuser_dsn(fresh_database: str) -> str:
-    migrate(fresh_database)
-    return fresh_database
-
-
-@pytest.fixture
-def db(superuser_dsn: str) -> Iterator[Database]:
-    database = Database(make_conninfo(superuser_dsn, user="piwheels"))
-    database.set_build_abis(sorted_abis(["cp313", "cp39", "cp311", "cp310"]))
-    yield database
-    database.close()
 
 
 def version(ver: str, *, days_ago: int = 0, **kwargs: object) -> ProjectVersion:

@@ -15,8 +15,10 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from piwheels.abis import BuildABI, abi_skips, covers_from, excluded_by_requires_python
+from piwheels.db import web_queries
 from piwheels.db.migrate import check_version
 from piwheels.states import BuildResult
+from piwheels.web.model import ProjectData, SearchEntry
 
 log = logging.getLogger(__name__)
 
@@ -201,3 +203,27 @@ class Database:
         ).fetchone()
         assert row is not None
         return int(row[0])
+
+    # -- the web output ------------------------------------------------------------------------
+
+    def get_project_data(self, package: str) -> ProjectData | None:
+        return web_queries.project_data(self.conn, package)
+
+    def get_indexed_projects(self) -> list[str]:
+        return web_queries.indexed_projects(self.conn)
+
+    def get_search_entries(self) -> list[SearchEntry]:
+        return web_queries.search_entries(self.conn)
+
+    def get_statistics(self) -> dict[str, Any]:
+        return web_queries.statistics(self.conn)
+
+    def get_build_output(self, build_id: int) -> str | None:
+        return web_queries.build_output(self.conn, build_id)
+
+    def save_pending_pages(self, pages: Sequence[tuple[str, str]]) -> None:
+        self.conn.execute("SELECT save_pending_pages(%s)", (Jsonb([list(p) for p in pages]),))
+
+    def take_pending_pages(self) -> list[tuple[str, str]]:
+        cur = self.conn.execute("SELECT kind, package FROM take_pending_pages()")
+        return [(kind, package) for kind, package in cur]

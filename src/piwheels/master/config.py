@@ -36,6 +36,12 @@ class MasterConfig:
     oracle_workers_queue: str = "inproc://oracle-workers"
     builds_queue: str = "inproc://builds"
     fs_queue: str = "inproc://fs"
+    web_queue: str = "inproc://web"  # producers -> the Secretary
+    scribe_queue: str = "inproc://scribe"  # the Secretary -> the Scribe
+    # how long the Secretary holds a page request so a burst of them becomes one write
+    page_delay: float = 1.0
+    stats_interval: float = 60.0  # Big Brother's refresh of the home page
+    search_interval: float = 300.0  # and of the search index
     task_control_queue: str = "inproc://control"
     master_control_queue: str = "inproc://master-control"
 

@@ -11,10 +11,12 @@ from typing import Any
 import zmq
 
 from piwheels import protocols
+from piwheels.codec import ListOf
 from piwheels.db.database import ProjectVersion, QueueSnapshot
 from piwheels.protocols import NO_DATA
 from piwheels.states import BuildResult
 from piwheels.transport import Socket
+from piwheels.web.model import ProjectData, SearchEntry
 
 
 class DatabaseError(Exception):
@@ -91,3 +93,25 @@ class DbClient:
         self, slave_id: int, package: str, version: str, abi_tag: str, result: BuildResult
     ) -> int:
         return int(self._call("LOGBUILD", (slave_id, package, version, abi_tag, result)))
+
+    def get_project_data(self, package: str) -> ProjectData | None:
+        data = self._call("GETPROJECT", package)
+        return None if data is None else protocols.PROJECT_DATA.check(data, "GETPROJECT")
+
+    def get_indexed_projects(self) -> list[str]:
+        return [str(name) for name in self._call("GETINDEX")]
+
+    def get_search_entries(self) -> list[SearchEntry]:
+        return ListOf(protocols.SEARCH_ENTRY).check(self._call("GETSEARCH"), "GETSEARCH")
+
+    def get_statistics(self) -> dict[str, Any]:
+        return dict(self._call("GETSTATS"))
+
+    def get_build_output(self, build_id: int) -> str | None:
+        return self._call("GETLOG", build_id)
+
+    def save_pending_pages(self, pages: Sequence[tuple[str, str]]) -> None:
+        self._call("SAVEPAGES", [list(page) for page in pages])
+
+    def take_pending_pages(self) -> list[tuple[str, str]]:
+        return [(kind, package) for kind, package in self._call("TAKEPAGES")]

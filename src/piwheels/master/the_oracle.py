@@ -45,6 +45,13 @@ class TheOracle(Task):
             "GETQUEUE": lambda limit: list(self.db.get_queue(limit)),
             "GETHASHES": self.db.get_file_hashes,
             "LOGBUILD": lambda data: self.db.log_build(*data),
+            "GETPROJECT": self.db.get_project_data,
+            "GETINDEX": lambda _: self.db.get_indexed_projects(),
+            "GETSEARCH": lambda _: self.db.get_search_entries(),
+            "GETSTATS": lambda _: self.db.get_statistics(),
+            "GETLOG": self.db.get_build_output,
+            "SAVEPAGES": self.db.save_pending_pages,
+            "TAKEPAGES": lambda _: self.db.take_pending_pages(),
         }
 
     def once(self) -> None:

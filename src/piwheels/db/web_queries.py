@@ -1,0 +1,203 @@
+"""The reads behind the web output: a project's page, the index's project list, statistics.
+
+Each function takes an open connection and runs plain SELECTs; the Oracle calls them for the
+Scribe and Big Brother.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+
+from piwheels.states import BuildState
+from piwheels.web.model import AbiCell, BuildInfo, ProjectData, SearchEntry, VersionInfo, WheelFile
+
+Conn = psycopg.Connection[Any]
+
+
+def project_data(conn: Conn, package: str) -> ProjectData | None:
+    """Everything the project's pages show, or None for a package we do not know."""
+    with conn.transaction():
+        row = conn.execute(
+            "SELECT display_name, summary, description FROM packages WHERE package = %s",
+            (package,),
+        ).fetchone()
+        if row is None:
+            return None
+        display_name, summary, description = row
+        abis = conn.execute(
+            "SELECT abi_tag, python_order FROM build_abis ORDER BY python_order"
+        ).fetchall()
+        versions = conn.execute(
+            "SELECT version_id, version, released, yanked, removed, has_sdist, skip "
+            "FROM versions WHERE package = %s ORDER BY released DESC, version_id DESC",
+            (package,),
+        ).fetchall()
+        skips = conn.execute(
+            "SELECT s.version_id, s.abi_tag, s.reason FROM version_abi_skips s "
+            "JOIN versions v USING (version_id) WHERE v.package = %s",
+            (package,),
+        ).fetchall()
+        queued = set(
+            conn.execute(
+                "SELECT q.version_id, q.abi_tag FROM build_queue q "
+                "JOIN versions v USING (version_id) WHERE v.package = %s",
+                (package,),
+            ).fetchall()
+        )
+        builds = conn.execute(
+            "SELECT b.version_id, b.build_id, b.abi_tag, b.status, b.built_at, b.duration, "
+            "b.built_by, b.covers_from FROM builds b JOIN versions v USING (version_id) "
+            "WHERE v.package = %s ORDER BY b.build_id",
+            (package,),
+        ).fetchall()
+        files = conn.execute(
+            "SELECT b.version_id, f.filename, f.filesize, f.filehash, f.requires_python, "
+            "b.built_at, b.abi_tag, v.yanked, ARRAY(SELECT d.dependency FROM dependencies d "
+            "WHERE d.filename = f.filename AND d.tool = 'apt' ORDER BY 1) "
+            "FROM files f JOIN builds b USING (build_id) JOIN versions v USING (version_id) "
+            "WHERE v.package = %s ORDER BY f.filename",
+            (package,),
+        ).fetchall()
+    skip_reasons = {(vid, abi): reason for vid, abi, reason in skips}
+    builds_of: dict[int, list[tuple[Any, ...]]] = defaultdict(list)
+    for build in builds:
+        builds_of[build[0]].append(build)
+    files_of: dict[int, list[WheelFile]] = defaultdict(list)
+    for vid, name, size, sha, requires, built_at, abi, yanked, apt in files:
+        files_of[vid].append(
+            WheelFile(
+                name, size, sha, requires, built_at, "" if yanked else None, None, abi, tuple(apt)
+            )
+        )
+    return ProjectData(
+        name=package,
+        display_name=display_name,
+        summary=summary,
+        description=description,
+        abis=[abi for abi, _ in abis],
+        versions=[
+            VersionInfo(
+                version=version,
+                released=released,
+                yanked=yanked,
+                skip=_version_skip(removed, has_sdist, skip),
+                cells=_cells(
+                    vid,
+                    abis,
+                    builds_of[vid],
+                    skip_reasons,
+                    queued,
+                    _version_skip(removed, has_sdist, skip),
+                ),
+                builds=[BuildInfo(b[1], b[2], b[3], b[4], b[5], b[6]) for b in builds_of[vid]],
+                files=files_of[vid],
+            )
+            for vid, version, released, yanked, removed, has_sdist, skip in versions
+        ],
+    )
+
+
+def _version_skip(removed: bool, has_sdist: bool, skip: str) -> str:
+    if removed:
+        return "removed from PyPI"
+    if skip:
+        return skip
+    if not has_sdist:
+        return "binary only: no sdist on PyPI"
+    return ""
+
+
+def _cells(
+    vid: int,
+    abis: list[tuple[str, int]],
+    builds: list[tuple[Any, ...]],
+    skip_reasons: dict[tuple[int, str], str],
+    queued: set[tuple[int, str]],
+    version_skip: str,
+) -> dict[str, AbiCell]:
+    """Each ABI's state for one version, by the same rules the queue follows."""
+    cells = {}
+    for abi, order in abis:
+        attempts = [b for b in builds if b[2] == abi]
+        covering = [b for b in builds if b[3] and b[7] is not None and b[7] <= order]
+        if attempts:
+            last = attempts[-1]
+            state = BuildState.BUILT if last[3] else BuildState.FAILED
+            cells[abi] = AbiCell(state, "", last[1])
+        elif covering:
+            cells[abi] = AbiCell(
+                BuildState.COVERED, f"served by the {covering[0][2]} build", covering[0][1]
+            )
+        elif (vid, abi) in skip_reasons:
+            cells[abi] = AbiCell(BuildState.SKIPPED, skip_reasons[vid, abi], None)
+        elif version_skip:
+            cells[abi] = AbiCell(BuildState.SKIPPED, version_skip, None)
+        elif (vid, abi) in queued:
+            cells[abi] = AbiCell(BuildState.PENDING, "queued", None)
+        else:
+            cells[abi] = AbiCell(BuildState.PENDING, "waiting for a lower ABI", None)
+    return cells
+
+
+def indexed_projects(conn: Conn) -> list[str]:
+    """The projects with at least one published file: the index root lists these."""
+    cur = conn.execute(
+        "SELECT DISTINCT v.package FROM files f JOIN builds b USING (build_id) "
+        "JOIN versions v USING (version_id) ORDER BY 1"
+    )
+    return [name for (name,) in cur]
+
+
+def search_entries(conn: Conn) -> list[SearchEntry]:
+    cur = conn.execute(
+        "SELECT p.package, p.summary, "
+        "(SELECT count(*) FROM versions v WHERE v.package = p.package AND NOT v.removed), "
+        "count(f.filename) FROM packages p JOIN versions v USING (package) "
+        "JOIN builds b USING (version_id) JOIN files f USING (build_id) "
+        "GROUP BY p.package, p.summary ORDER BY 1"
+    )
+    return [SearchEntry(*row) for row in cur]
+
+
+def statistics(conn: Conn) -> dict[str, Any]:
+    """The database's half of Big Brother's figures (the disk is measured by the task)."""
+    with conn.transaction():
+        row = conn.execute(
+            "SELECT (SELECT count(*) FROM packages WHERE NOT removed), "
+            "(SELECT count(*) FROM versions WHERE NOT removed), "
+            "(SELECT count(*) FROM builds), (SELECT count(*) FROM builds WHERE status), "
+            "(SELECT count(*) FROM builds WHERE built_at > now() - interval '1 hour'), "
+            "(SELECT count(*) FROM builds WHERE built_at > now() - interval '1 hour' "
+            " AND NOT status), "
+            "(SELECT count(*) FROM files), (SELECT coalesce(sum(filesize), 0) FROM files)"
+        ).fetchone()
+        queue = dict(
+            conn.execute("SELECT abi_tag, count(*) FROM build_queue GROUP BY abi_tag").fetchall()
+        )
+        abis = [
+            abi for (abi,) in conn.execute("SELECT abi_tag FROM build_abis ORDER BY python_order")
+        ]
+    assert row is not None
+    names = (
+        "packages",
+        "versions",
+        "builds",
+        "builds_succeeded",
+        "builds_last_hour",
+        "failures_last_hour",
+        "files",
+        "bytes",
+    )
+    figures: dict[str, Any] = dict(zip(names, (int(v) for v in row), strict=True))
+    figures["queue"] = {abi: int(queue.get(abi, 0)) for abi in abis}
+    figures["updated"] = datetime.now(UTC)
+    return figures
+
+
+def build_output(conn: Conn, build_id: int) -> str | None:
+    row = conn.execute("SELECT output FROM output WHERE build_id = %s", (build_id,)).fetchone()
+    return row[0] if row else None

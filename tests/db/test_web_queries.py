@@ -1,0 +1,100 @@
+"""The reads behind the web pages, against a real PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from test_queue import FAILED, built, version
+
+from piwheels.db.database import Database
+from piwheels.states import BuildState
+
+
+def test_project_data_shows_every_version_and_abi(db: Database) -> None:
+    db.set_project(
+        "foo",
+        "Foo",
+        1,
+        "A <b>summary</b>",
+        "Long text",
+        [
+            version("1.0", days_ago=10),
+            version("2.0", days_ago=1, requires_python=">=3.11"),
+            version("3.0", has_sdist=False),
+            version("0.9", days_ago=20, yanked=True),
+        ],
+    )
+    db.log_build(1, "foo", "1.0", "cp39", built("foo-1.0-cp39-cp39-linux_x86_64.whl"))
+    db.log_build(1, "foo", "1.0", "cp310", FAILED)
+    db.log_build(1, "foo", "1.0", "cp311", built("foo-1.0-cp311-abi3-linux_x86_64.whl"))
+    project = db.get_project_data("foo")
+    assert project is not None
+    assert (project.name, project.display_name, project.summary) == (
+        "foo",
+        "Foo",
+        "A <b>summary</b>",
+    )
+    assert project.abis == ["cp39", "cp310", "cp311", "cp313"]
+    assert [v.version for v in project.versions] == ["3.0", "2.0", "1.0", "0.9"]
+    by_version = {v.version: v for v in project.versions}
+    one = by_version["1.0"].cells
+    assert [one[abi].state for abi in project.abis] == [
+        BuildState.BUILT,
+        BuildState.FAILED,
+        BuildState.BUILT,
+        BuildState.COVERED,
+    ]
+    assert one["cp313"].reason == "served by the cp311 build"
+    two = by_version["2.0"].cells
+    assert two["cp39"] == (BuildState.SKIPPED, "Requires-Python '>=3.11' excludes Python 3.9", None)
+    assert two["cp311"] == (BuildState.PENDING, "queued", None)
+    assert two["cp313"].reason == "waiting for a lower ABI"
+    assert by_version["3.0"].skip == "binary only: no sdist on PyPI"
+    assert by_version["3.0"].cells["cp39"].state == BuildState.SKIPPED
+    assert by_version["0.9"].yanked
+    files = by_version["1.0"].files
+    assert [f.filename for f in files] == [
+        "foo-1.0-cp311-abi3-linux_x86_64.whl",
+        "foo-1.0-cp39-cp39-linux_x86_64.whl",
+    ]
+    assert [b.status for b in by_version["1.0"].builds] == [True, False, True]
+    assert by_version["1.0"].builds[0].duration == timedelta(seconds=5)
+    assert db.get_project_data("nope") is None
+
+
+def test_index_search_statistics_and_logs(db: Database) -> None:
+    db.set_project("foo", "Foo", 1, "Foo things", "", [version("1.0")])
+    db.set_project("bar", "bar", 1, "", "", [version("1.0")])
+    build_id = db.log_build(1, "foo", "1.0", "cp39", built("foo-1.0-py3-none-any.whl"))
+    db.log_build(1, "bar", "1.0", "cp39", FAILED)
+    assert db.get_indexed_projects() == ["foo"]
+    assert [tuple(e) for e in db.get_search_entries()] == [("foo", "Foo things", 1, 1)]
+    stats = db.get_statistics()
+    assert {
+        k: stats[k]
+        for k in (
+            "packages",
+            "versions",
+            "builds",
+            "builds_succeeded",
+            "builds_last_hour",
+            "failures_last_hour",
+            "files",
+        )
+    } == {
+        "packages": 2,
+        "versions": 2,
+        "builds": 2,
+        "builds_succeeded": 1,
+        "builds_last_hour": 2,
+        "failures_last_hour": 1,
+        "files": 1,
+    }
+    assert stats["queue"] == {"cp39": 0, "cp310": 1, "cp311": 0, "cp313": 0}
+    assert db.get_build_output(build_id) == "ok"
+
+
+def test_pending_pages_are_taken_once(db: Database) -> None:
+    db.save_pending_pages([("BOTH", "foo"), ("SEARCH", ""), ("BOTH", "foo")])
+    assert sorted(db.take_pending_pages()) == [("BOTH", "foo"), ("SEARCH", "")]
+    assert db.take_pending_pages() == []
