@@ -101,6 +101,9 @@ def make_config(
         import_queue=f"ipc://{work}/import",
         pypi_interval=1.0,
         queue_interval=0.3,
+        page_delay=0.3,
+        stats_interval=1.0,
+        search_interval=2.0,
         slave_timeout=timedelta(seconds=30),
         min_free_space=1 << 20,
     )
@@ -110,9 +113,9 @@ def make_config(
 class MasterThread:
     """A :class:`PiwMaster` running in a background thread."""
 
-    def __init__(self, config: MasterConfig) -> None:
+    def __init__(self, config: MasterConfig, *, follow_pypi: bool = True) -> None:
         self.config = config
-        self.master = PiwMaster(config)
+        self.master = PiwMaster(config, follow_pypi=follow_pypi)
         self.exit_status: int | None = None
         self.thread = threading.Thread(target=self._run, name="test-master", daemon=True)
 
