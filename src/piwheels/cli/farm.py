@@ -8,8 +8,6 @@ starts, it stops by its id on Ctrl-C or SIGTERM.
 from __future__ import annotations
 
 import argparse
-import functools
-import http.server
 import logging
 import os
 import signal
@@ -21,6 +19,7 @@ from pathlib import Path
 
 from piwheels.cli.options import LOG_FORMAT
 from piwheels.master.config import DEFAULT_PACKAGES
+from piwheels.web.server import serve
 
 log = logging.getLogger("piwheels.farm")
 
@@ -91,15 +90,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         *(["--allow-root"] if os.geteuid() == 0 else []),
     ]
     (data / "slave").mkdir(exist_ok=True)
+    # The same negotiation, redirects and ranges as deploy/nginx.conf, so that pip and uv see
+    # what they would in production. Started first: a busy port then stops the demo before any
+    # child process exists.
+    server = serve(output, "127.0.0.1", args.port)
     children = [subprocess.Popen(master)]
     children.append(subprocess.Popen(slave))
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(output))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", args.port), handler)
     stopping = threading.Event()
 
     def stop(*_: object) -> None:
         stopping.set()
-        threading.Thread(target=server.shutdown, daemon=True).start()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
@@ -111,9 +111,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.port,
     )
     try:
-        server.serve_forever(poll_interval=0.5)
+        # A timeout, so that the signal handlers get to run between waits.
+        while not stopping.wait(0.5):
+            pass
     finally:
-        server.server_close()
+        server.stop()
         for child in reversed(children):  # the slave first: it says BYE to a master still there
             if child.poll() is None:
                 child.send_signal(signal.SIGTERM)
