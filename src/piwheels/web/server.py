@@ -250,6 +250,8 @@ class OutputServer(ThreadingHTTPServer):
         if not self.root.is_dir():
             raise NotADirectoryError(f"not a directory: {str(directory)!r}")
         self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._in_flight = 0
         self._requests: list[LoggedRequest] = []
         self._connections: set[socket.socket] = set()
         self._thread: threading.Thread | None = None
@@ -272,6 +274,15 @@ class OutputServer(ThreadingHTTPServer):
         with self._lock:
             self._requests.clear()
 
+    def wait_idle(self, timeout: float = 5.0) -> bool:
+        """Wait until no request is being answered; False if that took longer than *timeout*.
+
+        A client may have read a whole response before its handler has logged it, so a test
+        that asserts on :attr:`requests` after a client exits calls this first.
+        """
+        with self._idle:
+            return self._idle.wait_for(lambda: self._in_flight == 0, timeout)
+
     def start(self) -> Self:
         """Serve from a thread of this process; :meth:`stop` ends it."""
         if self._thread is None:
@@ -279,7 +290,7 @@ class OutputServer(ThreadingHTTPServer):
                 target=self.serve_forever,
                 # stop() waits up to one interval for the loop to notice.
                 kwargs={"poll_interval": 0.1},
-                name="web-server",
+                name=f"web-server-{self.server_address[1]}",
                 daemon=True,
             )
             self._thread.start()
@@ -322,9 +333,15 @@ class OutputServer(ThreadingHTTPServer):
             with self._lock:
                 self._connections.discard(request)
 
-    def _log(self, entry: LoggedRequest) -> None:
+    def _begin(self) -> None:
+        with self._lock:
+            self._in_flight += 1
+
+    def _end(self, entry: LoggedRequest) -> None:
         with self._lock:
             self._requests.append(entry)
+            self._in_flight -= 1
+            self._idle.notify_all()
 
 
 def serve(directory: Path, host: str = "127.0.0.1", port: int = 0) -> OutputServer:
@@ -353,12 +370,13 @@ class _Handler(BaseHTTPRequestHandler):
     def _answer(self, *, send_body: bool) -> None:
         self._sent = 0
         self._status = 500
+        self.server._begin()
         try:
             self._dispatch(send_body=send_body)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
         finally:
-            self.server._log(
+            self.server._end(
                 LoggedRequest(
                     method=self.command,
                     path=self.path,
