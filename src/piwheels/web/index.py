@@ -28,10 +28,11 @@ from piwheels.web.model import ProjectData
 API_VERSION = "1.1"  # PEP 700 raised the JSON form to 1.1; PEP 629 puts it in the HTML too
 JSON_CONTENT_TYPE = "application/vnd.pypi.simple.v1+json"
 
-# PEP 714 allows the old HTML attribute beside data-core-metadata; pip before 23.2 reads only
-# the old one. Those pips compare the metadata's Name with the requested name case-sensitively
-# (pip issues 12038/12108), so with it `pip install pyyaml` fails where the Name is "PyYAML".
-# Kept because PyPI sends it too; set False to hide PEP 658 from old pips instead.
+# PEP 714 allows the old HTML attribute beside data-core-metadata, and PyPI still sends both.
+# Caution: pip before 23.2 compared the metadata's Name with the requested name case-sensitively
+# (pip issues 12038 and 12108), so such a pip reading this HTML fails `pip install pyyaml` where
+# the Name is "PyYAML". Pips that ask for JSON get it from a negotiating server, without the old
+# key; set this False to hide PEP 658 from HTML-only old pips altogether.
 LEGACY_HTML_METADATA = True
 
 _NAME_CHARACTERS = b"abcdefghijklmnopqrstuvwxyz0123456789-"
@@ -64,13 +65,13 @@ def simple_root(projects: Iterable[str]) -> tuple[str, bytes]:
 def _all_canonical(names: list[str]) -> bool:
     # A regex per name, or over the joined names, takes longer than writing the page; checking
     # the characters with one bytes.translate and the hyphens with substring searches does not.
+    if not names:
+        return True
     joined = "\n".join(names).encode("utf-8", "replace")
-    if joined.translate(None, _NAME_CHARACTERS + b"\n"):
-        return False
+    if joined.translate(None, _NAME_CHARACTERS + b"\n") or joined.count(b"\n") >= len(names):
+        return False  # a character outside [a-z0-9-], or a newline inside a name
     framed = b"\n" + joined + b"\n"
-    return not names or not any(
-        bad in framed for bad in (b"\n\n", b"--", b"\n-", b"-\n")
-    )
+    return not any(bad in framed for bad in (b"\n\n", b"--", b"\n-", b"-\n"))
 
 
 def simple_project(project: ProjectData) -> tuple[str, bytes]:
