@@ -111,7 +111,7 @@ def _matrix(project: ProjectData) -> Markup:
         number = _h(version.version)
         row_class, badge = (' class="yanked"', _YANKED_BADGE) if version.yanked else ("", "")
         head = (
-            f'<tr{row_class}><th><a href="#v-{number}">{number}</a>{badge}</th>'
+            f'<tr{row_class}><th><a href="#{_anchor(version.version)}">{number}</a>{badge}</th>'
             f"<td>{_when(version.released)}</td>"
         )
         if version.skip:
@@ -144,12 +144,16 @@ def _releases(name: str, project: ProjectData) -> Markup:
     abis = set(project.abis)
     for version in project.versions:
         # Builds for an ABI the farm no longer has have no column of their own.
-        orphans = [b for b in version.builds if b.abi_tag not in abis and not version.skip]
+        orphans = []
+        if not version.skip:
+            for abi, builds in _earlier_builds(version).items():
+                if abi not in abis:
+                    orphans.extend(builds)
         if not (version.files or orphans):
             continue
         number = _h(version.version)
         badge = _YANKED_BADGE if version.yanked else ""
-        parts.append(f'<h3 id="v-{number}">{number}{badge}</h3>\n')
+        parts.append(f'<h3 id="{_anchor(version.version)}">{number}{badge}</h3>\n')
         if version.files:
             parts.append(_FILES_HEAD)
             for file in version.files:
@@ -167,6 +171,11 @@ def _releases(name: str, project: ProjectData) -> Markup:
         if orphans:
             parts.append(f'<p class="builds">Builds for other ABIs:{_build_links(orphans)}</p>\n')
     return Markup("".join(parts))  # noqa: S704 (escaped value by value above)
+
+
+def _anchor(version: str) -> str:
+    """The id of a version's files; %-encoded so that the #fragment pointing at it is a URL."""
+    return "v-" + quote(version, safe="+!")
 
 
 def _earlier_builds(version: VersionInfo) -> dict[str, list[BuildInfo]]:

@@ -1,6 +1,6 @@
 // Client-side search over /packages.json: [[name, summary, versions, files], ...].
-// Everything from the index is inserted as text (never innerHTML): names and summaries come
-// from PyPI.
+// Everything from the index is inserted with textContent, never parsed as markup: names and
+// summaries come from PyPI.
 "use strict";
 
 const LIMIT = 100;
