@@ -1,5 +1,6 @@
 """Output directories for the web tests, laid out as piwheels.web.model says and filled by the
-real renderers (index.py, pages.py, writer.py) from real wheels, as the Scribe fills them.
+real renderers (index.py, pages.py, writer.py) from real wheels, as the Scribe fills them; and a
+plain HTTP client to read them back through a server.
 
 The farm's database is not involved: :func:`publish` makes the records (ProjectData & co) from the
 wheels themselves, with one made-up build per ABI, so that project pages have a version x ABI
@@ -9,12 +10,15 @@ table with built, covered and failed cells and logs to link to.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import shutil
 import zipfile
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from email.parser import BytesParser
 from pathlib import Path
+from typing import NamedTuple
+from urllib.parse import urlsplit
 
 from packaging.utils import parse_wheel_filename
 from packaging.version import Version
@@ -32,6 +36,30 @@ from piwheels.web.model import (
     log_path,
 )
 from piwheels.web.writer import extract_metadata, write_atomic, write_gzip_atomic
+
+# The Accept headers real clients send (pip 23-26, uv, Chromium/Firefox).
+PIP_ACCEPT = (
+    "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html; q=0.1, "
+    "text/html; q=0.01"
+)
+UV_ACCEPT = (
+    "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, "
+    "text/html;q=0.01"
+)
+BROWSER_ACCEPT = (
+    "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8"
+)
+#: The content of a file beside the output directory, which no server may ever send.
+SECRET = b"piwheels-test-secret: this file lies outside the output directory\n"
+
+
+class Response(NamedTuple):
+    """What :func:`fetch` got."""
+
+    status: int
+    headers: http.client.HTTPMessage
+    body: bytes
+
 
 #: The farm's ABIs in the made-up records, lowest first.
 ABIS = ("cp39", "cp311", "cp313")
@@ -170,3 +198,22 @@ def wheel_metadata(wheel: Path) -> bytes:
     with zipfile.ZipFile(wheel) as archive:
         [name] = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
         return archive.read(name)
+
+
+def fetch(
+    base_url: str, path: str, headers: dict[str, str] | None = None, method: str = "GET"
+) -> Response:
+    """One request to the server at *base_url*, with *path* sent exactly as given: no
+    client-side normalisation of "..", no Accept-Encoding unless in *headers*."""
+    parts = urlsplit(base_url)
+    assert parts.hostname is not None and parts.port is not None, base_url
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    try:
+        connection.putrequest(method, path, skip_accept_encoding=True)
+        for name, value in (headers or {}).items():
+            connection.putheader(name, value)
+        connection.endheaders()
+        response = connection.getresponse()
+        return Response(response.status, response.headers, response.read())
+    finally:
+        connection.close()

@@ -19,7 +19,16 @@ from pathlib import Path
 from typing import NamedTuple
 
 import pytest
-from outputs import publish, wheel_metadata
+from outputs import (
+    BROWSER_ACCEPT,
+    PIP_ACCEPT,
+    SECRET,
+    UV_ACCEPT,
+    Response,
+    publish,
+    wheel_metadata,
+)
+from outputs import fetch as fetch_url
 
 from piwheels.web.model import log_path
 from piwheels.web.server import (
@@ -32,25 +41,6 @@ from piwheels.web.server import (
 )
 from pypi_index import make_wheel
 
-PIP_ACCEPT = (
-    "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html; q=0.1, "
-    "text/html; q=0.01"
-)
-UV_ACCEPT = (
-    "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, "
-    "text/html;q=0.01"
-)
-BROWSER_ACCEPT = (
-    "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8"
-)
-SECRET = b"piwheels-test-secret: this file lies outside the output directory\n"
-
-
-class Response(NamedTuple):
-    status: int
-    headers: http.client.HTTPMessage
-    body: bytes
-
 
 class Site(NamedTuple):
     server: OutputServer
@@ -61,18 +51,7 @@ class Site(NamedTuple):
 def fetch(
     server: OutputServer, path: str, headers: dict[str, str] | None = None, method: str = "GET"
 ) -> Response:
-    """One request with *path* sent exactly as given (no client-side normalisation)."""
-    host, port = server.server_address[:2]
-    connection = http.client.HTTPConnection(str(host), port, timeout=10)
-    try:
-        connection.putrequest(method, path, skip_accept_encoding=True)
-        for name, value in (headers or {}).items():
-            connection.putheader(name, value)
-        connection.endheaders()
-        response = connection.getresponse()
-        return Response(response.status, response.headers, response.read())
-    finally:
-        connection.close()
+    return fetch_url(server.url, path, headers, method)
 
 
 @pytest.fixture(scope="module")
@@ -200,6 +179,13 @@ def test_other_directories_serve_their_index(site: Site) -> None:
 def test_redirects(site: Site, path: str, location: str) -> None:
     response = fetch(site.server, path)
     assert (response.status, response.headers["Location"]) == (301, location)
+
+
+@pytest.mark.parametrize("path", ["/simple/index.html", "/simple/index.json"])
+def test_the_root_index_files_are_not_project_names(site: Site, path: str) -> None:
+    response = fetch(site.server, path)
+    assert response.status == 200
+    assert response.body == (site.root / path.lstrip("/")).read_bytes()
 
 
 def test_redirect_then_negotiate(site: Site) -> None:

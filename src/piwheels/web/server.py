@@ -270,8 +270,10 @@ class OutputServer(ThreadingHTTPServer):
         with self._lock:
             return list(self._requests)
 
-    def clear_requests(self) -> None:
-        with self._lock:
+    def clear_requests(self, timeout: float = 5.0) -> None:
+        """Forget the requests logged so far, once those being answered have finished."""
+        with self._idle:
+            self._idle.wait_for(lambda: self._in_flight == 0, timeout)
             self._requests.clear()
 
     def wait_idle(self, timeout: float = 5.0) -> bool:
@@ -397,7 +399,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._plain(HTTPStatus.BAD_REQUEST, f"{exc}\n", send_body=send_body)
             return
         suffix = f"?{query}" if query else ""
-        if len(segments) >= 2 and segments[0] in {"simple", "project"}:
+        if _names_project(segments, trailing):
             canonical = canonicalize_name(segments[1])
             if canonical != segments[1]:
                 # PEP 503: a repository may send other spellings to the normalised URL.
@@ -650,6 +652,13 @@ def _segments(path: str) -> tuple[list[str], bool]:
     if any(segment in {".", ".."} for segment in segments):
         raise BadRequest(f"dot segment in path: {path!r}")
     return segments, decoded.endswith("/")
+
+
+def _names_project(segments: list[str], trailing: bool) -> bool:
+    """Whether the second segment is a project name (not one of the index root's own files)."""
+    if len(segments) < 2 or segments[0] not in {"simple", "project"}:
+        return False
+    return len(segments) > 2 or trailing or segments[1] not in {"index.html", "index.json"}
 
 
 def _inside(root: Path, candidate: Path) -> Path | None:
