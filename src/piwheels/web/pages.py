@@ -286,6 +286,8 @@ def file_url(project: str, filename: str) -> str:
     return f"/simple/{project}/{quote(filename, safe='+!')}"
 
 
+# Cached: a page asks for each log's URL up to three times (its cell, its build, the JSON).
+@functools.lru_cache(maxsize=4096)
 def log_url(build_id: int) -> str:
     """The root-relative URL of a build's log (the server adds the gzip encoding)."""
     return "/" + log_path(build_id).removesuffix(".gz")
@@ -352,6 +354,8 @@ def _cap(text: str, limit: int) -> tuple[str, bool]:
     return text[:limit], True
 
 
+# Cached: a wheel's upload time is its build's time, so each is formatted twice in the JSON.
+@functools.lru_cache(maxsize=4096)
 def _iso(when: datetime) -> str:
     """UTC, to the second, with a Z; a naive time is taken as UTC already."""
     # isoformat and slicing rather than astimezone + strftime: this runs for every build and
