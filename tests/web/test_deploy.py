@@ -1,13 +1,15 @@
-"""deploy/nginx.conf in a real nginx, over an output directory the renderers wrote.
+"""deploy/nginx.conf and deploy/apache.conf in a real nginx and a real Apache, over an output
+directory the renderers wrote; every test runs against both.
 
-The config is the shipped file with its `listen` and `root` lines pointed at a loopback port and a
+Each config is the shipped file with its address and root pointed at a loopback port and a
 temporary directory, inside a minimal main config of our own (pid, logs and temp files in the
-test's directory). Each test is skipped, with the reason, where nginx or its Perl module is
-missing (scripts/test installs them).
+test's directory). The tests of a server are skipped, with the reason, where it (or nginx's Perl
+module) is missing; scripts/test installs them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import os
@@ -17,6 +19,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -42,6 +45,7 @@ DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 
 
 class Deployed(NamedTuple):
+    server: str  # "nginx" or "apache"
     url: str
     root: Path
     wheel: Path  # the original of a wheel in the index
@@ -91,17 +95,8 @@ http {{
 """
 
 
-@pytest.fixture(scope="module")
-def nginx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
-    binary = shutil.which("nginx") or (
-        "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
-    )
-    if binary is None:
-        pytest.skip("nginx is not installed (apt-get install nginx-light; scripts/test does)")
-    perl_module = nginx_modules_dir(binary) / "ngx_http_perl_module.so"
-    if not perl_module.exists():
-        pytest.skip(f"no {perl_module} (apt-get install libnginx-mod-http-perl)")
-    base = tmp_path_factory.mktemp("nginx")
+def build_site(base: Path) -> Deployed:
+    """An output directory under *base* with two projects, plus things never to be served."""
     root = base / "www"
     wheels = base / "wheels"
     made = [
@@ -113,11 +108,55 @@ def nginx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
     (base / "secret.txt").write_bytes(SECRET)
     (root / "simple" / "piwtest-pure" / "escape.whl").symlink_to(base / "secret.txt")
     (root / "simple" / "piwtest-pure" / ".index.html.x1y2.tmp").write_text("half a page")
+    return Deployed("", "", root, made[1])
+
+
+def wait_listening(process: subprocess.Popen[bytes], port: int, what: str) -> None:
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(
+                    f"{what} did not start: {process.communicate(timeout=5)[1]!r}"
+                ) from None
+            time.sleep(0.05)
+        else:
+            return
+
+
+def stop(process: subprocess.Popen[bytes], signum: int) -> None:
+    """Stop a server we started, by its pid: *signum* first (graceful), then KILL."""
+    process.send_signal(signum)
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    if process.stderr is not None:
+        process.stderr.close()
+
+
+def find_binary(name: str) -> str | None:
+    # /usr/sbin is not on every PATH (a non-root shell's, say).
+    return shutil.which(name, path=f"{os.environ.get('PATH', '')}:/usr/sbin")
+
+
+@contextlib.contextmanager
+def run_nginx(base: Path) -> Iterator[Deployed]:
+    binary = find_binary("nginx")
+    if binary is None:
+        pytest.skip("nginx is not installed (apt-get install nginx-light; scripts/test does)")
+    perl_module = nginx_modules_dir(binary) / "ngx_http_perl_module.so"
+    if not perl_module.exists():
+        pytest.skip(f"no {perl_module} (apt-get install libnginx-mod-http-perl)")
+    site = build_site(base)
     work = base / "nginx-work"
     work.mkdir()
     port = free_port()
     config = work / "nginx.conf"
-    config.write_text(nginx_config(root, port, work, perl_module))
+    config.write_text(nginx_config(site.root, port, work, perl_module))
     check = subprocess.run(
         [binary, "-t", "-p", str(work), "-c", str(config)],
         capture_output=True,
@@ -132,30 +171,97 @@ def nginx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
         stderr=subprocess.PIPE,
     )
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(
-                        f"nginx did not start: {process.communicate(timeout=5)[1]!r}"
-                    ) from None
-                time.sleep(0.05)
-        yield Deployed(f"http://127.0.0.1:{port}", root, made[1])
+        wait_listening(process, port, "nginx")
+        yield site._replace(server="nginx", url=f"http://127.0.0.1:{port}")
         # Every test's requests went to nginx (and not, say, to a stray server on the port).
         assert "piwtest-pure" in (work / "access.log").read_text()
     finally:
-        # QUIT: a graceful stop of the master and its worker, by the master's pid.
-        process.send_signal(signal.SIGQUIT)
+        stop(process, signal.SIGQUIT)  # QUIT: nginx's graceful stop
+
+
+APACHE_MODULES = ("mpm_event", "authz_core", "mime", "dir", "alias", "rewrite", "headers")
+APACHE_MODULES_DIR = Path("/usr/lib/apache2/modules")
+
+
+def apache_config(site_root: Path, port: int, work: Path) -> str:
+    """The shipped virtual host, pointed at *site_root* and *port*, in a main config of ours."""
+    site = (DEPLOY / "apache.conf").read_text()
+    for old, new in (
+        ("Define PIWHEELS_WWW /srv/piwheels/www", f"Define PIWHEELS_WWW {site_root}"),
+        ("<VirtualHost *:80>", f"<VirtualHost 127.0.0.1:{port}>"),
+    ):
+        assert site.count(old) == 1, f"deploy/apache.conf no longer has {old!r}"
+        site = site.replace(old, new)
+    modules = "\n".join(
+        f"LoadModule {name}_module {APACHE_MODULES_DIR / f'mod_{name}.so'}"
+        for name in (*APACHE_MODULES, "filter", "deflate")
+    )
+    return f"""
+ServerRoot {work}
+ServerName 127.0.0.1
+Listen 127.0.0.1:{port}
+PidFile {work / "httpd.pid"}
+DefaultRuntimeDir {work}
+Mutex file:{work} default
+ErrorLog {work / "error.log"}
+LogLevel warn
+{modules}
+LogFormat "%r %>s" plain
+CustomLog {work / "access.log"} plain
+User www-data
+Group www-data
+TypesConfig /dev/null
+{site}
+"""
+
+
+@contextlib.contextmanager
+def run_apache(base: Path) -> Iterator[Deployed]:
+    binary = find_binary("apache2")
+    if binary is None:
+        pytest.skip("Apache is not installed (apt-get install apache2; scripts/test does)")
+    missing = [
+        name for name in APACHE_MODULES if not (APACHE_MODULES_DIR / f"mod_{name}.so").exists()
+    ]
+    if missing:
+        pytest.skip(f"Apache modules missing from {APACHE_MODULES_DIR}: {missing}")
+    # Apache's children run as www-data, which must be able to read the output: pytest's own
+    # temporary directories are private to root.
+    with tempfile.TemporaryDirectory(prefix="piwtest-apache-") as name:
+        public = Path(name)
+        public.chmod(0o755)
+        site = build_site(public)
+        work = base / "apache-work"
+        work.mkdir()
+        port = free_port()
+        config = work / "httpd.conf"
+        config.write_text(apache_config(site.root, port, work))
+        check = subprocess.run(
+            [binary, "-t", "-f", str(config)], capture_output=True, text=True, check=False
+        )
+        assert check.returncode == 0, check.stderr
+        process = subprocess.Popen(
+            [binary, "-f", str(config), "-DFOREGROUND"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.stderr is not None:
-            process.stderr.close()
+            wait_listening(process, port, "Apache")
+            yield site._replace(server="apache", url=f"http://127.0.0.1:{port}")
+            assert "piwtest-pure" in (work / "access.log").read_text()
+        finally:
+            stop(process, signal.SIGWINCH)  # WINCH: Apache's graceful stop
+
+
+@pytest.fixture(scope="module", params=["nginx", "apache"])
+def deployed(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Deployed]:
+    base = tmp_path_factory.mktemp(request.param)
+    runner = run_nginx if request.param == "nginx" else run_apache
+    with runner(base) as site:
+        yield site
 
 
 def get(site: Deployed, path: str, headers: dict[str, str] | None = None) -> Response:
@@ -172,8 +278,8 @@ def vary(response: Response) -> set[str]:
 
 # Negotiation, in step with the demo server ---------------------------------------------------
 
-# What real clients send, and a few written by hand. For each, nginx must choose what
-# piwheels.web.server.negotiate chooses (nginx.conf says where the two could differ).
+# What real clients send, and a few written by hand. For each, the server must choose what
+# piwheels.web.server.negotiate chooses (deploy/nginx.conf says where the two could differ).
 ACCEPTS = [
     None,
     "*/*",
@@ -201,32 +307,30 @@ TYPES = {
 
 @pytest.mark.parametrize("path", ["/simple/", "/simple/piwtest-pure/"])
 @pytest.mark.parametrize("accept", ACCEPTS)
-def test_nginx_negotiates_as_the_demo_server(
-    nginx: Deployed, path: str, accept: str | None
-) -> None:
+def test_negotiates_as_the_demo_server(deployed: Deployed, path: str, accept: str | None) -> None:
     chosen = negotiate(accept)
     assert chosen is not None
-    response = get(nginx, path, {"Accept": accept} if accept else {})
+    response = get(deployed, path, {"Accept": accept} if accept else {})
     assert response.status == 200
     assert response.headers["Content-Type"] == TYPES[chosen]
     filename = "index.json" if chosen == JSON_TYPE else "index.html"
-    assert response.body == (nginx.root / path.strip("/") / filename).read_bytes()
+    assert response.body == (deployed.root / path.strip("/") / filename).read_bytes()
     assert "accept" in vary(response)
 
 
 @pytest.mark.parametrize("accept", ["application/json", f"{JSON_TYPE};q=0", "image/png"])
-def test_nginx_406(nginx: Deployed, accept: str) -> None:
+def test_406(deployed: Deployed, accept: str) -> None:
     assert negotiate(accept) is None
-    response = get(nginx, "/simple/piwtest-pure/", {"Accept": accept})
+    response = get(deployed, "/simple/piwtest-pure/", {"Accept": accept})
     assert response.status == 406
     assert "accept" in vary(response)
     assert JSON_TYPE.encode() in response.body
 
 
-def test_nginx_compresses_pages_but_keeps_vary(nginx: Deployed) -> None:
-    response = get(nginx, "/simple/", {"Accept": PIP_ACCEPT, "Accept-Encoding": "gzip"})
+def test_compresses_pages_but_keeps_vary(deployed: Deployed) -> None:
+    response = get(deployed, "/simple/", {"Accept": PIP_ACCEPT, "Accept-Encoding": "gzip"})
     assert response.headers["Content-Encoding"] == "gzip"
-    assert gzip.decompress(response.body) == (nginx.root / "simple/index.json").read_bytes()
+    assert gzip.decompress(response.body) == (deployed.root / "simple/index.json").read_bytes()
     assert {"accept", "accept-encoding"} <= vary(response)
 
 
@@ -240,54 +344,60 @@ def test_nginx_compresses_pages_but_keeps_vary(nginx: Deployed) -> None:
         ("/simple/piwtest-pure", "/simple/piwtest-pure/"),
     ],
 )
-def test_nginx_redirects(nginx: Deployed, path: str, location: str) -> None:
-    response = get(nginx, path)
-    assert (response.status, response.headers["Location"]) == (301, location)
+def test_redirects(deployed: Deployed, path: str, location: str) -> None:
+    response = get(deployed, path)
+    assert response.status == 301
+    # Apache makes the Location absolute, nginx (absolute_redirect off) does not.
+    assert response.headers["Location"].removeprefix(deployed.url) == location
 
 
 @pytest.mark.parametrize("path", ["/simple/index.html", "/simple/index.json"])
-def test_nginx_root_index_files_are_not_project_names(nginx: Deployed, path: str) -> None:
-    assert get(nginx, path).status == 200
+def test_root_index_files_are_not_project_names(deployed: Deployed, path: str) -> None:
+    assert get(deployed, path).status == 200
 
 
 # Files ----------------------------------------------------------------------------------
 
 
-def test_nginx_wheel_range_and_types(nginx: Deployed) -> None:
-    path = f"/simple/piwtest-pure/{nginx.wheel.name}"
-    data = nginx.wheel.read_bytes()
+def test_wheel_range_and_types(deployed: Deployed) -> None:
+    path = f"/simple/piwtest-pure/{deployed.wheel.name}"
+    data = deployed.wheel.read_bytes()
     # Accept-Encoding too: compression must not take ranges away from wheels.
-    part = get(nginx, path, {"Range": "bytes=-30", "Accept-Encoding": "gzip"})
+    part = get(deployed, path, {"Range": "bytes=-30", "Accept-Encoding": "gzip"})
     assert part.status == 206
     assert part.body == data[-30:]
     assert part.headers["Content-Range"] == f"bytes {len(data) - 30}-{len(data) - 1}/{len(data)}"
     assert "Content-Encoding" not in part.headers
-    whole = get(nginx, path)
+    whole = get(deployed, path)
     assert whole.headers["Content-Type"] == "application/octet-stream"
     assert whole.headers["Accept-Ranges"] == "bytes"
     assert whole.headers["Cache-Control"] == "public, max-age=31536000, immutable"
-    assert get(nginx, path, {"Range": f"bytes={len(data)}-"}).status == 416
-    metadata = get(nginx, path + ".metadata")
-    assert metadata.body == wheel_metadata(nginx.wheel)
+    assert get(deployed, path, {"Range": f"bytes={len(data)}-"}).status == 416
+    metadata = get(deployed, path + ".metadata")
+    assert metadata.body == wheel_metadata(deployed.wheel)
     assert metadata.headers["Content-Type"] == "text/plain; charset=utf-8"
-    index = get(nginx, "/simple/piwtest-pure/")
+    index = get(deployed, "/simple/piwtest-pure/")
     assert index.headers["Cache-Control"] == "public, max-age=60"
-    project = get(nginx, "/project/piwtest-pure/json/")
+    project = get(deployed, "/project/piwtest-pure/json/")
     assert project.headers["Content-Type"] == "application/json"
 
 
-def test_nginx_logs(nginx: Deployed) -> None:
+def test_logs(deployed: Deployed) -> None:
     url = "/" + log_path(1001).removesuffix(".gz")
-    stored = (nginx.root / log_path(1001)).read_bytes()
-    zipped = get(nginx, url, {"Accept-Encoding": "gzip, deflate"})
+    stored = (deployed.root / log_path(1001)).read_bytes()
+    zipped = get(deployed, url, {"Accept-Encoding": "gzip, deflate"})
     assert zipped.status == 200
     assert zipped.headers["Content-Type"] == "text/plain; charset=utf-8"
     assert zipped.headers["Content-Encoding"] == "gzip"
     assert zipped.body == stored
     assert "accept-encoding" in vary(zipped)
-    plain = get(nginx, url)
-    assert "Content-Encoding" not in plain.headers
-    assert plain.body == gzip.decompress(stored)
+    plain = get(deployed, url)
+    if deployed.server == "apache":
+        # deploy/apache.conf says so: always gzip, as every browser asks for it.
+        assert plain.body == stored
+    else:
+        assert "Content-Encoding" not in plain.headers
+        assert plain.body == gzip.decompress(stored)
 
 
 @pytest.mark.parametrize(
@@ -300,8 +410,8 @@ def test_nginx_logs(nginx: Deployed) -> None:
         "/simple/piwtest-pure/index.html%00.whl",
     ],
 )
-def test_nginx_serves_nothing_outside(nginx: Deployed, path: str) -> None:
-    response = get(nginx, path)
+def test_serves_nothing_outside(deployed: Deployed, path: str) -> None:
+    response = get(deployed, path)
     assert response.status in {400, 403, 404}
     assert SECRET not in response.body and b"half a page" not in response.body
 
@@ -309,13 +419,13 @@ def test_nginx_serves_nothing_outside(nginx: Deployed, path: str) -> None:
 # A real installer -----------------------------------------------------------------------------
 
 
-def test_pip_downloads_through_nginx(nginx: Deployed, tmp_path: Path) -> None:
+def test_pip_downloads_through_it(deployed: Deployed, tmp_path: Path) -> None:
     env = {key: value for key, value in os.environ.items() if not key.startswith("PIP_")}
     env.update(PIP_CONFIG_FILE=os.devnull, PIP_DISABLE_PIP_VERSION_CHECK="1")
     result = subprocess.run(
         [
             sys.executable, "-m", "pip", "download", "--no-cache-dir", "--no-input",
-            "--index-url", f"{nginx.url}/simple/", "--dest", str(tmp_path / "got"),
+            "--index-url", f"{deployed.url}/simple/", "--dest", str(tmp_path / "got"),
             "PiwTest_Pure", "piwtest-cext",
         ],
         stdin=subprocess.DEVNULL,
@@ -335,5 +445,5 @@ def test_pip_downloads_through_nginx(nginx: Deployed, tmp_path: Path) -> None:
     ]
     for name, data in got.items():
         project = name.split("-")[0].replace("_", "-")
-        original = (nginx.root / "simple" / project / name).read_bytes()
+        original = (deployed.root / "simple" / project / name).read_bytes()
         assert hashlib.sha256(data).digest() == hashlib.sha256(original).digest()
