@@ -15,6 +15,7 @@ from typing import Any
 import zmq
 
 from piwheels import protocols
+from piwheels.master.big_brother import BigBrother
 from piwheels.master.cloud_gazer import CloudGazer
 from piwheels.master.config import MasterConfig
 from piwheels.master.file_juggler import FileJuggler
@@ -23,6 +24,8 @@ from piwheels.master.slave_driver import SlaveDriver
 from piwheels.master.task import ALL_TASKS, Task
 from piwheels.master.the_architect import TheArchitect
 from piwheels.master.the_oracle import TheOracle
+from piwheels.master.the_scribe import TheScribe
+from piwheels.master.the_secretary import TheSecretary
 from piwheels.transport import ProtocolError, Socket, encode
 
 log = logging.getLogger(__name__)
@@ -98,6 +101,9 @@ class PiwMaster:
         config, ctx = self.config, self.context
         tasks: list[Task] = [Seraph(config, ctx)]
         tasks += [TheOracle(config, ctx, number=n) for n in range(config.oracles)]
+        # the web tasks before their clients: each bind must exist before anyone sends to it,
+        # and tasks stop in the reverse order (the Secretary saves its backlog via an Oracle)
+        tasks += [TheScribe(config, ctx), TheSecretary(config, ctx), BigBrother(config, ctx)]
         tasks += [FileJuggler(config, ctx), SlaveDriver(config, ctx), TheArchitect(config, ctx)]
         if self.follow_pypi:
             tasks.append(CloudGazer(config, ctx))

@@ -19,6 +19,7 @@ from piwheels.db.database import ProjectVersion
 from piwheels.master.config import MasterConfig
 from piwheels.master.db_client import DatabaseError, DbClient
 from piwheels.master.task import Task
+from piwheels.master.web_requests import PageRequests
 from piwheels.pypi import ProjectInfo, ProjectNotFound, PyPIClient, PyPIError
 
 FETCH_THREADS = 8
@@ -37,6 +38,7 @@ class CloudGazer(Task):
     ) -> None:
         super().__init__(config, context)
         self.db = DbClient(config.oracle_queue, self.context)
+        self.pages = PageRequests.connect(self, config.web_queue)
         self.pypi = pypi or PyPIClient(config.pypi_simple, config.pypi_json)
         self.allow_list = sorted({canonicalize_name(name) for name in config.packages})
         self.known: dict[str, int] = {}  # package -> the serial recorded (-1: removed)
@@ -87,6 +89,7 @@ class CloudGazer(Task):
                     if self.known.get(name, -1) >= 0:
                         self.log.info("%s was removed from PyPI", name)
                         self.db.remove_project(name)
+                        self.pages.project(name)
                 elif isinstance(info, ProjectInfo) and info.serial != self.known.get(name):
                     self.record(info)
             except DatabaseError as exc:
@@ -135,6 +138,8 @@ class CloudGazer(Task):
             versions,
         )
         self.log.info("recorded %s (%d versions)", info.name, len(versions))
+        # yanks and new versions show on both pages (the Scribe skips an index with no files)
+        self.pages.project(info.canonical_name)
 
     def close(self) -> None:
         self.fetcher.shutdown(wait=False, cancel_futures=True)

@@ -21,6 +21,7 @@ from piwheels.master.config import MasterConfig
 from piwheels.master.db_client import DatabaseError, DbClient
 from piwheels.master.slaves import BuildKey, SlaveRecord, check_files
 from piwheels.master.task import Task
+from piwheels.master.web_requests import PageRequests
 from piwheels.protocols import NO_DATA
 from piwheels.states import BuildResult, SlaveHello, SlaveState, SlaveStats
 from piwheels.transport import ProtocolError
@@ -47,6 +48,7 @@ class SlaveDriver(Task):
         self.builds_queue.bind(config.builds_queue)
         self.fs = self.socket(zmq.REQ, reversed(protocols.file_juggler_control))
         self.fs.connect(config.fs_queue)
+        self.pages = PageRequests.connect(self, config.web_queue)
         self.register(self.slave_queue, self.handle_slave)
         self.register(self.builds_queue, self.handle_queue)
         self.every(1.0, self.expire_slaves)
@@ -236,6 +238,7 @@ class SlaveDriver(Task):
             "success" if slave.result.status else "failure",
         )
         self.finish(slave, recorded=True)
+        self.pages.project(package)
         return "DONE", NO_DATA
 
     def abandon(self, slave: SlaveRecord, reason: str) -> Reply:

@@ -1,0 +1,186 @@
+"""The Scribe: writes the web output — the index, project pages, logs, home and search.
+
+Every file is written atomically (a temporary file renamed into place), so a reader never sees
+half a page. A page that cannot be written (a full disk, a wheel that will not open) is logged
+and skipped; the Scribe carries on with the next request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from piwheels import protocols
+from piwheels.master.config import MasterConfig
+from piwheels.master.db_client import DatabaseError, DbClient
+from piwheels.master.task import Task
+from piwheels.transport import ProtocolError
+from piwheels.web import index, pages
+from piwheels.web.model import ProjectData, Statistics, WheelFile, log_path
+from piwheels.web.writer import (
+    MetadataError,
+    extract_metadata,
+    write_atomic,
+    write_gzip_atomic,
+)
+
+ROOT_INTERVAL = 10.0  # at most this often is the index root (all projects) rewritten
+
+
+class TheScribe(Task):
+    name = "Scribe"
+
+    def __init__(self, config: MasterConfig, context: zmq.Context[Any] | None = None) -> None:
+        super().__init__(config, context)
+        self.db = DbClient(config.oracle_queue, self.context)
+        self.output = Path(config.output_path)
+        self.simple = self.output / "simple"
+        self.inbox = self.socket(zmq.PULL, protocols.web).bind(config.scribe_queue)
+        self.register(self.inbox, self.handle_request)
+        self.every(ROOT_INTERVAL, self.write_root)
+        self.indexed: set[str] = set()
+        self.root_stale = True
+
+    def once(self) -> None:
+        self.simple.mkdir(parents=True, exist_ok=True)
+        self._copy_static()
+        self._attempt("the search page", self.write_search_page)
+        self._attempt("the search index", self.write_search_index)
+        try:
+            self.indexed = set(self.db.get_indexed_projects())
+        except DatabaseError as exc:
+            self.log.error("cannot list the indexed projects: %s", exc)
+        self.write_root()
+
+    def handle_request(self) -> None:
+        try:
+            action, data = self.inbox.recv()
+        except ProtocolError as exc:
+            self.log.error("bad request: %s", exc)
+            return
+        if action in ("BOTH", "PROJECT"):
+            self._attempt(f"the pages of {data}", self.write_project, data, action == "BOTH")
+        elif action == "HOME":
+            self._attempt("the home page", self.write_home, data)
+        else:  # SEARCH
+            self._attempt("the search index", self.write_search_index)
+
+    def _attempt(self, what: str, job: Any, *args: Any) -> None:
+        """Run one writing job; a failure is logged and the Scribe carries on."""
+        try:
+            job(*args)
+        except (DatabaseError, OSError, MetadataError) as exc:
+            self.log.error("cannot write %s: %s", what, exc)
+
+    # -- the jobs ------------------------------------------------------------------------------
+
+    def write_project(self, package: str, with_index: bool) -> None:
+        project = self.db.get_project_data(package)
+        if project is None:
+            self.log.warning("no such project %r: nothing written", package)
+            return
+        project = self._with_metadata(project)
+        directory = self.simple / project.name
+        if with_index and (project.files or (directory / "index.html").exists()):
+            html, json = index.simple_project(project)
+            directory.mkdir(exist_ok=True)
+            write_atomic(directory / "index.html", html)
+            write_atomic(directory / "index.json", json)
+            if project.files and project.name not in self.indexed:
+                self.indexed.add(project.name)
+                self.root_stale = True
+        apt = newest_apt_dependencies(project)
+        pages_dir = self.output / "project" / project.name
+        (pages_dir / "json").mkdir(parents=True, exist_ok=True)
+        write_atomic(pages_dir / "index.html", pages.project_page(project, apt_dependencies=apt))
+        write_atomic(pages_dir / "json" / "index.json", pages.project_json(project, apt))
+        for version in project.versions:
+            for build in version.builds:
+                self._write_log(build.build_id)
+        self.log.info("wrote the pages of %s", project.name)
+
+    def _with_metadata(self, project: ProjectData) -> ProjectData:
+        """Make sure each wheel has its .metadata beside it and note the hash (PEP 658)."""
+
+        def annotate(file: WheelFile) -> WheelFile:
+            wheel = self.simple / project.name / file.filename
+            metadata = wheel.with_name(wheel.name + ".metadata")
+            if not metadata.exists():
+                if not wheel.exists():
+                    self.log.error("%s is recorded but missing from disk", wheel)
+                    return file
+                try:
+                    write_atomic(metadata, extract_metadata(wheel))
+                except MetadataError as exc:
+                    self.log.error("no .metadata for %s: %s", file.filename, exc)
+                    return file
+            digest = hashlib.sha256(metadata.read_bytes()).hexdigest()
+            return file._replace(metadata_hash=digest)
+
+        return project._replace(
+            versions=[
+                version._replace(files=[annotate(f) for f in version.files])
+                for version in project.versions
+            ]
+        )
+
+    def _write_log(self, build_id: int) -> None:
+        path = self.output / log_path(build_id)
+        if path.exists():
+            return
+        output = self.db.get_build_output(build_id)
+        if output is None:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_gzip_atomic(path, pages.build_log(output))
+
+    def write_root(self) -> None:
+        if not self.root_stale:
+            return
+        html, json = index.simple_root(sorted(self.indexed))
+        try:
+            write_atomic(self.simple / "index.html", html)
+            write_atomic(self.simple / "index.json", json)
+        except OSError as exc:
+            self.log.error("cannot write the index root: %s", exc)
+            return
+        self.root_stale = False
+
+    def write_home(self, stats: Statistics) -> None:
+        write_atomic(self.output / "index.html", pages.home_page(stats))
+
+    def write_search_index(self) -> None:
+        write_atomic(
+            self.output / "packages.json", pages.search_index(self.db.get_search_entries())
+        )
+
+    def write_search_page(self) -> None:
+        (self.output / "search").mkdir(parents=True, exist_ok=True)
+        write_atomic(self.output / "search" / "index.html", pages.search_page())
+
+    def _copy_static(self) -> None:
+        target = self.output / "static"
+        target.mkdir(parents=True, exist_ok=True)
+        for entry in resources.files("piwheels.web").joinpath("static").iterdir():
+            if entry.is_file():
+                with resources.as_file(entry) as source:
+                    temp = target / f".{entry.name}.tmp"
+                    shutil.copyfile(source, temp)
+                    temp.replace(target / entry.name)
+
+    def close(self) -> None:
+        self.db.close()
+        super().close()
+
+
+def newest_apt_dependencies(project: ProjectData) -> list[str]:
+    """The Debian packages the newest release with wheels needs at run time."""
+    for version in project.versions:
+        if version.files:
+            return sorted({dep for f in version.files for dep in f.apt_dependencies})
+    return []

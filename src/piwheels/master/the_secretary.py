@@ -1,0 +1,90 @@
+"""The Secretary: turns bursts of page requests into single writes for the Scribe.
+
+A release landing on several ABIs asks for the same project's pages once per build; the
+Secretary holds each request for ``page_delay`` seconds, merging repeats (BOTH covers PROJECT;
+a newer HOME replaces an older one), then passes it on. Requests still held when the master
+stops are saved in the database and passed on at the next start.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import zmq
+
+from piwheels import protocols
+from piwheels.master.config import MasterConfig
+from piwheels.master.db_client import DatabaseError, DbClient
+from piwheels.master.task import Task
+from piwheels.protocols import NO_DATA
+from piwheels.transport import ProtocolError
+
+# A request held this long is passed on even if repeats keep arriving.
+MAX_HOLD = 30.0
+
+
+class TheSecretary(Task):
+    name = "Secretary"
+
+    def __init__(self, config: MasterConfig, context: zmq.Context[Any] | None = None) -> None:
+        super().__init__(config, context)
+        self.db = DbClient(config.oracle_queue, self.context)
+        self.inbox = self.socket(zmq.PULL, protocols.web).bind(config.web_queue)
+        self.scribe = self.socket(zmq.PUSH, reversed(protocols.web))
+        self.scribe.connect(config.scribe_queue)
+        self.register(self.inbox, self.handle_request)
+        self.every(min(0.2, config.page_delay), self.pass_on)
+        # (action, package) -> [first asked, last asked, data]
+        self.held: dict[tuple[str, str], list[Any]] = {}
+
+    def once(self) -> None:
+        try:
+            saved = self.db.take_pending_pages()
+        except DatabaseError as exc:
+            self.log.error("cannot read the pages saved at the last stop: %s", exc)
+            return
+        if saved:
+            self.log.info("redoing %d page requests saved at the last stop", len(saved))
+        for action, package in saved:
+            self.hold(action, package or None, NO_DATA if action == "SEARCH" else package)
+
+    def handle_request(self) -> None:
+        try:
+            action, data = self.inbox.recv()
+        except ProtocolError as exc:
+            self.log.error("bad page request: %s", exc)
+            return
+        self.hold(action, data if action in ("BOTH", "PROJECT") else None, data)
+
+    def hold(self, action: str, package: str | None, data: Any) -> None:
+        if action == "PROJECT" and ("BOTH", package) in self.held:
+            return  # already asked for, and more
+        if action == "BOTH":
+            self.held.pop(("PROJECT", package or ""), None)
+        now = time.monotonic()
+        key = (action, package or "")
+        entry = self.held.get(key)
+        if entry is None:
+            self.held[key] = [now, now, data]
+        else:
+            entry[1], entry[2] = now, data
+
+    def pass_on(self) -> None:
+        now = time.monotonic()
+        quiet = now - self.config.page_delay
+        for key, (first, last, data) in list(self.held.items()):
+            if last <= quiet or first <= now - MAX_HOLD:
+                del self.held[key]
+                self.scribe.send(key[0], data)
+
+    def close(self) -> None:
+        if self.held:
+            pages = [(action, package) for action, package in self.held if action != "HOME"]
+            try:
+                self.db.save_pending_pages(pages)
+                self.log.info("saved %d page requests for the next start", len(pages))
+            except DatabaseError as exc:
+                self.log.error("could not save %d page requests: %s", len(pages), exc)
+        self.db.close()
+        super().close()

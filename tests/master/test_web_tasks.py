@@ -1,0 +1,139 @@
+"""The Secretary and the Scribe in a running master: bursts, restarts, and what lands on disk."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+import zmq
+
+from farm import MasterThread, ScriptedSlave, build_result, configure, file_state, rows, wait_for
+from piwheels import protocols
+from piwheels.master.config import MasterConfig
+from piwheels.master.the_secretary import TheSecretary
+from piwheels.protocols import NO_DATA
+from piwheels.transport import Socket
+from piwheels.web.model import log_path
+from pypi_index import LocalPyPI, make_wheel
+
+
+@pytest.fixture
+def config(master_dsn: str, tmp_path: Path, pypi_index: LocalPyPI) -> MasterConfig:
+    return configure(master_dsn, tmp_path, pypi_index, ["cp39"], packages=["piwtest-pure"])
+
+
+def ask_for_pages(master: MasterThread, *requests: tuple[str, str]) -> None:
+    # a socket of the master's own context (inproc), so it must be closed before the master stops
+    sock = Socket(zmq.PUSH, reversed(protocols.web), context=master.master.context)
+    try:
+        sock.connect(master.config.web_queue)
+        for action, package in requests:
+            sock.send(action, package or NO_DATA)
+    finally:
+        sock.zsock.close(linger=2000)
+
+
+def test_a_burst_of_requests_becomes_one_write(
+    config: MasterConfig, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="piwheels")
+    master = MasterThread(config).start()
+    try:
+        wait_for(lambda: "recorded piwtest-pure" in caplog.text, what="the project")
+        wait_for(lambda: "wrote the pages of piwtest-pure" in caplog.text, what="first pages")
+        caplog.clear()
+        ask_for_pages(master, *[("BOTH", "piwtest-pure")] * 10, ("PROJECT", "piwtest-pure"))
+        wait_for(lambda: "wrote the pages of piwtest-pure" in caplog.text, what="the pages")
+        time.sleep(5 * config.page_delay)  # room for any duplicate write to show up
+    finally:
+        master.stop()
+    assert caplog.text.count("wrote the pages of piwtest-pure") == 1
+
+
+def test_requests_pending_at_stop_are_redone_at_start(
+    config: MasterConfig, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="piwheels")
+    config.page_delay = 600.0  # hold everything: nothing is written before the stop
+    master = MasterThread(config, follow_pypi=False).start()
+    try:
+        wait_for(lambda: "master running" in caplog.text, what="the master")
+        ask_for_pages(master, ("BOTH", "piwtest-pure"), ("SEARCH", ""))
+        [secretary] = [t for t in master.master.tasks if isinstance(t, TheSecretary)]
+        wait_for(
+            lambda: {("BOTH", "piwtest-pure"), ("SEARCH", "")} <= set(secretary.held),
+            what="the Secretary to hold both",
+        )
+    finally:
+        master.stop()
+    assert "saved 2 page requests" in caplog.text
+    assert sorted(rows(config.dsn, "SELECT kind, package FROM pending_pages")) == [
+        ("BOTH", "piwtest-pure"),
+        ("SEARCH", ""),
+    ]
+    config.page_delay = 0.2
+    master = MasterThread(config, follow_pypi=False).start()
+    try:
+        wait_for(lambda: "redoing 2 page requests" in caplog.text, what="the backlog")
+        [secretary] = [t for t in master.master.tasks if isinstance(t, TheSecretary)]
+        wait_for(
+            lambda: not {("BOTH", "piwtest-pure"), ("SEARCH", "")} & set(secretary.held),
+            what="the backlog to be passed on",
+        )
+    finally:
+        master.stop()
+    assert rows(config.dsn, "SELECT count(*) FROM pending_pages") == [(0,)]
+
+
+def test_a_recorded_build_lands_in_the_index_and_pages(
+    config: MasterConfig, tmp_path: Path
+) -> None:
+    wheel = make_wheel("piwtest-pure", "1.0", tmp_path / "wheels")
+    content = wheel.read_bytes()
+    master = MasterThread(config).start()
+    slave = ScriptedSlave(config, abi="cp39")
+    try:
+        slave.hello()
+        assert slave.wait_for_build() == ("piwtest-pure", "1.0")
+        state = file_state(wheel.name, content)
+        assert slave.request("BUILT", build_result(state)) == ("SEND", wheel.name)
+        slave.send_file(content)
+        assert slave.request("SENT")[0] == "DONE"
+        out = config.output_path
+        page = out / "simple" / "piwtest-pure" / "index.json"
+        wait_for(lambda: page.exists() and wheel.name in page.read_text(), what="the index page")
+        wait_for(
+            lambda: (
+                (out / "simple" / "index.json").exists()
+                and "piwtest-pure" in (out / "simple" / "index.json").read_text()
+            ),
+            timeout=30,
+            what="the index root",
+        )
+        wait_for((out / "index.html").exists, what="the home page")
+        wait_for(
+            lambda: (
+                (out / "packages.json").exists()
+                and "piwtest-pure" in (out / "packages.json").read_text()
+            ),
+            what="the search index",
+        )
+    finally:
+        slave.close()
+        master.stop()
+    index = json.loads(page.read_text())
+    [entry] = [f for f in index["files"] if f["filename"] == wheel.name]
+    assert entry["hashes"] == {"sha256": state.filehash}
+    metadata = out / "simple" / "piwtest-pure" / (wheel.name + ".metadata")
+    with zipfile.ZipFile(wheel) as zf:
+        assert metadata.read_bytes() == zf.read("piwtest_pure-1.0.dist-info/METADATA")
+    [build_id] = [r[0] for r in rows(config.dsn, "SELECT build_id FROM builds")]
+    assert (out / log_path(build_id)).exists()
+    project_page = (out / "project" / "piwtest-pure" / "index.html").read_text()
+    assert "piwtest-pure" in project_page
+    assert "<script>alert" not in project_page
+    assert not list(out.rglob(".*.tmp")) and not list(out.rglob("*.part"))
