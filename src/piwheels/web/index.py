@@ -43,8 +43,8 @@ def simple_root(projects: Iterable[str]) -> tuple[str, bytes]:
     """The root page (HTML, JSON) listing *projects*, which must be canonical names.
 
     Written every few seconds with a million names, so both forms are joined as strings rather
-    than built per row: canonical names need no escaping in HTML or JSON, which the one regex
-    pass below guarantees. The order given is kept.
+    than built per row: canonical names need no escaping in HTML or JSON, which
+    :func:`_all_canonical` checks in one pass. The order given is kept.
     """
     names = list(projects)
     if not _all_canonical(names):
@@ -97,8 +97,8 @@ def project_detail(project: ProjectData) -> dict[str, Any]:
                     "hashes": {"sha256": file.filehash},
                     "requires-python": file.requires_python or None,
                     "yanked": yanked,
-                    # Not "dist-info-metadata" as well: pip 22.3-23.1 crash on that JSON key,
-                    # and PEP 714 asks servers not to send it.
+                    # Not "dist-info-metadata" as well: pips from 22.3 until 23.2 crash on that
+                    # JSON key (PEP 714), and piwheels' users run Debian's older pips.
                     "core-metadata": (
                         {"sha256": file.metadata_hash} if file.metadata_hash else False
                     ),
