@@ -227,9 +227,7 @@ def test_links_are_root_relative(project: ProjectData) -> None:
 
 def test_hostile_project_page_escapes_everything() -> None:
     hostile = hostile_project()
-    html = pages.project_page(
-        hostile, apt_dependencies=[SCRIPT], base_url=f'https://x/"{SCRIPT}'
-    )
+    html = pages.project_page(hostile, apt_dependencies=[SCRIPT], base_url=f'https://x/"{SCRIPT}')
     page = Page(html)
     # The only scripts are our own files; no element came from the data.
     assert [attrs["src"] for attrs in page.all("script")] == ["/static/site.js"]
@@ -317,8 +315,7 @@ def test_project_json_shape(project: ProjectData) -> None:
     assert v1["abis"]["cp311"]["reason"] == "served by the cp39 build"
     assert data["versions"][3]["skip"] == "binary only: no source release"
     assert data["versions"][0]["abis"] == {
-        abi: {"state": "pending", "reason": None, "build_id": None, "log_url": None}
-        for abi in ABIS
+        abi: {"state": "pending", "reason": None, "build_id": None, "log_url": None} for abi in ABIS
     }
 
 
