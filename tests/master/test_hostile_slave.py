@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -183,3 +185,49 @@ def test_file_bigger_than_the_free_space_is_not_fetched(
     assert builds(config.dsn) == []
     assert rows(config.dsn, "SELECT count(*) FROM build_queue") == [(1,)]
     assert not list((config.output_path / "simple").rglob("*.part"))
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 4 MiB tmpfs: a really full disk, not just a threshold."""
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {result.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)
+
+
+def test_a_really_full_disk_loses_nothing(
+    master_dsn: str,
+    tmp_path: Path,
+    pypi_index: LocalPyPI,
+    tiny_disk: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    config = configure(master_dsn, tmp_path, pypi_index, ["cp39"], packages=["piwtest-pure"])
+    config.output_path = tiny_disk
+    config.min_free_space = 0  # let the transfer itself meet the full disk
+    big = os.urandom(6 * 1024 * 1024)  # more than the disk holds
+    master = MasterThread(config).start()
+    slave = ScriptedSlave(config, abi="cp39")
+    try:
+        slave.hello()
+        slave.wait_for_build()
+        assert slave.request("BUILT", build_result(file_state(WHEEL, big)))[0] == "DONE"
+        # not recorded, nothing half-written, and the master still hands out the build
+        assert builds(config.dsn) == []
+        assert not list(tiny_disk.rglob("*.part")) and not list(tiny_disk.rglob("*.whl"))
+        assert slave.wait_for_build() == ("piwtest-pure", "1.0")
+    finally:
+        slave.close()
+        master.stop()
+    assert "nearly full" in caplog.text or "no room" in caplog.text
