@@ -376,6 +376,22 @@ def test_stop_closes_idle_keep_alive_connections(tmp_path: Path) -> None:
     connection.close()
 
 
+def test_stop_interrupts_a_download_in_progress(tmp_path: Path) -> None:
+    with (tmp_path / "big.whl").open("wb") as file:
+        file.truncate(256 * 1024 * 1024)  # sparse: costs no disk
+    server = serve(tmp_path)
+    host, port = server.server_address[:2]
+    with socket.create_connection((str(host), port), timeout=10) as client:
+        client.sendall(b"GET /big.whl HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert client.recv(4096).startswith(b"HTTP/1.1 200")
+        # The client stops reading; the handler's sendfile blocks on a full socket buffer.
+        time.sleep(0.2)
+        started = time.monotonic()
+        server.stop()
+        assert time.monotonic() - started < 2
+    assert not server._threads
+
+
 def test_serving_a_missing_directory_fails(tmp_path: Path) -> None:
     with pytest.raises(NotADirectoryError, match="nowhere"):
         serve(tmp_path / "nowhere")

@@ -375,7 +375,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.server._begin()
         try:
             self._dispatch(send_body=send_body)
-        except (BrokenPipeError, ConnectionResetError):
+        except OSError as exc:
+            # The client went away, or stop() shut the connection mid-file: nothing to answer.
+            log.debug("%s %r from %s ended early: %s", self.command, self.path, self._peer(), exc)
             self.close_connection = True
         finally:
             self.server._end(
