@@ -29,11 +29,11 @@ API_VERSION = "1.1"  # PEP 700 raised the JSON form to 1.1; PEP 629 puts it in t
 JSON_CONTENT_TYPE = "application/vnd.pypi.simple.v1+json"
 
 # PEP 714 allows the old HTML attribute beside data-core-metadata, and PyPI still sends both.
-# Caution: pip before 23.2 compared the metadata's Name with the requested name case-sensitively
-# (pip issues 12038 and 12108), so such a pip reading this HTML fails `pip install pyyaml` where
-# the Name is "PyYAML". Pips that ask for JSON get it from a negotiating server, without the old
-# key; set this False to hide PEP 658 from HTML-only old pips altogether.
-LEGACY_HTML_METADATA = True
+# We do not: pip before 23.2 compared the metadata's Name with the requested name
+# case-sensitively (pip issues 12038 and 12108), so such a pip (Debian 12 ships 23.0.1) reading
+# our HTML from a plain static server would fail `pip install pyyaml` where the Name is "PyYAML".
+# Without the old attribute those pips simply download the wheel; newer pips read the new one.
+LEGACY_HTML_METADATA = False
 
 _NAME_CHARACTERS = b"abcdefghijklmnopqrstuvwxyz0123456789-"
 _CANONICAL_NAME = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
