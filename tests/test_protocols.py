@@ -12,6 +12,7 @@ from piwheels import protocols
 from piwheels.protocols import NO_DATA, Protocol
 from piwheels.states import BuildResult, Dependency, FileState, SlaveHello, SlaveStats
 from piwheels.transport import ProtocolError, decode, encode
+from piwheels.web.model import Statistics
 
 NOW = datetime(2026, 11, 22, 12, 34, 56, 789012, tzinfo=UTC)
 FILE = FileState(
@@ -74,6 +75,14 @@ SAMPLES: dict[str, Any] = {
     "EXPECT": (1, "foo", FILE),
     "VERIFY": 1,
     "FORGET": 1,
+    "GETPROJECT": "foo",
+    "GETLOG": 5,
+    "SAVEPAGES": [("BOTH", "foo"), ("SEARCH", "")],
+    "BOTH": "foo",
+    "PROJECT": "foo",
+    "HOME": Statistics(
+        10, 20, 30, 25, 3, 1, 25, 1 << 30, {"cp39": 5, "cp311": 0}, 1 << 33, 1 << 34, NOW
+    ),
 }
 PROTOCOLS = [
     protocols.slave_driver,
@@ -84,6 +93,8 @@ PROTOCOLS = [
     protocols.oracle,
     protocols.architect,
     protocols.file_juggler_control,
+    protocols.web,
+    protocols.master_commands,
 ]
 
 
