@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import pytest
 
+from clients import client_env, new_venv, run, uv_binary
 from farm import MasterThread, SlaveProcess, rows, wait_for
 from piwheels.master.config import MasterConfig
+from piwheels.web.server import serve
 
 pytestmark = pytest.mark.slow
 
@@ -104,3 +107,81 @@ def test_two_abis_build_the_catalogue(
         "JOIN versions v USING (version_id) WHERE v.package = 'piwtest-broken' LIMIT 1",
     )
     assert "always fails to build" in log[0][0]
+
+    # The Scribe has published what the farm built: pip (with hashes) and uv install it.
+    install_from_the_farm(farm_config, tmp_path, files)
+
+
+def install_from_the_farm(config: MasterConfig, tmp_path: Path, files: list[tuple]) -> None:
+    simple = config.output_path / "simple"
+    cp311 = "piwtest_cext-1.0-cp311-cp311-linux_x86_64.whl"
+    wait_for(
+        lambda: (
+            (simple / "piwtest-cext" / "index.json").exists()
+            and cp311 in (simple / "piwtest-cext" / "index.json").read_text()
+        ),
+        timeout=30,
+        what="the index pages",
+    )
+    hashes = {name: sha256 for name, _, sha256 in files}
+    wanted = {"piwtest_pure-1.0-py3-none-any.whl", cp311}
+    for project, wheel in (
+        ("piwtest-pure", "piwtest_pure-1.0-py3-none-any.whl"),
+        ("piwtest-cext", cp311),
+    ):
+        page = json.loads((simple / project / "index.json").read_text())
+        [entry] = [f for f in page["files"] if f["filename"] == wheel]
+        assert entry["hashes"] == {"sha256": hashes[wheel]}
+        assert entry["core-metadata"]  # PEP 658: the .metadata is there, with its hash
+    env = client_env(tmp_path)
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text(
+        f"piwtest-pure==1.0 --hash=sha256:{hashes['piwtest_pure-1.0-py3-none-any.whl']}\n"
+        f"piwtest-cext==1.0 --hash=sha256:{hashes[cp311]}\n"
+    )
+    with serve(config.output_path) as server:
+        pip_python = new_venv(tmp_path / "pip-venv", env, with_pip=True)
+        run(
+            [
+                pip_python,
+                "-m",
+                "pip",
+                "install",
+                "--no-cache-dir",
+                "--index-url",
+                f"{server.url}/simple/",
+                "--require-hashes",
+                "-r",
+                requirements,
+            ],
+            env,
+        )
+        assert run([pip_python, "-c", CHECK], env).split() == ["hello", "from", "piwtest-pure", "5"]
+        uv = uv_binary(tmp_path)
+        uv_python = new_venv(tmp_path / "uv-venv", env, with_pip=False)
+        server.clear_requests()
+        run(
+            [
+                uv,
+                "pip",
+                "install",
+                "--no-config",
+                "--python",
+                uv_python,
+                "--color",
+                "never",
+                "--index-url",
+                f"{server.url}/simple/",
+                "piwtest-pure",
+            ],
+            env,
+        )
+        assert run([uv_python, "-c", CHECK], env).split()[-1] == "5"
+        server.wait_idle()
+        fetched = {r.path.rsplit("/", 1)[-1] for r in server.requests if r.status == 200}
+    # uv resolved from the .metadata files and downloaded only the wheels it installed
+    assert {w + ".metadata" for w in wanted} <= fetched
+    assert {name for name in fetched if name.endswith(".whl")} == wanted
+
+
+CHECK = "import piwtest_cext, piwtest_pure;print(piwtest_pure.greet(), piwtest_cext.add(2, 3))"
