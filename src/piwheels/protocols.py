@@ -159,6 +159,7 @@ oracle = Protocol(
         "GETLOG": Int,  # build_id -> its output or None
         "SAVEPAGES": ListOf(Record([Str, Str])),  # [kind, package]: the Secretary's backlog
         "TAKEPAGES": None,  # -> [[kind, package], ...], forgotten once taken
+        "MAXSLAVEID": None,  # -> the highest slave id any build was recorded by
     },
     send={"OK": AnyValue(), "ERROR": Str},
 )

@@ -231,3 +231,22 @@ def test_a_really_full_disk_loses_nothing(
         slave.close()
         master.stop()
     assert "nearly full" in caplog.text or "no room" in caplog.text
+
+
+def test_slave_ids_carry_on_after_a_master_restart(config: MasterConfig) -> None:
+    master = MasterThread(config).start()
+    slave = ScriptedSlave(config, abi="cp39")
+    try:
+        first_id = slave.hello()
+        slave.wait_for_build()
+        assert slave.request("BUILT", build_result(status=False))[0] == "DONE"
+    finally:
+        slave.close()
+        master.stop()
+    master = MasterThread(config).start()
+    other = ScriptedSlave(config, abi="cp39")
+    try:
+        assert other.hello() > first_id  # built_by keeps naming one slave
+    finally:
+        other.close()
+        master.stop()

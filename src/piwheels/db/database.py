@@ -160,6 +160,10 @@ class Database:
 
     # -- builds and files ----------------------------------------------------------------------
 
+    def get_max_slave_id(self) -> int:
+        row = self.conn.execute("SELECT coalesce(max(built_by), 0) FROM builds").fetchone()
+        return int(row[0]) if row else 0
+
     def get_file_hashes(self, filenames: Sequence[str]) -> dict[str, str]:
         """The SHA256 of each of *filenames* already published."""
         cur = self.conn.execute(

@@ -86,6 +86,9 @@ class DbClient:
             {abi: [tuple(entry) for entry in entries] for abi, entries in heads.items()}, lengths
         )
 
+    def get_max_slave_id(self) -> int:
+        return int(self._call("MAXSLAVEID"))
+
     def get_file_hashes(self, filenames: Sequence[str]) -> dict[str, str]:
         return dict(self._call("GETHASHES", list(filenames)))
 

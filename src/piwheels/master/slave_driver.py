@@ -65,6 +65,13 @@ class SlaveDriver(Task):
             "SENT": self.do_sent,
         }
 
+    def once(self) -> None:
+        # Ids carry on from the last master's, so a build's built_by names one slave for good.
+        try:
+            self.next_slave_id = self.db.get_max_slave_id() + 1
+        except DatabaseError as exc:
+            self.log.error("cannot read the last slave id (starting from 1): %s", exc)
+
     # -- messages from the Architect -----------------------------------------------------------
 
     def handle_queue(self) -> None:

@@ -52,6 +52,7 @@ class TheOracle(Task):
             "GETLOG": self.db.get_build_output,
             "SAVEPAGES": self.db.save_pending_pages,
             "TAKEPAGES": lambda _: self.db.take_pending_pages(),
+            "MAXSLAVEID": lambda _: self.db.get_max_slave_id(),
         }
 
     def once(self) -> None:
