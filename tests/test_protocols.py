@@ -79,6 +79,27 @@ SAMPLES: dict[str, Any] = {
     "GETLOG": 5,
     "SAVEPAGES": [("BOTH", "foo"), ("SEARCH", "")],
     "BOTH": "foo",
+    "ADD": ("foo", None, ""),
+    "SKIP": ("foo", "1.0", "breaks the builders"),
+    "YANK": ("foo", "1.0", True),
+    "RETRY": ("foo", "1.0", "cp311"),
+    "WAKE": None,
+    "KILL": 3,
+    "MASTER": ("paused", NOW, "0.1.0"),
+    "GONE": 3,
+    "SLAVE": (
+        3,
+        "pi4",
+        "cp311",
+        "linux_armv7l",
+        "building",
+        ("numpy", "2.0"),
+        NOW,
+        NOW,
+        NOW,
+        STATS,
+        False,
+    ),
     "PROJECT": "foo",
     "HOME": Statistics(
         10, 20, 30, 25, 3, 1, 25, 1 << 30, {"cp39": 5, "cp311": 0}, 1 << 33, 1 << 34, NOW
@@ -95,6 +116,7 @@ PROTOCOLS = [
     protocols.file_juggler_control,
     protocols.web,
     protocols.master_commands,
+    protocols.status,
 ]
 
 
@@ -113,7 +135,14 @@ def every_message() -> list[tuple[Protocol, str]]:
 def test_every_message_round_trips(protocol: Protocol, action: str) -> None:
     sender = protocol if action in protocol.send else reversed(protocol)
     spec = sender.send[action]
-    sample = 7 if (protocol.name, action) == ("file juggler", "HELLO") else SAMPLES.get(action)
+    overrides = {
+        ("file juggler", "HELLO"): 7,
+        ("master commands", "SLEEP"): 2,
+        ("status", "QUEUE"): {"cp39": 3},
+        ("status", "STATS"): SAMPLES["HOME"],
+        ("status", "BUILD"): (NOW, 3, "foo", "1.0", "cp39", True, timedelta(seconds=9)),
+    }
+    sample = overrides.get((protocol.name, action), SAMPLES.get(action))
     data = NO_DATA if spec is None else sample
     received_action, received = decode(reversed(sender), encode(sender, action, data))
     assert received_action == action

@@ -107,6 +107,10 @@ file_juggler = Protocol(
 IMPORT_REQUEST = Record(
     [Int, Str, Str, OptStr, Bool, Duration, Text, ListOf(FILE_STATE, max_items=100)]
 )
+# Beyond the spec's IMPORT / REMOVE / REBUILD, the operators' other repairs (piw-add):
+# ADD records a package (version None) or a version by hand, optionally skipped; SKIP sets or
+# (with "") clears the reason never to build a package or version; YANK marks a version yanked or
+# not; RETRY forgets a version's failed builds (on one ABI, or all) so they are queued again.
 mr_chase = Protocol(
     "mr chase",
     recv={
@@ -114,6 +118,10 @@ mr_chase = Protocol(
         "REMOVE": Record([Str, Str, Str]),  # package, version, skip reason ("" = rebuild)
         "REBUILD": Record([Str, OptStr]),  # part, package
         "SENT": None,
+        "ADD": Record([Str, OptStr, Str]),  # package, version, skip reason
+        "SKIP": Record([Str, OptStr, Str]),  # package, version (None: the package), reason
+        "YANK": Record([Str, Str, Bool]),  # package, version, yanked
+        "RETRY": Record([Str, Str, OptStr]),  # package, version, abi (None: every ABI)
     },
     send={"ERROR": Str, "SEND": Str, "DONE": None},
 )
@@ -124,8 +132,21 @@ task_control = Protocol(
     recv={"PAUSE": None, "RESUME": None, "QUIT": None},
 )
 
-# Operators' tools and the monitor -> the master (its --control-queue).
-master_commands = Protocol("master commands", recv={"PAUSE": None, "RESUME": None, "QUIT": None})
+# Operators' tools and the monitor -> the master (its --control-queue). HELLO asks the master to
+# publish its whole state on the status queue at once (a monitor that connects late). SLEEP,
+# WAKE and KILL act on one slave (its id) or, with None, on all of them.
+master_commands = Protocol(
+    "master commands",
+    recv={
+        "PAUSE": None,
+        "RESUME": None,
+        "QUIT": None,
+        "HELLO": None,
+        "SLEEP": Optional(Int),
+        "WAKE": Optional(Int),
+        "KILL": Optional(Int),
+    },
+)
 
 # -- the master's internal protocols ----------------------------------------------------------
 
@@ -214,4 +235,34 @@ file_juggler_control = Protocol(
         "FREE": None,  # free space on the output disk
     },
     send={"OK": AnyValue(), "ERROR": Str},
+)
+
+
+# The master -> every monitor (PUB/SUB on its --status-queue).
+SLAVE_STATUS = Record(
+    [
+        Int,  # slave_id
+        Str,  # label
+        Str,  # abi_tag
+        Str,  # platform_tag
+        Str,  # state (SlaveState)
+        Optional(PACKAGE_VERSION),  # the build under way
+        Optional(DateTime),  # when that build started
+        DateTime,  # first seen
+        DateTime,  # last seen
+        Optional(SLAVE_STATS),  # the resources it last reported
+        Bool,  # told to sleep
+    ]
+)
+status = Protocol(
+    "status",
+    send={
+        "MASTER": Record([Str, DateTime, Str]),  # state ("running"/"paused"), started, version
+        "QUEUE": MapOf(Str, Int),  # abi -> versions waiting
+        "STATS": STATISTICS,
+        "SLAVE": SLAVE_STATUS,
+        "GONE": Int,  # slave_id
+        # what just happened: when, slave_id, package, version, abi, succeeded, duration
+        "BUILD": Record([DateTime, Int, Str, Str, Str, Bool, Duration]),
+    },
 )
