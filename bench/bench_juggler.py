@@ -1,0 +1,530 @@
+"""Wheels through the File Juggler: throughput against a plain ZeroMQ copy, and master memory.
+
+A real master (``piw-master``, in a process of its own, on a private PostgreSQL) and a real
+slave (:class:`~piwheels.slave.agent.PiwSlave`, in this process) talk over TCP on 127.0.0.1.
+Only the slave's builds are faked: each "build" writes a wheel (a real zip with METADATA and
+one big stored member of random bytes) of the size the benchmark asks for, so everything after
+it is the production code: BUILT, SEND, the File Juggler's FETCH/CHUNK window, hashing, fsync,
+rename, SENT, the build recorded and its pages written. A transfer is timed from the slave's
+HELLO on the file queue to the File Juggler's DONE (sent once the file is verified and renamed).
+
+* Throughput: a TRANSFER_MB wheel, best of REPEAT, against a plain copy of the very same file
+  over the same loopback, run alternately with it: a DEALER sends the file in frames of the
+  File Juggler's chunk size as fast as the socket takes them, and a ROUTER in another process
+  writes them to a file on the same disk and fsyncs it, as the File Juggler does. The target is
+  70% of the plain copy's throughput.
+* Memory: the master process's resident set (VmRSS, peak from VmHWM reset before each transfer,
+  and sampled) during a MEMORY_MB transfer, against its size just before. Target: under 1 GiB,
+  and the growth no larger than for a TRANSFER_MB file (plus slack), i.e. independent of size.
+
+Run: ``python bench/bench_juggler.py [--quick] [--transfer-mb N] [--memory-mb N] [--repeat N]``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import queue
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import zmq
+from harness import Row, Sizes, standalone
+from psycopg.conninfo import make_conninfo
+
+from piwheels.abis import sorted_abis
+from piwheels.db.database import Database, ProjectVersion
+from piwheels.db.embedded import EmbeddedPostgres
+from piwheels.db.migrate import migrate
+from piwheels.master.file_juggler import CHUNK_SIZE
+from piwheels.slave.agent import PiwSlave, SlaveConfig
+from piwheels.slave.builder import Build, Builder
+from piwheels.slave.interpreter import Interpreter
+from piwheels.slave.sandbox import PlainSandbox
+from piwheels.states import FileState
+
+SIZES: dict[str, int] = {"transfer_mb": 100, "memory_mb": 1000, "repeat": 3}
+QUICK: dict[str, int] = {"transfer_mb": 8, "memory_mb": 32, "repeat": 1}
+
+MB = 1_000_000
+MIB = 1 << 20
+PACKAGE = "benchwheel"
+ABI = "cp311"
+TARGET_RATIO = 0.70
+RSS_LIMIT = 1 << 30
+# A transfer may cost the master some fixed memory (the FETCH window, socket buffers); what must
+# not happen is memory growing with the file. Growth may exceed the small file's by this share
+# of the extra bytes (or by 16 MiB, whichever is more) and still count as independent of size.
+GROWTH_SLACK = 0.05
+TRANSFER_TIMEOUT = 600.0  # seconds for one transfer, 1 GB on a slow disk included
+
+
+# -- measuring a process ----------------------------------------------------------------------
+
+
+def _status(pid: int, field: str) -> int:
+    """A ``kB`` field of /proc/PID/status, in bytes."""
+    with Path(f"/proc/{pid}/status").open() as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise LookupError(f"no {field} for process {pid}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads) so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Usage(NamedTuple):
+    before: int  # resident bytes just before the transfer
+    peak: int  # the most resident bytes during it
+    cpu: float  # CPU seconds the process spent during it
+
+    @property
+    def growth(self) -> int:
+        return self.peak - self.before
+
+
+class Watch:
+    """Watches a process's memory and CPU while a transfer runs.
+
+    The kernel's own peak (VmHWM, reset through clear_refs) misses nothing; the 10 ms samples
+    are the fallback where clear_refs may not be written.
+    """
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.before = _status(pid, "VmRSS")
+        self.cpu = cpu_seconds(pid)
+        try:
+            Path(f"/proc/{pid}/clear_refs").write_text("5")
+            self.hwm_reset = True
+        except OSError:
+            self.hwm_reset = False
+        self.peak = self.before
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.01):
+            self.peak = max(self.peak, _status(self.pid, "VmRSS"))
+
+    def stop(self) -> Usage:
+        self._stop.set()
+        self._thread.join()
+        peak = max(self.peak, _status(self.pid, "VmRSS"))
+        if self.hwm_reset:
+            peak = max(peak, _status(self.pid, "VmHWM"))
+        return Usage(self.before, peak, cpu_seconds(self.pid) - self.cpu)
+
+
+# -- wheels and the faked build ---------------------------------------------------------------
+
+
+def write_wheel(path: Path, size: int) -> None:
+    """A valid wheel of about *size* bytes whose bulk is one incompressible stored member."""
+    name, version = path.name.split("-")[:2]
+    info = f"{name}-{version}.dist-info"
+    block = 4 * MIB
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as wheel:
+        wheel.writestr(
+            f"{info}/METADATA",
+            f"Metadata-Version: 2.1\nName: {name}\nVersion: "
+            f"{version}\nSummary: a wheel for benchmarks\n",
+        )
+        wheel.writestr(
+            f"{info}/WHEEL", "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+        )
+        with wheel.open(f"{name}/payload.bin", "w", force_zip64=True) as payload:
+            left = size
+            while left > 0:
+                payload.write(os.urandom(min(block, left)))
+                left -= block
+        wheel.writestr(f"{info}/RECORD", "")
+
+
+def file_state(path: Path) -> FileState:
+    import hashlib  # noqa: PLC0415
+
+    digest = hashlib.sha256()
+    with path.open("rb") as wheel:
+        while block := wheel.read(4 * MIB):
+            digest.update(block)
+    name, version = path.name.split("-")[:2]
+    return FileState(
+        path.name,
+        path.stat().st_size,
+        digest.hexdigest(),
+        name,
+        version,
+        "py3",
+        "none",
+        "any",
+        frozenset(),
+        None,
+    )
+
+
+class BenchBuild(Build):
+    """A build that waits for the benchmark to say how big a wheel to make, then makes it."""
+
+    def _build(self) -> tuple[bool, list[FileState]]:
+        plan: queue.Queue[int] = self._builder.plan  # type: ignore[attr-defined]
+        while True:
+            try:
+                size = plan.get(timeout=0.1)
+                break
+            except queue.Empty:
+                if self._kill_reason is not None:  # the slave is stopping
+                    return False, []
+        self.out_dir.mkdir()
+        path = self.out_dir / f"{PACKAGE}-{self.version}-py3-none-any.whl"
+        write_wheel(path, size)
+        return True, [file_state(path)]
+
+
+class BenchBuilder(Builder):
+    def __init__(self, index_url: str, work_root: Path, plan: queue.Queue[int]) -> None:
+        interpreter = Interpreter(Path(sys.executable), "3.11.0", "311", ABI, "linux_x86_64", "24")
+        super().__init__(interpreter, index_url, timedelta(hours=1), work_root, PlainSandbox())
+        self.plan = plan
+
+    def start(self, package: str, version: str) -> Build:
+        self.work_root.mkdir(parents=True, exist_ok=True)
+        build = BenchBuild(self, package, version, Path(tempfile.mkdtemp(dir=self.work_root)))
+        build.start()
+        return build
+
+
+@dataclass
+class Transfer:
+    filename: str
+    size: int
+    seconds: float
+    master: Usage
+
+
+class TimedSlave(PiwSlave):
+    """The real slave, with a stopwatch and a watch on the master around each file it sends."""
+
+    def __init__(self, *args: Any, master_pid: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.master_pid = master_pid
+        self.transfers: queue.Queue[Transfer] = queue.Queue()
+
+    def _transfer(self, build: Build, filename: str) -> None:
+        size = build.wheel_path(filename).stat().st_size
+        watch = Watch(self.master_pid)
+        started = time.perf_counter()
+        super()._transfer(build, filename)
+        seconds = time.perf_counter() - started
+        self.transfers.put(Transfer(filename, size, seconds, watch.stop()))
+
+
+# -- the plain copy ---------------------------------------------------------------------------
+
+
+def plain_receiver(address: str, directory: str) -> None:
+    """The reference's receiving end (a process of its own, as the master is): each copy is a
+    header frame with the size, then raw frames written to a new file, fsynced at the end."""
+    context: zmq.Context[Any] = zmq.Context()
+    sock = context.socket(zmq.ROUTER)
+    sock.bind(address)
+    target = Path(directory) / "plain-copy"
+    while True:
+        peer, header = sock.recv_multipart()
+        if header == b"quit":
+            break
+        size, received = int(header), 0
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        while received < size:
+            _, data = sock.recv_multipart()
+            os.write(fd, data)
+            received += len(data)
+        os.fsync(fd)
+        os.close(fd)
+        sock.send_multipart([peer, b"done"])
+        target.unlink()
+    sock.close(linger=0)
+    context.term()
+
+
+class PlainCopy:
+    """The sending end of the reference, and the receiving process it talks to."""
+
+    def __init__(self, directory: Path) -> None:
+        self.address = f"tcp://127.0.0.1:{free_port()}"
+        spawn = multiprocessing.get_context("spawn")
+        self.process = spawn.Process(target=plain_receiver, args=(self.address, str(directory)))
+        self.process.start()
+        self.context: zmq.Context[Any] = zmq.Context()
+        self.sock = self.context.socket(zmq.DEALER)
+        self.sock.connect(self.address)
+
+    def copy(self, path: Path) -> tuple[float, float]:
+        """Send *path*; return the seconds until the receiver has it on disk, and its CPU time."""
+        assert self.process.pid is not None
+        cpu = cpu_seconds(self.process.pid)
+        started = time.perf_counter()
+        self.sock.send(str(path.stat().st_size).encode())
+        with path.open("rb") as source:
+            while data := source.read(CHUNK_SIZE):
+                self.sock.send(data)
+        if not self.sock.poll(TRANSFER_TIMEOUT * 1000):
+            raise TimeoutError("the plain copy's receiver did not answer")
+        self.sock.recv()
+        return time.perf_counter() - started, cpu_seconds(self.process.pid) - cpu
+
+    def close(self) -> None:
+        with contextlib.suppress(zmq.ZMQError):
+            self.sock.send(b"quit", zmq.NOBLOCK)
+        self.process.join(10)
+        if self.process.is_alive():
+            self.process.terminate()
+            self.process.join()
+        self.sock.close(linger=0)
+        self.context.term()
+
+
+# -- the farm ---------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def prepare_database(server: EmbeddedPostgres, versions: int) -> str:
+    """A migrated database whose cp311 queue holds *versions* versions; the master's DSN."""
+    superuser = server.start()
+    migrate(superuser, master_role="piwheels")
+    dsn = make_conninfo(superuser, user="piwheels")
+    db = Database(dsn)
+    db.set_build_abis(sorted_abis([ABI]))
+    released = datetime(2026, 1, 1, tzinfo=UTC)
+    db.set_project(
+        PACKAGE,
+        PACKAGE,
+        1,
+        "wheels for benchmarks",
+        "",
+        [
+            ProjectVersion(f"{n}.0", released + timedelta(days=n), None, True, False, "")
+            for n in range(1, versions + 1)
+        ],
+    )
+    db.close()
+    return dsn
+
+
+class Farm:
+    """A master process, and a timed slave in a thread, in *work*; stopped by :meth:`close`."""
+
+    def __init__(self, work: Path, versions: int) -> None:
+        self.work = work
+        self.output = work / "www"
+        self.postgres = EmbeddedPostgres(work / "postgres", durable=False)
+        dsn = prepare_database(self.postgres, versions)
+        slave_queue = f"tcp://127.0.0.1:{free_port()}"
+        file_queue = f"tcp://127.0.0.1:{free_port()}"
+        self.log_path = work / "master.log"
+        command = [
+            sys.executable, "-c", "import sys; from piwheels.cli.master import main; "
+            "sys.exit(main())",
+            "--dsn", dsn, "--output-path", str(self.output), "--data-dir", str(work / "data"),
+            "--no-follow", "--build-abi", ABI, "--queue-interval", "0.2",
+            "--min-free-space", str(MIB),
+            "--slave-queue", slave_queue, "--file-queue", file_queue,
+            "--control-queue", f"ipc://{work}/control", "--status-queue", f"ipc://{work}/status",
+            "--import-queue", f"ipc://{work}/import", "--log-file", str(self.log_path),
+        ]  # fmt: skip
+        self.master = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        self.plan: queue.Queue[int] = queue.Queue()
+        config = SlaveConfig(
+            slave_queue=slave_queue,
+            file_queue=file_queue,
+            label="bench",
+            work_root=work / "slave",
+            master_timeout=timedelta(seconds=TRANSFER_TIMEOUT),
+            busy_interval=timedelta(seconds=0.5),
+            sleep_interval=timedelta(seconds=0.2),
+        )
+        self.slave = TimedSlave(
+            config,
+            BenchBuilder("", work / "slave", self.plan).interpreter,
+            builder_factory=lambda url: BenchBuilder(url, work / "slave", self.plan),
+            master_pid=self.master.pid,
+        )
+        self.slave_thread = threading.Thread(target=self.slave.run, name="bench slave")
+        self.slave_thread.start()
+
+    def transfer(self, size: int) -> Transfer:
+        """Have the slave build a wheel of *size* bytes and send it; wait until it is in place."""
+        self.plan.put(size)
+        deadline = time.monotonic() + TRANSFER_TIMEOUT
+        while True:
+            if self.master.poll() is not None:
+                raise RuntimeError(f"the master exited ({self.master.returncode}):\n{self.tail()}")
+            try:
+                done = self.slave.transfers.get(timeout=0.5)
+                break
+            except queue.Empty:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(
+                        f"no transfer within {TRANSFER_TIMEOUT}s:\n{self.tail()}"
+                    ) from None
+        published = self.output / "simple" / PACKAGE / done.filename
+        if not published.exists():
+            raise RuntimeError(f"{done.filename} was sent but not published:\n{self.tail()}")
+        return done
+
+    def published(self, filename: str) -> Path:
+        return self.output / "simple" / PACKAGE / filename
+
+    def tail(self) -> str:
+        try:
+            return "\n".join(self.log_path.read_text().splitlines()[-20:])
+        except OSError:
+            return "(no master log)"
+
+    def close(self) -> None:
+        self.slave.stop()
+        self.slave_thread.join(30)
+        if self.master.poll() is None:
+            self.master.terminate()  # SIGTERM: the master stops its tasks and exits
+            try:
+                self.master.wait(30)
+            except subprocess.TimeoutExpired:
+                self.master.kill()
+                self.master.wait()
+        self.postgres.stop()
+
+
+@contextlib.contextmanager
+def workspace(needed: int) -> Iterator[Path]:
+    work = Path(tempfile.mkdtemp(prefix="bench-juggler-"))
+    try:
+        free = shutil.disk_usage(work).free
+        if free < needed:
+            raise RuntimeError(
+                f"{work} has {free / MB:.0f} MB free; this run needs {needed / MB:.0f}"
+            )
+        yield work
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+# -- the benchmark ----------------------------------------------------------------------------
+
+
+def mb_per_s(size: int, seconds: float) -> float:
+    return size / MB / seconds
+
+
+def run(sizes: Sizes) -> list[Row]:
+    small, big, repeat = (
+        int(sizes["transfer_mb"]) * MB,
+        int(sizes["memory_mb"]) * MB,
+        int(sizes["repeat"]),
+    )
+    # Published wheels stay until the end (the master would refuse to overwrite them anyway).
+    with workspace(needed=(small * repeat + big) * 2 + 200 * MB) as work:
+        farm = Farm(work, versions=repeat + 2)
+        plain = PlainCopy(work)
+        try:
+            # A first small transfer and copy: connections made, code paths warm.
+            warm = farm.transfer(MIB)
+            plain.copy(farm.published(warm.filename))
+            sent: list[Transfer] = []
+            copies: list[tuple[float, float]] = []
+            for _ in range(repeat):
+                sent.append(farm.transfer(small))
+                # The reference copies exactly the bytes the File Juggler has just received.
+                copies.append(plain.copy(farm.published(sent[-1].filename)))
+                print(
+                    f"{sent[-1].size / MB:.0f} MB: File Juggler {sent[-1].seconds:.2f} s, "
+                    f"plain copy {copies[-1][0]:.2f} s",
+                    flush=True,
+                )
+            large = farm.transfer(big)
+            print(f"{large.size / MB:.0f} MB: File Juggler {large.seconds:.2f} s", flush=True)
+        finally:
+            plain.close()
+            farm.close()
+    return rows(sent, copies, large)
+
+
+def rows(sent: list[Transfer], copies: list[tuple[float, float]], large: Transfer) -> list[Row]:
+    size = sent[0].size
+    best = min(sent, key=lambda t: t.seconds)
+    best_copy = min(copies)
+    ratio = best_copy[0] / best.seconds
+    growth_small = statistics.median(t.master.growth for t in sent)
+    slack = max(GROWTH_SLACK * (large.size - size), 16 * MIB)
+    small_label, large_label = f"{size / MB:.0f} MB", f"{large.size / MB:.0f} MB"
+    return [
+        Row(
+            f"{small_label} wheel through the File Juggler",
+            mb_per_s(size, best.seconds),
+            mb_per_s(size, best_copy[0]),
+            "MB/s",
+            "plain ZeroMQ copy, write + fsync",
+            f"ratio >= {TARGET_RATIO:.2f}",
+            ratio >= TARGET_RATIO,
+        ),
+        Row(
+            f"{small_label}: the master's CPU time",
+            best.master.cpu,
+            best_copy[1],
+            "s",
+            "the plain copy's receiver",
+        ),
+        Row(
+            f"{large_label} wheel through the File Juggler",
+            mb_per_s(large.size, large.seconds),
+            mb_per_s(size, best.seconds),
+            "MB/s",
+            f"the {small_label} wheel",
+        ),
+        Row(
+            f"master's peak RSS during the {large_label} transfer",
+            large.master.peak / MIB,
+            large.master.before / MIB,
+            "MiB",
+            "its RSS just before",
+            f"< {RSS_LIMIT / MIB:.0f} MiB",
+            large.master.peak < RSS_LIMIT,
+        ),
+        Row(
+            f"master's RSS growth during the {large_label} transfer",
+            large.master.growth / MIB,
+            growth_small / MIB,
+            "MiB",
+            f"growth during the {small_label} transfer",
+            f"< reference + {slack / MIB:.0f} MiB",
+            large.master.growth < growth_small + slack,
+        ),
+    ]
+
+
+if __name__ == "__main__":
+    standalone(__doc__ or "", SIZES, QUICK, run)
