@@ -12,18 +12,18 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import zmq
 
 from piwheels import protocols
 from piwheels.codec import Text
+from piwheels.file_sender import send_file
 from piwheels.protocols import NO_DATA
 from piwheels.slave import hostinfo
 from piwheels.slave.builder import Build, Builder
@@ -38,9 +38,6 @@ log = logging.getLogger(__name__)
 
 # How often every wait checks stop() and the clock: the slave's reaction time to a signal.
 _SLICE = 0.1
-# A FETCH asks for one chunk; anything larger than this is a confused master, not a chunk, and
-# would make us hold that much in memory.
-MAX_CHUNK = 16 * 1024 * 1024
 # BUILT carries the whole log, but the protocol bounds it (in characters) and the master bounds
 # the message (in bytes); the builder keeps more than either allows. A budget in UTF-8 bytes
 # satisfies both, whatever the log's script.
@@ -339,34 +336,18 @@ class PiwSlave:
             # SENT all the same: the master finds the file missing and decides what to do.
             log.error("cannot send %s: %s", filename, exc)
             return
+        assert self.slave_id is not None  # set by ACK before any SEND
         log.info("sending %s to the master", filename)
-        timeout = self.config.master_timeout.total_seconds()
-        with (
-            wheel,
-            Socket(zmq.DEALER, reversed(protocols.file_juggler), context=self._context) as sock,
-        ):
-            sock.zsock.setsockopt(zmq.IPV6, 1)
-            sock.connect(self.config.file_queue)
-            sock.send("HELLO", self.slave_id)
-            deadline = self._clock() + timeout
-            while True:
-                self._check_stop()
-                if self._clock() >= deadline:
-                    log.warning("the file juggler went quiet during %s; giving up", filename)
-                    return
-                if not sock.poll(_SLICE * 1000):
-                    continue
-                try:
-                    action, data = sock.recv()
-                except ProtocolError as exc:
-                    log.error("ignoring a message from the file juggler: %s", exc)
-                    continue
-                if action == "DONE":
-                    log.info("sent %s", filename)
-                    return
-                offset, length = data
-                _answer_fetch(sock, wheel, offset, length)
-                deadline = self._clock() + timeout
+        with wheel:
+            send_file(
+                self._context,
+                self.config.file_queue,
+                self.slave_id,
+                wheel,
+                timeout=self.config.master_timeout.total_seconds(),
+                clock=self._clock,
+                check_stop=self._check_stop,
+            )
 
     # -- waiting -------------------------------------------------------------------------------
 
@@ -402,22 +383,6 @@ class PiwSlave:
             work_root=self.config.work_root,
             sandbox=self._sandbox,
         )
-
-
-def _answer_fetch(sock: Socket, wheel: BinaryIO, offset: int, length: int) -> None:
-    """Send the CHUNK that FETCH *offset*, *length* asks for, if it lies within the file."""
-    size = os.fstat(wheel.fileno()).st_size
-    if offset < 0 or not 0 < length <= MAX_CHUNK or offset + length > size:
-        log.error(
-            "refusing FETCH %d+%d of %s, which has %d bytes", offset, length, wheel.name, size
-        )
-        return
-    wheel.seek(offset)
-    try:
-        # Never blocks on a stalled master: it will FETCH a lost chunk again.
-        sock.send("CHUNK", (offset, wheel.read(length)), flags=zmq.NOBLOCK)
-    except zmq.Again:
-        log.warning("dropped chunk %d of %s: the master is not reading", offset, wheel.name)
 
 
 def _trim(text: str, limit: int) -> str:

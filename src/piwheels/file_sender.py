@@ -1,0 +1,97 @@
+"""The sending side of the File Juggler protocol, shared by build slaves and ``piw-import``.
+
+The sender says HELLO with its slave id on a DEALER socket and then answers each FETCH with the
+CHUNK it asks for, until the File Juggler says DONE. Whether the file arrived intact is not
+decided here: the sender then tells the Slave Driver (or Mr. Chase) SENT, and the master, which
+knows the size and SHA256 it expects, answers with DONE or asks for the file again.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from typing import Any, BinaryIO
+
+import zmq
+
+from piwheels import protocols
+from piwheels.transport import ProtocolError, Socket
+
+__all__ = ["MAX_CHUNK", "answer_fetch", "send_file"]
+
+log = logging.getLogger(__name__)
+
+# A FETCH asks for one chunk; anything larger than this is a confused master, not a chunk, and
+# would make us hold that much in memory.
+MAX_CHUNK = 16 * 1024 * 1024
+# How often the wait for the next FETCH checks the clock and the caller's stop flag.
+_SLICE = 0.1
+
+
+def send_file(
+    context: zmq.Context[Any],
+    address: str,
+    slave_id: int,
+    wheel: BinaryIO,
+    *,
+    timeout: float,
+    clock: Callable[[], float] = time.monotonic,
+    check_stop: Callable[[], None] = lambda: None,
+    on_chunk: Callable[[int, int], None] | None = None,
+) -> bool:
+    """Serve the File Juggler at *address* the FETCHes for *wheel* until it says DONE.
+
+    Returns True on DONE, False if the File Juggler was silent for *timeout* seconds: a silent
+    File Juggler ends the transfer, not the caller's conversation, because SENT goes to a task
+    that knows whether the file arrived and asks again if not. *check_stop* is called between
+    waits and may raise to abandon the transfer; *on_chunk* hears ``(offset, length)`` of each
+    CHUNK sent (a repeated FETCH is reported again).
+    """
+    with Socket(zmq.DEALER, reversed(protocols.file_juggler), context=context) as sock:
+        # The master may be named by an IPv6 address or a name that resolves to one.
+        sock.zsock.setsockopt(zmq.IPV6, 1)
+        sock.connect(address)
+        sock.send("HELLO", slave_id)
+        deadline = clock() + timeout
+        while True:
+            check_stop()
+            if clock() >= deadline:
+                log.warning("the file juggler went quiet during %s; giving up", wheel.name)
+                return False
+            if not sock.poll(_SLICE * 1000):
+                continue
+            try:
+                action, data = sock.recv()
+            except ProtocolError as exc:
+                log.error("ignoring a message from the file juggler: %s", exc)
+                continue
+            if action == "DONE":
+                log.info("sent %s", wheel.name)
+                return True
+            offset, length = data
+            if answer_fetch(sock, wheel, offset, length) and on_chunk is not None:
+                on_chunk(offset, length)
+            deadline = clock() + timeout
+
+
+def answer_fetch(sock: Socket, wheel: BinaryIO, offset: int, length: int) -> bool:
+    """Send the CHUNK that FETCH *offset*, *length* asks for, if it lies within the file.
+
+    Returns whether the chunk was sent.
+    """
+    size = os.fstat(wheel.fileno()).st_size
+    if offset < 0 or not 0 < length <= MAX_CHUNK or offset + length > size:
+        log.error(
+            "refusing FETCH %d+%d of %s, which has %d bytes", offset, length, wheel.name, size
+        )
+        return False
+    wheel.seek(offset)
+    try:
+        # Never blocks on a stalled master: it will FETCH a lost chunk again.
+        sock.send("CHUNK", (offset, wheel.read(length)), flags=zmq.NOBLOCK)
+    except zmq.Again:
+        log.warning("dropped chunk %d of %s: the master is not reading", offset, wheel.name)
+        return False
+    return True
