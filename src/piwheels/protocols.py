@@ -266,3 +266,9 @@ status = Protocol(
         "BUILD": Record([DateTime, Int, Str, Str, Str, Bool, Duration]),
     },
 )
+
+# The master's main thread -> the Slave Driver: the monitor's commands for slaves.
+slave_commands = Protocol(
+    "slave commands",
+    recv={"SLEEP": Optional(Int), "WAKE": Optional(Int), "KILL": Optional(Int)},
+)

@@ -10,17 +10,19 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from datetime import UTC, datetime
 from typing import Any
 
 import zmq
 
-from piwheels import protocols
+from piwheels import __version__, protocols
 from piwheels.master.big_brother import BigBrother
 from piwheels.master.cloud_gazer import CloudGazer
 from piwheels.master.config import MasterConfig
 from piwheels.master.file_juggler import FileJuggler
 from piwheels.master.seraph import Seraph
 from piwheels.master.slave_driver import SlaveDriver
+from piwheels.master.status import StatusBoard
 from piwheels.master.task import ALL_TASKS, Task
 from piwheels.master.the_architect import TheArchitect
 from piwheels.master.the_oracle import TheOracle
@@ -41,39 +43,30 @@ class PiwMaster:
         self.context: zmq.Context[Any] = zmq.Context()
         self.tasks: list[Task] = []
         self.failed: str | None = None
+        self.stopping = threading.Event()
+        self.started = datetime.now(UTC)
+        self.paused = False
 
     def run(self) -> int:
         """Run until QUIT, a signal, or a task failure; return the exit status."""
-        control = Socket(zmq.PUB, reversed(protocols.task_control), context=self.context)
-        control.bind(self.config.task_control_queue)
-        inbox = Socket(zmq.PULL, protocols.master_control, context=self.context)
-        inbox.bind(self.config.master_control_queue)
-        commands = Socket(zmq.PULL, protocols.master_commands, context=self.context)
-        commands.bind(self.config.control_queue)
-        poller = zmq.Poller()
-        poller.register(inbox.zsock, zmq.POLLIN)
-        poller.register(commands.zsock, zmq.POLLIN)
-        stop = threading.Event()
+        sockets = self._open_sockets()
         if threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGTERM, signal.SIGINT):
-                signal.signal(signum, lambda *_: stop.set())
+                signal.signal(signum, lambda *_: self.stopping.set())
         try:
             self.tasks = self._create_tasks()
             for task in self.tasks:
                 task.start()
             log.info("master running with %d tasks", len(self.tasks))
-            while not stop.is_set():
-                ready = dict(poller.poll(500))
-                if inbox.zsock in ready:
-                    self._handle_inbox(inbox, stop)
-                if commands.zsock in ready:
-                    self._handle_command(commands, control, stop)
+            self._publish_state()
+            while not self.stopping.is_set():
+                for zsock in dict(self.poller.poll(500)):
+                    self.handlers[zsock]()
         finally:
             log.info("stopping")
-            stuck = self._stop_tasks(control)
-            control.close()
-            inbox.close()
-            commands.close()
+            stuck = self._stop_tasks(self.control)
+            for sock in sockets:
+                sock.close()
             if stuck:
                 # terminating the context would block on their sockets; exiting frees them
                 log.error("not waiting for %s", ", ".join(stuck))
@@ -81,6 +74,39 @@ class PiwMaster:
                 self.context.term()
         log.info("stopped")
         return 1 if self.failed else 0
+
+    def _open_sockets(self) -> list[Socket]:
+        """Bind every queue the tasks and the outside world reach the main thread by."""
+        config, ctx = self.config, self.context
+        self.control = Socket(zmq.PUB, reversed(protocols.task_control), context=ctx)
+        self.control.bind(config.task_control_queue)
+        self.inbox = Socket(zmq.PULL, protocols.master_control, context=ctx)
+        self.inbox.bind(config.master_control_queue)
+        self.commands = Socket(zmq.PULL, protocols.master_commands, context=ctx)
+        self.commands.bind(config.control_queue)
+        self.status_in = Socket(zmq.PULL, reversed(protocols.status), context=ctx)
+        self.status_in.bind(config.status_internal_queue)
+        status_out = Socket(zmq.PUB, protocols.status, context=ctx).bind(config.status_queue)
+        self.board = StatusBoard(status_out)
+        self.slave_commands = Socket(zmq.PUSH, reversed(protocols.slave_commands), context=ctx)
+        self.slave_commands.zsock.setsockopt(zmq.SNDTIMEO, 1000)
+        self.slave_commands.connect(config.slave_commands_queue)
+        self.handlers = {
+            self.inbox.zsock: self._handle_inbox,
+            self.commands.zsock: self._handle_command,
+            self.status_in.zsock: self._handle_status,
+        }
+        self.poller = zmq.Poller()
+        for zsock in self.handlers:
+            self.poller.register(zsock, zmq.POLLIN)
+        return [
+            self.control,
+            self.inbox,
+            self.commands,
+            self.status_in,
+            status_out,
+            self.slave_commands,
+        ]
 
     def _stop_tasks(self, control: Socket) -> list[str]:
         """Stop the tasks in the reverse of their start order, so no task is left waiting on
@@ -109,9 +135,9 @@ class PiwMaster:
             tasks.append(CloudGazer(config, ctx))
         return tasks
 
-    def _handle_inbox(self, inbox: Socket, stop: threading.Event) -> None:
+    def _handle_inbox(self) -> None:
         try:
-            action, data = inbox.recv()
+            action, data = self.inbox.recv()
         except ProtocolError as exc:
             log.error("bad message to the master: %s", exc)
             return
@@ -119,19 +145,40 @@ class PiwMaster:
             task, trace = data
             self.failed = task
             log.critical("%s crashed; stopping the master:\n%s", task, trace)
-        stop.set()
+        self.stopping.set()
 
-    def _handle_command(self, commands: Socket, control: Socket, stop: threading.Event) -> None:
+    def _handle_status(self) -> None:
         try:
-            action, _ = commands.recv()
+            action, data = self.status_in.recv()
+        except ProtocolError as exc:
+            log.error("bad status report: %s", exc)
+            return
+        self.board.publish(action, data)
+
+    def _handle_command(self) -> None:
+        try:
+            action, data = self.commands.recv()
         except ProtocolError as exc:
             log.error("refused a command: %s", exc)
             return
         log.info("%s requested on the control queue", action)
         if action == "QUIT":
-            stop.set()
-        else:
-            control.zsock.send_multipart([ALL_TASKS, encode(control.protocol, action)])
+            self.stopping.set()
+        elif action == "HELLO":
+            self.board.replay()
+        elif action in ("PAUSE", "RESUME"):
+            self.paused = action == "PAUSE"
+            self.control.zsock.send_multipart([ALL_TASKS, encode(self.control.protocol, action)])
+            self._publish_state()
+        else:  # SLEEP, WAKE, KILL: one slave's or every slave's business
+            try:
+                self.slave_commands.send(action, data)
+            except zmq.Again:
+                log.error("the Slave Driver is not taking commands: %s dropped", action)
+
+    def _publish_state(self) -> None:
+        state = "paused" if self.paused else "running"
+        self.board.publish("MASTER", (state, self.started, __version__))
 
     def stop(self) -> None:
         """Ask a running master to stop (safe to call from any thread)."""

@@ -13,6 +13,7 @@ import zmq
 
 from piwheels.master.config import MasterConfig
 from piwheels.master.db_client import DatabaseError, DbClient
+from piwheels.master.status import StatusReporter
 from piwheels.master.task import Task
 from piwheels.master.web_requests import PageRequests
 from piwheels.web.model import Statistics
@@ -25,6 +26,7 @@ class BigBrother(Task):
         super().__init__(config, context)
         self.db = DbClient(config.oracle_queue, self.context)
         self.pages = PageRequests.connect(self, config.web_queue)
+        self.status = StatusReporter.connect(self, config.status_internal_queue)
         self.every(config.stats_interval, self.update_home)
         self.every(config.search_interval, self.update_search)
         self.latest: Statistics | None = None
@@ -45,6 +47,7 @@ class BigBrother(Task):
             **figures,
         )
         self.pages.send("HOME", self.latest)
+        self.status.send("STATS", self.latest)
 
     def update_search(self) -> None:
         self.pages.send("SEARCH")

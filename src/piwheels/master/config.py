@@ -37,6 +37,8 @@ class MasterConfig:
     builds_queue: str = "inproc://builds"
     fs_queue: str = "inproc://fs"
     web_queue: str = "inproc://web"  # producers -> the Secretary
+    status_internal_queue: str = "inproc://status"  # tasks -> the main thread -> monitors
+    slave_commands_queue: str = "inproc://slave-commands"  # the main thread -> Slave Driver
     scribe_queue: str = "inproc://scribe"  # the Secretary -> the Scribe
     # how long the Secretary holds a page request so a burst of them becomes one write
     page_delay: float = 1.0

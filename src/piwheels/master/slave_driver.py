@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import zmq
@@ -20,6 +21,7 @@ from piwheels import protocols
 from piwheels.master.config import MasterConfig
 from piwheels.master.db_client import DatabaseError, DbClient
 from piwheels.master.slaves import BuildKey, SlaveRecord, check_files
+from piwheels.master.status import StatusReporter
 from piwheels.master.task import Task
 from piwheels.master.web_requests import PageRequests
 from piwheels.protocols import NO_DATA
@@ -49,6 +51,10 @@ class SlaveDriver(Task):
         self.fs = self.socket(zmq.REQ, reversed(protocols.file_juggler_control))
         self.fs.connect(config.fs_queue)
         self.pages = PageRequests.connect(self, config.web_queue)
+        self.status = StatusReporter.connect(self, config.status_internal_queue)
+        self.commands = self.socket(zmq.PULL, protocols.slave_commands)
+        self.commands.bind(config.slave_commands_queue)
+        self.register(self.commands, self.handle_command)
         self.register(self.slave_queue, self.handle_slave)
         self.register(self.builds_queue, self.handle_queue)
         self.every(1.0, self.expire_slaves)
@@ -91,6 +97,26 @@ class SlaveDriver(Task):
             for abi, entries in heads.items()
         }
         self.queue_lengths = lengths
+        self.status.send("QUEUE", lengths)
+
+    # -- the monitor's commands, relayed by the master -----------------------------------------
+
+    def handle_command(self) -> None:
+        try:
+            action, slave_id = self.commands.recv()
+        except ProtocolError as exc:
+            self.log.error("bad slave command: %s", exc)
+            return
+        targets = [s for s in self.slaves.values() if slave_id is None or s.slave_id == slave_id]
+        if not targets:
+            self.log.warning("%s: no slave %s", action, slave_id)
+        for slave in targets:
+            if action == "KILL":
+                slave.kill_requested = True
+            else:
+                slave.sleep_requested = action == "SLEEP"
+            self.log.info("slave %d: %s requested", slave.slave_id, action)
+            self.status.send("SLAVE", slave.status())
 
     # -- messages from slaves ------------------------------------------------------------------
 
@@ -105,6 +131,7 @@ class SlaveDriver(Task):
             return
         if action == "HELLO":
             self.send(address, *self.do_hello(address, data))
+            self.status.send("SLAVE", self.slaves[address].status())
             return
         slave = self.slaves.get(address)
         if slave is None:
@@ -120,6 +147,7 @@ class SlaveDriver(Task):
         if reply is None:
             return
         self.send(address, *reply)
+        self.status.send("SLAVE", slave.status())
 
     def send(self, address: bytes, action: str, data: Any = NO_DATA) -> None:
         slave = self.slaves.get(address)
@@ -174,6 +202,10 @@ class SlaveDriver(Task):
         if slave.state != SlaveState.BUILDING or slave.build is None:
             return self.out_of_order(slave, "BUSY")
         slave.stats = stats
+        if slave.kill_requested:
+            self.log.info("slave %d: stopping its build, it is to be killed", slave.slave_id)
+            self.finish(slave, recorded=False)
+            return "DONE", NO_DATA
         if slave.build not in self.active:
             # the build was taken away (e.g. the slave was thought lost); stop wasting time on it
             return "DONE", NO_DATA
@@ -231,6 +263,7 @@ class SlaveDriver(Task):
     def record(self, slave: SlaveRecord) -> Reply:
         assert slave.build is not None and slave.result is not None
         package, version, abi = slave.build
+        result = slave.result
         try:
             build_id = self.db.log_build(slave.slave_id, package, version, abi, slave.result)
         except DatabaseError as exc:
@@ -246,6 +279,18 @@ class SlaveDriver(Task):
         )
         self.finish(slave, recorded=True)
         self.pages.project(package)
+        self.status.send(
+            "BUILD",
+            (
+                datetime.now(UTC),
+                slave.slave_id,
+                package,
+                version,
+                abi,
+                result.status,
+                result.duration,
+            ),
+        )
         return "DONE", NO_DATA
 
     def abandon(self, slave: SlaveRecord, reason: str) -> Reply:
@@ -271,6 +316,7 @@ class SlaveDriver(Task):
                 self.ask_fs("FORGET", slave.slave_id)
         self.finish(slave, recorded=False)
         self.slaves.pop(slave.address, None)
+        self.status.send("GONE", slave.slave_id)
 
     def out_of_order(self, slave: SlaveRecord, action: str) -> None:
         self.log.error(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 from packaging.utils import (
     InvalidWheelFilename,
@@ -49,6 +50,27 @@ class SlaveRecord:
     @property
     def abi_tag(self) -> str:
         return self.hello.abi_tag
+
+    def status(self) -> tuple[object, ...]:
+        """This slave as the status queue describes it (protocols.SLAVE_STATUS)."""
+        now, wall = time.monotonic(), datetime.now(UTC)
+
+        def when(moment: float) -> datetime:
+            return wall - timedelta(seconds=now - moment)
+
+        return (
+            self.slave_id,
+            self.hello.label,
+            self.hello.abi_tag,
+            self.hello.platform_tag,
+            str(self.state),
+            self.build[:2] if self.build else None,
+            when(self.build_started) if self.build_started is not None else None,
+            when(self.first_seen),
+            when(self.last_seen),
+            self.stats,
+            self.sleep_requested,
+        )
 
     def start_build(self, build: BuildKey) -> None:
         self.state, self.build, self.build_started = SlaveState.BUILDING, build, time.monotonic()

@@ -1,0 +1,71 @@
+"""The master's status, as monitors see it.
+
+Tasks report what changes (a slave's state, a recorded build, the statistics) to the main
+thread, which publishes it on the status queue for every monitor and keeps the latest of each
+kind, so that a monitor connecting late can be sent the whole state at once (on HELLO).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from typing import Any
+
+import zmq
+
+from piwheels import protocols
+from piwheels.protocols import NO_DATA
+from piwheels.transport import Socket
+
+log = logging.getLogger(__name__)
+RECENT_BUILDS = 50  # how many BUILD events a late monitor is sent
+
+
+class StatusReporter:
+    """A task's handle for reporting status; never blocks the task."""
+
+    def __init__(self, sock: Socket) -> None:
+        self.sock = sock
+        sock.zsock.setsockopt(zmq.SNDTIMEO, 0)
+
+    @classmethod
+    def connect(cls, task: Any, address: str) -> StatusReporter:
+        sock = task.socket(zmq.PUSH, protocols.status)
+        sock.connect(address)
+        return cls(sock)
+
+    def send(self, action: str, data: Any = NO_DATA) -> None:
+        try:
+            self.sock.send(action, data)
+        except zmq.Again:
+            log.debug("status %s dropped: the main thread is not listening", action)
+
+
+class StatusBoard:
+    """The latest state of everything, republished in full on request."""
+
+    def __init__(self, publisher: Socket) -> None:
+        self.publisher = publisher
+        self.latest: dict[str, Any] = {}  # MASTER, QUEUE, STATS
+        self.slaves: dict[int, Any] = {}
+        self.builds: deque[Any] = deque(maxlen=RECENT_BUILDS)
+
+    def publish(self, action: str, data: Any) -> None:
+        if action == "SLAVE":
+            self.slaves[data[0]] = data
+        elif action == "GONE":
+            self.slaves.pop(data, None)
+        elif action == "BUILD":
+            self.builds.append(data)
+        else:
+            self.latest[action] = data
+        self.publisher.send(action, data)
+
+    def replay(self) -> None:
+        """Send everything again, for a monitor that has just connected."""
+        for action, data in self.latest.items():
+            self.publisher.send(action, data)
+        for data in self.slaves.values():
+            self.publisher.send("SLAVE", data)
+        for data in self.builds:
+            self.publisher.send("BUILD", data)
