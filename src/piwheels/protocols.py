@@ -181,6 +181,14 @@ oracle = Protocol(
         "SAVEPAGES": ListOf(Record([Str, Str])),  # [kind, package]: the Secretary's backlog
         "TAKEPAGES": None,  # -> [[kind, package], ...], forgotten once taken
         "MAXSLAVEID": None,  # -> the highest slave id any build was recorded by
+        # Mr. Chase's repairs (see migrations/0003_operator_repairs.sql)
+        "PKGEXISTS": Str,
+        "VEREXISTS": PACKAGE_VERSION,
+        "REMOVEVER": Record([Str, Str, Str]),  # -> filenames to delete from disk
+        "ADDBYHAND": Record([Str, OptStr, Str]),
+        "SETSKIP": Record([Str, OptStr, Str]),
+        "SETYANKED": Record([Str, Str, Bool]),
+        "RETRY": Record([Str, Str, OptStr]),  # -> how many failed builds were forgotten
     },
     send={"OK": AnyValue(), "ERROR": Str},
 )

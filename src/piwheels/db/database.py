@@ -231,3 +231,36 @@ class Database:
     def take_pending_pages(self) -> list[tuple[str, str]]:
         cur = self.conn.execute("SELECT kind, package FROM take_pending_pages()")
         return [(kind, package) for kind, package in cur]
+
+    # -- operators' repairs (Mr. Chase) --------------------------------------------------------
+
+    def package_exists(self, package: str) -> bool:
+        row = self.conn.execute("SELECT 1 FROM packages WHERE package = %s", (package,))
+        return row.fetchone() is not None
+
+    def version_exists(self, package: str, version: str) -> bool:
+        row = self.conn.execute(
+            "SELECT 1 FROM versions WHERE package = %s AND version = %s", (package, version)
+        )
+        return row.fetchone() is not None
+
+    def remove_version(self, package: str, version: str, skip: str) -> list[str]:
+        cur = self.conn.execute(
+            "SELECT * FROM remove_version(%s, %s, %s)", (package, version, skip)
+        )
+        return [filename for (filename,) in cur]
+
+    def add_by_hand(self, package: str, version: str | None, skip: str) -> None:
+        self.conn.execute("SELECT add_by_hand(%s, %s, %s)", (package, version, skip))
+
+    def set_skip(self, package: str, version: str | None, reason: str) -> None:
+        self.conn.execute("SELECT set_skip(%s, %s, %s)", (package, version, reason))
+
+    def set_yanked(self, package: str, version: str, yanked: bool) -> None:
+        self.conn.execute("SELECT set_yanked(%s, %s, %s)", (package, version, yanked))
+
+    def retry_failed(self, package: str, version: str, abi_tag: str | None) -> int:
+        row = self.conn.execute(
+            "SELECT retry_failed(%s, %s, %s)", (package, version, abi_tag)
+        ).fetchone()
+        return int(row[0]) if row else 0

@@ -20,6 +20,7 @@ from piwheels.master.big_brother import BigBrother
 from piwheels.master.cloud_gazer import CloudGazer
 from piwheels.master.config import MasterConfig
 from piwheels.master.file_juggler import FileJuggler
+from piwheels.master.mr_chase import MrChase
 from piwheels.master.seraph import Seraph
 from piwheels.master.slave_driver import SlaveDriver
 from piwheels.master.status import StatusBoard
@@ -130,7 +131,8 @@ class PiwMaster:
         # the web tasks before their clients: each bind must exist before anyone sends to it,
         # and tasks stop in the reverse order (the Secretary saves its backlog via an Oracle)
         tasks += [TheScribe(config, ctx), TheSecretary(config, ctx), BigBrother(config, ctx)]
-        tasks += [FileJuggler(config, ctx), SlaveDriver(config, ctx), TheArchitect(config, ctx)]
+        tasks += [FileJuggler(config, ctx), MrChase(config, ctx)]
+        tasks += [SlaveDriver(config, ctx), TheArchitect(config, ctx)]
         if self.follow_pypi:
             tasks.append(CloudGazer(config, ctx))
         return tasks

@@ -118,3 +118,24 @@ class DbClient:
 
     def take_pending_pages(self) -> list[tuple[str, str]]:
         return [(kind, package) for kind, package in self._call("TAKEPAGES")]
+
+    def package_exists(self, package: str) -> bool:
+        return bool(self._call("PKGEXISTS", package))
+
+    def version_exists(self, package: str, version: str) -> bool:
+        return bool(self._call("VEREXISTS", (package, version)))
+
+    def remove_version(self, package: str, version: str, skip: str) -> list[str]:
+        return [str(name) for name in self._call("REMOVEVER", (package, version, skip))]
+
+    def add_by_hand(self, package: str, version: str | None, skip: str) -> None:
+        self._call("ADDBYHAND", (package, version, skip))
+
+    def set_skip(self, package: str, version: str | None, reason: str) -> None:
+        self._call("SETSKIP", (package, version, reason))
+
+    def set_yanked(self, package: str, version: str, yanked: bool) -> None:
+        self._call("SETYANKED", (package, version, yanked))
+
+    def retry_failed(self, package: str, version: str, abi_tag: str | None) -> int:
+        return int(self._call("RETRY", (package, version, abi_tag)))

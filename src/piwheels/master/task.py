@@ -8,6 +8,7 @@ told to QUIT on its control queue. Tests drive a task by calling :meth:`Task.pol
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 import traceback
@@ -46,7 +47,9 @@ class Task(threading.Thread):
         super().__init__(name=self.name, daemon=True)
         self.config = config
         self.context = context or zmq.Context.instance()
-        self.log = logging.getLogger(f"piwheels.{self.name.lower().replace(' ', '_')}")
+        self.log = logging.getLogger(
+            "piwheels." + re.sub(r"[^a-z0-9]+", "_", self.name.lower()).strip("_")
+        )
         self.paused = False
         self._sockets: list[Socket] = []
         self._handlers: dict[zmq.Socket[Any], Handler] = {}

@@ -53,6 +53,13 @@ class TheOracle(Task):
             "SAVEPAGES": self.db.save_pending_pages,
             "TAKEPAGES": lambda _: self.db.take_pending_pages(),
             "MAXSLAVEID": lambda _: self.db.get_max_slave_id(),
+            "PKGEXISTS": self.db.package_exists,
+            "VEREXISTS": lambda data: self.db.version_exists(*data),
+            "REMOVEVER": lambda data: self.db.remove_version(*data),
+            "ADDBYHAND": lambda data: self.db.add_by_hand(*data),
+            "SETSKIP": lambda data: self.db.set_skip(*data),
+            "SETYANKED": lambda data: self.db.set_yanked(*data),
+            "RETRY": lambda data: self.db.retry_failed(*data),
         }
 
     def once(self) -> None:
@@ -92,9 +99,15 @@ class TheOracle(Task):
             self.log.error("%s failed, database unavailable: %s", action, exc)
             self.db.close()
             return encode(protocols.oracle, "ERROR", f"database unavailable: {exc}")
+        except psycopg.errors.NoDataFound as exc:
+            # a package or version that does not exist: the asker's mistake, said plainly
+            message = exc.diag.message_primary or str(exc)
+            self.log.warning("%s: %s", action, message)
+            return encode(protocols.oracle, "ERROR", message)
         except psycopg.Error as exc:
-            self.log.error("%s failed: %s", action, exc)
-            return encode(protocols.oracle, "ERROR", f"{action} failed: {exc}")
+            message = exc.diag.message_primary or str(exc)
+            self.log.error("%s failed: %s", action, message)
+            return encode(protocols.oracle, "ERROR", f"{action} failed: {message}")
         return encode(protocols.oracle, "OK", result)
 
     def close(self) -> None:

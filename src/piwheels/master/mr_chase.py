@@ -1,0 +1,244 @@
+"""Mr. Chase: the master's end of piw-import, piw-remove, piw-rebuild and piw-add.
+
+A cut-down Slave Driver on the import queue (ROUTER; the tools use REQ). An import is judged
+like a slave's build (files must be wheels of the package and version named), transferred with
+the File Juggler protocol, and recorded only when every file is verified. Imports run one at a
+time: the File Juggler expects them under the slave id 0, which no slave is ever given.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import zmq
+from packaging.utils import canonicalize_name
+
+from piwheels import protocols
+from piwheels.master.config import MasterConfig
+from piwheels.master.db_client import DatabaseError, DbClient
+from piwheels.master.slaves import check_files
+from piwheels.master.task import Task
+from piwheels.master.web_requests import PageRequests
+from piwheels.protocols import NO_DATA
+from piwheels.states import BuildResult, FileState
+from piwheels.transport import ProtocolError
+from piwheels.web.model import Statistics
+
+IMPORTER_ID = 0
+ABANDONED_AFTER = 300.0  # seconds of silence after which another tool may take over
+MAX_SEND_ATTEMPTS = 3
+Reply = tuple[str, Any]
+
+
+class Refused(Exception):
+    """A request that cannot be carried out; the message goes back to the tool as ERROR."""
+
+
+@dataclass
+class Import:
+    address: bytes
+    package: str
+    version: str
+    abi_tag: str
+    result: BuildResult
+    to_send: list[FileState]
+    attempts: int = 0
+    last_heard: float = field(default_factory=time.monotonic)
+
+
+class MrChase(Task):
+    name = "Mr. Chase"
+
+    def __init__(self, config: MasterConfig, context: zmq.Context[Any] | None = None) -> None:
+        super().__init__(config, context)
+        self.db = DbClient(config.oracle_queue, self.context)
+        self.pages = PageRequests.connect(self, config.web_queue)
+        self.queue = self.socket(zmq.ROUTER, protocols.mr_chase).bind(config.import_queue)
+        self.fs = self.socket(zmq.REQ, reversed(protocols.file_juggler_control))
+        self.fs.connect(config.fs_queue)
+        self.register(self.queue, self.handle_request)
+        self.importing: Import | None = None
+        self.handlers = {
+            "IMPORT": self.do_import,
+            "SENT": self.do_sent,
+            "REMOVE": self.do_remove,
+            "REBUILD": self.do_rebuild,
+            "ADD": self.do_add,
+            "SKIP": self.do_skip,
+            "YANK": self.do_yank,
+            "RETRY": self.do_retry,
+        }
+
+    def handle_request(self) -> None:
+        try:
+            address, action, data = self.queue.recv_from()
+        except ProtocolError as exc:
+            self.log.error("refused a request: %s", exc)
+            if exc.address is not None:
+                self.queue.send_to(exc.address, "ERROR", f"malformed request: {exc}")
+            return
+        try:
+            reply = self.handlers[action](address, data)
+        except (Refused, DatabaseError) as exc:
+            self.log.warning("%s refused: %s", action, exc)
+            reply = ("ERROR", str(exc)[:1000])
+        self.queue.send_to(address, *reply)
+
+    # -- importing -----------------------------------------------------------------------------
+
+    def do_import(self, address: bytes, data: Any) -> Reply:
+        _, package, version, abi_tag, status, duration, output, files = data
+        current = self.importing
+        if current is not None and current.address != address:
+            if time.monotonic() - current.last_heard < ABANDONED_AFTER:
+                raise Refused("another import is in progress; try again when it has finished")
+            self.log.warning("forgetting an import of %s abandoned by its tool", current.package)
+            self._ask_fs("FORGET", IMPORTER_ID)
+        package = canonicalize_name(package)
+        if not self.db.version_exists(package, version):
+            raise Refused(f"no such version: {package} {version} (piw-add it first)")
+        abis = self.db.get_build_abis()
+        abi_tag = abi_tag or abis[0]
+        if abi_tag not in abis:
+            raise Refused(f"{abi_tag} is not one of this farm's ABIs ({', '.join(abis)})")
+        result, refusals = check_files(
+            package, version, BuildResult(status, duration, output, files)
+        )
+        if refusals:
+            raise Refused("; ".join(refusals))
+        published = self.db.get_file_hashes([f.filename for f in result.files])
+        clashes = [
+            f.filename for f in result.files if published.get(f.filename, f.filehash) != f.filehash
+        ]
+        if clashes:
+            raise Refused(f"already published with different bytes: {', '.join(clashes)}")
+        to_send = [f for f in result.files if f.filename not in published]
+        self.importing = Import(address, package, version, abi_tag, result, to_send)
+        self.log.info("importing %s %s for %s (%d files)", package, version, abi_tag, len(to_send))
+        return self._next_file() if to_send else self._record()
+
+    def do_sent(self, address: bytes, _: object) -> Reply:
+        job = self.importing
+        if job is None or job.address != address or not job.to_send:
+            raise Refused("SENT without a file being sent")
+        job.last_heard = time.monotonic()
+        status, detail = self._ask_fs("VERIFY", IMPORTER_ID)
+        if status == "OK":
+            job.to_send.pop(0)
+            job.attempts = 0
+            return self._next_file() if job.to_send else self._record()
+        if job.attempts >= MAX_SEND_ATTEMPTS:
+            self.importing = None
+            raise Refused(f"{job.to_send[0].filename} did not arrive intact: {detail}")
+        return self._next_file()
+
+    def _next_file(self) -> Reply:
+        job = self.importing
+        assert job is not None
+        file = job.to_send[0]
+        job.attempts += 1
+        status, detail = self._ask_fs("EXPECT", (IMPORTER_ID, job.package, file))
+        if status != "OK":
+            self.importing = None
+            raise Refused(f"cannot receive {file.filename}: {detail}")
+        return "SEND", file.filename
+
+    def _record(self) -> Reply:
+        job = self.importing
+        assert job is not None
+        self.importing = None
+        build_id = self.db.log_build(IMPORTER_ID, job.package, job.version, job.abi_tag, job.result)
+        self.log.info("imported %s %s as build %d", job.package, job.version, build_id)
+        self.pages.project(job.package)
+        return "DONE", NO_DATA
+
+    def _ask_fs(self, action: str, data: Any) -> tuple[str, Any]:
+        self.fs.send(action, data)
+        return self.fs.recv()
+
+    # -- removing, rebuilding and repairs ------------------------------------------------------
+
+    def do_remove(self, _: bytes, data: Any) -> Reply:
+        package, version, skip = data
+        package = canonicalize_name(package)
+        for filename in self.db.remove_version(package, version, skip):
+            self._unpublish(package, filename)
+        self.log.info("removed %s %s%s", package, version, f" (skip: {skip})" if skip else "")
+        self.pages.project(package)
+        return "DONE", NO_DATA
+
+    def _unpublish(self, package: str, filename: str) -> None:
+        directory = Path(self.config.output_path) / "simple" / package
+        for path in (directory / filename, directory / f"{filename}.metadata"):
+            if path.parent != directory:  # names come from our own database; be sure anyway
+                continue
+            try:
+                path.unlink(missing_ok=True)
+            except OSError as exc:
+                self.log.error("cannot delete %s: %s", path, exc)
+
+    def do_rebuild(self, _: bytes, data: Any) -> Reply:
+        part, package = data
+        if part == "HOME":
+            figures = self.db.get_statistics()
+            disk = os.statvfs(self.config.output_path)
+            stats = Statistics(
+                disk_free=disk.f_bavail * disk.f_frsize,
+                disk_total=disk.f_blocks * disk.f_frsize,
+                **figures,
+            )
+            self.pages.send("HOME", stats)
+        elif part == "SEARCH":
+            self.pages.send("SEARCH")
+        elif part in ("PROJECT", "BOTH"):
+            if package is not None:
+                package = canonicalize_name(package)
+                if not self.db.package_exists(package):
+                    raise Refused(f"no such package: {package}")
+                names = [package]
+            else:
+                names = sorted(self.db.get_package_serials())
+            for name in names:
+                self.pages.project(name, index=part == "BOTH")
+            self.log.info("asked for %s pages of %d packages", part.lower(), len(names))
+        else:
+            raise Refused(f"cannot rebuild {part!r}: say HOME, SEARCH, PROJECT or BOTH")
+        return "DONE", NO_DATA
+
+    def do_add(self, _: bytes, data: Any) -> Reply:
+        package, version, skip = data
+        package = canonicalize_name(package)
+        self.db.add_by_hand(package, version, skip)
+        self.pages.project(package)
+        return "DONE", NO_DATA
+
+    def do_skip(self, _: bytes, data: Any) -> Reply:
+        package, version, reason = data
+        package = canonicalize_name(package)
+        self.db.set_skip(package, version, reason)
+        self.pages.project(package, index=False)
+        return "DONE", NO_DATA
+
+    def do_yank(self, _: bytes, data: Any) -> Reply:
+        package, version, yanked = data
+        package = canonicalize_name(package)
+        self.db.set_yanked(package, version, yanked)
+        self.pages.project(package)
+        return "DONE", NO_DATA
+
+    def do_retry(self, _: bytes, data: Any) -> Reply:
+        package, version, abi_tag = data
+        package = canonicalize_name(package)
+        forgotten = self.db.retry_failed(package, version, abi_tag)
+        if not forgotten:
+            raise Refused(f"no failed build of {package} {version} to retry")
+        self.pages.project(package, index=False)
+        return "DONE", NO_DATA
+
+    def close(self) -> None:
+        self.db.close()
+        super().close()
