@@ -145,3 +145,20 @@ def test_operators_pause_resume_and_stop_the_master_on_its_control_queue(
         tool.close()
         context.term()
         running.stop()
+
+
+def test_no_task_shadows_a_thread_attribute() -> None:
+    # A Task is a threading.Thread: a method called, say, _delete or start silently replaces
+    # the Thread's own and breaks the thread in ways no error points at (seen with both).
+    # (importing piwheels.master, above, imported every task module)
+    allowed = {"name", "run", "__init__"}
+    thread_names = set(dir(threading.Thread))
+    tasks = Task.__subclasses__()
+    assert len(tasks) >= 10
+    for task in [Task, *tasks]:
+        clashes = {
+            attr
+            for attr in vars(task)
+            if attr in thread_names and attr not in allowed and not attr.startswith("__")
+        }
+        assert not clashes, f"{task.__name__} shadows threading.Thread's {sorted(clashes)}"
