@@ -1,0 +1,378 @@
+"""piw-monitor driven by Textual's pilot against a master played over real ZeroMQ sockets.
+
+Each test runs the app headless (``App.run_test``) in its own event loop; the test plays the
+master's PUB status queue and PULL control queue (see fake_master.py). Only the clock is fixed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+from collections.abc import Callable, Coroutine, Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fake_master import NOW, FakeMaster, slave_record, statistics
+from rich.console import Console
+from textual.message import Message
+from textual.pilot import Pilot
+
+from piwheels.cli import master as master_cli
+from piwheels.monitor import app as monitor_app
+from piwheels.monitor.app import MonitorApp
+from piwheels.monitor.messages import SlavesChanged
+from piwheels.monitor.screens import ConfirmScreen
+from piwheels.monitor.widgets import EventLog, MasterPanel, SlaveTable
+from piwheels.protocols import NO_DATA
+
+SIZE = (140, 36)
+
+
+@pytest.fixture
+def fake(tmp_path: Path) -> Iterator[FakeMaster]:
+    master = FakeMaster(tmp_path)
+    yield master
+    master.close()
+
+
+def run(test: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run one pilot session; a hung app fails the test instead of the whole run."""
+    asyncio.run(asyncio.wait_for(test(), timeout=30))
+
+
+async def until(pilot: Pilot[Any], check: Callable[[], object], what: str) -> None:
+    """Let the app run until *check* holds (messages cross threads and sockets)."""
+    for _ in range(100):
+        if check():
+            return
+        await pilot.pause(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def next_command(pilot: Pilot[Any], fake: FakeMaster) -> tuple[str, Any]:
+    found: list[tuple[str, Any]] = []
+    await until(pilot, lambda: found.extend(fake.commands()) or found, "a command")
+    assert len(found) == 1, found
+    return found[0]
+
+
+async def connected(pilot: Pilot[Any], fake: FakeMaster, *slaves: list[Any]) -> None:
+    """Answer the monitor's HELLO with the farm's state, as the master does."""
+    assert await next_command(pilot, fake) == ("HELLO", NO_DATA)
+    app = pilot.app
+    assert isinstance(app, MonitorApp)
+    # The first answer can be published before our subscription reaches the PUB socket (ZeroMQ
+    # drops messages for subscribers it has not heard of yet); the monitor asks again until
+    # MASTER arrives, and so the test answers again.
+    for _ in range(10):
+        fake.publish_state(*slaves)
+        await pilot.pause(0.1)
+        if app.master is not None:
+            break
+        fake.commands()  # the repeated HELLOs
+    await until(pilot, lambda: len(app.slaves) == len(slaves), "the slaves")
+    fake.commands()
+
+
+def monitor(fake: FakeMaster) -> MonitorApp:
+    return MonitorApp(fake.status_queue, fake.control_queue, clock=lambda: NOW)
+
+
+def panel_text(app: MonitorApp) -> str:
+    console = Console(width=SIZE[0], file=io.StringIO())
+    console.print(app.query_one(MasterPanel).render())
+    return console.file.getvalue()  # type: ignore[attr-defined]
+
+
+def log_lines(app: MonitorApp) -> list[str]:
+    return [strip.text for strip in app.query_one(EventLog).lines]
+
+
+def row(app: MonitorApp, slave_id: int) -> list[str]:
+    return [str(cell) for cell in app.query_one(SlaveTable).get_row(str(slave_id))]
+
+
+def test_hello_at_start_then_master_queue_and_stats(fake: FakeMaster) -> None:
+    async def test() -> None:
+        app = monitor(fake)
+        async with app.run_test(size=SIZE) as pilot:
+            assert "waiting for the master on ipc://" in panel_text(app)
+            await connected(pilot, fake)
+            text = panel_text(app)
+            assert "RUNNING  version 0.1.0, up 2h14m05s" in text
+            assert "cp39 3   cp311 17   (total 20)" in text
+            assert "12 in the last hour (2 failed)" in text
+            assert "40.0G free of 100.0G" in text
+            fake.publish("STATS", statistics(builds_last_hour=30, disk_free=5 << 30))
+            fake.publish("QUEUE", {"cp39": 0, "cp311": 16})
+            await until(pilot, lambda: "30 in the last hour" in panel_text(app), "new stats")
+            await until(pilot, lambda: "cp311 16" in panel_text(app), "the new queue")
+            assert "5.0G free of 100.0G" in panel_text(app)
+
+    run(test)
+
+
+def test_hello_is_repeated_until_the_master_answers(fake: FakeMaster) -> None:
+    async def test() -> None:
+        app = monitor(fake)
+        async with app.run_test(size=SIZE) as pilot:
+            assert await next_command(pilot, fake) == ("HELLO", NO_DATA)
+            # A monitor started before the master (or whose first HELLO's answer was lost)
+            # fills in once the master answers.
+            assert await next_command(pilot, fake) == ("HELLO", NO_DATA)
+            await connected(pilot, fake, slave_record(1))
+            await pilot.pause(1.5)
+            assert fake.commands() == [], "HELLO repeated after the master answered"
+
+    run(test)
+
+
+def test_a_slave_that_connects_is_shown_and_gone_removes_it(fake: FakeMaster) -> None:
+    async def test() -> None:
+        app = monitor(fake)
+        async with app.run_test(size=SIZE) as pilot:
+            await connected(pilot, fake)
+            table = app.query_one(SlaveTable)
+            assert table.row_count == 0
+            fake.publish("SLAVE", slave_record(7, "pi4-a", temp=52.4))
+            await until(pilot, lambda: table.row_count == 1, "the slave's row")
+            assert row(app, 7) == [
+                "7",
+                "pi4-a",
+                "cp311",
+                "building",
+                "numpy 2.1.0",
+                "3m20s",
+                "2s ago",
+                "1.50",
+                "5.0G",
+                "20.0G",
+                "52°C",
+            ]
+            assert any("slave 7 (pi4-a) joined: cp311 linux_aarch64" in x for x in log_lines(app))
+            # The same slave again updates the row in place.
+            fake.publish("SLAVE", slave_record(7, "pi4-a", state="idle", build=None, temp=0.0))
+            await until(pilot, lambda: row(app, 7)[3] == "idle", "the update")
+            assert row(app, 7)[4:7] == ["-", "-", "2s ago"]
+            assert row(app, 7)[10] == "-"  # no temperature sensor
+            fake.publish("GONE", 7)
+            await until(pilot, lambda: table.row_count == 0, "the row to go")
+            assert any("slave 7 (pi4-a) left" in line for line in log_lines(app))
+
+    run(test)
+
+
+def test_slaves_there_before_the_monitor_are_filled_in_not_announced(fake: FakeMaster) -> None:
+    async def test() -> None:
+        app = monitor(fake)
+        async with app.run_test(size=SIZE) as pilot:
+            early = NOW - timedelta(hours=1)
+            await connected(
+                pilot,
+                fake,
+                slave_record(1, "old-1", first_seen=early),
+                slave_record(2, "old-2", first_seen=early),
+            )
+            assert app.query_one(SlaveTable).row_count == 2
+            assert not any("joined" in line for line in log_lines(app))
+
+    run(test)
+
+
+def test_build_lands_in_the_log(fake: FakeMaster) -> None:
+    async def test() -> None:
+        app = monitor(fake)
+        async with app.run_test(size=SIZE) as pilot:
+            await connected(pilot, fake, slave_record(3))
+            duration = timedelta(minutes=4, seconds=2)
+            fake.publish("BUILD", [NOW, 3, "numpy", "2.1.0", "cp311", True, duration])
+            fake.publish("BUILD", [NOW, 3, "broken", "0.1", "cp311", False, timedelta(seconds=9)])
+            await until(pilot, lambda: len(log_lines(app)) >= 2, "the log lines")
+            lines = log_lines(app)
+            assert lines[-2].endswith("built numpy 2.1.0 for cp311 on slave 3 in 4m02s")
+            assert lines[-1].endswith("FAILED broken 0.1 for cp311 on slave 3 in 9s")
+
+    run(test)
+
+
+def test_pause_and_resume_keys(fake: FakeMaster) -> None:
+    async def test() -> None:
+        app = monitor(fake)
+        async with app.run_test(size=SIZE) as pilot:
+            await connected(pilot, fake)
+            await pilot.press("p")
+            assert await next_command(pilot, fake) == ("PAUSE", NO_DATA)
+            fake.state = "paused"
+            fake.publish("MASTER", [fake.state, fake.started, "0.1.0"])
+            await until(pilot, lambda: "PAUSED" in panel_text(app), "the paused state")
+            assert log_lines(app)[-1].endswith("master paused")
+            await pilot.press("r")
+            assert await next_command(pilot, fake) == ("RESUME", NO_DATA)
+
+    run(test)
+
+
+def test_sleep_and_wake_the_selected_slave_or_all(fake: FakeMaster) -> None:
+    async def test() -> None:
+        app = monitor(fake)
+        async with app.run_test(size=SIZE) as pilot:
+            await connected(pilot, fake, slave_record(4, "a"), slave_record(9, "b"))
+            await pilot.press("s")
+            assert await next_command(pilot, fake) == ("SLEEP", 4)
+            await pilot.press("down", "s")
+            assert await next_command(pilot, fake) == ("SLEEP", 9)
+            await pilot.press("w")
+            assert await next_command(pilot, fake) == ("WAKE", 9)
+            await pilot.press("S")
+            assert await next_command(pilot, fake) == ("SLEEP", None)
+            await pilot.press("W")
+            assert await next_command(pilot, fake) == ("WAKE", None)
+            assert log_lines(app)[-1].endswith("sent WAKE to all slaves")
+
+    run(test)
+
+
+def test_a_new_slave_does_not_move_the_cursor_off_the_chosen_one(fake: FakeMaster) -> None:
+    async def test() -> None:
+        app = monitor(fake)
+        async with app.run_test(size=SIZE) as pilot:
+            await connected(pilot, fake, slave_record(5, "a"), slave_record(9, "b"))
+            await pilot.press("down")  # on slave 9
+            fake.publish("SLAVE", slave_record(2, "new"))  # sorts above both
+            await until(pilot, lambda: len(app.slaves) == 3, "the new slave")
+            await pilot.press("s")
+            assert await next_command(pilot, fake) == ("SLEEP", 9)
+
+    run(test)
+
+
+def test_kill_asks_first(fake: FakeMaster) -> None:
+    async def test() -> None:
+        app = monitor(fake)
+        async with app.run_test(size=SIZE) as pilot:
+            await connected(pilot, fake, slave_record(6, "pi-k"))
+            await pilot.press("k")
+            await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the question")
+            assert "Kill slave 6 (pi-k)? It stops and exits, abandoning numpy 2.1.0." in str(
+                app.screen.query_one("#question").render()
+            )
+            await pilot.pause(0.3)
+            assert fake.commands() == []
+            await pilot.press("enter")  # the focused button is No
+            await until(pilot, lambda: not isinstance(app.screen, ConfirmScreen), "dismissal")
+            await pilot.press("k", "n")
+            await pilot.pause(0.3)
+            assert fake.commands() == []
+            await pilot.press("k", "y")
+            assert await next_command(pilot, fake) == ("KILL", 6)
+            await pilot.press("K")
+            await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the question")
+            await pilot.press("escape")
+            await pilot.pause(0.3)
+            assert fake.commands() == []
+            await pilot.press("K", "y")
+            assert await next_command(pilot, fake) == ("KILL", None)
+
+    run(test)
+
+
+def test_quitting_sends_nothing_to_the_master(fake: FakeMaster) -> None:
+    async def test() -> None:
+        app = monitor(fake)
+        async with app.run_test(size=SIZE) as pilot:
+            await connected(pilot, fake, slave_record(1))
+            await pilot.press("q")
+            await pilot.pause(0.3)
+            assert not app.is_running
+        assert not app.watcher.is_alive()
+
+    run(test)
+    fake.commands()
+    assert {action for action, _ in fake.received} == {"HELLO"}
+
+
+def test_a_burst_of_slave_updates_is_coalesced(fake: FakeMaster) -> None:
+    async def test() -> None:
+        snapshots: list[Message] = []
+        app = monitor(fake)
+
+        def hook(message: Message) -> None:
+            if isinstance(message, SlavesChanged):
+                snapshots.append(message)
+
+        async with app.run_test(size=SIZE, message_hook=hook) as pilot:
+            await connected(pilot, fake)
+            snapshots.clear()
+            for n in range(600):
+                fake.publish("SLAVE", slave_record(n % 20, f"s{n % 20}", load=n / 100))
+            await until(
+                pilot, lambda: len(app.slaves) == 20 and row(app, 19)[7] == "5.99", "the last"
+            )
+            assert len(snapshots) < 60, f"{len(snapshots)} table updates for 600 messages"
+
+    run(test)
+
+
+def test_a_restarted_master_is_asked_for_its_state(fake: FakeMaster) -> None:
+    async def test() -> None:
+        app = monitor(fake)
+        async with app.run_test(size=SIZE) as pilot:
+            await connected(pilot, fake, slave_record(1), slave_record(2))
+            fake.started = NOW - timedelta(seconds=5)
+            fake.publish("MASTER", ["running", fake.started, "0.1.1"])
+            # The old master's slaves are gone with it; the new one is asked what it has.
+            await until(pilot, lambda: not app.slaves, "the old slaves to go")
+            assert await next_command(pilot, fake) == ("HELLO", NO_DATA)
+            assert any("master restarted (version 0.1.1)" in line for line in log_lines(app))
+
+    run(test)
+
+
+def test_garbage_on_the_status_queue_is_reported_and_survived(fake: FakeMaster) -> None:
+    async def test() -> None:
+        app = monitor(fake)
+        async with app.run_test(size=SIZE) as pilot:
+            await connected(pilot, fake)
+            fake.pub.zsock.send(b"\xff\x00not cbor")
+            fake.pub.zsock.send(b"\x82\x65SLAVE\x01")  # ["SLAVE", 1]: the wrong shape
+            await until(pilot, lambda: len(log_lines(app)) >= 1, "the complaint")
+            assert any("status (peer)" in line for line in log_lines(app))
+            fake.publish("SLAVE", slave_record(8))
+            await until(pilot, lambda: 8 in app.slaves, "a good message after the bad")
+
+    run(test)
+
+
+def test_commands_without_a_master_say_so(tmp_path: Path) -> None:
+    async def test() -> None:
+        app = MonitorApp(f"ipc://{tmp_path}/s", f"ipc://{tmp_path}/c", clock=lambda: NOW)
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("p")
+            await until(pilot, lambda: log_lines(app), "the log line")
+            assert "not sent: PAUSE (no master on ipc://" in log_lines(app)[-1]
+
+    run(test)
+
+
+def test_defaults_match_the_master_and_logging_stays_off_the_screen(tmp_path: Path) -> None:
+    ours = monitor_app.build_parser().parse_args([])
+    theirs = master_cli.build_parser().parse_args([])
+    assert ours.status_queue == theirs.status_queue
+    assert ours.control_queue == theirs.control_queue
+    root = logging.getLogger()
+    saved = list(root.handlers), root.level
+    try:
+        monitor_app.log_to_file_only(
+            monitor_app.build_parser().parse_args(["--log-file", str(tmp_path / "m.log")])
+        )
+        kinds = [type(handler) for handler in root.handlers]
+        assert kinds == [logging.FileHandler]
+        monitor_app.log_to_file_only(monitor_app.build_parser().parse_args([]))
+        assert [type(handler) for handler in root.handlers] == [logging.NullHandler]
+    finally:
+        for handler in root.handlers:
+            handler.close()
+        root.handlers[:], root.level = saved
