@@ -194,6 +194,11 @@ def test_build_lands_in_the_log(fake: FakeMaster) -> None:
             lines = log_lines(app)
             assert lines[-2].endswith("built numpy 2.1.0 for cp311 on slave 3 in 4m02s")
             assert lines[-1].endswith("FAILED broken 0.1 for cp311 on slave 3 in 9s")
+            # The master replays its recent builds to every HELLO: once in the log is enough.
+            fake.publish("BUILD", [NOW, 3, "numpy", "2.1.0", "cp311", True, duration])
+            fake.publish("BUILD", [NOW, 4, "six", "1.17.0", "cp311", True, duration])
+            await until(pilot, lambda: "six" in log_lines(app)[-1], "the next build")
+            assert sum("numpy" in line for line in log_lines(app)) == 1
 
     run(test)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -41,6 +42,9 @@ POLL_MS = 200
 # How long a burst is gathered before the slave table is posted: at most this many redraws of
 # the table a second is 1/BATCH_SECONDS, and an update is never later than this on screen.
 BATCH_SECONDS = 0.05
+# The master replays its recent builds (50) with the rest of its state on every HELLO; this many
+# remembered builds keeps a replay out of the log a second time.
+BUILDS_REMEMBERED = 500
 
 
 class StatusWatcher(threading.Thread):
@@ -64,6 +68,8 @@ class StatusWatcher(threading.Thread):
         self.stopping = threading.Event()
         self.master: MasterStatus | None = None
         self.slaves: dict[int, SlaveStatus] = {}
+        self.builds_seen: set[BuildEvent] = set()
+        self.builds_order: deque[BuildEvent] = deque()
 
     def stop(self, timeout: float = 5.0) -> None:
         self.stopping.set()
@@ -120,7 +126,7 @@ class StatusWatcher(threading.Thread):
                 self.post(SlaveLeft(gone))
             return gone is not None
         if action == "BUILD":
-            self.post(BuildRecorded(BuildEvent(*data)))
+            self.build(BuildEvent(*data))
         elif action == "QUEUE":
             self.post(QueueChanged(data))
         elif action == "STATS":
@@ -135,3 +141,12 @@ class StatusWatcher(threading.Thread):
                 self.slaves.clear()
                 return True
         return False
+
+    def build(self, event: BuildEvent) -> None:
+        if event in self.builds_seen:
+            return
+        self.builds_seen.add(event)
+        self.builds_order.append(event)
+        if len(self.builds_order) > BUILDS_REMEMBERED:
+            self.builds_seen.discard(self.builds_order.popleft())
+        self.post(BuildRecorded(event))
