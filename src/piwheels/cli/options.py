@@ -3,7 +3,8 @@ and logging with timestamps and task names.
 
 Precedence, lowest first: built-in defaults, the config file (``--config FILE``, section named
 after the command, e.g. ``[master]``), environment variables (``PIW_<OPTION>``, e.g.
-``PIW_OUTPUT_PATH``), then the command line.
+``PIW_OUTPUT_PATH``), then the command line. Positional arguments, and options marked with
+:func:`per_run`, come from the command line only.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import logging
 import os
 import sys
 import tomllib
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,21 @@ ENV_PREFIX = "PIW_"
 
 class ConfigError(Exception):
     """A config file or environment variable that cannot be used, quoting it."""
+
+
+_PER_RUN: weakref.WeakSet[argparse.Action] = weakref.WeakSet()
+
+
+def per_run(action: argparse.Action) -> argparse.Action:
+    """Mark *action* as taken from the command line only, never from a config file or the
+    environment: it says what to do this time (``--yes``, ``--retry``), and a ``PIW_YES`` or
+    ``retry = true`` left behind must not turn the next command into another."""
+    _PER_RUN.add(action)
+    return action
+
+
+def _configurable(action: argparse.Action) -> bool:
+    return bool(action.option_strings) and action not in _PER_RUN
 
 
 def make_parser(prog: str, description: str) -> argparse.ArgumentParser:
@@ -58,6 +75,8 @@ def parse_args(
     for name, value in defaults.items():
         if name not in known:
             raise ConfigError(f"unknown option {name!r} in configuration")
+        if not _configurable(known[name]):
+            raise ConfigError(f"{name!r} may only be given on the command line")
         defaults[name] = _convert(known[name], value, name)
     parser.set_defaults(**defaults)
     return parser.parse_args(argv)
@@ -78,7 +97,7 @@ def _read_config(path: Path, section: str) -> dict[str, Any]:
 def _read_environment(parser: argparse.ArgumentParser) -> dict[str, Any]:
     found = {}
     for action in parser._actions:
-        if action.dest in ("help", "config"):
+        if action.dest in ("help", "config") or not _configurable(action):
             continue
         value = os.environ.get(ENV_PREFIX + action.dest.upper())
         if value is not None:

@@ -1,0 +1,140 @@
+"""``piw-add``: the operators' repairs to what the master knows about a project or version.
+
+One action per run, so each run is one request to Mr. Chase that happens entirely or not at
+all: ADD (the default, or ``--new``), SKIP (``--skip`` / ``--unskip``), YANK (``--yank`` /
+``--unyank``) or RETRY (``--retry``).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from typing import Any
+
+from piwheels.cli.options import per_run
+from piwheels.cli.remove import version_argument
+from piwheels.cli.tools import (
+    BadInput,
+    MasterClient,
+    abi_tag,
+    add_master_options,
+    add_yes_option,
+    confirm,
+    make_tool_parser,
+    project_name,
+    run_tool,
+)
+
+__all__ = ["main"]
+
+DESCRIPTION = """\
+Repair what the master knows about a project or one of its versions. With no action, add
+PACKAGE (or its VERSION) by hand, as if PyPI had announced it: e.g. a version PyPI lost, so
+that piw-import can import wheels for it. --skip / --unskip stop or resume building it (the
+reason is shown on its project page); --yank / --unyank mark a version yanked (pip then
+installs it only when pinned) or not; --retry forgets a version's failed builds so they are
+queued again (asks for confirmation, since their logs are deleted). To add something that must
+not be built, give --new with --skip.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = make_tool_parser("piw-add", DESCRIPTION)
+    parser.add_argument("package", type=project_name, metavar="PACKAGE", help="the project")
+    parser.add_argument(
+        "version",
+        nargs="?",
+        metavar="VERSION",
+        help="the version, as PyPI spells it (default: the project itself; --yank, --unyank "
+        "and --retry need one)",
+    )
+    actions = parser.add_argument_group("actions (at most one; default: add)")
+    exclusive = actions.add_mutually_exclusive_group()
+    for action in (
+        exclusive.add_argument(
+            "--skip", metavar="REASON", help="never build it, for this reason (SKIP)"
+        ),
+        exclusive.add_argument(
+            "--unskip", action="store_true", help="build it again after a --skip (SKIP)"
+        ),
+        exclusive.add_argument(
+            "--yank", action="store_true", help="mark the version yanked (YANK)"
+        ),
+        exclusive.add_argument("--unyank", action="store_true", help="undo --yank (YANK)"),
+        exclusive.add_argument(
+            "--retry",
+            action="store_true",
+            help="forget the version's failed builds and their logs so it is built again (RETRY)",
+        ),
+        actions.add_argument(
+            "--new",
+            action="store_true",
+            help="add it (ADD) even with --skip, which then gives the reason it is never built",
+        ),
+        actions.add_argument(
+            "--abi",
+            type=abi_tag,
+            metavar="TAG",
+            help="with --retry: only the failed build for this ABI, e.g. cp311 (default: all)",
+        ),
+    ):
+        per_run(action)
+    add_yes_option(parser)
+    add_master_options(parser)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_tool(build_parser(), argv, run)
+
+
+def run(args: argparse.Namespace) -> None:
+    action, data, done = request_for(args)
+    if action == "RETRY":
+        confirm(f"forget the failed builds of {_what(args)} and their logs", assume_yes=args.yes)
+    with MasterClient(args.import_queue, args.timeout) as client:
+        client.expect_done(action, data)
+    print(done)
+
+
+def request_for(args: argparse.Namespace) -> tuple[str, tuple[Any, ...], str]:
+    """The message the options ask for, and what to tell the operator once it is done."""
+    package = args.package
+    version = None if args.version is None else version_argument(args.version)
+    reason = None if args.skip is None else args.skip.strip()
+    if reason == "":
+        raise BadInput("--skip needs a reason (it is shown on the project page)")
+    if args.abi is not None and not args.retry:
+        raise BadInput("--abi goes with --retry only")
+    if args.new and (args.unskip or args.yank or args.unyank or args.retry):
+        raise BadInput("--new goes with --skip only")
+    if version is None and (args.yank or args.unyank or args.retry):
+        raise BadInput(f"{_option(args)} needs a VERSION")
+    what = _what(args)
+    if args.new or not (reason or args.unskip or args.yank or args.unyank or args.retry):
+        skip = reason or ""
+        return "ADD", (package, version, skip), f"added {what}" + _skipped(skip)
+    if reason is not None:
+        return "SKIP", (package, version, reason), f"{what} will not be built ({reason})"
+    if args.unskip:
+        return "SKIP", (package, version, ""), f"{what} may be built again"
+    if args.yank or args.unyank:
+        return (
+            "YANK",
+            (package, version, args.yank),
+            f"{'yanked' if args.yank else 'unyanked'} {what}",
+        )
+    on = f" on {args.abi}" if args.abi else ""
+    return "RETRY", (package, version, args.abi), f"the failed builds of {what}{on} will be retried"
+
+
+def _what(args: argparse.Namespace) -> str:
+    return args.package if args.version is None else f"{args.package} {args.version.strip()}"
+
+
+def _option(args: argparse.Namespace) -> str:
+    return "--yank" if args.yank else "--unyank" if args.unyank else "--retry"
+
+
+def _skipped(reason: str) -> str:
+    return f" (never to be built: {reason})" if reason else ""
