@@ -382,3 +382,10 @@ def test_defaults_match_the_master_and_logging_stays_off_the_screen(tmp_path: Pa
         for handler in root.handlers:
             handler.close()
         root.handlers[:], root.level = saved
+
+
+def test_a_bad_address_is_an_option_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        monitor_app.main(["--control-queue", "nonsense"])
+    assert exit_.value.code == 2
+    assert "cannot use 'ipc:///tmp/piw-status' and 'nonsense'" in capsys.readouterr().err

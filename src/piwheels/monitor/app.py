@@ -86,9 +86,15 @@ class MonitorApp(App[int]):
         # Queue a command only on a live connection: a PAUSE pressed while the master is down
         # must fail now, not take effect whenever a master next appears.
         self.commands.zsock.setsockopt(zmq.IMMEDIATE, 1)
-        self.watcher = StatusWatcher(
-            status_queue, self.post_message, since=clock(), context=self.context
-        )
+        try:
+            self.commands.connect(control_queue)
+            self.watcher = StatusWatcher(
+                status_queue, self.post_message, since=clock(), context=self.context
+            )
+        except zmq.ZMQError:
+            self.commands.close()
+            self.context.term()
+            raise
         self.answered = False
         """Whether the master has answered our latest HELLO (with MASTER)."""
         self.queue_seen = False
@@ -110,7 +116,6 @@ class MonitorApp(App[int]):
     def on_mount(self) -> None:
         self.sub_title = self.status_queue
         self.now = self.clock()
-        self.commands.connect(self.control_queue)
         self.watcher.start()
         self.set_interval(1.0, self.tick)
         self.set_interval(HELLO_RETRY, self.hello_again)
@@ -276,8 +281,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parse_args(parser, argv, "monitor")
     except ConfigError as exc:
         parser.error(str(exc))
+    try:
+        app = MonitorApp(args.status_queue, args.control_queue)
+    except zmq.ZMQError as exc:
+        parser.error(f"cannot use {args.status_queue!r} and {args.control_queue!r}: {exc}")
     log_to_file_only(args)
     log.info("monitoring %s, commands to %s", args.status_queue, args.control_queue)
-    app = MonitorApp(args.status_queue, args.control_queue)
     app.run()
     return app.return_code or 0

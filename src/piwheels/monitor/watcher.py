@@ -1,9 +1,10 @@
 """The thread that listens to the master's status queue and tells the app what changed.
 
-It owns the SUB socket (ZeroMQ sockets belong to one thread) and its own copy of the slave
-table, and reaches the UI only by posting :mod:`piwheels.monitor.messages`. SLAVE and GONE are
-folded over a short window into one :class:`~piwheels.monitor.messages.SlavesChanged` snapshot,
-so a burst of hundreds of updates costs the UI one redraw.
+It owns the SUB socket (ZeroMQ sockets belong to one thread: once it starts, only it touches
+the socket) and its own copy of the slave table, and reaches the UI only by posting
+:mod:`piwheels.monitor.messages`. SLAVE and GONE are folded over a short window into one
+:class:`~piwheels.monitor.messages.SlavesChanged` snapshot, so a burst of hundreds of updates
+costs the UI one redraw.
 """
 
 from __future__ import annotations
@@ -64,8 +65,16 @@ class StatusWatcher(threading.Thread):
         # Slaves first seen before this were already there when the monitor started: filling
         # them in is not news for the log.
         self.since = since
-        self.context = context
         self.stopping = threading.Event()
+        # Made and connected here, so a bad address fails in the caller (piw-monitor's option
+        # check); the thread that starts next takes the socket over and closes it.
+        self.sock = Socket(zmq.SUB, reversed(protocols.status), context=context)
+        try:
+            self.sock.zsock.setsockopt(zmq.SUBSCRIBE, b"")
+            self.sock.connect(address)
+        except zmq.ZMQError:
+            self.sock.close()
+            raise
         self.master: MasterStatus | None = None
         self.slaves: dict[int, SlaveStatus] = {}
         self.builds_seen: set[BuildEvent] = set()
@@ -75,22 +84,21 @@ class StatusWatcher(threading.Thread):
         self.stopping.set()
         if self.is_alive():
             self.join(timeout)
+        elif self.ident is None:
+            self.sock.close()  # never started, so the socket is still the caller's
 
     def run(self) -> None:
-        sock = Socket(zmq.SUB, reversed(protocols.status), context=self.context)
         try:
-            sock.zsock.setsockopt(zmq.SUBSCRIBE, b"")
-            sock.connect(self.address)
             self.post(Listening())
             while not self.stopping.is_set():
-                if sock.poll(POLL_MS):
-                    self.receive_burst(sock)
+                if self.sock.poll(POLL_MS):
+                    self.receive_burst(self.sock)
         except zmq.ZMQError as exc:
-            # A bad address or a context terminated under us: nothing more will arrive.
+            # The context terminated under us: nothing more will arrive.
             log.error("status queue %s: %s", self.address, exc)
-            self.post(BadMessage(f"cannot listen on {self.address}: {exc}"))
+            self.post(BadMessage(f"stopped listening on {self.address}: {exc}"))
         finally:
-            sock.close()
+            self.sock.close()
 
     def receive_burst(self, sock: Socket) -> None:
         """Handle what is waiting, and whatever follows within BATCH_SECONDS, then post once."""
