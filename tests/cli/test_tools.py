@@ -591,10 +591,22 @@ def test_no_master_exits_3_at_once(tmp_path, capsys, tool):
     assert "is piw-master running" in err
 
 
-def test_silent_master_exits_3_after_the_timeout(tmp_path, capsys):
-    stale = tmp_path / "stale"
-    stale.touch()  # what a killed master can leave behind
-    for address in (f"ipc://{stale}", f"tcp://127.0.0.1:{free_port()}"):
+def test_stale_socket_exits_3_at_once(tmp_path, capsys):
+    left = tmp_path / "left-behind"
+    with socket.socket(socket.AF_UNIX) as dead:  # what a killed master leaves
+        dead.bind(str(left))
+    plain = tmp_path / "plain-file"
+    plain.touch()
+    for path in (left, plain):
+        started = time.monotonic()
+        assert rebuild.main(["home", "--import-queue", f"ipc://{path}"]) == 3
+        assert time.monotonic() - started < 1.0
+        assert f"nothing is listening on {path}" in capsys.readouterr().err
+
+
+def test_silent_master_exits_3_after_the_timeout(master, capsys):
+    # Listening but not answering (a master stuck, or stopped on another machine over tcp).
+    for address in (master.import_queue, f"tcp://127.0.0.1:{free_port()}"):
         started = time.monotonic()
         assert rebuild.main(["home", "--import-queue", address, "--timeout", "0.5"]) == 3
         assert 0.4 <= time.monotonic() - started < 3.0

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import enum
 import logging
+import socket
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -288,7 +289,8 @@ class MasterClient:
 
 def _check_ipc_path(address: str) -> None:
     # A REQ socket connects lazily and would wait the whole timeout for a master that is not
-    # there; a missing ipc socket file says so at once, and more clearly.
+    # there. For an ipc address we can tell at once, and say more clearly why: no socket file,
+    # or one that nothing listens on any more (a master that died leaves it behind).
     if not address.startswith("ipc://") or address.startswith("ipc://@"):  # @: abstract socket
         return
     path = Path(address.removeprefix("ipc://"))
@@ -297,6 +299,22 @@ def _check_ipc_path(address: str) -> None:
             f"no master at {address}: {path} does not exist "
             "(is piw-master running, with this --import-queue?)"
         )
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(1.0)
+        try:
+            probe.connect(str(path))
+        except ConnectionRefusedError:
+            raise MasterUnreachable(
+                f"no master at {address}: nothing is listening on {path} "
+                "(is piw-master running, with this --import-queue?)"
+            ) from None
+        except PermissionError:
+            raise MasterUnreachable(
+                f"cannot reach the master at {address}: no permission to connect to {path}"
+            ) from None
+        except OSError as exc:
+            # Too long a path for a plain socket, say: ZeroMQ may still manage; let it try.
+            log.debug("cannot probe %s: %s", path, exc)
 
 
 # -- progress ---------------------------------------------------------------------------------
