@@ -1,0 +1,527 @@
+"""A synthetic PyPI in PostgreSQL, made fast and kept between runs.
+
+``filled_database`` makes (once) a database shaped like PyPI followed by a farm for years:
+packages, versions with a long-tailed count per package, Requires-Python skips, builds on the
+lowest ABIs first with their logs and files (a share of them ``none`` wheels), and the build
+queue the schema's own ``requeue_all()`` computes from all that. Everything is generated inside
+PostgreSQL (``generate_series`` and a seeded hash, no rows cross the wire) into tables whose
+indexes and foreign keys are dropped for the load and recreated from the catalogue's own
+definitions afterwards, so the result has exactly the schema's indexes and constraints, checked.
+
+The filled database is a template, named after its sizes and a digest of the migrations, in a
+cluster of its own under ``/tmp/piwheels-bench-pg`` (``$PIWHEELS_BENCH_PG``): a later run with the
+same sizes and schema reuses it, and a benchmark works on a file-level copy
+(:func:`scratch_copy`), so the template never changes.
+
+Run: ``python bench/fill_db.py [--packages N] [--versions N] [--builds N] [--refill]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+from psycopg.types.json import Jsonb
+
+from piwheels.abis import excluded_by_requires_python, sorted_abis
+from piwheels.db.database import Database
+from piwheels.db.embedded import EmbeddedPostgres
+from piwheels.db.migrate import current_version, migrate, migrations
+
+BENCH_PG = Path(os.environ.get("PIWHEELS_BENCH_PG", "/tmp/piwheels-bench-pg"))
+MASTER_ROLE = "piwheels"
+# Bumped whenever the generator below changes what it makes, so old templates are not reused.
+FILL_FORMAT = 1
+
+# The tables the fill writes (in load order); their indexes and foreign keys go for the load.
+FILLED_TABLES = (
+    "packages",
+    "versions",
+    "version_abi_skips",
+    "builds",
+    "output",
+    "files",
+    "dependencies",
+    "build_queue",
+)
+
+# Requires-Python values and their share of versions (the rest have none). Enough variety that
+# every ABI but the newest is skipped by something.
+REQUIRES_PYTHON = ((">=3.6", 0.20), (">=3.8", 0.15), (">=3.10", 0.10), (">=3.12", 0.05))
+
+Log = Callable[[str], None]
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """What to make. The defaults are PyPI's scale (it holds ~930,000 projects)."""
+
+    packages: int = 1_000_000
+    versions: int = 8_000_000
+    builds: int = 5_000_000
+    none_fraction: float = 0.4  # of builds: py3-none-any wheels, which serve every ABI
+    abis: tuple[str, ...] = ("cp39", "cp310", "cp311", "cp313")
+    seed: int = 1
+
+    def __post_init__(self) -> None:
+        if self.packages < 1 or self.versions < self.packages:
+            raise ValueError(
+                f"need at least one package and a version per package: {self.packages} "
+                f"packages, {self.versions} versions"
+            )
+        if self.builds < 0 or not 0.0 <= self.none_fraction <= 1.0:
+            raise ValueError(f"bad build sizes: {self.builds}, {self.none_fraction}")
+
+    @property
+    def key(self) -> str:
+        """Names the template: these sizes and the generator that made them."""
+        digest = hashlib.sha256(json.dumps([asdict(self), FILL_FORMAT]).encode())
+        return f"pypi_{digest.hexdigest()[:12]}"
+
+
+def _migration_digests() -> dict[str, str]:
+    return {m.name: hashlib.sha256(m.sql.encode()).hexdigest()[:16] for m in migrations()}
+
+
+# -- the server ---------------------------------------------------------------------------------
+
+
+def bench_server(data_dir: Path = BENCH_PG, *, durable: bool = False) -> EmbeddedPostgres:
+    """The benchmarks' PostgreSQL, started, with fsync on or off as asked.
+
+    A server left running by an earlier run is adopted, and restarted if its fsync setting is
+    not the one wanted: the fill wants speed, the timings want a production server's commits.
+    """
+    server = EmbeddedPostgres(data_dir, durable=durable)
+    fresh = not (data_dir / "PG_VERSION").exists()
+    server.start()
+    if fresh:
+        # A synthetic PyPI writes ~10 GB of WAL in one go; the default 1 GB max_wal_size would
+        # checkpoint every few seconds through the load. Persisted in the bench's own cluster.
+        with psycopg.connect(server.dsn(), autocommit=True) as conn:
+            conn.execute("ALTER SYSTEM SET max_wal_size = '16GB'")
+            conn.execute("ALTER SYSTEM SET checkpoint_timeout = '30min'")
+            conn.execute("SELECT pg_reload_conf()")
+    with psycopg.connect(server.dsn(), autocommit=True) as conn:
+        row = conn.execute("SHOW fsync").fetchone()
+    if row is not None and (row[0] == "on") != durable:
+        server.restart()
+    return server
+
+
+def master_dsn(superuser_dsn: str) -> str:
+    """The same database as the master's unprivileged role sees it."""
+    return make_conninfo(superuser_dsn, user=MASTER_ROLE)
+
+
+def scratch_copy(server: EmbeddedPostgres, template: str, name: str) -> str:
+    """A throw-away copy of *template* named *name* (replacing any); returns its superuser DSN.
+
+    FILE_COPY copies the template's files as they are, which for gigabytes is several times
+    quicker than the default WAL_LOG strategy's block-by-block copy.
+    """
+    server.drop_database(name)
+    with psycopg.connect(server.dsn(), autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {} STRATEGY FILE_COPY").format(
+                sql.Identifier(name), sql.Identifier(template)
+            )
+        )
+    return server.dsn(name)
+
+
+def filled_database(
+    server: EmbeddedPostgres, sizes: Sizes, *, refill: bool = False, log: Log = _stderr
+) -> str:
+    """The name of a database holding a synthetic PyPI of *sizes*; made if not already there.
+
+    It is filled under a temporary name and renamed only once complete, so a fill interrupted
+    half-way is never taken for a finished one. A template made before a new migration is
+    upgraded in place by ``migrate``, as a production database would be; one made with a
+    migration that has since changed is made again.
+    """
+    name = sizes.key
+    made_with = None if refill else _made_with(server, name)
+    if made_with:
+        current = _migration_digests()
+        if all(current.get(migration) == digest for migration, digest in made_with.items()):
+            if len(made_with) < len(current):
+                started = time.perf_counter()
+                migrate(server.dsn(name), master_role=MASTER_ROLE)
+                _describe(server, name, sizes)
+                log(f"upgraded {name} to the latest schema in {time.perf_counter() - started:.1f}s")
+            log(f"reusing {name} in {server.data_dir}")
+            return name
+        log(f"{name} was made with migrations that have changed since: making it again")
+    server.drop_database(name)
+    partial = f"filling_{name}"
+    server.drop_database(partial)
+    dsn = server.create_database(partial)
+    started = time.perf_counter()
+    log(f"filling {name} in {server.data_dir}: {sizes}")
+    migrate(dsn, master_role=MASTER_ROLE)
+    database = Database(master_dsn(dsn))
+    try:
+        database.set_build_abis(sorted_abis(sizes.abis))
+    finally:
+        database.close()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        _fill(conn, sizes, log)
+    with psycopg.connect(server.dsn(), autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+                sql.Identifier(partial), sql.Identifier(name)
+            )
+        )
+    _describe(server, name, sizes)
+    log(f"filled {name} in {time.perf_counter() - started:.0f}s")
+    return name
+
+
+def _describe(server: EmbeddedPostgres, name: str, sizes: Sizes) -> None:
+    """Note on the template what it holds and which migrations made its schema."""
+    with psycopg.connect(server.dsn(name), autocommit=True) as conn:
+        applied = current_version(conn)
+    note = {
+        "sizes": asdict(sizes),
+        "migrations": dict(list(_migration_digests().items())[:applied]),
+    }
+    with psycopg.connect(server.dsn(), autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("COMMENT ON DATABASE {} IS {}").format(
+                sql.Identifier(name), sql.Literal(json.dumps(note))
+            )
+        )
+
+
+def _made_with(server: EmbeddedPostgres, name: str) -> dict[str, str] | None:
+    """The migrations a finished template was made with, or None if there is none."""
+    with psycopg.connect(server.dsn(), autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
+            (name,),
+        ).fetchone()
+    if row is None:
+        return None
+    try:
+        return dict(json.loads(row[0])["migrations"])
+    except (TypeError, ValueError, KeyError):
+        return {}  # no usable note: matches nothing, so it is made again
+
+
+# -- the fill -----------------------------------------------------------------------------------
+
+
+@contextmanager
+def _phase(what: str, log: Log) -> Iterator[None]:
+    started = time.perf_counter()
+    yield
+    log(f"  {what}: {time.perf_counter() - started:.1f}s")
+
+
+def _fill(conn: psycopg.Connection[Any], sizes: Sizes, log: Log) -> None:
+    # Big sorts and index builds in memory: the machine has plenty, the load is one-off.
+    conn.execute("SET maintenance_work_mem = '2GB'")
+    conn.execute("SET work_mem = '1GB'")
+    conn.execute("SET synchronous_commit = off")
+    _helpers(conn, sizes)
+    with _phase("dropped indexes and foreign keys", log):
+        restore = _drop_indexes(conn)
+    with _phase(f"{sizes.packages:,} packages", log):
+        _packages(conn, sizes)
+    with _phase(f"{sizes.versions:,} versions", log):
+        _versions(conn, sizes)
+    with _phase("Requires-Python skips", log):
+        _skips(conn, sizes)
+    with _phase(f"{sizes.builds:,} builds, their logs and files", log):
+        _builds(conn, sizes)
+    with _phase("recreated indexes and foreign keys (checked)", log):
+        for statement in restore:
+            conn.execute(statement)
+        for table, column in (("versions", "version_id"), ("builds", "build_id")):
+            conn.execute(
+                f"SELECT setval(pg_get_serial_sequence('{table}', '{column}'),"
+                f" (SELECT coalesce(max({column}), 0) + 1 FROM {table}), false)"
+            )
+    with _phase("requeue_all()", log):
+        # Planned on statistics of the filled tables, as in a live database, not of empty ones.
+        conn.execute("ANALYZE")
+        conn.execute("SELECT requeue_all()")
+    with _phase("VACUUM (FREEZE, ANALYZE), CHECKPOINT", log):
+        # As autovacuum would have left a years-old database: hint bits set, visibility map
+        # full, statistics current; otherwise the first benchmark pays for all that.
+        conn.execute("VACUUM (FREEZE, ANALYZE)")
+        conn.execute("CHECKPOINT")
+    counts = conn.execute(
+        "SELECT (SELECT count(*) FROM packages), (SELECT count(*) FROM versions),"
+        " (SELECT count(*) FROM builds), (SELECT count(*) FROM files),"
+        " (SELECT count(*) FROM build_queue), pg_size_pretty(pg_database_size(current_database()))"
+    ).fetchone()
+    assert counts is not None
+    log("  {:,} packages, {:,} versions, {:,} builds, {:,} files, {:,} queued; {}".format(*counts))
+
+
+def _helpers(conn: psycopg.Connection[Any], sizes: Sizes) -> None:
+    """Session-local SQL functions the generator is written in (gone when the session ends)."""
+    # A uniform number in [0, 1) from a row number: a seeded hash rather than random(), so the
+    # same sizes always make the same database, whatever order the rows are produced in.
+    conn.execute(
+        "CREATE FUNCTION pg_temp.u(n bigint, salt integer) RETURNS float8"
+        " LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$"
+        f" SELECT (hashint8extended(n, salt + {int(sizes.seed)} * 1000) & 2147483647)::float8"
+        " / 2147483648.0 $$"
+    )
+    conn.execute(
+        "CREATE FUNCTION pg_temp.package_name(n bigint) RETURNS text"
+        " LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$"
+        " SELECT (ARRAY['py', 'django', 'flask', 'lib', 'tool', 'data', 'net', 'zope', 'oslo',"
+        " 'sphinx', 'pytest', 'aws'])[1 + n % 12] || '-' || n $$"
+    )
+
+
+def _drop_indexes(conn: psycopg.Connection[Any]) -> list[str]:
+    """Drop the filled tables' keys, indexes and foreign keys; return what recreates them.
+
+    Loading into bare tables and indexing once is several times quicker than maintaining every
+    index row by row. The statements come from the catalogue, so whatever a later migration
+    adds is dropped and recreated too.
+    """
+    tables = list(FILLED_TABLES)
+    foreign = conn.execute(
+        "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) FROM pg_constraint"
+        " WHERE contype = 'f' AND (conrelid::regclass::text = ANY(%s)"
+        " OR confrelid::regclass::text = ANY(%s)) ORDER BY conname",
+        (tables, tables),
+    ).fetchall()
+    keys = conn.execute(
+        "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) FROM pg_constraint"
+        " WHERE contype IN ('p', 'u') AND conrelid::regclass::text = ANY(%s) ORDER BY conname",
+        (tables,),
+    ).fetchall()
+    indexes = conn.execute(
+        "SELECT i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid) FROM pg_index i"
+        " WHERE i.indrelid::regclass::text = ANY(%s) AND NOT EXISTS"
+        " (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid) ORDER BY 1",
+        (tables,),
+    ).fetchall()
+    for table, name, _ in foreign + keys:
+        conn.execute(
+            sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(
+                sql.Identifier(table), sql.Identifier(name)
+            )
+        )
+    for name, _ in indexes:
+        conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(name)))
+    restore = [
+        sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} ")
+        .format(sql.Identifier(t), sql.Identifier(n))
+        .as_string(conn)
+        + definition
+        for t, n, definition in keys
+    ]
+    restore += [definition for _, definition in indexes]
+    restore += [
+        sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} ")
+        .format(sql.Identifier(t), sql.Identifier(n))
+        .as_string(conn)
+        + definition
+        for t, n, definition in foreign
+    ]
+    return restore
+
+
+def _packages(conn: psycopg.Connection[Any], sizes: Sizes) -> None:
+    conn.execute(
+        "INSERT INTO packages (package, display_name, serial, summary, skip, removed)"
+        " SELECT pg_temp.package_name(n), initcap(pg_temp.package_name(n)), n,"
+        " 'A synthetic project, number ' || n,"
+        " CASE WHEN pg_temp.u(n, 1) < 0.002 THEN 'skipped by an operator' ELSE '' END,"
+        " pg_temp.u(n, 2) < 0.01"
+        " FROM generate_series(1, %s::bigint) AS n",
+        (sizes.packages,),
+    )
+
+
+def _versions(conn: psycopg.Connection[Any], sizes: Sizes) -> None:
+    """Every package gets one version; the rest go to packages with a long tail.
+
+    Package number floor(N u^2) + 1 for uniform u has density ~ 1/sqrt(rank): at PyPI's scale
+    the biggest package gets ~7,000 versions, package 100 ~350, package 10,000 ~35 and most
+    just a few (PyPI's own median is about three). Versions are numbered in release order, as
+    a database filled over the years would have them.
+    """
+    bounds = []
+    total = 0.0
+    for spec, share in REQUIRES_PYTHON:
+        total += share
+        bounds.append(f"WHEN pg_temp.u(i, 12) < {total} THEN '{spec}'")
+    requires_python = f"CASE {' '.join(bounds)} END"
+    conn.execute(
+        "INSERT INTO versions (version_id, package, version, released, requires_python,"
+        " has_sdist, yanked, removed, skip) OVERRIDING SYSTEM VALUE"
+        " SELECT row_number() OVER (ORDER BY released, i), pg_temp.package_name(pkg),"
+        " (i / 1000000) || '.' || (i / 1000 %% 1000) || '.' || (i %% 1000), released,"
+        f" {requires_python}, pg_temp.u(i, 13) < 0.93, pg_temp.u(i, 14) < 0.01,"
+        " pg_temp.u(i, 15) < 0.01,"
+        " CASE WHEN pg_temp.u(i, 16) < 0.002 THEN 'not a valid PEP 440 version' ELSE '' END"
+        " FROM (SELECT i,"
+        "   CASE WHEN i <= %(packages)s THEN i"
+        "   ELSE least(%(packages)s, 1 + floor(%(packages)s * pg_temp.u(i, 10) ^ 2)::bigint)"
+        "   END AS pkg,"
+        "   timestamptz '2005-01-01 00:00Z' + pg_temp.u(i, 11) * interval '7900 days'"
+        "   AS released"
+        "   FROM generate_series(1, %(versions)s::bigint) AS i) AS g",
+        {"packages": sizes.packages, "versions": sizes.versions},
+    )
+
+
+def _allowed_abis(sizes: Sizes) -> dict[str, list[str]]:
+    """For each Requires-Python ('' for none), the ABIs it leaves, lowest first."""
+    abis = sorted_abis(sizes.abis)
+    return {
+        spec: [
+            abi.abi_tag
+            for abi in abis
+            if not excluded_by_requires_python(spec or None, abi.python_version)
+        ]
+        for spec in ["", *(spec for spec, _ in REQUIRES_PYTHON)]
+    }
+
+
+def _skips(conn: psycopg.Connection[Any], sizes: Sizes) -> None:
+    # The reasons come from the same function the master uses (abis.excluded_by_requires_python),
+    # so they are the rows set_build_abis would have written.
+    abis = sorted_abis(sizes.abis)
+    skips = [
+        {"requires_python": spec, "abi_tag": abi.abi_tag, "reason": reason}
+        for spec, _ in REQUIRES_PYTHON
+        for abi in abis
+        if (reason := excluded_by_requires_python(spec, abi.python_version))
+    ]
+    conn.execute(
+        "INSERT INTO version_abi_skips (version_id, abi_tag, reason)"
+        " SELECT v.version_id, x.abi_tag, x.reason"
+        " FROM jsonb_to_recordset(%s) AS x(requires_python text, abi_tag text, reason text)"
+        " JOIN versions v ON v.requires_python = x.requires_python",
+        (Jsonb(skips),),
+    )
+
+
+def _builds(conn: psycopg.Connection[Any], sizes: Sizes) -> None:
+    """Builds that follow the queue's rules, so the queue computed from them is a real one.
+
+    Versions with an sdist are taken in a seeded random order. The first share get one build on
+    their lowest allowed ABI making a py3-none-any wheel (which serves every ABI); the rest get
+    builds on their first k allowed ABIs (k random): ABI-specific wheels, or now and then a
+    failure (which also moves a version on), or a single cpXY-abi3 wheel serving XY and up.
+    """
+    allowed = [{"spec": spec, "abis": abis} for spec, abis in _allowed_abis(sizes).items()]
+    none_builds = round(sizes.builds * sizes.none_fraction)
+    conn.execute(
+        "CREATE TEMP TABLE allowed AS SELECT x.spec, x.abis"
+        " FROM jsonb_to_recordset(%s) AS x(spec text, abis text[])",
+        (Jsonb(allowed),),
+    )
+    conn.execute(
+        "CREATE TEMP TABLE picked AS"
+        " SELECT v.version_id, v.package, v.version, v.released, v.requires_python, a.abis,"
+        " row_number() OVER (ORDER BY pg_temp.u(v.version_id, 20), v.version_id) AS rank"
+        " FROM versions v JOIN allowed a ON a.spec = coalesce(v.requires_python, '')"
+        " WHERE v.has_sdist AND cardinality(a.abis) > 0"
+    )
+    # kind: n = none wheel, 3 = abi3 wheel, s = ABI-specific wheels / failures
+    conn.execute(
+        "CREATE TEMP TABLE gen AS"
+        " SELECT row_number() OVER (ORDER BY rank, j) AS build_id, g.*"
+        " FROM (SELECT p.*, k.kind, j, p.abis[j] AS abi,"
+        "   k.kind <> 's' OR pg_temp.u(p.version_id * 8 + j, 23) >= 0.15 AS ok"
+        "   FROM picked p"
+        "   CROSS JOIN LATERAL (SELECT CASE WHEN p.rank <= %(none)s THEN 'n'"
+        "     WHEN pg_temp.u(p.version_id, 21) < 0.03 THEN '3' ELSE 's' END AS kind) AS k"
+        "   CROSS JOIN LATERAL generate_series(1, CASE WHEN k.kind = 's'"
+        "     THEN 1 + floor(pg_temp.u(p.version_id, 22) * cardinality(p.abis))::int ELSE 1 END)"
+        "     AS j"
+        "   ORDER BY p.rank, j LIMIT %(builds)s) AS g",
+        {"none": none_builds, "builds": sizes.builds},
+    )
+    conn.execute(
+        "INSERT INTO builds (build_id, version_id, abi_tag, built_by, built_at, duration, status,"
+        " covers_from) OVERRIDING SYSTEM VALUE"
+        " SELECT g.build_id, g.version_id, g.abi, 1 + g.build_id % 40,"
+        " g.released + interval '1 hour' + pg_temp.u(g.build_id, 24) * interval '30 days',"
+        " pg_temp.u(g.build_id, 25) * interval '20 minutes', g.ok,"
+        " CASE WHEN NOT g.ok THEN NULL WHEN g.kind = 'n' THEN 300"
+        "   WHEN g.kind = '3' THEN a.python_order END"
+        " FROM gen g JOIN build_abis a ON a.abi_tag = g.abi"
+    )
+    conn.execute(
+        "INSERT INTO output (build_id, output)"
+        " SELECT build_id, 'Processing ' || package || '-' || version || '.tar.gz' || chr(10) ||"
+        " CASE WHEN ok THEN 'Successfully built ' || package ELSE 'error: build failed' END"
+        " FROM gen"
+    )
+    conn.execute(
+        "INSERT INTO files (filename, build_id, filesize, filehash, package_tag,"
+        " package_version_tag, py_version_tag, abi_tag, platform_tag, requires_python)"
+        " SELECT t.dist || '-' || g.version || '-' || t.py || '-' || t.abi || '-' || t.plat"
+        " || '.whl', g.build_id, 2000 + floor(pg_temp.u(g.build_id, 26) * 5e6)::bigint,"
+        " md5(g.build_id::text) || md5(g.version_id::text), t.dist, g.version, t.py, t.abi,"
+        " t.plat, g.requires_python"
+        " FROM gen g CROSS JOIN LATERAL (SELECT replace(g.package, '-', '_') AS dist,"
+        "   CASE g.kind WHEN 'n' THEN 'py3' ELSE g.abi END AS py,"
+        "   CASE g.kind WHEN 'n' THEN 'none' WHEN '3' THEN 'abi3' ELSE g.abi END AS abi,"
+        "   CASE g.kind WHEN 'n' THEN 'any' ELSE 'linux_armv7l' END AS plat) AS t"
+        " WHERE g.ok"
+    )
+    # A shared library now and then, as a wheel with C code links to (the apt dependencies).
+    conn.execute(
+        "INSERT INTO dependencies (filename, tool, dependency)"
+        " SELECT filename, 'apt', 'libc6' FROM files"
+        " WHERE platform_tag <> 'any' AND pg_temp.u(build_id, 27) < 0.3"
+    )
+    for table in ("gen", "picked", "allowed"):
+        conn.execute(f"DROP TABLE {table}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    defaults = Sizes()
+    parser.add_argument("--packages", type=int, default=defaults.packages)
+    parser.add_argument("--versions", type=int, default=defaults.versions)
+    parser.add_argument("--builds", type=int, default=defaults.builds)
+    parser.add_argument("--none-fraction", type=float, default=defaults.none_fraction)
+    parser.add_argument("--refill", action="store_true", help="make it again even if cached")
+    parser.add_argument("--data-dir", type=Path, default=BENCH_PG, help="the bench cluster")
+    parser.add_argument(
+        "--keep-running", action="store_true", help="leave the server running afterwards"
+    )
+    args = parser.parse_args(argv)
+    sizes = Sizes(args.packages, args.versions, args.builds, args.none_fraction)
+    server = bench_server(args.data_dir)
+    try:
+        name = filled_database(server, sizes, refill=args.refill)
+        print(f"{name} in {server.data_dir}: {server.dsn(name)}")
+    finally:
+        if not args.keep_running:
+            server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
