@@ -370,6 +370,8 @@ def test_defaults_match_the_master_and_logging_stays_off_the_screen(tmp_path: Pa
     assert ours.control_queue == theirs.control_queue
     root = logging.getLogger()
     saved = list(root.handlers), root.level
+    # configure_logging(force=True) closes the handlers it replaces: keep pytest's out of reach.
+    root.handlers.clear()
     try:
         monitor_app.log_to_file_only(
             monitor_app.build_parser().parse_args(["--log-file", str(tmp_path / "m.log")])
