@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -167,6 +168,8 @@ def test_add_skip_yank_retry(config: MasterConfig, tool: Tool) -> None:
         "ERROR",
         "no failed build of piwtest-pure 3.0 to retry",
     )
+    # let the Slave Driver's picture of the queue catch up with the unyank
+    time.sleep(3 * config.queue_interval)
     slave = ScriptedSlave(config, abi="cp39")
     try:
         slave.hello()
