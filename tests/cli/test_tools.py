@@ -121,11 +121,15 @@ class FakeTerminal(io.StringIO):
 
 @pytest.fixture(autouse=True)
 def _restore_logging() -> Iterator[None]:
-    # The tools configure the root logger for the process they think they own.
+    # A tool configures the root logger for the process it thinks it owns: a StreamHandler on
+    # this test's captured stderr, which must not outlive the test. (pytest's own handlers are
+    # subclasses, added and removed around each phase by pytest itself.)
     root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
+    level = root.level
     yield
-    root.handlers[:] = handlers
+    for handler in root.handlers[:]:
+        if type(handler) is logging.StreamHandler:
+            root.removeHandler(handler)
     root.setLevel(level)
 
 
@@ -532,6 +536,11 @@ def test_add_bad_arguments(master, capsys, argv, message):
 
 
 @pytest.mark.usefixtures("not_a_terminal")
+def test_no_handler_of_an_earlier_test_is_left_behind():
+    # Runs after tests that ran tools in-process: their logging went with them.
+    assert not [h for h in logging.getLogger().handlers if type(h) is logging.StreamHandler]
+
+
 def test_per_run_options_come_only_from_the_command_line(master, monkeypatch, tmp_path, capsys):
     # The master's address may come from the environment; an action or --yes may not.
     monkeypatch.setenv("PIW_IMPORT_QUEUE", master.import_queue)
