@@ -177,9 +177,10 @@ def test_file_bigger_than_the_free_space_is_not_fetched(
     slave.hello()
     slave.wait_for_build()
     free = os.statvfs(config.output_path)
-    # room for an IDLE, not for a file of CONTENT's size (3 MiB) on top
-    config.min_free_space = free.f_bavail * free.f_frsize - (3 << 19)
-    state = file_state(WHEEL, CONTENT)
+    # a 2 GiB wheel (never fetched: only its reported size matters) on a disk allowed to lose
+    # 1 GiB more: wide margins, since other programs change the free space while this runs
+    config.min_free_space = free.f_bavail * free.f_frsize - (1 << 30)
+    state = file_state(WHEEL, CONTENT)._replace(filesize=2 << 30)
     assert slave.request("BUILT", build_result(state))[0] == "DONE"
     # not recorded: the version stays queued for when there is room
     assert builds(config.dsn) == []
