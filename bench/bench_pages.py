@@ -12,7 +12,8 @@ so the numbers mean something on any machine:
   of the same PEP 691 dict (the JSON form alone, done the obvious way), and write_atomic of both
   forms against a plain open/write of the same bytes (no fsync, no rename).
 
-Run: ``python bench/bench_pages.py [--projects N] [--names N] [--repeat R]``.
+Run: ``python bench/bench_pages.py [--projects N] [--names N] [--repeat R]``, or with every other
+benchmark through ``bench/run`` (sizes ``pages.projects``, ``pages.names``, ``pages.repeat``).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from harness import Row, Sizes, best_of, print_rows
 from packaging.utils import canonicalize_name
 
 from piwheels.states import BuildState
@@ -34,6 +36,7 @@ from piwheels.web import index, pages
 from piwheels.web.model import AbiCell, BuildInfo, ProjectData, VersionInfo, WheelFile
 from piwheels.web.writer import write_atomic
 
+PAGES_GOAL = 1_000  # project pages a second on the target machine's two cores
 ABIS = ["cp39", "cp311", "cp312", "cp313"]
 WORDS = ["py", "django", "flask", "lib", "tool", "data", "net", "foo", "bar", "zope", "oslo", "x"]
 
@@ -54,8 +57,12 @@ def make_project(seed: int) -> ProjectData:
             attempts = [rng.random() > 0.1 for _ in range(2 if rng.random() < 0.1 else 1)]
             for ok in attempts:
                 build = BuildInfo(
-                    next(build_ids), abi, ok, released + timedelta(hours=1),
-                    timedelta(seconds=rng.randrange(20, 900)), rng.randrange(1, 9),
+                    next(build_ids),
+                    abi,
+                    ok,
+                    released + timedelta(hours=1),
+                    timedelta(seconds=rng.randrange(20, 900)),
+                    rng.randrange(1, 9),
                 )
                 builds.append(build)
             last = builds[-1]
@@ -76,9 +83,7 @@ def make_project(seed: int) -> ProjectData:
                 )
             else:
                 cells[abi] = AbiCell(BuildState.FAILED, "", last.build_id)
-        versions.append(
-            VersionInfo(version, released, number == 7, "", cells, builds, files)
-        )
+        versions.append(VersionInfo(version, released, number == 7, "", cells, builds, files))
     return ProjectData(
         name,
         name.title(),
@@ -94,15 +99,6 @@ def make_names(count: int, seed: int = 1) -> list[str]:
     return sorted(
         {canonicalize_name(f"{rng.choice(WORDS)}.{rng.choice(WORDS)}_{i}") for i in range(count)}
     )
-
-
-def best_of(repeat: int, run: Callable[[], object]) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        run()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def render_all(renderer: Callable[[ProjectData], object], projects: list[ProjectData]) -> None:
@@ -126,15 +122,7 @@ def PAGE(project: ProjectData) -> str:
     return pages.project_page(project, apt_dependencies=["libc6"])
 
 
-def row(label: str, measured: float, reference: float, ref_label: str, unit: str) -> None:
-    ratio = measured / reference if reference else float("inf")
-    print(
-        f"{label:<34} {measured:11.3f} {unit:<8} {ref_label:<30} {reference:11.3f} {unit:<8}"
-        f" x{ratio:5.2f}"
-    )
-
-
-def bench_pages(count: int, repeat: int) -> None:
+def bench_pages(count: int, repeat: int) -> list[Row]:
     projects = [make_project(seed) for seed in range(count)]
     sample = projects[0]
     files = sum(len(p.files) for p in projects) / count
@@ -152,24 +140,39 @@ def bench_pages(count: int, repeat: int) -> None:
     page = per_page(PAGE)
     data = per_page(lambda p: pages.project_json(p, ["libc6"]))
     simple = per_page(index.simple_project)
-    print(f"{'':<34} {'measured':>20} {'reference':<30} {'':>20} ratio")
-    row("project_page", page * 1e3, bare * 1e3, "bare json.dumps of the record", "ms/page")
-    row("project_json", data * 1e3, bare * 1e3, "bare json.dumps of the record", "ms/page")
-    row("simple_project (HTML + JSON)", simple * 1e3, bare * 1e3, "bare json.dumps of the record",
-        "ms/page")
+    bare_name = "bare json.dumps of the record"
+    rows = [
+        Row("project_page", page * 1e3, bare * 1e3, "ms/page", bare_name),
+        Row("project_json", data * 1e3, bare * 1e3, "ms/page", bare_name),
+        Row("simple_project (HTML + JSON)", simple * 1e3, bare * 1e3, "ms/page", bare_name),
+    ]
     total = page + data + simple
-    row("all four files of a project", total * 1e3, bare * 1e3, "bare json.dumps of the record",
-        "ms")
-    row("project pages, 1 process", 1 / page, 1 / bare, "bare json.dumps, 1 process", "pages/s")
+    rows += [
+        Row("all four files of a project", total * 1e3, bare * 1e3, "ms", bare_name),
+        Row(
+            "project pages, 1 process", 1 / page, 1 / bare, "pages/s", "bare json.dumps, 1 process"
+        ),
+    ]
 
     rounds = max(1, int(2.0 / (page * count)))  # about two seconds of work per process
     with multiprocessing.get_context("fork").Pool(2) as pool:
         busy = pool.map(_worker, [(count, rounds)] * 2)
     two = 2 * count * rounds / max(busy)
-    row("project pages, 2 processes", two, 1 / page, "project pages, 1 process", "pages/s")
+    rows.append(
+        Row(
+            "project pages, 2 processes",
+            two,
+            1 / page,
+            "pages/s",
+            "project pages, 1 process",
+            f">= {PAGES_GOAL:,} pages/s",
+            two >= PAGES_GOAL,
+        )
+    )
+    return rows
 
 
-def bench_root(count: int, repeat: int) -> None:
+def bench_root(count: int, repeat: int) -> list[Row]:
     names = make_names(count)
     html, body = index.simple_root(names)
     print(
@@ -199,21 +202,40 @@ def bench_root(count: int, repeat: int) -> None:
 
         written = best_of(repeat, atomic)
         plainly = best_of(repeat, plain)
-    print(f"{'':<34} {'measured':>20} {'reference':<30} {'':>20} ratio")
-    row("simple_root (HTML + JSON)", rendered, naive, "bare json.dumps (JSON only)", "s")
-    row("write_atomic, both files", written, plainly, "plain open/write, no fsync", "s")
-    row("root, rendered and written", rendered + written, naive + plainly,
-        "json.dumps + plain writes", "s")
+    return [
+        Row("simple_root (HTML + JSON)", rendered, naive, "s", "bare json.dumps (JSON only)"),
+        Row("write_atomic, both files", written, plainly, "s", "plain open/write, no fsync"),
+        Row(
+            "root, rendered and written",
+            rendered + written,
+            naive + plainly,
+            "s",
+            "json.dumps + plain writes",
+        ),
+    ]
+
+
+SIZES: dict[str, int] = {"projects": 200, "names": 1_000_000, "repeat": 3}
+QUICK: dict[str, int] = {"projects": 5, "names": 10_000, "repeat": 1}
+
+
+def run(sizes: Sizes) -> list[Row]:
+    """The bench/run interface: sizes as in SIZES."""
+    repeat = int(sizes["repeat"])
+    return bench_pages(int(sizes["projects"]), repeat) + bench_root(int(sizes["names"]), repeat)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--projects", type=int, default=200, help="distinct projects rendered")
-    parser.add_argument("--names", type=int, default=1_000_000, help="projects in the root")
-    parser.add_argument("--repeat", type=int, default=3, help="best of this many runs")
+    parser.add_argument(
+        "--projects", type=int, default=SIZES["projects"], help="distinct projects rendered"
+    )
+    parser.add_argument("--names", type=int, default=SIZES["names"], help="projects in the root")
+    parser.add_argument(
+        "--repeat", type=int, default=SIZES["repeat"], help="best of this many runs"
+    )
     args = parser.parse_args(argv)
-    bench_pages(args.projects, args.repeat)
-    bench_root(args.names, args.repeat)
+    print_rows(run({"projects": args.projects, "names": args.names, "repeat": args.repeat}))
 
 
 if __name__ == "__main__":

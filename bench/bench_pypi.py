@@ -9,7 +9,8 @@ as a ratio, so the numbers mean something on any machine:
 * diff_serials(): against the symmetric difference of the two key sets;
 * peak memory (tracemalloc) of list_projects() against that of the bare ``json.loads``.
 
-Run: ``python bench/bench_pypi.py [--projects N] [--repeat R] [--gzip]``.
+Run: ``python bench/bench_pypi.py [--projects N] [--repeat R] [--gzip]``, or with every other
+benchmark through ``bench/run`` (sizes ``pypi.projects``, ``pypi.repeat``, ``pypi.gzip``).
 """
 
 from __future__ import annotations
@@ -19,13 +20,14 @@ import gzip
 import json
 import random
 import threading
-import time
 import tracemalloc
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from harness import Row, Sizes, best_of, print_rows
 
 from piwheels.pypi import ProjectSerial, PyPIClient, diff_serials
 
@@ -79,16 +81,6 @@ def serve(body: bytes, serial: int, *, gzipped: bool) -> Iterator[str]:
         thread.join()
 
 
-def best_of(repeat: int, run: Callable[[], object]) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        result = run()
-        best = min(best, time.perf_counter() - start)
-        del result
-    return best
-
-
 def peak_mib(run: Callable[[], object]) -> tuple[float, float]:
     """(peak, retained) MiB of Python allocations while *run* runs and once it has returned."""
     tracemalloc.start()
@@ -115,52 +107,55 @@ def perturb(projects: dict[str, ProjectSerial], seed: int = 2) -> dict[str, int]
     return known
 
 
-def row(label: str, measured: float, reference: float, ref_label: str, unit: str = "s") -> None:
-    ratio = measured / reference if reference else float("inf")
-    print(
-        f"{label:<28} {measured:9.3f} {unit:<4} {ref_label:<30} {reference:9.3f} {unit:<4}"
-        f" x{ratio:5.2f}"
-    )
+SIZES: dict[str, int] = {"projects": 1_000_000, "repeat": 3, "gzip": 0}
+QUICK: dict[str, int] = {"projects": 10_000, "repeat": 1}
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--projects", type=int, default=1_000_000, help="size of the index")
-    parser.add_argument("--repeat", type=int, default=3, help="best of this many runs")
-    parser.add_argument("--gzip", action="store_true", help="serve the index gzip-compressed")
-    args = parser.parse_args(argv)
-
-    body, serial = make_index(args.projects)
-    print(f"{args.projects:,} projects, {len(body) / 1e6:.1f} MB of JSON, best of {args.repeat}")
-    with serve(body, serial, gzipped=args.gzip) as base:
+def run(sizes: Sizes) -> list[Row]:
+    """The bench/run interface: sizes as in SIZES (gzip: 1 to serve the index compressed)."""
+    count, repeat, gzipped = int(sizes["projects"]), int(sizes["repeat"]), bool(sizes["gzip"])
+    body, serial = make_index(count)
+    print(f"{count:,} projects, {len(body) / 1e6:.1f} MB of JSON, best of {repeat}")
+    with serve(body, serial, gzipped=gzipped) as base:
         client = PyPIClient(f"{base}/simple/", f"{base}/pypi", timeout=60)
 
         def fetch() -> bytes:
             with urllib.request.urlopen(f"{base}/simple/", timeout=60) as response:
                 data = response.read()
-            return gzip.decompress(data) if args.gzip else data
+            return gzip.decompress(data) if gzipped else data
 
-        fetched = best_of(args.repeat, fetch)
-        parsed = best_of(args.repeat, lambda: json.loads(body))
-        listed = best_of(args.repeat, client.list_projects)
+        fetched = best_of(repeat, fetch)
+        parsed = best_of(repeat, lambda: json.loads(body))
+        listed = best_of(repeat, client.list_projects)
         result = client.list_projects()
-        assert len(result.projects) == args.projects, len(result.projects)
+        assert len(result.projects) == count, len(result.projects)
         peak, retained = peak_mib(client.list_projects)
         bare_peak, bare_retained = peak_mib(lambda: json.loads(body))
 
     known = perturb(result.projects)
     changed, removed = diff_serials(known, result.projects)
-    diffed = best_of(args.repeat, lambda: diff_serials(known, result.projects))
-    keys = best_of(args.repeat, lambda: known.keys() ^ result.projects.keys())
-
+    diffed = best_of(repeat, lambda: diff_serials(known, result.projects))
+    keys = best_of(repeat, lambda: known.keys() ^ result.projects.keys())
+    print(f"fetch alone (urllib, no parse): {fetched:.3f} s")
     print(f"diff found {len(changed):,} changed or new and {len(removed):,} removed")
-    print(f"{'':<28} {'measured':>14} {'reference':<30} {'':>14} ratio")
-    row("fetch (urllib, no parse)", fetched, fetched, "itself")
-    row("list_projects()", listed, fetched + parsed, "fetch + bare json.loads")
-    row("  of which beyond the fetch", listed - fetched, parsed, "bare json.loads")
-    row("diff_serials()", diffed, keys, "keys() ^ keys()")
-    row("peak memory, list_projects", peak, bare_peak, "peak, bare json.loads", "MiB")
-    row("retained, list_projects", retained, bare_retained, "retained, bare json.loads", "MiB")
+    return [
+        Row("list_projects()", listed, fetched + parsed, "s", "fetch + bare json.loads"),
+        Row("  of which beyond the fetch", listed - fetched, parsed, "s", "bare json.loads"),
+        Row("diff_serials()", diffed, keys, "s", "keys() ^ keys()"),
+        Row("peak memory, list_projects", peak, bare_peak, "MiB", "peak, bare json.loads"),
+        Row("retained, list_projects", retained, bare_retained, "MiB", "retained, bare json.loads"),
+    ]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--projects", type=int, default=SIZES["projects"], help="size of the index")
+    parser.add_argument(
+        "--repeat", type=int, default=SIZES["repeat"], help="best of this many runs"
+    )
+    parser.add_argument("--gzip", action="store_true", help="serve the index gzip-compressed")
+    args = parser.parse_args(argv)
+    print_rows(run({"projects": args.projects, "repeat": args.repeat, "gzip": int(args.gzip)}))
 
 
 if __name__ == "__main__":
