@@ -22,6 +22,7 @@ import zmq
 from packaging.utils import canonicalize_name
 
 from piwheels import protocols
+from piwheels.heap import serve_from_heap
 from piwheels.master.config import MasterConfig
 from piwheels.master.task import Task
 from piwheels.states import FileState
@@ -63,6 +64,9 @@ class FileJuggler(Task):
 
     def __init__(self, config: MasterConfig, context: zmq.Context[Any] | None = None) -> None:
         super().__init__(config, context)
+        # Each chunk passes through a few chunk-sized bytes objects (received, decoded); on
+        # fresh pages each time, faulting them in cost more than the rest of the transfer.
+        serve_from_heap(CHUNK_SIZE)
         self.simple = Path(config.output_path) / "simple"
         self.simple.mkdir(parents=True, exist_ok=True)
         self.file_queue = self.socket(

@@ -1,0 +1,59 @@
+"""Keep chunk-sized buffers on the heap: a file transfer must not page-fault for every chunk.
+
+glibc's malloc serves a request at or above its mmap threshold (128 KiB at first) with fresh
+pages from ``mmap`` and hands them back to the kernel on ``free``. The threshold then rises to
+the size just freed, but a later request of that very size still goes to ``mmap``, and the heap
+is trimmed back to the kernel whenever more than twice the threshold lies free at its top. A
+transfer allocates and frees a few bytes objects of one chunk each per chunk (the received
+message, the decoded chunk, the chunk read from disk), so each of them used to arrive on new
+pages, and each page costs a fault and the kernel's zeroing before the copy into it: a quarter
+of a million faults per gigabyte. On the 2-core development VM that was most of the File
+Juggler's CPU time (see BENCHMARKS.md). Raising both thresholds above the chunk size lets the
+same heap memory serve chunk after chunk.
+
+Only glibc needs (and has) this; elsewhere :func:`serve_from_heap` does nothing.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import platform
+import threading
+
+__all__ = ["serve_from_heap"]
+
+log = logging.getLogger(__name__)
+
+# From glibc's <malloc.h>.
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+
+_lock = threading.Lock()
+_served = 0  # the largest request size already arranged for
+
+
+def serve_from_heap(size: int) -> bool:
+    """Have requests of up to *size* bytes served from (and freed back to) the heap.
+
+    The setting is process-wide and only ever raised, so callers with different chunk sizes
+    cannot undo each other. Returns whether the allocator now behaves so: False off glibc, or
+    where glibc refuses the value (32-bit builds cap the mmap threshold at 512 KiB).
+    """
+    global _served  # one setting per process, like malloc's own
+    with _lock:
+        if size <= _served:
+            return True
+        if platform.libc_ver()[0] != "glibc":
+            return False
+        libc = ctypes.CDLL(None)
+        # Twice the size for the mmap threshold leaves room for the object headers and a message
+        # envelope around a chunk; the trim threshold keeps a couple of such buffers at the top of
+        # the heap rather than returning them between chunks.
+        if not (
+            libc.mallopt(_M_MMAP_THRESHOLD, 2 * size) and libc.mallopt(_M_TRIM_THRESHOLD, 4 * size)
+        ):
+            log.debug("glibc refused an mmap threshold of %d bytes", 2 * size)
+            return False
+        _served = size
+        return True
