@@ -154,7 +154,8 @@ class Database:
                     (abi.abi_tag, limit),
                 )
                 heads[abi.abi_tag] = [(pkg, ver) for pkg, ver in cur]
-            cur = conn.execute("SELECT abi_tag, count(*) FROM build_queue GROUP BY abi_tag")
+            # kept by the schema (migration 0004): counting ~5 million rows took 0.4 s a call
+            cur = conn.execute("SELECT abi_tag, length FROM queue_lengths()")
             lengths = dict(cur.fetchall())
         return QueueSnapshot(heads, {abi: lengths.get(abi, 0) for abi in heads})
 
