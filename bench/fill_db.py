@@ -43,7 +43,7 @@ from piwheels.db.migrate import current_version, migrate, migrations
 BENCH_PG = Path(os.environ.get("PIWHEELS_BENCH_PG", "/tmp/piwheels-bench-pg"))
 MASTER_ROLE = "piwheels"
 # Bumped whenever the generator below changes what it makes, so old templates are not reused.
-FILL_FORMAT = 1
+FILL_FORMAT = 2
 
 # The tables the fill writes (in load order); their indexes and foreign keys go for the load.
 FILLED_TABLES = (
@@ -60,6 +60,11 @@ FILLED_TABLES = (
 # Requires-Python values and their share of versions (the rest have none). Enough variety that
 # every ABI but the newest is skipped by something.
 REQUIRES_PYTHON = ((">=3.6", 0.20), (">=3.8", 0.15), (">=3.10", 0.10), (">=3.12", 0.05))
+
+# Of the versions with builds that are not none wheels: a single cpXY-abi3 wheel now and then,
+# and otherwise ABI-specific builds, a share of which fail.
+ABI3_SHARE = 0.03
+FAILURE_SHARE = 0.15
 
 Log = Callable[[str], None]
 
@@ -364,7 +369,8 @@ def _versions(conn: psycopg.Connection[Any], sizes: Sizes) -> None:
     Package number floor(N u^2) + 1 for uniform u has density ~ 1/sqrt(rank): at PyPI's scale
     the biggest package gets ~7,000 versions, package 100 ~350, package 10,000 ~35 and most
     just a few (PyPI's own median is about three). Versions are numbered in release order, as
-    a database filled over the years would have them.
+    a database filled over the years would have them, and every V/N-th is a package's first,
+    so packages appear steadily over the years too.
     """
     bounds = []
     total = 0.0
@@ -375,19 +381,21 @@ def _versions(conn: psycopg.Connection[Any], sizes: Sizes) -> None:
     conn.execute(
         "INSERT INTO versions (version_id, package, version, released, requires_python,"
         " has_sdist, yanked, removed, skip) OVERRIDING SYSTEM VALUE"
-        " SELECT row_number() OVER (ORDER BY released, i), pg_temp.package_name(pkg),"
-        " (i / 1000000) || '.' || (i / 1000 %% 1000) || '.' || (i %% 1000), released,"
+        " SELECT i, pg_temp.package_name(CASE"
+        "   WHEN i %% %(every)s = 0 AND i / %(every)s <= %(packages)s THEN i / %(every)s"
+        "   ELSE least(%(packages)s, 1 + floor(%(packages)s * pg_temp.u(i, 10) ^ 2)::bigint)"
+        "   END),"
+        " (i / 1000000) || '.' || (i / 1000 %% 1000) || '.' || (i %% 1000),"
+        " timestamptz '2005-01-01 00:00Z' + (i::float8 / %(versions)s) * interval '7900 days',"
         f" {requires_python}, pg_temp.u(i, 13) < 0.93, pg_temp.u(i, 14) < 0.01,"
         " pg_temp.u(i, 15) < 0.01,"
         " CASE WHEN pg_temp.u(i, 16) < 0.002 THEN 'not a valid PEP 440 version' ELSE '' END"
-        " FROM (SELECT i,"
-        "   CASE WHEN i <= %(packages)s THEN i"
-        "   ELSE least(%(packages)s, 1 + floor(%(packages)s * pg_temp.u(i, 10) ^ 2)::bigint)"
-        "   END AS pkg,"
-        "   timestamptz '2005-01-01 00:00Z' + pg_temp.u(i, 11) * interval '7900 days'"
-        "   AS released"
-        "   FROM generate_series(1, %(versions)s::bigint) AS i) AS g",
-        {"packages": sizes.packages, "versions": sizes.versions},
+        " FROM generate_series(1, %(versions)s::bigint) AS i",
+        {
+            "packages": sizes.packages,
+            "versions": sizes.versions,
+            "every": sizes.versions // sizes.packages,
+        },
     )
 
 
@@ -426,39 +434,55 @@ def _skips(conn: psycopg.Connection[Any], sizes: Sizes) -> None:
 def _builds(conn: psycopg.Connection[Any], sizes: Sizes) -> None:
     """Builds that follow the queue's rules, so the queue computed from them is a real one.
 
-    Versions with an sdist are taken in a seeded random order. The first share get one build on
-    their lowest allowed ABI making a py3-none-any wheel (which serves every ABI); the rest get
-    builds on their first k allowed ABIs (k random): ABI-specific wheels, or now and then a
-    failure (which also moves a version on), or a single cpXY-abi3 wheel serving XY and up.
+    Versions with an sdist are picked at random (the newest few left unbuilt, as in a farm that
+    keeps up). A share get one build on their lowest allowed ABI making a py3-none-any wheel
+    (which serves every ABI); the rest get builds on their first k allowed ABIs (k random):
+    ABI-specific wheels, or now and then a failure (which also moves a version on), or a single
+    cpXY-abi3 wheel serving XY and up.
     """
     allowed = [{"spec": spec, "abis": abis} for spec, abis in _allowed_abis(sizes).items()]
-    none_builds = round(sizes.builds * sizes.none_fraction)
     conn.execute(
         "CREATE TEMP TABLE allowed AS SELECT x.spec, x.abis"
         " FROM jsonb_to_recordset(%s) AS x(spec text, abis text[])",
         (Jsonb(allowed),),
     )
-    conn.execute(
-        "CREATE TEMP TABLE picked AS"
-        " SELECT v.version_id, v.package, v.version, v.released, v.requires_python, a.abis,"
-        " row_number() OVER (ORDER BY pg_temp.u(v.version_id, 20), v.version_id) AS rank"
-        " FROM versions v JOIN allowed a ON a.spec = coalesce(v.requires_python, '')"
+    # Versions are picked by a seeded hash below a threshold rather than by sorting 8 million
+    # of them: the thresholds come from how many versions can be built and how many builds each
+    # kind makes on average (a little over, so that LIMIT cuts at exactly the number asked for).
+    row = conn.execute(
+        "SELECT count(*), avg((1 + cardinality(a.abis)) / 2.0) FROM versions v"
+        " JOIN allowed a ON a.spec = coalesce(v.requires_python, '')"
         " WHERE v.has_sdist AND cardinality(a.abis) > 0"
-    )
+    ).fetchone()
+    assert row is not None
+    buildable, mean_abis = int(row[0]), float(row[1] or 1.0)
+    none_builds = round(sizes.builds * sizes.none_fraction)
+    none_share = min(1.0, none_builds / max(1, buildable))
+    per_version = ABI3_SHARE + (1 - ABI3_SHARE) * mean_abis
+    rest_share = (sizes.builds - none_builds) / max(1, buildable) / per_version * 1.02
     # kind: n = none wheel, 3 = abi3 wheel, s = ABI-specific wheels / failures
     conn.execute(
         "CREATE TEMP TABLE gen AS"
-        " SELECT row_number() OVER (ORDER BY rank, j) AS build_id, g.*"
-        " FROM (SELECT p.*, k.kind, j, p.abis[j] AS abi,"
-        "   k.kind <> 's' OR pg_temp.u(p.version_id * 8 + j, 23) >= 0.15 AS ok"
-        "   FROM picked p"
-        "   CROSS JOIN LATERAL (SELECT CASE WHEN p.rank <= %(none)s THEN 'n'"
-        "     WHEN pg_temp.u(p.version_id, 21) < 0.03 THEN '3' ELSE 's' END AS kind) AS k"
+        " SELECT row_number() OVER () AS build_id, g.*"
+        " FROM (SELECT v.version_id, v.package, v.version, v.released, v.requires_python,"
+        "   k.kind, j, a.abis[j] AS abi,"
+        "   k.kind <> 's' OR pg_temp.u(v.version_id * 8 + j, 23) >= %(failure)s AS ok"
+        "   FROM versions v JOIN allowed a ON a.spec = coalesce(v.requires_python, '')"
+        "   CROSS JOIN LATERAL (SELECT pg_temp.u(v.version_id, 20) AS r) AS r"
+        "   CROSS JOIN LATERAL (SELECT CASE WHEN r.r < %(none)s THEN 'n'"
+        "     WHEN pg_temp.u(v.version_id, 21) < %(abi3)s THEN '3' ELSE 's' END AS kind) AS k"
         "   CROSS JOIN LATERAL generate_series(1, CASE WHEN k.kind = 's'"
-        "     THEN 1 + floor(pg_temp.u(p.version_id, 22) * cardinality(p.abis))::int ELSE 1 END)"
+        "     THEN 1 + floor(pg_temp.u(v.version_id, 22) * cardinality(a.abis))::int ELSE 1 END)"
         "     AS j"
-        "   ORDER BY p.rank, j LIMIT %(builds)s) AS g",
-        {"none": none_builds, "builds": sizes.builds},
+        "   WHERE v.has_sdist AND cardinality(a.abis) > 0 AND r.r < %(none)s + %(rest)s"
+        "   LIMIT %(builds)s) AS g",
+        {
+            "none": none_share,
+            "rest": rest_share,
+            "abi3": ABI3_SHARE,
+            "failure": FAILURE_SHARE,
+            "builds": sizes.builds,
+        },
     )
     conn.execute(
         "INSERT INTO builds (build_id, version_id, abi_tag, built_by, built_at, duration, status,"
@@ -495,7 +519,7 @@ def _builds(conn: psycopg.Connection[Any], sizes: Sizes) -> None:
         " SELECT filename, 'apt', 'libc6' FROM files"
         " WHERE platform_tag <> 'any' AND pg_temp.u(build_id, 27) < 0.3"
     )
-    for table in ("gen", "picked", "allowed"):
+    for table in ("gen", "allowed"):
         conn.execute(f"DROP TABLE {table}")
 
 

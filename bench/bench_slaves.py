@@ -1,0 +1,422 @@
+"""The Slave Driver under load: hundreds of slaves with instant builds against a real master.
+
+A real master (:class:`piwheels.master.PiwMaster`, every task but Cloud Gazer, production
+intervals, logging at INFO to a file as ``piw-master`` does) runs in a process of its own on a
+copy of the synthetic PyPI made by ``fill_db.py``, with fsync on. SLAVES simulated slaves then
+speak the whole protocol to it over TCP on 127.0.0.1 for SECONDS: HELLO, IDLE, BUILD, BUSY/CONT,
+BUILT with one tiny real wheel (40% ``py3-none-any``, the rest for the slave's ABI), SEND, the
+File Juggler's HELLO/FETCH/CHUNK/DONE, SENT, DONE, and IDLE again at once: builds take no time,
+so this is the master at saturation.
+
+The slaves live in WORKERS processes, each driving its share through one event loop, with one
+REQ socket (one TCP connection, one identity) per slave and a DEALER per transfer, as real
+slaves have: the master cannot tell them from 500 machines. 500 processes of their own would
+need ~12 GB and leave two cores switching between them, measuring the scheduler, not the master.
+
+Figures: builds recorded per second (counted in the database); the latency of every reply the
+master sends (Slave Driver and File Juggler), as each slave sees it: median, p99, max; replies
+that took longer than the slaves' master timeout (5 minutes, SlaveConfig's default); and the
+master's resident memory (its peak, VmHWM) against its own at rest before the slaves came.
+
+Reference, same run, same workers and slaves: a bare ZeroMQ ROUTER that answers every IDLE at
+once with a canned SLEEP. Its round trips per second, divided by the six round trips of a build,
+are the reference for builds per second.
+
+Run: ``python bench/bench_slaves.py [--quick] [--slaves N] [--workers N] [--seconds N] ...``.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import fill_db
+import psycopg
+from harness import Row, Sizes, standalone
+from slave_sim import MASTER_TIMEOUT, Outcome, echo_main, free_port, raise_fd_limit, run_slaves
+
+from piwheels.cli.options import LOG_FORMAT
+from piwheels.master import PiwMaster
+from piwheels.master.config import MasterConfig
+
+SIZES: dict[str, int | float] = {
+    "slaves": 500,
+    "workers": 4,
+    "seconds": 60,
+    # a second run, paced: each build takes this long on average (500 slaves -> ~17 builds/s
+    # offered, still several times what a real farm of 500 sees); 0 skips it
+    "paced_build_seconds": 30,
+    "echo_seconds": 15,
+    "packages": 1_000_000,
+    "versions": 8_000_000,
+    "builds": 5_000_000,
+    "none_fraction": 0.4,
+    "durable": 1,
+}
+QUICK: dict[str, int | float] = {
+    "slaves": 5,
+    "workers": 1,
+    "seconds": 5,
+    "paced_build_seconds": 1,
+    "echo_seconds": 2,
+    "packages": 1000,
+    "versions": 8000,
+    "builds": 5000,
+}
+
+SCRATCH = "bench_slaves"
+ROUND_TRIPS_PER_BUILD = 6  # IDLE, BUSY, BUILT, file HELLO, CHUNK, SENT
+# The synthetic database's files exist only as records; the Scribe says so for each page.
+SYNTHETIC = "is recorded but missing from disk"
+
+
+def _note(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _rss_kib(pid: int, field_name: str = "VmRSS") -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(f"{field_name}:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+# -- the master and the reference --------------------------------------------------------------
+
+
+def _master_main(config: MasterConfig, log_path: str) -> None:
+    """The master process: PiwMaster in its main thread, so SIGTERM stops it cleanly."""
+    raise_fd_limit()
+    logging.basicConfig(
+        level=logging.INFO,
+        format=LOG_FORMAT,
+        handlers=[logging.FileHandler(log_path, encoding="utf-8")],
+        force=True,
+    )
+    sys.exit(PiwMaster(config, follow_pypi=False).run())
+
+
+def _echo_reference(ctx: Any, sizes: Sizes, abis: list[str]) -> Outcome:
+    address = f"tcp://127.0.0.1:{free_port()}"
+    echo = ctx.Process(target=echo_main, args=(address,), name="bench-echo")
+    echo.start()
+    try:
+        return run_slaves(
+            ctx,
+            int(sizes["slaves"]),
+            int(sizes["workers"]),
+            abis,
+            (address, address),
+            float(sizes["echo_seconds"]),
+            echo=True,
+        )
+    finally:
+        echo.terminate()
+        echo.join(10)
+
+
+def _master_config(dsn: str, work: Path, abis: list[str]) -> MasterConfig:
+    """Production settings, but every socket on loopback or in *work*."""
+    (work / "www").mkdir()
+    return MasterConfig(
+        dsn=dsn,
+        output_path=work / "www",
+        build_abis=abis,
+        slave_queue=f"tcp://127.0.0.1:{free_port()}",
+        file_queue=f"tcp://127.0.0.1:{free_port()}",
+        control_queue=f"ipc://{work}/control",
+        status_queue=f"ipc://{work}/status",
+        import_queue=f"ipc://{work}/import",
+    )
+
+
+def _wait_for_master(log_path: Path, process: Any, timeout: float = 300.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not process.is_alive():
+            raise RuntimeError(f"the master exited (status {process.exitcode}); see {log_path}")
+        if log_path.exists() and "master running" in log_path.read_text(errors="replace"):
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"the master did not start within {timeout}s; see {log_path}")
+
+
+def _wait_until_idle(dsn: str, timeout: float = 900.0) -> float:
+    """Wait until the master's start-up queries are over (the statistics, the search index
+    and the index root of a million projects take a while); return how long that took."""
+    started = time.monotonic()
+    quiet = 0
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        while quiet < 4 and time.monotonic() - started < timeout:
+            row = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE usename = %s AND state = 'active'",
+                (fill_db.MASTER_ROLE,),
+            ).fetchone()
+            quiet = quiet + 1 if row == (0,) else 0
+            time.sleep(0.5)
+    return time.monotonic() - started
+
+
+class RssSampler(threading.Thread):
+    """The largest resident size of a process seen while running, sampled twice a second."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(name="rss-sampler", daemon=True)
+        self.pid = pid
+        self.largest = 0
+        self.last = 0
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(0.5):
+            self.last = _rss_kib(self.pid)
+            self.largest = max(self.largest, self.last)
+
+
+# -- the benchmark -----------------------------------------------------------------------------
+
+
+def run(sizes: Sizes, *, data_dir: Path = fill_db.BENCH_PG) -> list[Row]:
+    fill_sizes = fill_db.Sizes(
+        int(sizes["packages"]),
+        int(sizes["versions"]),
+        int(sizes["builds"]),
+        float(sizes["none_fraction"]),
+    )
+    abis = list(fill_sizes.abis)
+    ctx = multiprocessing.get_context("spawn")
+    raise_fd_limit()
+    echo = _echo_reference(ctx, sizes, abis)
+    _note(f"echo reference: {len(echo.latencies)} round trips in {echo.seconds:g}s")
+    server = fill_db.bench_server(data_dir, durable=False)
+    try:
+        template = fill_db.filled_database(server, fill_sizes, log=_note)
+        server = fill_db.bench_server(data_dir, durable=bool(sizes["durable"]))
+        dsn = fill_db.scratch_copy(server, template, SCRATCH)
+        try:
+            with tempfile.TemporaryDirectory(prefix="bench-slaves-") as work:
+                return _against_master(ctx, sizes, fill_sizes, echo, dsn, Path(work))
+        finally:
+            server.drop_database(SCRATCH)
+    finally:
+        server.stop()
+
+
+def _against_master(
+    ctx: Any, sizes: Sizes, fill_sizes: fill_db.Sizes, echo: Outcome, dsn: str, work: Path
+) -> list[Row]:
+    """Run the slaves against a real master on *dsn*; the rows of what they and it did."""
+    abis = list(fill_sizes.abis)
+    config = _master_config(fill_db.master_dsn(dsn), work, abis)
+    log_path = work / "master.log"
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute("SELECT coalesce(max(build_id), 0) FROM builds").fetchone()
+    first_build = int(row[0]) if row else 0
+    process = ctx.Process(target=_master_main, args=(config, str(log_path)), name="bench-master")
+    process.start()
+    try:
+        _wait_for_master(log_path, process)
+        settled = _wait_until_idle(dsn)
+        rest = _rss_kib(process.pid)
+        _note(
+            f"master (pid {process.pid}) at rest after {settled:.0f}s of start-up work:"
+            f" {rest / 1024:.0f} MiB resident"
+        )
+        sampler = RssSampler(process.pid)
+        sampler.start()
+        paced = None
+        if float(sizes["paced_build_seconds"]) > 0:
+            paced = run_slaves(
+                ctx,
+                int(sizes["slaves"]),
+                int(sizes["workers"]),
+                abis,
+                (config.slave_queue, config.file_queue),
+                float(sizes["seconds"]),
+                echo=False,
+                build_seconds=float(sizes["paced_build_seconds"]),
+            )
+            _note(f"paced run: {paced.recorded} builds seen by the slaves")
+        outcome = run_slaves(
+            ctx,
+            int(sizes["slaves"]),
+            int(sizes["workers"]),
+            abis,
+            (config.slave_queue, config.file_queue),
+            float(sizes["seconds"]),
+            echo=False,
+        )
+        sampler.done.set()
+        sampler.join()
+        peak = _rss_kib(process.pid, "VmHWM")
+    finally:
+        if process.is_alive():
+            os.kill(process.pid, signal.SIGTERM)
+            process.join(60)
+        if process.is_alive():
+            process.kill()
+            process.join()
+    log = log_path.read_text(errors="replace").splitlines()
+    synthetic = sum(SYNTHETIC in line for line in log)
+    outcome.errors += [
+        f"master: {line}"
+        for line in log
+        if (" ERROR " in line or " CRITICAL " in line) and SYNTHETIC not in line
+    ]
+    _note(f"({synthetic} log lines about synthetic files missing from disk: expected)")
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM builds WHERE build_id > %s", (first_build,)
+        ).fetchone()
+    recorded = int(row[0]) if row else 0
+    rows = _rows(sizes, fill_sizes, echo, outcome, recorded, (rest, sampler.largest, peak))
+    if paced is not None:
+        rows += _paced_rows(sizes, echo, paced)
+    return rows
+
+
+def _paced_rows(sizes: Sizes, echo: Outcome, paced: Outcome) -> list[Row]:
+    """The same slaves when builds take time: the master's replies below saturation."""
+    ms = 1000.0
+    label = f"paced ({float(sizes['paced_build_seconds']):g} s builds)"
+    reference = f"bare ROUTER echo, {int(sizes['slaves'])} slaves"
+    p99 = _pct(paced.latencies, 0.99)
+    worst = max(paced.latencies, default=0.0)
+    _note(
+        f"{label}: {len(paced.latencies)} replies, {paced.timeouts} timeouts, errors:"
+        f" {paced.errors[:5]}"
+    )
+    return [
+        Row(
+            f"{label}: builds recorded per second",
+            paced.recorded / paced.seconds,
+            len(echo.latencies) / echo.seconds / ROUND_TRIPS_PER_BUILD,
+            "builds/s",
+            f"echo round trips/s / {ROUND_TRIPS_PER_BUILD}",
+        ),
+        Row(
+            f"{label}: reply latency, median",
+            statistics.median(paced.latencies) * ms if paced.latencies else 0.0,
+            statistics.median(echo.latencies) * ms,
+            "ms",
+            reference,
+        ),
+        Row(
+            f"{label}: reply latency, p99",
+            p99 * ms,
+            _pct(echo.latencies, 0.99) * ms,
+            "ms",
+            reference,
+            "< 100 ms",
+            p99 < 0.1,
+        ),
+        Row(
+            f"{label}: reply latency, max",
+            worst * ms,
+            max(echo.latencies) * ms,
+            "ms",
+            reference,
+            f"no slave times out (< {MASTER_TIMEOUT:g} s)",
+            paced.timeouts == 0 and worst < MASTER_TIMEOUT,
+        ),
+    ]
+
+
+def _pct(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else 0.0
+
+
+def _rows(
+    sizes: Sizes,
+    fill_sizes: fill_db.Sizes,
+    echo: Outcome,
+    master: Outcome,
+    recorded: int,
+    rss_kib: tuple[int, int, int],
+) -> list[Row]:
+    rest, during, peak = rss_kib
+    slaves = int(sizes["slaves"])
+    for action, values in sorted(master.by_action.items()):
+        median = statistics.median(values) * 1000
+        _note(
+            f"  {action:<10} {len(values):>7} replies, median {median:8.1f} ms,"
+            f" p99 {_pct(values, 0.99) * 1000:8.1f} ms, max {max(values) * 1000:8.1f} ms"
+        )
+    _note(
+        f"recorded {recorded} builds ({master.recorded} seen by slaves), {master.sleeps} SLEEPs,"
+        f" {master.timeouts} timeouts, {len(master.errors)} errors;"
+        f" master RSS {rest // 1024} MiB at rest, {during // 1024} MiB at most during the run,"
+        f" {peak // 1024} MiB peak (VmHWM)"
+    )
+    for error in master.errors[:20]:
+        _note(f"  {error}")
+    echo_rate = len(echo.latencies) / echo.seconds / ROUND_TRIPS_PER_BUILD
+    ms = 1000.0
+    reference = f"bare ROUTER echo, {slaves} slaves"
+    worst = max(master.latencies, default=0.0)
+    p99 = _pct(master.latencies, 0.99)
+    database = f"{fill_sizes.packages:,} packages / {fill_sizes.builds:,} builds"
+    return [
+        Row(
+            f"instant builds: builds recorded per second, {slaves} slaves",
+            recorded / master.seconds,
+            echo_rate,
+            "builds/s",
+            f"echo round trips/s / {ROUND_TRIPS_PER_BUILD}",
+        ),
+        Row(
+            "instant builds: reply latency, median",
+            statistics.median(master.latencies) * ms,
+            statistics.median(echo.latencies) * ms,
+            "ms",
+            reference,
+        ),
+        Row(
+            "instant builds: reply latency, p99",
+            p99 * ms,
+            _pct(echo.latencies, 0.99) * ms,
+            "ms",
+            reference,
+            "< 100 ms",
+            p99 < 0.1,
+        ),
+        Row(
+            "instant builds: reply latency, max",
+            worst * ms,
+            max(echo.latencies) * ms,
+            "ms",
+            reference,
+            f"no slave times out (< {MASTER_TIMEOUT:g} s)",
+            master.timeouts == 0 and worst < MASTER_TIMEOUT,
+        ),
+        Row(
+            f"master peak RSS (VmHWM), {slaves} slaves, {database}",
+            peak / 1024,
+            rest / 1024,
+            "MiB",
+            "the same master at rest before the slaves came",
+            "< 1024 MiB",
+            peak < 1 << 20,
+        ),
+    ]
+
+
+def main(argv: Any = None) -> None:
+    standalone(__doc__ or "", SIZES, QUICK, run, argv)
+
+
+if __name__ == "__main__":
+    main()

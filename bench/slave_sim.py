@@ -1,0 +1,399 @@
+"""Simulated build slaves for bench_slaves.py: many per process, each its own connection.
+
+Each :class:`SimSlave` speaks the real slave protocol (:mod:`piwheels.protocols`, through
+:mod:`piwheels.transport`) on a REQ socket of its own, and the File Juggler's on a DEALER of
+its own while it sends a wheel, as ``piw-slave`` does, but builds instantly: its wheel is a tiny
+real one made on the spot. A worker process drives its share of slaves from one event loop;
+:func:`run_slaves` starts the workers together and gathers what their slaves saw (every reply's
+latency by the message it answered, builds recorded, SLEEPs, timeouts).
+
+With ``echo=True`` the slaves only repeat IDLE against a bare ROUTER (:func:`echo_main`): the
+reference a benchmark compares the master's replies with.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import random
+import resource
+import signal
+import socket
+import sys
+import time
+import zipfile
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from multiprocessing.connection import Connection
+from typing import Any
+
+import zmq
+
+from piwheels import protocols
+from piwheels.protocols import NO_DATA
+from piwheels.slave.agent import SlaveConfig
+from piwheels.states import BuildResult, FileState, SlaveHello, SlaveStats
+from piwheels.transport import ProtocolError, Socket, encode
+
+MASTER_TIMEOUT = SlaveConfig.master_timeout.total_seconds()  # what a real slave waits
+SLEEP_INTERVAL = SlaveConfig.sleep_interval.total_seconds()  # after SLEEP, as a real slave
+BUSY_INTERVAL = SlaveConfig.busy_interval.total_seconds()  # BUSY again while building
+PLATFORM = "linux_x86_64"
+
+
+def raise_fd_limit() -> None:
+    # 500 slaves are 500 TCP connections, plus one per transfer, on each side.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def tiny_wheel(package: str, version: str, tags: tuple[str, str, str]) -> tuple[str, bytes]:
+    """A real (if empty) wheel: the Scribe reads its METADATA for the PEP 658 file."""
+    dist = package.replace("-", "_")
+    filename = f"{dist}-{version}-{'-'.join(tags)}.whl"
+    info = f"{dist}-{version}.dist-info"
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as wheel:
+        wheel.writestr(
+            f"{info}/METADATA", f"Metadata-Version: 2.1\nName: {package}\nVersion: {version}\n"
+        )
+        wheel.writestr(
+            f"{info}/WHEEL", f"Wheel-Version: 1.0\nRoot-Is-Purelib: false\nTag: {'-'.join(tags)}\n"
+        )
+        wheel.writestr(f"{info}/RECORD", "")
+    return filename, buffer.getvalue()
+
+
+def _stats() -> SlaveStats:
+    return SlaveStats(datetime.now(UTC), 10 << 30, 5 << 30, 1 << 30, 1 << 29, 0.5, 40.0)
+
+
+@dataclass
+class Tally:
+    """What one worker's slaves saw."""
+
+    latencies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    recorded: int = 0
+    sleeps: int = 0
+    timeouts: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+class SimSlave:
+    """One slave: a REQ socket to the Slave Driver, a DEALER to the File Juggler when sending."""
+
+    def __init__(
+        self,
+        number: int,
+        abi: str,
+        addresses: tuple[str, str],
+        context: zmq.Context[Any],
+        tally: Tally,
+        *,
+        echo: bool,
+        build_seconds: float = 0.0,
+    ) -> None:
+        self.number = number
+        self.build_seconds = build_seconds
+        # a build "runs" until this moment; waits end in IDLE (after SLEEP) or the build's BUSY
+        self.build_done = 0.0
+        self.waiting_for_build = False
+        self.abi = abi
+        self.slave_queue, self.file_queue = addresses
+        self.context = context
+        self.tally = tally
+        self.echo = echo
+        self.sock: Socket | None = None
+        self.transfer: Socket | None = None
+        self.transfer_action = ""  # the file queue message awaiting an answer, if any
+        self.transfer_at = 0.0
+        self.slave_id = 0
+        self.sent_action = ""
+        self.sent_at = 0.0
+        self.wake_at: float | None = None
+        self.wheel: tuple[str, bytes] | None = None
+        self.result: BuildResult | None = None
+
+    def hello(self) -> None:
+        self.close()
+        self.sock = Socket(zmq.REQ, reversed(protocols.slave_driver), context=self.context)
+        self.sock.connect(self.slave_queue)
+        if self.echo:
+            self.request("IDLE", _stats())
+            return
+        hello = SlaveHello(
+            timedelta(hours=3),
+            timedelta(seconds=MASTER_TIMEOUT),
+            self.abi.removeprefix("cp"),
+            self.abi,
+            PLATFORM,
+            f"sim{self.number}",
+            "Bench",
+            "1",
+            "",
+            "",
+        )
+        self.request("HELLO", hello)
+
+    def request(self, action: str, data: Any = NO_DATA) -> None:
+        assert self.sock is not None
+        self.sent_action, self.sent_at = action, time.perf_counter()
+        self.sock.send(action, data)
+
+    def waiting_since(self) -> float | None:
+        return self.sent_at if self.sent_action else None
+
+    def on_reply(self) -> None:
+        assert self.sock is not None
+        now = time.perf_counter()
+        action, data = self.sock.recv()
+        sent, self.sent_action = self.sent_action, ""
+        self.tally.latencies[sent].append(now - self.sent_at)
+        if self.echo:
+            self.request("IDLE", _stats())
+            return
+        if action == "DIE":
+            self.close()
+        elif action == "ACK":
+            self.slave_id = data[0]
+            self.request("IDLE", _stats())
+        elif action == "SLEEP":
+            self.tally.sleeps += 1
+            self.wake_at = now + SLEEP_INTERVAL
+        elif action == "BUILD":
+            self.start_build(*data)
+            self.request("BUSY", _stats())
+        elif action == "CONT":
+            if now >= self.build_done:
+                assert self.result is not None
+                self.request("BUILT", self.result)
+            else:
+                # as a real slave: wait for the build, but say BUSY again every busy interval
+                self.waiting_for_build = True
+                self.wake_at = min(self.build_done, now + BUSY_INTERVAL)
+        elif action == "SEND":
+            self.start_transfer(data)
+        elif action == "DONE":
+            if sent in ("BUILT", "SENT"):
+                self.tally.recorded += 1
+            self.wheel = self.result = None
+            self.request("IDLE", _stats())
+        else:
+            self.tally.errors.append(f"slave {self.number}: {action} in reply to {sent}")
+            self.hello()
+
+    def wake(self) -> None:
+        self.wake_at = None
+        if not self.waiting_for_build:
+            self.request("IDLE", _stats())
+            return
+        self.waiting_for_build = False
+        if time.perf_counter() >= self.build_done:
+            assert self.result is not None
+            self.request("BUILT", self.result)
+        else:
+            self.request("BUSY", _stats())
+
+    def start_build(self, package: str, version: str) -> None:
+        # a paced run's builds take between half and one and a half times the mean
+        spread = random.uniform(0.5, 1.5) if self.build_seconds else 0.0
+        self.build_done = time.perf_counter() + self.build_seconds * spread
+        none = int(hashlib.sha256(f"{package} {version}".encode()).hexdigest(), 16) % 5 < 2
+        tags = ("py3", "none", "any") if none else (self.abi, self.abi, PLATFORM)
+        filename, content = self.wheel = tiny_wheel(package, version, tags)
+        file = FileState(
+            filename,
+            len(content),
+            hashlib.sha256(content).hexdigest(),
+            package.replace("-", "_"),
+            version,
+            *tags,
+            frozenset(),
+            None,
+        )
+        self.result = BuildResult(True, timedelta(seconds=1), "built in no time\n", [file])
+
+    def start_transfer(self, filename: str) -> None:
+        assert self.wheel is not None and self.wheel[0] == filename, filename
+        self.transfer = Socket(zmq.DEALER, reversed(protocols.file_juggler), context=self.context)
+        self.transfer.connect(self.file_queue)
+        self.transfer_action, self.transfer_at = "file HELLO", time.perf_counter()
+        self.transfer.send("HELLO", self.slave_id)
+
+    def on_transfer(self) -> None:
+        assert self.transfer is not None and self.wheel is not None
+        now = time.perf_counter()
+        try:
+            action, data = self.transfer.recv()
+        except ProtocolError as exc:
+            self.tally.errors.append(f"slave {self.number}: {exc}")
+            return
+        if self.transfer_action:
+            self.tally.latencies[self.transfer_action].append(now - self.transfer_at)
+            self.transfer_action = ""
+        if action == "DONE":
+            self.transfer.close()
+            self.transfer = None
+            self.request("SENT")
+            return
+        offset, length = data
+        self.transfer_action, self.transfer_at = "CHUNK", time.perf_counter()
+        self.transfer.send("CHUNK", (offset, self.wheel[1][offset : offset + length]))
+
+    def close(self) -> None:
+        for sock in (self.sock, self.transfer):
+            if sock is not None:
+                sock.close()
+        self.sock = self.transfer = None
+        self.sent_action = ""
+
+
+def _worker(
+    index: int,
+    abis: list[str],
+    numbers: list[int],
+    addresses: tuple[str, str],
+    seconds: float,
+    echo: bool,
+    build_seconds: float,
+    start_at: float,
+    out: Connection,
+) -> None:
+    """One process's slaves, from HELLO until *seconds* have passed."""
+    raise_fd_limit()
+    context: zmq.Context[Any] = zmq.Context()
+    tally = Tally()
+    slaves = [
+        SimSlave(
+            n,
+            abis[n % len(abis)],
+            addresses,
+            context,
+            tally,
+            echo=echo,
+            build_seconds=build_seconds,
+        )
+        for n in numbers
+    ]
+    # every worker starts at the same moment, so the master meets all its slaves at once
+    time.sleep(max(0.0, start_at - time.time()))
+    deadline = time.perf_counter() + seconds
+    for slave in slaves:
+        slave.hello()
+    try:
+        _drive(slaves, deadline, tally)
+    except Exception as exc:  # the parent must hear of it, not wait for a report forever
+        tally.errors.append(f"worker {index} crashed: {exc!r}")
+    for slave in slaves:
+        slave.close()
+    context.term()
+    out.send((dict(tally.latencies), tally.recorded, tally.sleeps, tally.timeouts, tally.errors))
+    out.close()
+
+
+def _drive(slaves: list[SimSlave], deadline: float, tally: Tally) -> None:
+    while (now := time.perf_counter()) < deadline:
+        poller = zmq.Poller()
+        owners: dict[Any, tuple[SimSlave, bool]] = {}
+        for slave in slaves:
+            if slave.wake_at is not None and slave.wake_at <= now:
+                slave.wake()
+            if slave.sock is not None and slave.sent_action:
+                owners[slave.sock.zsock] = (slave, False)
+                poller.register(slave.sock.zsock, zmq.POLLIN)
+            if slave.transfer is not None:
+                owners[slave.transfer.zsock] = (slave, True)
+                poller.register(slave.transfer.zsock, zmq.POLLIN)
+            since = slave.waiting_since()
+            if since is not None and now - since > MASTER_TIMEOUT:
+                # what a real slave does: give up on the master and start again from HELLO
+                tally.timeouts += 1
+                slave.hello()
+        for sock, _ in poller.poll(min(100.0, max(0.0, (deadline - now) * 1000))):
+            slave, transfer = owners[sock]
+            if transfer:
+                slave.on_transfer()
+            else:
+                slave.on_reply()
+
+
+def echo_main(address: str) -> None:
+    """The reference: a ROUTER answering every request at once with a canned SLEEP."""
+    raise_fd_limit()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    context: zmq.Context[Any] = zmq.Context()
+    sock = context.socket(zmq.ROUTER)
+    sock.bind(address)
+    reply = encode(protocols.slave_driver, "SLEEP")
+    while True:
+        frames = sock.recv_multipart()
+        sock.send_multipart([frames[0], b"", reply])
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class Outcome:
+    """What every slave of a run saw, put together."""
+
+    latencies: list[float]
+    by_action: dict[str, list[float]]
+    recorded: int
+    sleeps: int
+    timeouts: int
+    errors: list[str]
+    seconds: float
+
+
+def run_slaves(
+    ctx: Any,
+    count: int,
+    workers: int,
+    abis: list[str],
+    addresses: tuple[str, str],
+    seconds: float,
+    *,
+    echo: bool,
+    build_seconds: float = 0.0,
+) -> Outcome:
+    """*count* slaves (ABIs in turn) in *workers* processes of *ctx*, for *seconds*; each
+    build takes *build_seconds* on average (0: none at all)."""
+    workers = max(1, min(workers, count))
+    start_at = time.time() + 2.0  # time for every worker to start up
+    pipes, processes = [], []
+    for index in range(workers):
+        numbers = list(range(index, count, workers))
+        receiver, sender = ctx.Pipe(duplex=False)
+        process = ctx.Process(
+            target=_worker,
+            args=(index, abis, numbers, addresses, seconds, echo, build_seconds, start_at, sender),
+            name=f"bench-slaves-{index}",
+        )
+        process.start()
+        sender.close()
+        pipes.append(receiver)
+        processes.append(process)
+    by_action: dict[str, list[float]] = defaultdict(list)
+    recorded = sleeps = timeouts = 0
+    errors: list[str] = []
+    for receiver, process in zip(pipes, processes, strict=True):
+        if receiver.poll(seconds + 120):
+            latencies, done, slept, lost, errs = receiver.recv()
+            for action, values in latencies.items():
+                by_action[action].extend(values)
+            recorded, sleeps, timeouts = recorded + done, sleeps + slept, timeouts + lost
+            errors += errs
+        else:
+            errors.append(f"{process.name} sent no report")
+        process.join(30)
+        if process.is_alive():
+            process.kill()
+            process.join()
+    latencies = [value for values in by_action.values() for value in values]
+    return Outcome(latencies, by_action, recorded, sleeps, timeouts, errors, seconds)
