@@ -31,6 +31,7 @@ from typing import Any
 import zmq
 
 from piwheels import protocols
+from piwheels.master.slave_driver import SLAVE_BACKLOG
 from piwheels.protocols import NO_DATA
 from piwheels.slave.agent import SlaveConfig
 from piwheels.states import BuildResult, FileState, SlaveHello, SlaveStats
@@ -325,6 +326,8 @@ def echo_main(address: str) -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     context: zmq.Context[Any] = zmq.Context()
     sock = context.socket(zmq.ROUTER)
+    # the master's own listen backlog, so that connecting costs both the same
+    sock.setsockopt(zmq.BACKLOG, SLAVE_BACKLOG)
     sock.bind(address)
     reply = encode(protocols.slave_driver, "SLEEP")
     while True:
