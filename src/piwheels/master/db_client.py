@@ -18,6 +18,9 @@ from piwheels.states import BuildResult
 from piwheels.transport import Socket
 from piwheels.web.model import ProjectData, SearchEntry
 
+# Lists with an entry per project are bounded far above PyPI's size, not at the codec's default.
+MAX_PROJECTS = 10_000_000
+
 
 class DatabaseError(Exception):
     """The Oracle could not carry out a request; the message says why."""
@@ -105,7 +108,10 @@ class DbClient:
         return [str(name) for name in self._call("GETINDEX")]
 
     def get_search_entries(self) -> list[SearchEntry]:
-        return ListOf(protocols.SEARCH_ENTRY).check(self._call("GETSEARCH"), "GETSEARCH")
+        # One entry per project with a published file: PyPI has ~930,000 projects, and with the
+        # default cap (100,000) the Scribe crashed, and the master with it, at PyPI's scale.
+        entries = ListOf(protocols.SEARCH_ENTRY, max_items=MAX_PROJECTS)
+        return entries.check(self._call("GETSEARCH"), "GETSEARCH")
 
     def get_statistics(self) -> dict[str, Any]:
         return dict(self._call("GETSTATS"))
