@@ -145,7 +145,8 @@ def machine() -> list[tuple[str, str]]:
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else cores
     commit = _command("git", "-C", str(ROOT), "rev-parse", "--short", "HEAD")
     dirty = _command("git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no")
-    cbor_c = "C extension" if importlib.util.find_spec("_cbor2") else "pure Python"
+    # cbor2's speed is the subject of seed 000: say whether its C extension is the one in use.
+    cbor_c = "C extension" if importlib.util.find_spec("cbor2._cbor2") else "pure Python"
     return [
         ("date", datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")),
         ("uname", " ".join(uname)),
