@@ -76,6 +76,10 @@ class TheScribe(Task):
             job(*args)
         except (DatabaseError, OSError, MetadataError) as exc:
             self.log.error("cannot write %s: %s", what, exc)
+        except Exception:
+            # A page that cannot be made (a bug, data we did not foresee) must not stop the
+            # farm's builds: the traceback goes to the log and the next page is tried.
+            self.log.exception("cannot write %s", what)
 
     # -- the jobs ------------------------------------------------------------------------------
 
