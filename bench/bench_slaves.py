@@ -249,6 +249,10 @@ def _against_master(
                 build_seconds=float(sizes["paced_build_seconds"]),
             )
             _note(f"paced run: {paced.recorded} builds seen by the slaves")
+            # the instant run's builds are counted from here
+            with psycopg.connect(dsn) as conn:
+                row = conn.execute("SELECT coalesce(max(build_id), 0) FROM builds").fetchone()
+            first_build = int(row[0]) if row else first_build
         outcome = run_slaves(
             ctx,
             int(sizes["slaves"]),
