@@ -20,7 +20,6 @@ from typing import Any
 
 import zmq
 from packaging.metadata import parse_email
-from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
@@ -37,8 +36,9 @@ from piwheels.cli.tools import (
     run_tool,
 )
 from piwheels.file_sender import send_file
-from piwheels.states import Dependency, FileState
+from piwheels.states import FileState
 from piwheels.web.writer import MetadataError, extract_metadata
+from piwheels.wheels import joined_tags, pip_dependencies
 
 __all__ = ["WheelInfo", "inspect_wheel", "main"]
 
@@ -260,20 +260,17 @@ def inspect_wheel(path: Path) -> WheelInfo:
             f"{path}: its METADATA says version {version_text!r}, its filename {str(version)!r}"
         )
     size, sha256 = _measure(path)
+    py_tag, abi_tag, platform_tag = joined_tags(tags)
     state = FileState(
         filename=path.name,
         filesize=size,
         filehash=sha256,
         package_tag=project,
         package_version_tag=str(version),
-        # Several tags of a kind (py2.py3) are joined with dots in sorted order, as the slaves
-        # report them; the master checks them against the filename.
-        py_version_tag=".".join(sorted({t.interpreter for t in tags})),
-        abi_tag=".".join(sorted({t.abi for t in tags})),
-        platform_tag=".".join(sorted({t.platform for t in tags})),
-        dependencies=frozenset(
-            Dependency("pip", _requirement(r)) for r in raw.get("requires_dist", [])
-        ),
+        py_version_tag=py_tag,
+        abi_tag=abi_tag,
+        platform_tag=platform_tag,
+        dependencies=pip_dependencies(raw.get("requires_dist", [])),
         requires_python=raw.get("requires_python"),
     )
     return WheelInfo(path, state, project, version, version_text)
@@ -305,14 +302,6 @@ def _measure(path: Path) -> tuple[int, str]:
     except OSError as exc:
         raise BadInput(f"{path}: cannot read ({exc.strerror})") from None
     return size, digest.hexdigest()
-
-
-def _requirement(text: str) -> str:
-    # Normalised as the slaves do, so one requirement spelt two ways is one dependency.
-    try:
-        return str(Requirement(text))
-    except InvalidRequirement:
-        return text.strip()
 
 
 def _delete(group: list[WheelInfo]) -> None:

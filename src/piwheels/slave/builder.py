@@ -22,7 +22,6 @@ from datetime import timedelta
 from pathlib import Path, PurePosixPath
 
 from packaging.metadata import parse_email
-from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import (
     InvalidName,
     InvalidWheelFilename,
@@ -34,6 +33,7 @@ from packaging.version import InvalidVersion, Version
 from piwheels.slave.interpreter import Interpreter
 from piwheels.slave.sandbox import RunResult, Sandbox, SandboxedProcess, remove_tree
 from piwheels.states import BuildResult, Dependency, FileState
+from piwheels.wheels import joined_tags, pip_dependencies
 
 __all__ = ["Build", "Builder", "apt_dependencies"]
 
@@ -365,17 +365,16 @@ def _same_version(found: Version, wanted: str) -> bool:
 
 def _file_state(path: Path, requires_python: str | None, deps: frozenset[Dependency]) -> FileState:
     name, version, _, tags = parse_wheel_filename(path.name)
+    py_tag, abi_tag, platform_tag = joined_tags(tags)
     return FileState(
         filename=path.name,
         filesize=path.stat().st_size,
         filehash=_sha256(path),
         package_tag=name,
         package_version_tag=str(version),
-        # A wheel may carry several tags of each kind (py2.py3); the filename joins them with
-        # dots, as here, though in an order of its own.
-        py_version_tag=".".join(sorted({t.interpreter for t in tags})),
-        abi_tag=".".join(sorted({t.abi for t in tags})),
-        platform_tag=".".join(sorted({t.platform for t in tags})),
+        py_version_tag=py_tag,
+        abi_tag=abi_tag,
+        platform_tag=platform_tag,
         dependencies=deps,
         requires_python=requires_python,
     )
@@ -392,8 +391,7 @@ def _sha256(path: Path) -> str:
 def _read_metadata(wheel: Path) -> tuple[str | None, frozenset[Dependency]]:
     """Requires-Python and the Requires-Dist entries (as ``pip`` dependencies) of *wheel*."""
     raw, _ = parse_email(_metadata_bytes(wheel))
-    pip_deps = frozenset(Dependency("pip", _requirement(r)) for r in raw.get("requires_dist", []))
-    return raw.get("requires_python"), pip_deps
+    return raw.get("requires_python"), pip_dependencies(raw.get("requires_dist", []))
 
 
 def _metadata_bytes(wheel: Path) -> bytes:
@@ -409,14 +407,6 @@ def _metadata_bytes(wheel: Path) -> bytes:
     if len(data) > _METADATA_LIMIT:
         raise _BadWheelError(f"METADATA is larger than {_METADATA_LIMIT} bytes")
     return data
-
-
-def _requirement(text: str) -> str:
-    # Normalised, so that the same requirement spelt two ways is one dependency.
-    try:
-        return str(Requirement(text))
-    except InvalidRequirement:
-        return text.strip()
 
 
 def apt_dependencies(
