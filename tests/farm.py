@@ -189,10 +189,17 @@ def stats() -> SlaveStats:
 class ScriptedSlave:
     """Plays a slave one message at a time (raw sockets, the real protocol)."""
 
-    def __init__(self, config: MasterConfig, abi: str = "cp311", label: str = "scripted") -> None:
+    def __init__(
+        self,
+        config: MasterConfig,
+        abi: str = "cp311",
+        label: str = "scripted",
+        *,
+        kind: int = zmq.REQ,  # a DEALER may break the protocol as a REQ cannot
+    ) -> None:
         self.config = config
         self.context: zmq.Context[Any] = zmq.Context()
-        self.sock = Socket(zmq.REQ, reversed(protocols.slave_driver), context=self.context)
+        self.sock = Socket(kind, reversed(protocols.slave_driver), context=self.context)
         self.sock.connect(config.slave_queue)
         self.abi = abi
         self.label = label
@@ -214,7 +221,13 @@ class ScriptedSlave:
         self.sock.zsock.send(payload)
 
     def hello(self) -> int:
-        hello = SlaveHello(
+        action, data = self.request("HELLO", self.hello_message())
+        assert action == "ACK", action
+        self.slave_id = data[0]
+        return data[0]
+
+    def hello_message(self) -> SlaveHello:
+        return SlaveHello(
             timedelta(minutes=5),
             timedelta(seconds=5),
             self.abi.removeprefix("cp"),
@@ -226,10 +239,6 @@ class ScriptedSlave:
             "",
             "",
         )
-        action, data = self.request("HELLO", hello)
-        assert action == "ACK", action
-        self.slave_id = data[0]
-        return data[0]
 
     def idle(self) -> tuple[str, Any]:
         return self.request("IDLE", stats())

@@ -31,10 +31,8 @@ class Seraph(Task):
         self.back.bind(config.oracle_workers_queue)
         self.idle_workers: deque[bytes] = deque()
         self.waiting: deque[list[bytes]] = deque()  # requests with no free Oracle yet
-        self._handlers[self.front] = self.handle_client
-        self._poller.register(self.front, zmq.POLLIN)
-        self._handlers[self.back] = self.handle_worker
-        self._poller.register(self.back, zmq.POLLIN)
+        self.register_raw(self.front, self.handle_client)
+        self.register_raw(self.back, self.handle_worker)
 
     def handle_client(self) -> None:
         client, empty, request = self.front.recv_multipart()[:3]

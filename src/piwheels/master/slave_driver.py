@@ -5,6 +5,10 @@ checked against the protocol and against where that slave is in it; a bad one is
 slave is forgotten (its build goes back to the queue, and the slave, getting no reply, starts
 again from HELLO after its master timeout). A build is recorded only when every file it
 produced has been fetched and verified by the File Juggler.
+
+Nothing here waits: a step that needs the database or the File Juggler sends its request and
+returns, and the slave's reply goes out when the answer comes back (see
+:mod:`piwheels.master.request_pool`); meanwhile every other slave is answered at once.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import os
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import zmq
@@ -20,6 +25,7 @@ import zmq
 from piwheels import protocols
 from piwheels.master.config import MasterConfig
 from piwheels.master.db_client import DatabaseError, DbClient
+from piwheels.master.request_pool import Answer, RequestPool
 from piwheels.master.slaves import BuildKey, SlaveRecord, check_files
 from piwheels.master.status import StatusReporter
 from piwheels.master.task import Task
@@ -33,6 +39,8 @@ MAX_SLAVE_MESSAGE = 32 * 1024 * 1024
 # A finished build may linger in a queue picture read just before it was recorded.
 RECENTLY_FINISHED = 120.0
 MAX_SEND_ATTEMPTS = 3
+DB_TIMEOUT = 120.0  # as DbClient's
+FS_TIMEOUT = 30.0
 # Every slave reconnects at once when the master restarts. With libzmq's default listen backlog
 # (100) the rest of 500 wait for TCP to retry their SYNs (1 s, then 3 s): the longest HELLO
 # round trip in bench/bench_slaves.py went from 1.35 s to 0.27 s with this. The kernel caps it
@@ -47,7 +55,15 @@ class SlaveDriver(Task):
 
     def __init__(self, config: MasterConfig, context: zmq.Context[Any] | None = None) -> None:
         super().__init__(config, context)
-        self.db = DbClient(config.oracle_queue, self.context)
+        # Two requests per Oracle, so an Oracle that finishes finds the next one waiting.
+        self.db = RequestPool(
+            self,
+            config.oracle_queue,
+            reversed(protocols.oracle),
+            size=2 * config.oracles,
+            timeout=DB_TIMEOUT,
+            name="Oracles",
+        )
         self.slave_queue = self.socket(
             zmq.ROUTER, protocols.slave_driver, max_message_size=MAX_SLAVE_MESSAGE
         )
@@ -55,8 +71,15 @@ class SlaveDriver(Task):
         self.slave_queue.bind(config.slave_queue)
         self.builds_queue = self.socket(zmq.PULL, reversed(protocols.architect))
         self.builds_queue.bind(config.builds_queue)
-        self.fs = self.socket(zmq.REQ, reversed(protocols.file_juggler_control))
-        self.fs.connect(config.fs_queue)
+        # One socket: the File Juggler must see a slave's FORGET before its next EXPECT.
+        self.fs = RequestPool(
+            self,
+            config.fs_queue,
+            reversed(protocols.file_juggler_control),
+            size=1,
+            timeout=FS_TIMEOUT,
+            name="File Juggler",
+        )
         self.pages = PageRequests.connect(self, config.web_queue)
         self.status = StatusReporter.connect(self, config.status_internal_queue)
         self.commands = self.socket(zmq.PULL, protocols.slave_commands)
@@ -80,10 +103,13 @@ class SlaveDriver(Task):
 
     def once(self) -> None:
         # Ids carry on from the last master's, so a build's built_by names one slave for good.
+        db = DbClient(self.config.oracle_queue, self.context)
         try:
-            self.next_slave_id = self.db.get_max_slave_id() + 1
+            self.next_slave_id = db.get_max_slave_id() + 1
         except DatabaseError as exc:
             self.log.error("cannot read the last slave id (starting from 1): %s", exc)
+        finally:
+            db.close()
 
     # -- messages from the Architect -----------------------------------------------------------
 
@@ -150,11 +176,32 @@ class SlaveDriver(Task):
         if action == "BYE":
             self.forget(slave, "it said BYE")
             return
-        reply = self.handlers[action](slave, data)
-        if reply is None:
+        if slave.waiting:
+            # a slave on a REQ socket cannot speak again before it has its reply
+            self.out_of_order(slave, action)
             return
-        self.send(address, *reply)
+        reply = self.handlers[action](slave, data)
+        if reply is not None:
+            self.reply(slave, reply)
+
+    def reply(self, slave: SlaveRecord, reply: Reply) -> None:
+        slave.waiting = False
+        self.send(slave.address, *reply)
         self.status.send("SLAVE", slave.status())
+
+    def later(self, slave: SlaveRecord, step: Callable[[str, Any], Reply | None]) -> Answer:
+        """The callback for a request made on *slave*'s behalf: *step* turns the answer into
+        the slave's reply, unless the slave was dropped while the request was out."""
+        slave.waiting = True
+
+        def answered(status: str, result: Any) -> None:
+            if self.slaves.get(slave.address) is not slave:
+                return
+            reply = step(status, result)
+            if reply is not None:
+                self.reply(slave, reply)
+
+        return answered
 
     def send(self, address: bytes, action: str, data: Any = NO_DATA) -> None:
         slave = self.slaves.get(address)
@@ -211,7 +258,7 @@ class SlaveDriver(Task):
         slave.stats = stats
         if slave.kill_requested:
             self.log.info("slave %d: stopping its build, it is to be killed", slave.slave_id)
-            self.finish(slave, recorded=False)
+            self.drop_build(slave)
             return "DONE", NO_DATA
         if slave.build not in self.active:
             # the build was taken away (e.g. the slave was thought lost); stop wasting time on it
@@ -227,24 +274,41 @@ class SlaveDriver(Task):
             self.log.error("slave %d: %s", slave.slave_id, refusal)
         slave.result = result
         if result.status and result.files:
-            try:
-                published = self.db.get_file_hashes([f.filename for f in result.files])
-            except DatabaseError as exc:
-                self.log.error("cannot check published files: %s", exc)
-                return self.abandon(slave, "the database is unavailable")
-            slave.result, to_send = slave.plan_transfers(published)
-            for filename in published:
-                self.log.warning("slave %d: %s is already published", slave.slave_id, filename)
-            if to_send and not self.disk_has_room(sum(f.filesize for f in to_send)):
-                return self.abandon(slave, "the output disk is nearly full")
-            if to_send:
-                return self.next_transfer(slave)
+            filenames = [f.filename for f in result.files]
+            self.db.ask("GETHASHES", filenames, self.later(slave, partial(self.plan, slave)))
+            return None
         return self.record(slave)
 
     def do_sent(self, slave: SlaveRecord, _: object) -> Reply | None:
         if slave.state != SlaveState.SENDING or slave.sending is None:
             return self.out_of_order(slave, "SENT")
-        status, detail = self.ask_fs("VERIFY", slave.slave_id)
+        self.fs.ask("VERIFY", slave.slave_id, self.later(slave, partial(self.verified, slave)))
+        return None
+
+    # -- steps taken when an answer comes back -------------------------------------------------
+
+    def plan(self, slave: SlaveRecord, status: str, published: Any) -> Reply | None:
+        """Given the hashes of those of its files already published, fetch the rest."""
+        if status != "OK":
+            self.log.error("cannot check published files: %s", published)
+            return self.abandon(slave, "the database is unavailable")
+        slave.result, to_send = slave.plan_transfers(dict(published))
+        for filename in published:
+            self.log.warning("slave %d: %s is already published", slave.slave_id, filename)
+        if to_send and not self.disk_has_room(sum(f.filesize for f in to_send)):
+            return self.abandon(slave, "the output disk is nearly full")
+        if to_send:
+            return self.next_transfer(slave)
+        return self.record(slave)
+
+    def expected(self, slave: SlaveRecord, status: str, detail: Any) -> Reply:
+        assert slave.sending is not None
+        if status != "OK":
+            return self.abandon(slave, f"cannot receive {slave.sending.filename}: {detail}")
+        return "SEND", slave.sending.filename
+
+    def verified(self, slave: SlaveRecord, status: str, detail: Any) -> Reply | None:
+        assert slave.sending is not None
         if status == "OK":
             self.log.info("slave %d: %s verified", slave.slave_id, slave.sending.filename)
             slave.to_send.pop(0)
@@ -255,26 +319,39 @@ class SlaveDriver(Task):
             return self.abandon(slave, f"transfer of {slave.sending.filename} failed: {detail}")
         return self.next_transfer(slave)
 
-    # -- steps ---------------------------------------------------------------------------------
+    # -- steps that ask, the slave's reply coming with the answer --------------------------------
 
-    def next_transfer(self, slave: SlaveRecord) -> Reply:
+    def next_transfer(self, slave: SlaveRecord) -> None:
         file = slave.to_send[0]
         slave.state, slave.sending = SlaveState.SENDING, file
         slave.attempts += 1
         assert slave.build is not None
-        status, detail = self.ask_fs("EXPECT", (slave.slave_id, slave.build[0], file))
-        if status != "OK":
-            return self.abandon(slave, f"cannot receive {file.filename}: {detail}")
-        return "SEND", file.filename
+        expect = (slave.slave_id, slave.build[0], file)
+        self.fs.ask("EXPECT", expect, self.later(slave, partial(self.expected, slave)))
 
-    def record(self, slave: SlaveRecord) -> Reply:
+    def record(self, slave: SlaveRecord) -> None:
         assert slave.build is not None and slave.result is not None
-        package, version, abi = slave.build
-        result = slave.result
-        try:
-            build_id = self.db.log_build(slave.slave_id, package, version, abi, slave.result)
-        except DatabaseError as exc:
-            return self.abandon(slave, f"cannot record the build: {exc}")
+        build, result = slave.build, slave.result
+        slave.waiting = True
+        self.db.ask(
+            "LOGBUILD",
+            (slave.slave_id, *build, result),
+            partial(self.recorded, slave, build, result),
+        )
+
+    def recorded(
+        self, slave: SlaveRecord, build: BuildKey, result: BuildResult, status: str, detail: Any
+    ) -> None:
+        # The build is recorded (or not) whatever became of the slave while the Oracle worked.
+        current = self.slaves.get(slave.address) is slave and slave.build == build
+        if status != "OK":
+            if current:
+                self.reply(slave, self.abandon(slave, f"cannot record the build: {detail}"))
+            else:
+                self.log.error("cannot record %s (its slave is gone): %s", build, detail)
+            return
+        package, version, abi = build
+        build_id = int(detail)
         self.log.info(
             "slave %d: recorded build %d of %s %s for %s (%s)",
             slave.slave_id,
@@ -282,9 +359,10 @@ class SlaveDriver(Task):
             package,
             version,
             abi,
-            "success" if slave.result.status else "failure",
+            "success" if result.status else "failure",
         )
-        self.finish(slave, recorded=True)
+        self.active.pop(build, None)
+        self.finished[build] = time.monotonic()
         self.pages.project(package)
         self.status.send(
             "BUILD",
@@ -298,21 +376,22 @@ class SlaveDriver(Task):
                 result.duration,
             ),
         )
-        return "DONE", NO_DATA
+        if current:
+            slave.end_build()
+            self.reply(slave, ("DONE", NO_DATA))
 
     def abandon(self, slave: SlaveRecord, reason: str) -> Reply:
         """End the build without recording it: it goes back to the queue."""
         self.log.error("slave %d: abandoned %s: %s", slave.slave_id, slave.build, reason)
         if slave.sending is not None:
-            self.ask_fs("FORGET", slave.slave_id)
-        self.finish(slave, recorded=False)
+            self.fs.ask("FORGET", slave.slave_id)
+        self.drop_build(slave)
         return "DONE", NO_DATA
 
-    def finish(self, slave: SlaveRecord, *, recorded: bool) -> None:
+    def drop_build(self, slave: SlaveRecord) -> None:
+        """End *slave*'s build unrecorded: the next queue refresh brings it back."""
         if slave.build is not None:
             self.active.pop(slave.build, None)
-            if recorded:
-                self.finished[slave.build] = time.monotonic()
         slave.end_build()
 
     def forget(self, slave: SlaveRecord, reason: str) -> None:
@@ -320,8 +399,8 @@ class SlaveDriver(Task):
         if slave.build is not None:
             self.log.info("build %s %s for %s goes back to the queue", *slave.build)
             if slave.sending is not None:
-                self.ask_fs("FORGET", slave.slave_id)
-        self.finish(slave, recorded=False)
+                self.fs.ask("FORGET", slave.slave_id)
+        self.drop_build(slave)
         self.slaves.pop(slave.address, None)
         self.status.send("GONE", slave.slave_id)
 
@@ -357,11 +436,3 @@ class SlaveDriver(Task):
             self.log.error("cannot check the output disk: %s", exc)
             return False
         return stat.f_bavail * stat.f_frsize - needed >= self.config.min_free_space
-
-    def ask_fs(self, action: str, data: Any = NO_DATA) -> tuple[str, Any]:
-        self.fs.send(action, data)
-        return self.fs.recv()
-
-    def close(self) -> None:
-        self.db.close()
-        super().close()

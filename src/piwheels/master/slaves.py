@@ -37,6 +37,7 @@ class SlaveRecord:
     to_send: list[FileState] = field(default_factory=list)
     sending: FileState | None = None
     attempts: int = 0
+    waiting: bool = False  # for the database or the File Juggler, before it can be answered
     sleep_requested: bool = False
     kill_requested: bool = False
 

@@ -52,7 +52,7 @@ class Task(threading.Thread):
         )
         self.paused = False
         self._sockets: list[Socket] = []
-        self._handlers: dict[zmq.Socket[Any], Handler] = {}
+        self._handlers: dict[zmq.Socket[Any] | int, Handler] = {}
         self._timers: list[_Timer] = []
         self._poller = zmq.Poller()
         # Control messages carry a topic frame: ALL_TASKS, or one task's name so the master can
@@ -75,8 +75,21 @@ class Task(threading.Thread):
         return sock
 
     def register(self, sock: Socket, handler: Handler) -> None:
-        self._handlers[sock.zsock] = handler
-        self._poller.register(sock.zsock, zmq.POLLIN)
+        self.register_raw(sock.zsock, handler)
+
+    def register_raw(self, source: zmq.Socket[Any] | int, handler: Handler) -> None:
+        """Poll a bare ZeroMQ socket (one that only routes frames) or a file descriptor."""
+        self._handlers[source] = handler
+        self._poller.register(source, zmq.POLLIN)
+
+    def discard(self, sock: Socket) -> None:
+        """Stop polling *sock* and close it (a socket that has to be replaced)."""
+        if sock.zsock in self._handlers:
+            self._poller.unregister(sock.zsock)
+            del self._handlers[sock.zsock]
+        if sock in self._sockets:
+            self._sockets.remove(sock)
+        sock.close()
 
     def every(self, interval: float, handler: Handler) -> None:
         self._timers.append(_Timer(interval, handler, time.monotonic() + interval))

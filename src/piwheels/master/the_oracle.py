@@ -33,8 +33,7 @@ class TheOracle(Task):
         self.worker = self.context.socket(zmq.REQ)
         self.worker.setsockopt(zmq.LINGER, 0)
         self.worker.connect(config.oracle_workers_queue)
-        self._handlers[self.worker] = self.handle_request
-        self._poller.register(self.worker, zmq.POLLIN)
+        self.register_raw(self.worker, self.handle_request)
         self.requests: dict[str, Callable[[Any], Any]] = {
             "GETPKGS": lambda _: self.db.get_package_serials(),
             "GETSERIAL": lambda _: self.db.get_pypi_serial(),

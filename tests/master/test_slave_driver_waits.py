@@ -1,0 +1,95 @@
+"""The Slave Driver never waits: a slow database holds up only the slave whose step needs it."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import zmq
+
+from farm import MasterThread, ScriptedSlave, build_result, configure, rows, stats, wait_for
+from piwheels.master.config import MasterConfig
+from pypi_index import LocalPyPI
+
+
+@pytest.fixture
+def config(master_dsn: str, tmp_path: Path, pypi_index: LocalPyPI) -> MasterConfig:
+    return configure(master_dsn, tmp_path, pypi_index, ["cp39", "cp311"], packages=["piwtest-pure"])
+
+
+@pytest.fixture
+def master(config: MasterConfig) -> Iterator[MasterThread]:
+    running = MasterThread(config).start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def builds_locked(fresh_database: str) -> Iterator[psycopg.Connection[Any]]:
+    """Holds the builds table locked (as an operator's long transaction would) until the test
+    commits: recording a build waits on it."""
+    with psycopg.connect(fresh_database) as conn:
+        yield conn
+
+
+def lock_builds(conn: psycopg.Connection[Any]) -> None:
+    conn.execute("LOCK TABLE builds IN ACCESS EXCLUSIVE MODE")
+
+
+def recorded(dsn: str) -> list[tuple]:
+    return rows(dsn, "SELECT b.abi_tag, b.status FROM builds b")
+
+
+def test_other_slaves_are_answered_while_a_build_is_recorded(
+    config: MasterConfig, master: MasterThread, builds_locked: psycopg.Connection[Any]
+) -> None:
+    first = ScriptedSlave(config, abi="cp39", label="first")
+    second = ScriptedSlave(config, abi="cp39", label="second")
+    try:
+        first.hello()
+        assert first.wait_for_build() == ("piwtest-pure", "1.0")
+        lock_builds(builds_locked)
+        first.sock.send("BUILT", build_result(status=False))  # a failed build: recorded at once
+        assert not first.sock.poll(500), "answered before the build could be recorded"
+        # the first slave's step waits on the database; the second is answered meanwhile
+        started = time.monotonic()
+        second.hello()
+        assert second.idle()[0] == "SLEEP"  # the only build is taken
+        assert time.monotonic() - started < 5
+        assert not first.sock.poll(0)
+        builds_locked.commit()
+        assert first.sock.poll(10_000), "no answer once the database was free"
+        assert first.sock.recv()[0] == "DONE"
+        assert recorded(config.dsn) == [("cp39", False)]
+    finally:
+        first.close()
+        second.close()
+
+
+def test_a_slave_that_speaks_before_its_answer_is_dropped_and_its_build_still_recorded(
+    config: MasterConfig,
+    master: MasterThread,
+    builds_locked: psycopg.Connection[Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="piwheels")
+    rude = ScriptedSlave(config, abi="cp39", label="rude", kind=zmq.DEALER)
+    try:
+        rude.hello()
+        assert rude.wait_for_build() == ("piwtest-pure", "1.0")
+        lock_builds(builds_locked)
+        rude.sock.send("BUILT", build_result(status=False))
+        time.sleep(0.3)
+        rude.sock.send("IDLE", stats())
+        wait_for(lambda: "it broke the protocol" in caplog.text, timeout=10)
+        builds_locked.commit()
+        # what the slave reported was sound: it is recorded though the slave is gone
+        wait_for(lambda: recorded(config.dsn) == [("cp39", False)], timeout=10)
+        assert not rude.sock.poll(500), "a dropped slave was answered"
+    finally:
+        rude.close()
