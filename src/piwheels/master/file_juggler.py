@@ -5,6 +5,10 @@ HELLO on the file queue and is sent several FETCHes at once. Chunks are written 
 into a temporary file beside the target and hashed as they arrive in order, so a file of any
 size costs a few chunks of memory. Only a file whose size and SHA256 match what BUILT reported
 is renamed into ``OUTPUT/simple/<project>/``; the Slave Driver then asks (VERIFY) how it went.
+
+Storing a finished file (hash check if chunks came out of order, fsync, rename, fsync of the
+directory) happens on worker threads: an fsync can take tens of milliseconds, and on this
+task's loop it held up every other transfer's chunks and every question from the Slave Driver.
 """
 
 from __future__ import annotations
@@ -14,8 +18,10 @@ import hashlib
 import os
 import secrets
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from queue import SimpleQueue
 from typing import Any
 
 import zmq
@@ -32,6 +38,7 @@ CHUNK_SIZE = 1 << 20
 WINDOW = 8  # FETCHes in flight per transfer
 REFETCH_AFTER = 10.0  # seconds without a chunk before outstanding FETCHes are repeated
 READ_BLOCK = 1 << 20
+STORE_THREADS = 4  # files being fsynced at once
 
 
 class TransferError(Exception):
@@ -52,6 +59,8 @@ class Transfer:
     hasher: Any = field(default_factory=hashlib.sha256)
     hashed_upto: int = 0
     last_activity: float = field(default_factory=time.monotonic)
+    storing: bool = False  # every byte is in; a worker thread is checking and storing it
+    forgotten: bool = False  # dropped while storing: the worker's result is to be undone
     verdict: str | None = None  # None while running; "" when verified; else the error
 
     @property
@@ -78,6 +87,11 @@ class FileJuggler(Task):
         self.every(1.0, self.refetch)
         self.transfers: dict[int, Transfer] = {}
         self.by_address: dict[bytes, Transfer] = {}
+        self.storer = ThreadPoolExecutor(STORE_THREADS, thread_name_prefix="File Juggler store")
+        # Workers hand finished stores back through this queue, waking the loop with a byte.
+        self.stored: SimpleQueue[tuple[Transfer, str]] = SimpleQueue()
+        self.wake_read, self.wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.register_raw(self.wake_read, self.handle_stored)
 
     # -- the Slave Driver's requests -----------------------------------------------------------
 
@@ -143,6 +157,9 @@ class FileJuggler(Task):
             return
         if transfer.address is not None:
             self.by_address.pop(transfer.address, None)
+        if transfer.storing:
+            transfer.forgotten = True  # the worker still has the file; handle_stored cleans up
+            return
         self._close(transfer)
         transfer.temp.unlink(missing_ok=True)
 
@@ -158,7 +175,7 @@ class FileJuggler(Task):
             self.begin_transfer(address, data)
             return
         transfer = self.by_address.get(address)
-        if transfer is None or transfer.verdict is not None:
+        if transfer is None or transfer.verdict is not None or transfer.storing:
             self.log.debug("ignored a chunk for no transfer in progress")
             return
         offset, chunk = data
@@ -166,7 +183,7 @@ class FileJuggler(Task):
 
     def begin_transfer(self, address: bytes, slave_id: int) -> None:
         transfer = self.transfers.get(slave_id)
-        if transfer is None or transfer.verdict is not None:
+        if transfer is None or transfer.verdict is not None or transfer.storing:
             self.log.warning("slave %d said HELLO but no file is expected from it", slave_id)
             self.file_queue.send_to(address, "DONE")
             return
@@ -222,27 +239,56 @@ class FileJuggler(Task):
             self.fill_window(transfer)
 
     def finish(self, transfer: Transfer) -> None:
+        transfer.storing = True
+        self.storer.submit(self._store, transfer)
+
+    def _store(self, transfer: Transfer) -> None:
+        """On a worker thread: check the file and put it in place, durably."""
         file = transfer.file
         try:
             digest = self._digest(transfer)
             if digest != file.filehash:
-                self.fail(
-                    transfer, f"{file.filename}: SHA256 {digest} does not match {file.filehash}"
-                )
-                return
-            os.fsync(transfer.fd)
-            self._close(transfer)
-            # Unpublished leftovers (a master stopped between this and recording) may be
-            # replaced; the Slave Driver never sends a name that is already published.
-            transfer.temp.replace(transfer.target)
+                verdict = f"{file.filename}: SHA256 {digest} does not match {file.filehash}"
+            else:
+                os.fsync(transfer.fd)
+                # Unpublished leftovers (a master stopped between this and recording) may be
+                # replaced; the Slave Driver never sends a name that is already published.
+                transfer.temp.replace(transfer.target)
+                _fsync_directory(transfer.target.parent)
+                verdict = ""
         except OSError as exc:
-            self.fail(transfer, f"cannot store {file.filename}: {exc}")
-            return
-        transfer.verdict = ""
-        self.log.info(
-            "slave %d: %s verified (%d bytes)", transfer.slave_id, file.filename, file.filesize
-        )
-        self._done(transfer)
+            verdict = f"cannot store {file.filename}: {exc}"
+        except Exception as exc:  # never lose the answer: the slave would wait for ever
+            verdict = f"cannot store {file.filename}: {exc!r}"
+        self.stored.put((transfer, verdict))
+        os.write(self.wake_write, b"\0")
+
+    def handle_stored(self) -> None:
+        try:
+            while os.read(self.wake_read, 4096):
+                pass
+        except BlockingIOError:
+            pass
+        while not self.stored.empty():
+            transfer, verdict = self.stored.get()
+            transfer.storing = False
+            if transfer.forgotten:
+                self._close(transfer)
+                transfer.temp.unlink(missing_ok=True)
+                if not verdict:  # in place but never to be recorded
+                    transfer.target.unlink(missing_ok=True)
+            elif verdict:
+                self.fail(transfer, verdict)
+            else:
+                self._close(transfer)
+                transfer.verdict = ""
+                self.log.info(
+                    "slave %d: %s verified (%d bytes)",
+                    transfer.slave_id,
+                    transfer.file.filename,
+                    transfer.file.filesize,
+                )
+                self._done(transfer)
 
     def _digest(self, transfer: Transfer) -> str:
         if transfer.hashed_upto != transfer.file.filesize:
@@ -284,6 +330,19 @@ class FileJuggler(Task):
             transfer.fd = -1
 
     def close(self) -> None:
+        self.storer.shutdown(wait=True)
+        self.handle_stored()
         for slave_id in list(self.transfers):
             self.forget(slave_id)
+        os.close(self.wake_read)
+        os.close(self.wake_write)
         super().close()
+
+
+def _fsync_directory(path: Path) -> None:
+    """Make a rename in *path* durable (without it a crash can undo the rename)."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
