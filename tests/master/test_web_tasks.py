@@ -14,9 +14,12 @@ import zmq
 from farm import MasterThread, ScriptedSlave, build_result, configure, file_state, rows, wait_for
 from piwheels import protocols
 from piwheels.master.config import MasterConfig
+from piwheels.master.seraph import Seraph
+from piwheels.master.task import ALL_TASKS
+from piwheels.master.the_oracle import TheOracle
 from piwheels.master.the_secretary import TheSecretary
 from piwheels.protocols import NO_DATA
-from piwheels.transport import Socket
+from piwheels.transport import Socket, encode
 from piwheels.web.model import log_path
 from pypi_index import LocalPyPI, make_wheel
 
@@ -87,6 +90,52 @@ def test_requests_pending_at_stop_are_redone_at_start(
     finally:
         master.stop()
     assert rows(config.dsn, "SELECT count(*) FROM pending_pages") == [(0,)]
+
+
+def test_a_stalled_scribe_never_blocks_the_secretary(config: MasterConfig) -> None:
+    """Requests the Scribe cannot take yet wait (merging) in the Secretary, which still stops
+    at once when told and saves them."""
+    config.page_delay = 1.0  # long enough for all 300 to arrive before any is passed on
+    context: zmq.Context = zmq.Context()
+    control = Socket(zmq.PUB, reversed(protocols.task_control), context=context)
+    control.bind(config.task_control_queue)
+    inbox = Socket(zmq.PULL, protocols.master_control, context=context)
+    inbox.bind(config.master_control_queue)
+    stalled_scribe = Socket(zmq.PULL, protocols.web, context=context)
+    stalled_scribe.zsock.setsockopt(zmq.RCVHWM, 10)
+    stalled_scribe.bind(config.scribe_queue)  # and never read until the end
+    tasks = [Seraph(config, context), TheOracle(config, context), TheSecretary(config, context)]
+    secretary = tasks[-1]
+    for task in tasks:
+        task.start()
+    requests = Socket(zmq.PUSH, reversed(protocols.web), context=context)
+    try:
+        requests.connect(config.web_queue)
+        packages = [f"project-{n}" for n in range(300)]
+        for package in packages:
+            requests.send("BOTH", package)
+        wait_for(lambda: len(secretary.held) == 300, what="the Secretary to take them all")
+        wait_for(lambda: len(secretary.held) < 300, what="some to be passed on")
+        time.sleep(1.0)
+        held = len(secretary.held)
+        assert held > 0, "everything was queued in front of the Scribe"
+        control.zsock.send_multipart([b"Secretary", encode(control.protocol, "QUIT")])
+        secretary.join(5.0)
+        assert not secretary.is_alive(), "the Secretary did not stop"
+        saved = rows(config.dsn, "SELECT kind, package FROM pending_pages")
+        assert len(saved) == held
+        passed_on = []
+        while stalled_scribe.poll(100):
+            passed_on.append(stalled_scribe.recv()[1])
+        assert sorted(passed_on + [package for _, package in saved]) == sorted(packages)
+    finally:
+        requests.close()
+        control.zsock.send_multipart([ALL_TASKS, encode(control.protocol, "QUIT")])
+        for task in tasks:
+            task.join(5.0)
+        for sock in (control, inbox, stalled_scribe):
+            sock.close()
+        context.term()
 
 
 def test_a_recorded_build_lands_in_the_index_and_pages(

@@ -30,6 +30,7 @@ from piwheels.web.writer import (
 )
 
 ROOT_INTERVAL = 10.0  # at most this often is the index root (all projects) rewritten
+INBOX_BACKLOG = 50  # requests queued here; the Secretary holds (and merges) the rest
 
 
 class TheScribe(Task):
@@ -40,7 +41,9 @@ class TheScribe(Task):
         self.db = DbClient(config.oracle_queue, self.context)
         self.output = Path(config.output_path)
         self.simple = self.output / "simple"
-        self.inbox = self.socket(zmq.PULL, protocols.web).bind(config.scribe_queue)
+        self.inbox = self.socket(zmq.PULL, protocols.web)
+        self.inbox.zsock.setsockopt(zmq.RCVHWM, INBOX_BACKLOG)
+        self.inbox.bind(config.scribe_queue)
         self.register(self.inbox, self.handle_request)
         self.every(ROOT_INTERVAL, self.write_root)
         self.indexed: set[str] = set()
@@ -178,8 +181,29 @@ class TheScribe(Task):
                     temp.replace(target / entry.name)
 
     def close(self) -> None:
+        self._save_unwritten()
         self.db.close()
         super().close()
+
+    def _save_unwritten(self) -> None:
+        """Requests queued but not written at the stop are redone at the next start."""
+        pages = []
+        while True:
+            try:
+                action, data = self.inbox.recv(flags=zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            except ProtocolError:
+                continue
+            if action != "HOME":  # Big Brother sends a fresh one soon after the start
+                pages.append((action, data if action in ("BOTH", "PROJECT") else ""))
+        if not pages:
+            return
+        try:
+            self.db.save_pending_pages(pages)
+            self.log.info("saved %d unwritten page requests for the next start", len(pages))
+        except DatabaseError as exc:
+            self.log.error("could not save %d unwritten page requests: %s", len(pages), exc)
 
 
 def newest_apt_dependencies(project: ProjectData) -> list[str]:

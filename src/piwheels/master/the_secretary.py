@@ -4,6 +4,10 @@ A release landing on several ABIs asks for the same project's pages once per bui
 Secretary holds each request for ``page_delay`` seconds, merging repeats (BOTH covers PROJECT;
 a newer HOME replaces an older one), then passes it on. Requests still held when the master
 stops are saved in the database and passed on at the next start.
+
+When the Scribe falls behind, requests stay here, where repeats still merge, rather than
+queueing up in front of it; passing one on never blocks, so the Secretary always hears QUIT (a
+blocking send once held it past the master's stop at PyPI's scale).
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from piwheels.transport import ProtocolError
 
 # A request held this long is passed on even if repeats keep arriving.
 MAX_HOLD = 30.0
+# Requests passed on to the Scribe and not yet taken by it; the rest wait here.
+SCRIBE_BACKLOG = 50
 
 
 class TheSecretary(Task):
@@ -32,6 +38,7 @@ class TheSecretary(Task):
         self.db = DbClient(config.oracle_queue, self.context)
         self.inbox = self.socket(zmq.PULL, protocols.web).bind(config.web_queue)
         self.scribe = self.socket(zmq.PUSH, reversed(protocols.web))
+        self.scribe.zsock.setsockopt(zmq.SNDHWM, SCRIBE_BACKLOG)
         self.scribe.connect(config.scribe_queue)
         self.register(self.inbox, self.handle_request)
         self.every(min(0.2, config.page_delay), self.pass_on)
@@ -75,8 +82,11 @@ class TheSecretary(Task):
         quiet = now - self.config.page_delay
         for key, (first, last, data) in list(self.held.items()):
             if last <= quiet or first <= now - MAX_HOLD:
+                try:
+                    self.scribe.send(key[0], data, flags=zmq.NOBLOCK)
+                except zmq.Again:
+                    return  # the Scribe is behind; try again at the next pass
                 del self.held[key]
-                self.scribe.send(key[0], data)
 
     def close(self) -> None:
         if self.held:
