@@ -92,7 +92,8 @@ def run_module(name: str, quick: bool, overrides: dict[str, str]) -> Outcome:
         out = Path(work) / "rows.json"
         command = [sys.executable, str(Path(__file__)), "--child", name, "--rows-to", str(out)]
         command += ["--quick"] if quick else []
-        command += [arg for key, value in overrides.items() for arg in ("--size", f"{key}={value}")]
+        for key, value in overrides.items():
+            command += ["--size", f"{name}.{key}={value}"]
         started = time.monotonic()
         # The child's stdout (the module's notes) goes to our stderr: stdout is the table.
         process = subprocess.run(command, stdout=sys.stderr, check=False, cwd=ROOT)

@@ -72,6 +72,13 @@ def test_run_prints_the_table_and_writes_the_report(tmp_path: Path) -> None:
     assert "**codec**" in text  # the sizes used
 
 
+def test_sizes_on_the_command_line_reach_the_module() -> None:
+    # bench/run hands its --size options on to the module's child process
+    outcome = runner.run_module("codec", quick=True, overrides={"log_kb": "3"})
+    assert outcome.error == ""
+    assert outcome.sizes["log_kb"] == 3
+
+
 def test_a_failing_module_is_reported_and_the_others_still_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
