@@ -225,3 +225,21 @@ def test_refused_on_send_too() -> None:
         encode(protocols.slave_driver, "BUILD", ("numpy", 1))
     with pytest.raises(ProtocolError, match="needs data"):
         encode(protocols.slave_driver, "SEND")
+
+
+def test_a_refusal_says_where_in_the_message_the_bad_value_is() -> None:
+    # locations are built only on the way out of a failed check; they must still be exact
+    good = encode(reversed(protocols.slave_driver), "BUILT", RESULT._replace(files=[FILE, FILE]))
+    message = cbor2.loads(good, tag_hook=lambda tag, _: tag)
+    message[4][1][1] = "big"  # the second file's size
+    raw = cbor2.dumps(message)
+    with pytest.raises(
+        ProtocolError, match=r"BUILT\.files\[1\]\.filesize: expected int, found 'big'"
+    ):
+        decode(protocols.slave_driver, raw)
+    message[4][1][1] = FILE.filesize
+    message[4][0][8] = [["dep", 7]]  # the first file's dependencies: (tool, name) pairs
+    with pytest.raises(
+        ProtocolError, match=r"BUILT\.files\[0\]\.dependencies\[0\]\.package: expected str"
+    ):
+        decode(protocols.slave_driver, cbor2.dumps(message))

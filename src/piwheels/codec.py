@@ -16,11 +16,31 @@ from typing import Any, NamedTuple
 class ShapeError(ValueError):
     """Data does not have the declared shape; the message says where and what was found."""
 
+    def __init__(self, reason: str, path: str = "") -> None:
+        super().__init__(f"{path}: {reason}" if path else reason)
+        self.reason = reason
+        self.path = path
+
+    def within(self, outer: str) -> ShapeError:
+        """The same error, seen from the container holding the value at *outer*."""
+        return ShapeError(self.reason, outer + self.path)
+
 
 class Shape:
-    """Base of all shapes: :meth:`check` returns the value as the receiving code wants it."""
+    """Base of all shapes: :meth:`check` returns the value as the receiving code wants it.
+
+    Subclasses implement :meth:`take`, which says nothing of where a bad value was: a
+    container adds its part of the location only when an error passes through it, so a good
+    message (nearly all of them) costs no string building at all.
+    """
 
     def check(self, value: Any, where: str) -> Any:
+        try:
+            return self.take(value)
+        except ShapeError as exc:
+            raise exc.within(where) from None
+
+    def take(self, value: Any) -> Any:
         raise NotImplementedError
 
     def describe(self) -> str:
@@ -39,19 +59,18 @@ class Scalar(Shape):
         self.kind = kind
         self.max_len = max_len
 
-    def check(self, value: Any, where: str) -> Any:
+    def take(self, value: Any) -> Any:
         kind = self.kind
-        # bool is a subclass of int: a True where a count belongs is a malformed message
-        if type(value) is bool and kind is not bool:
-            raise ShapeError(f"{where}: expected {self.describe()}, found {_found(value)}")
-        if kind is float and type(value) is int:
-            return float(value)
-        if not isinstance(value, kind):
-            raise ShapeError(f"{where}: expected {self.describe()}, found {_found(value)}")
+        if type(value) is not kind:  # rare: nearly every value is of exactly the declared type
+            if kind is float and type(value) is int:
+                return float(value)
+            # bool is a subclass of int: a True where a count belongs is a malformed message
+            if type(value) is bool or not isinstance(value, kind):
+                raise ShapeError(f"expected {self.describe()}, found {_found(value)}")
         if kind is datetime and value.tzinfo is None:
-            raise ShapeError(f"{where}: a datetime must carry its timezone")
+            raise ShapeError("a datetime must carry its timezone")
         if self.max_len is not None and len(value) > self.max_len:
-            raise ShapeError(f"{where}: longer than {self.max_len} ({len(value)})")
+            raise ShapeError(f"longer than {self.max_len} ({len(value)})")
         return value
 
     def describe(self) -> str:
@@ -64,8 +83,8 @@ class Optional(Shape):
     def __init__(self, inner: Shape) -> None:
         self.inner = inner
 
-    def check(self, value: Any, where: str) -> Any:
-        return None if value is None else self.inner.check(value, where)
+    def take(self, value: Any) -> Any:
+        return None if value is None else self.inner.take(value)
 
     def describe(self) -> str:
         return f"{self.inner.describe()} | None"
@@ -78,15 +97,25 @@ class ListOf(Shape):
         self.item = item
         self.max_items = max_items
 
-    def _items(self, value: Any, where: str) -> Iterable[Any]:
+    def _items(self, value: Any) -> list[Any]:
         if not isinstance(value, list | tuple | set | frozenset):
-            raise ShapeError(f"{where}: expected a list, found {_found(value)}")
+            raise ShapeError(f"expected a list, found {_found(value)}")
         if len(value) > self.max_items:
-            raise ShapeError(f"{where}: more than {self.max_items} items")
-        return (self.item.check(v, f"{where}[{i}]") for i, v in enumerate(value))
+            raise ShapeError(f"more than {self.max_items} items")
+        take = self.item.take
+        try:
+            return [take(v) for v in value]
+        except ShapeError:
+            pass
+        for i, v in enumerate(value):  # only to say which item was bad
+            try:
+                take(v)
+            except ShapeError as exc:
+                raise exc.within(f"[{i}]") from None
+        raise AssertionError("unreachable: an item failed once but not twice")
 
-    def check(self, value: Any, where: str) -> Any:
-        return list(self._items(value, where))
+    def take(self, value: Any) -> Any:
+        return self._items(value)
 
     def describe(self) -> str:
         return f"[{self.item.describe()}, ...]"
@@ -95,8 +124,8 @@ class ListOf(Shape):
 class SetOf(ListOf):
     """A set; CBOR has no set type we want to depend on, so it travels as a list."""
 
-    def check(self, value: Any, where: str) -> Any:
-        return frozenset(self._items(value, where))
+    def take(self, value: Any) -> Any:
+        return frozenset(self._items(value))
 
 
 class Record(Shape):
@@ -110,17 +139,23 @@ class Record(Shape):
         )
         if len(self.names) != len(self.fields):
             raise TypeError(f"{into!r} has {len(self.names)} fields, shape has {len(self.fields)}")
+        self._takes = tuple(shape.take for shape in self.fields)
 
-    def check(self, value: Any, where: str) -> Any:
+    def take(self, value: Any) -> Any:
         if not isinstance(value, list | tuple) or len(value) != len(self.fields):
             raise ShapeError(
-                f"{where}: expected {len(self.fields)} fields ({', '.join(self.names)}), "
+                f"expected {len(self.fields)} fields ({', '.join(self.names)}), "
                 f"found {_found(value)}"
             )
-        items = [
-            shape.check(v, f"{where}.{name}")
-            for shape, name, v in zip(self.fields, self.names, value, strict=True)
-        ]
+        try:
+            items = [take(v) for take, v in zip(self._takes, value, strict=True)]
+        except ShapeError:
+            for take, name, v in zip(self._takes, self.names, value, strict=True):
+                try:
+                    take(v)
+                except ShapeError as exc:
+                    raise exc.within(f".{name}") from None
+            raise AssertionError("unreachable: a field failed once but not twice") from None
         return self.into(*items) if self.into is not None else tuple(items)
 
     def describe(self) -> str:
@@ -134,13 +169,20 @@ class MapOf(Shape):
         self.key = key
         self.value = value
 
-    def check(self, value: Any, where: str) -> Any:
+    def take(self, value: Any) -> Any:
         if not isinstance(value, dict):
-            raise ShapeError(f"{where}: expected a map, found {_found(value)}")
-        return {
-            self.key.check(k, f"{where} key"): self.value.check(v, f"{where}[{k!r}]")
-            for k, v in value.items()
-        }
+            raise ShapeError(f"expected a map, found {_found(value)}")
+        result = {}
+        for k, v in value.items():
+            try:
+                key = self.key.take(k)
+            except ShapeError as exc:
+                raise exc.within(" key") from None
+            try:
+                result[key] = self.value.take(v)
+            except ShapeError as exc:
+                raise exc.within(f"[{k!r}]") from None
+        return result
 
     def describe(self) -> str:
         return f"{{{self.key.describe()}: {self.value.describe()}}}"
@@ -149,7 +191,7 @@ class MapOf(Shape):
 class AnyValue(Shape):
     """Data the receiving code validates itself (internal messages carrying plain rows)."""
 
-    def check(self, value: Any, where: str) -> Any:
+    def take(self, value: Any) -> Any:
         return value
 
     def describe(self) -> str:
