@@ -175,9 +175,7 @@ def statistics(conn: Conn) -> dict[str, Any]:
             " AND NOT status), "
             "(SELECT count(*) FROM files), (SELECT coalesce(sum(filesize), 0) FROM files)"
         ).fetchone()
-        queue = dict(
-            conn.execute("SELECT abi_tag, length FROM queue_lengths()").fetchall()
-        )
+        queue = dict(conn.execute("SELECT abi_tag, length FROM queue_lengths()").fetchall())
         abis = [
             abi for (abi,) in conn.execute("SELECT abi_tag FROM build_abis ORDER BY python_order")
         ]

@@ -149,9 +149,7 @@ def _check_member_names(wheel: Path, members: list[zipfile.ZipInfo]) -> None:
             raise BadWheel(wheel, f"unsafe member name {name!r}")
 
 
-def _dist_info_dir(
-    wheel: Path, members: list[zipfile.ZipInfo], name: str, version: Version
-) -> str:
+def _dist_info_dir(wheel: Path, members: list[zipfile.ZipInfo], name: str, version: Version) -> str:
     found = sorted(
         {
             top
