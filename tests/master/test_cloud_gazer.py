@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
+
+import psycopg
+import pytest
+import zmq
 
 from farm import MasterThread, ScriptedSlave, configure, rows, stats, wait_for
+from piwheels import protocols
+from piwheels.master.cloud_gazer import CloudGazer
 from piwheels.master.config import MasterConfig
+from piwheels.master.seraph import Seraph
+from piwheels.master.task import ALL_TASKS
+from piwheels.master.the_oracle import TheOracle
+from piwheels.transport import Socket, encode
 from pypi_index import LocalPyPI
 
 VERSIONS = "SELECT package, version, yanked, removed, has_sdist FROM versions ORDER BY 1, 2"
@@ -106,3 +118,76 @@ def test_two_slaves_never_build_the_same_thing(
         first.close()
         second.close()
         master.stop()
+
+
+def test_serials_are_read_once_and_kept_current(
+    fresh_database: str, master_dsn: str, tmp_path: Path, pypi_index: LocalPyPI
+) -> None:
+    """Each look at PyPI diffs against the serials Cloud Gazer keeps, not a fresh read of all
+    of them: a serial changed behind its back goes unnoticed, one it recorded is not fetched
+    again."""
+    config = follow_everything(master_dsn, tmp_path, pypi_index)
+    root = urlsplit(config.pypi_simple).path
+    master = MasterThread(config).start()
+    try:
+        wait_for(
+            lambda: (
+                rows(config.dsn, "SELECT pypi_serial FROM configuration") == [(pypi_index.serial,)]
+            ),
+            what="the first pass",
+        )
+        # only the superuser may write the table; the master's role goes through functions
+        with psycopg.connect(fresh_database) as conn:
+            conn.execute("UPDATE packages SET serial = 0 WHERE package = 'piwtest-cext'")
+        pypi_index.clear_requests()
+        pypi_index.add_version("piwtest-pure", "4.0")
+        wait_for(
+            lambda: ("piwtest-pure", "4.0", False, False, True) in rows(config.dsn, VERSIONS),
+            what="the new version",
+        )
+        # three more looks at the list after the one that found 4.0
+        wait_for(
+            lambda: sum(r.path == root for r in pypi_index.requests) >= 4,
+            timeout=30,
+            what="more looks at PyPI",
+        )
+    finally:
+        master.stop()
+    fetched = [r.path for r in pypi_index.requests if r.path.startswith("/pypi/")]
+    assert fetched == ["/pypi/piwtest-pure/json"]
+    serial = rows(config.dsn, "SELECT serial FROM packages WHERE package = 'piwtest-pure'")
+    assert serial == [(pypi_index.project_serial("piwtest-pure"),)]
+
+
+def test_an_unreachable_database_at_start_is_tried_again(
+    master_dsn: str, tmp_path: Path, pypi_index: LocalPyPI, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = follow_everything(master_dsn, tmp_path, pypi_index)
+    context: zmq.Context = zmq.Context()
+    control = Socket(zmq.PUB, reversed(protocols.task_control), context=context)
+    control.bind(config.task_control_queue)
+    inbox = Socket(zmq.PULL, protocols.master_control, context=context)
+    inbox.bind(config.master_control_queue)
+    gazer = CloudGazer(config, context)
+    gazer.db.timeout = 0.5
+    oracles = [Seraph(config, context), TheOracle(config, context)]
+    try:
+        with caplog.at_level(logging.WARNING, logger=gazer.log.name):
+            gazer.discover()  # no Oracle listens yet
+        assert "cannot look for changes now" in caplog.text
+        assert not gazer.loaded and not gazer.pending
+        assert not pypi_index.requests  # PyPI is not asked until the serials are known
+        for task in oracles:
+            task.start()
+        gazer.db.timeout = 30.0
+        gazer.discover()
+        assert gazer.loaded
+        assert ("piwtest-pure", pypi_index.project_serial("piwtest-pure")) in gazer.pending
+    finally:
+        gazer.close()
+        control.zsock.send_multipart([ALL_TASKS, encode(control.protocol, "QUIT")])
+        for task in oracles:
+            task.join(5.0)
+        for sock in (control, inbox):
+            sock.close()
+        context.term()
