@@ -104,6 +104,7 @@ def make_config(
         page_delay=0.3,
         stats_interval=1.0,
         search_interval=2.0,
+        root_interval=1.0,
         slave_timeout=timedelta(seconds=30),
         min_free_space=1 << 20,
     )

@@ -33,7 +33,6 @@ from piwheels.web.model import (
     AbiCell,
     BuildInfo,
     ProjectData,
-    SearchEntry,
     Statistics,
     VersionInfo,
     WheelFile,
@@ -174,8 +173,6 @@ oracle = Protocol(
         # slave_id, package, version, abi_tag, build result
         "LOGBUILD": Record([Int, Str, Str, Str, BUILD_RESULT]),
         "GETPROJECT": Str,  # -> PROJECT_DATA or None
-        "GETINDEX": None,  # -> [package, ...] with published files
-        "GETSEARCH": None,  # -> [SEARCH_ENTRY, ...]
         "GETSTATS": None,  # -> the database's figures for Big Brother
         "GETLOG": Int,  # build_id -> its output or None
         "SAVEPAGES": ListOf(Record([Str, Str])),  # [kind, package]: the Secretary's backlog
@@ -206,7 +203,6 @@ VERSION_INFO = Record(
 PROJECT_DATA = Record(
     [Str, Str, Str, Text, ListOf(Str), ListOf(VERSION_INFO, max_items=1_000_000)], ProjectData
 )
-SEARCH_ENTRY = Record([Str, Str, Int, Int], SearchEntry)
 STATISTICS = Record(
     [Int, Int, Int, Int, Int, Int, Int, Int, MapOf(Str, Int), Int, Int, DateTime], Statistics
 )

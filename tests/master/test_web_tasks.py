@@ -87,6 +87,11 @@ def test_requests_pending_at_stop_are_redone_at_start(
             lambda: not {("BOTH", "piwtest-pure"), ("SEARCH", "")} & set(secretary.held),
             what="the backlog to be passed on",
         )
+        # and taken by the Scribe (what it holds unwritten at a stop is saved again)
+        wait_for(
+            lambda: "piwtest-pure" in caplog.text.split("redoing 2 page requests")[-1],
+            what="the Scribe to do the project's pages",
+        )
     finally:
         master.stop()
     assert rows(config.dsn, "SELECT count(*) FROM pending_pages") == [(0,)]

@@ -11,15 +11,11 @@ from typing import Any
 import zmq
 
 from piwheels import protocols
-from piwheels.codec import ListOf
 from piwheels.db.database import ProjectVersion, QueueSnapshot
 from piwheels.protocols import NO_DATA
 from piwheels.states import BuildResult
 from piwheels.transport import Socket
-from piwheels.web.model import ProjectData, SearchEntry
-
-# Lists with an entry per project are bounded far above PyPI's size, not at the codec's default.
-MAX_PROJECTS = 10_000_000
+from piwheels.web.model import ProjectData
 
 
 class DatabaseError(Exception):
@@ -103,15 +99,6 @@ class DbClient:
     def get_project_data(self, package: str) -> ProjectData | None:
         data = self._call("GETPROJECT", package)
         return None if data is None else protocols.PROJECT_DATA.check(data, "GETPROJECT")
-
-    def get_indexed_projects(self) -> list[str]:
-        return [str(name) for name in self._call("GETINDEX")]
-
-    def get_search_entries(self) -> list[SearchEntry]:
-        # One entry per project with a published file: PyPI has ~930,000 projects, and with the
-        # default cap (100,000) the Scribe crashed, and the master with it, at PyPI's scale.
-        entries = ListOf(protocols.SEARCH_ENTRY, max_items=MAX_PROJECTS)
-        return entries.check(self._call("GETSEARCH"), "GETSEARCH")
 
     def get_statistics(self) -> dict[str, Any]:
         return dict(self._call("GETSTATS"))

@@ -2,11 +2,14 @@
 
 Several Oracles run behind Seraph; each takes one request, runs it in one transaction and
 replies OK with the result or ERROR with the reason. A failing request never stops the Oracle:
-if the server went away the next request reconnects.
+if the server went away the next request reconnects. Once a minute each Oracle logs what it
+spent its time on, so an operator can see which requests keep the database busy.
 """
 
 from __future__ import annotations
 
+import time
+from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +22,8 @@ from piwheels.master.config import MasterConfig
 from piwheels.master.task import Task
 from piwheels.protocols import NO_DATA
 from piwheels.transport import ProtocolError, decode, encode
+
+REPORT_INTERVAL = 60.0
 
 
 class TheOracle(Task):
@@ -34,6 +39,8 @@ class TheOracle(Task):
         self.worker.setsockopt(zmq.LINGER, 0)
         self.worker.connect(config.oracle_workers_queue)
         self.register_raw(self.worker, self.handle_request)
+        self.every(REPORT_INTERVAL, self.report)
+        self.spent: defaultdict[str, list[float]] = defaultdict(lambda: [0, 0.0, 0.0])
         self.requests: dict[str, Callable[[Any], Any]] = {
             "GETPKGS": lambda _: self.db.get_package_serials(),
             "GETSERIAL": lambda _: self.db.get_pypi_serial(),
@@ -45,8 +52,6 @@ class TheOracle(Task):
             "GETHASHES": self.db.get_file_hashes,
             "LOGBUILD": lambda data: self.db.log_build(*data),
             "GETPROJECT": self.db.get_project_data,
-            "GETINDEX": lambda _: self.db.get_indexed_projects(),
-            "GETSEARCH": lambda _: self.db.get_search_entries(),
             "GETSTATS": lambda _: self.db.get_statistics(),
             "GETLOG": self.db.get_build_output,
             "SAVEPAGES": self.db.save_pending_pages,
@@ -82,15 +87,40 @@ class TheOracle(Task):
             self.worker.send(b"READY")
             return
         client, _, raw = frames
-        reply = self._answer(raw)
+        started = time.perf_counter()
+        action, reply = self._answer(raw)
+        took = time.perf_counter() - started
+        spent = self.spent[action]  # count, total seconds, longest
+        spent[0] += 1
+        spent[1] += took
+        spent[2] = max(spent[2], took)
         self.worker.send_multipart([client, b"", reply])
 
-    def _answer(self, raw: bytes) -> bytes:
+    def report(self) -> None:
+        if not self.spent:
+            return
+        busy = sum(total for _, total, _ in self.spent.values())
+        by_time = sorted(self.spent.items(), key=lambda item: -item[1][1])
+        self.log.info(
+            "busy %.0f%% of the last %.0fs: %s",
+            100 * busy / REPORT_INTERVAL,
+            REPORT_INTERVAL,
+            ", ".join(
+                f"{action} {n:.0f} x {1000 * total / n:.1f} ms (longest {1000 * top:.0f} ms)"
+                for action, (n, total, top) in by_time
+            ),
+        )
+        self.spent.clear()
+
+    def _answer(self, raw: bytes) -> tuple[str, bytes]:
         try:
             action, data = decode(protocols.oracle, raw)
         except ProtocolError as exc:
             self.log.error("bad request: %s", exc)
-            return encode(protocols.oracle, "ERROR", str(exc))
+            return "(malformed)", encode(protocols.oracle, "ERROR", str(exc))
+        return action, self._carry_out(action, data)
+
+    def _carry_out(self, action: str, data: Any) -> bytes:
         try:
             result = self.requests[action](data if data is not NO_DATA else None)
         except psycopg.OperationalError as exc:

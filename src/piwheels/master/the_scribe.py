@@ -2,13 +2,17 @@
 
 Every file is written atomically (a temporary file renamed into place), so a reader never sees
 half a page. A page that cannot be written (a full disk, a wheel that will not open) is logged
-and skipped; the Scribe carries on with the next request.
+and skipped; the Scribe carries on with the next request. The two pages that list every
+project (the index root and the search index) are written by child processes
+(:mod:`piwheels.web.bulk`): at PyPI's scale they would hold the master's CPU for seconds.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
+import sys
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -16,11 +20,12 @@ from typing import Any
 import zmq
 
 from piwheels import protocols
+from piwheels.master.child_jobs import ChildJob
 from piwheels.master.config import MasterConfig
 from piwheels.master.db_client import DatabaseError, DbClient
 from piwheels.master.task import Task
 from piwheels.transport import ProtocolError
-from piwheels.web import index, pages
+from piwheels.web import bulk, index, pages
 from piwheels.web.model import ProjectData, Statistics, WheelFile, log_path
 from piwheels.web.writer import (
     MetadataError,
@@ -29,7 +34,6 @@ from piwheels.web.writer import (
     write_gzip_atomic,
 )
 
-ROOT_INTERVAL = 10.0  # at most this often is the index root (all projects) rewritten
 INBOX_BACKLOG = 50  # requests queued here; the Secretary holds (and merges) the rest
 
 
@@ -45,20 +49,27 @@ class TheScribe(Task):
         self.inbox.zsock.setsockopt(zmq.RCVHWM, INBOX_BACKLOG)
         self.inbox.bind(config.scribe_queue)
         self.register(self.inbox, self.handle_request)
-        self.every(ROOT_INTERVAL, self.write_root)
-        self.indexed: set[str] = set()
-        self.root_stale = True
+        env = {**os.environ, bulk.DSN_VARIABLE: config.dsn}
+        command = [sys.executable, "-m", "piwheels.web.bulk"]
+        self.root = ChildJob(
+            "the index root",
+            [*command, "root", str(self.output)],
+            env,
+            self.log,
+            min_gap=config.root_interval,
+        )
+        self.search = ChildJob(
+            "the search index", [*command, "search", str(self.output)], env, self.log
+        )
+        self.every(1.0, self.root.check)
+        self.every(1.0, self.search.check)
 
     def once(self) -> None:
         self.simple.mkdir(parents=True, exist_ok=True)
         self._copy_static()
         self._attempt("the search page", self.write_search_page)
-        self._attempt("the search index", self.write_search_index)
-        try:
-            self.indexed = set(self.db.get_indexed_projects())
-        except DatabaseError as exc:
-            self.log.error("cannot list the indexed projects: %s", exc)
-        self.write_root()
+        self.search.request()
+        self.root.request()
 
     def handle_request(self) -> None:
         try:
@@ -71,7 +82,7 @@ class TheScribe(Task):
         elif action == "HOME":
             self._attempt("the home page", self.write_home, data)
         else:  # SEARCH
-            self._attempt("the search index", self.write_search_index)
+            self.search.request()
 
     def _attempt(self, what: str, job: Any, *args: Any) -> None:
         """Run one writing job; a failure is logged and the Scribe carries on."""
@@ -93,14 +104,14 @@ class TheScribe(Task):
             return
         project = self._with_metadata(project)
         directory = self.simple / project.name
-        if with_index and (project.files or (directory / "index.html").exists()):
+        listed = (directory / "index.html").exists()
+        if with_index and (project.files or listed):
             html, json = index.simple_project(project)
             directory.mkdir(exist_ok=True)
             write_atomic(directory / "index.html", html)
             write_atomic(directory / "index.json", json)
-            if project.files and project.name not in self.indexed:
-                self.indexed.add(project.name)
-                self.root_stale = True
+            if project.files and not listed:
+                self.root.request()  # a project new to the index
         apt = newest_apt_dependencies(project)
         pages_dir = self.output / "project" / project.name
         (pages_dir / "json").mkdir(parents=True, exist_ok=True)
@@ -146,25 +157,8 @@ class TheScribe(Task):
         path.parent.mkdir(parents=True, exist_ok=True)
         write_gzip_atomic(path, pages.build_log(output))
 
-    def write_root(self) -> None:
-        if not self.root_stale:
-            return
-        html, json = index.simple_root(sorted(self.indexed))
-        try:
-            write_atomic(self.simple / "index.html", html)
-            write_atomic(self.simple / "index.json", json)
-        except OSError as exc:
-            self.log.error("cannot write the index root: %s", exc)
-            return
-        self.root_stale = False
-
     def write_home(self, stats: Statistics) -> None:
         write_atomic(self.output / "index.html", pages.home_page(stats))
-
-    def write_search_index(self) -> None:
-        write_atomic(
-            self.output / "packages.json", pages.search_index(self.db.get_search_entries())
-        )
 
     def write_search_page(self) -> None:
         (self.output / "search").mkdir(parents=True, exist_ok=True)
@@ -181,6 +175,9 @@ class TheScribe(Task):
                     temp.replace(target / entry.name)
 
     def close(self) -> None:
+        # Both are written afresh at the next start.
+        self.root.stop()
+        self.search.stop()
         self._save_unwritten()
         self.db.close()
         super().close()

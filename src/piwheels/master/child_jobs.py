@@ -1,0 +1,104 @@
+"""Work a task hands to a child process so that it costs the master no CPU or GIL time.
+
+A :class:`ChildJob` is one kind of job (say, writing the index root): asked for while it runs,
+it runs once more when it ends, so a burst of requests costs at most two runs; it never starts
+more often than every ``min_gap`` seconds. The task checks on it from a timer, never waiting.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from typing import IO
+
+STOP_GRACE = 5.0  # seconds a job has to end after SIGTERM before it is killed
+
+
+class ChildJob:
+    def __init__(
+        self,
+        name: str,
+        command: Sequence[str],
+        env: Mapping[str, str],
+        log: logging.Logger,
+        *,
+        min_gap: float = 0.0,
+    ) -> None:
+        self.name = name
+        self.command = list(command)
+        self.env = dict(env)
+        self.log = log
+        self.min_gap = min_gap
+        self.wanted = False
+        self.process: subprocess.Popen[bytes] | None = None
+        self.output: IO[bytes] | None = None
+        self.started = float("-inf")
+        self.runs = 0  # finished runs, whatever their outcome
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None
+
+    def request(self) -> None:
+        """Ask for a run: now if possible, else as soon as the running one ends."""
+        self.wanted = True
+        self.check()
+
+    def check(self) -> None:
+        """Collect a finished run, and start the next if one is wanted and due."""
+        if self.process is not None and self.process.poll() is not None:
+            self._collect()
+        due = time.monotonic() - self.started >= self.min_gap
+        if self.wanted and self.process is None and due:
+            self._start()
+
+    def _start(self) -> None:
+        self.wanted = False
+        self.started = time.monotonic()
+        self.output = tempfile.TemporaryFile()  # noqa: SIM115 (closed in _collect)
+        try:
+            self.process = subprocess.Popen(
+                self.command,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=self.output,
+                stderr=subprocess.STDOUT,
+            )
+        except OSError as exc:
+            self.log.error("cannot start %s: %s", self.name, exc)
+            self.output.close()
+            self.output = None
+            self.wanted = True  # tried again after min_gap
+
+    def _collect(self, *, stopped: bool = False) -> None:
+        assert self.process is not None and self.output is not None
+        status = self.process.returncode
+        self.output.seek(0)
+        said = self.output.read(64 * 1024).decode("utf-8", "replace").strip()
+        self.output.close()
+        self.process, self.output = None, None
+        self.runs += 1
+        took = time.monotonic() - self.started
+        if stopped and status != 0:
+            self.log.info("%s: stopped after %.1fs (redone at the next start)", self.name, took)
+        elif status == 0:
+            last = said.splitlines()[-1] if said else "done"
+            self.log.info("%s: %s (%.1fs)", self.name, last, took)
+        else:
+            self.log.error("%s failed (status %s, %.1fs): %s", self.name, status, took, said)
+
+    def stop(self) -> None:
+        """End a run in progress (its output is written atomically: nothing half-done stays)."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(STOP_GRACE)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._collect(stopped=True)

@@ -1,0 +1,83 @@
+"""The pages that list every project: the simple index root and the search index.
+
+At PyPI's scale each lists about a million projects. Made inside the master they took seconds
+of its CPU — fetching, checking and rendering a million rows — and with it the interpreter
+lock every other task needs: the slaves' replies stalled behind them (bench/bench_slaves.py).
+So the Scribe runs this module as a child process (``python -m piwheels.web.bulk root OUTPUT``),
+which reads the database on a connection of its own and writes atomically; the Scribe only
+starts it and notices when it ends. The database address comes in the environment
+(``PIW_BULK_DSN``), never on the command line, where any local user could read a password.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import sys
+from pathlib import Path
+
+from piwheels.db.database import Database
+from piwheels.web import index, pages
+from piwheels.web.model import SearchEntry
+from piwheels.web.writer import write_atomic
+
+DSN_VARIABLE = "PIW_BULK_DSN"
+KINDS = ("root", "search")
+
+log = logging.getLogger(__name__)
+
+
+def write_root(output: Path, projects: list[str]) -> None:
+    """``simple/index.html`` and ``simple/index.json``: every project with a published file."""
+    html, json = index.simple_root(projects)
+    write_atomic(output / "simple" / "index.html", html)
+    write_atomic(output / "simple" / "index.json", json)
+
+
+def write_search_index(output: Path, entries: list[SearchEntry]) -> None:
+    """``packages.json``, what the search page loads."""
+    write_atomic(output / "packages.json", pages.search_index(entries))
+
+
+def write(kind: str, db: Database, output: Path) -> int:
+    """Write the *kind* page from *db*; return how many projects it lists."""
+    if kind == "root":
+        projects = db.get_indexed_projects()
+        write_root(output, projects)
+        return len(projects)
+    entries = db.get_search_entries()
+    write_search_index(output, entries)
+    return len(entries)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m piwheels.web.bulk",
+        description=f"Write a page listing every project; the database comes from ${DSN_VARIABLE}.",
+    )
+    parser.add_argument("kind", choices=KINDS)
+    parser.add_argument("output", type=Path, help="the web output directory")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    with contextlib.suppress(OSError):
+        os.nice(10)  # the master's own work (and the database's) comes first
+    dsn = os.environ.get(DSN_VARIABLE)
+    if not dsn:
+        log.error("%s is not set: no database to read", DSN_VARIABLE)
+        return 2
+    db = Database(dsn)
+    try:
+        count = write(args.kind, db, args.output)
+    except Exception as exc:  # the Scribe logs whatever this says, and tries again later
+        log.error("cannot write the %s page: %s", args.kind, exc)
+        return 1
+    finally:
+        db.close()
+    print(f"listed {count} projects")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
