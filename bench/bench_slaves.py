@@ -280,6 +280,10 @@ def _against_master(
         if (" ERROR " in line or " CRITICAL " in line) and SYNTHETIC not in line
     ]
     _note(f"({synthetic} log lines about synthetic files missing from disk: expected)")
+    # what kept the database busy (each Oracle's minute-by-minute account)
+    for line in log:
+        if "Oracle" in line and " busy " in line:
+            _note(f"  master: {line}")
     with psycopg.connect(dsn) as conn:
         row = conn.execute(
             "SELECT count(*) FROM builds WHERE build_id > %s", (first_build,)
@@ -298,6 +302,7 @@ def _paced_rows(sizes: Sizes, echo: Outcome, paced: Outcome) -> list[Row]:
     reference = f"bare ROUTER echo, {int(sizes['slaves'])} slaves"
     p99 = _pct(paced.latencies, 0.99)
     worst = max(paced.latencies, default=0.0)
+    _note_by_action(label, paced)
     _note(
         f"{label}: {len(paced.latencies)} replies, {paced.timeouts} timeouts, errors:"
         f" {paced.errors[:5]}"
@@ -338,6 +343,17 @@ def _paced_rows(sizes: Sizes, echo: Outcome, paced: Outcome) -> list[Row]:
     ]
 
 
+def _note_by_action(label: str, outcome: Outcome) -> None:
+    """Each kind of reply's latency: which step of the protocol keeps slaves waiting."""
+    _note(f"{label}, by the message answered:")
+    for action, values in sorted(outcome.by_action.items()):
+        median = statistics.median(values) * 1000
+        _note(
+            f"  {action:<10} {len(values):>7} replies, median {median:8.1f} ms,"
+            f" p99 {_pct(values, 0.99) * 1000:8.1f} ms, max {max(values) * 1000:8.1f} ms"
+        )
+
+
 def _pct(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else 0.0
@@ -353,12 +369,7 @@ def _rows(
 ) -> list[Row]:
     rest, during, peak = rss_kib
     slaves = int(sizes["slaves"])
-    for action, values in sorted(master.by_action.items()):
-        median = statistics.median(values) * 1000
-        _note(
-            f"  {action:<10} {len(values):>7} replies, median {median:8.1f} ms,"
-            f" p99 {_pct(values, 0.99) * 1000:8.1f} ms, max {max(values) * 1000:8.1f} ms"
-        )
+    _note_by_action("instant builds", master)
     _note(
         f"recorded {recorded} builds ({master.recorded} seen by slaves), {master.sleeps} SLEEPs,"
         f" {master.timeouts} timeouts, {len(master.errors)} errors;"
