@@ -3,7 +3,10 @@
 Following all of PyPI, it diffs the simple index's per-project serials against the serials it
 recorded, so a restart resumes where it left off and only changed projects are fetched again.
 Following an allow-list (a small farm, a demo), it asks PyPI about just those projects.
-Fetches run on a few threads (they are network-bound); the database writes stay in the task.
+Fetches run on a few threads (they are network-bound) and the task keeps them a little ahead of
+the database writes, which it sends to several Oracles at once and answers as each replies: a
+project's fetch, its write and the next project's fetch overlap, and the task's loop never
+waits on either, so control messages are never kept waiting.
 
 Cloud Gazer is the only writer of the packages' serials, so it reads them from the database once
 (~1M pairs through an Oracle: seconds of the master's CPU) and keeps its copy current as it
@@ -12,23 +15,46 @@ records and removes projects, rather than reading them all again at every look a
 
 from __future__ import annotations
 
+import os
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import suppress
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import zmq
 from packaging.utils import canonicalize_name
 
+from piwheels import protocols
 from piwheels.db.database import ProjectVersion
 from piwheels.master.config import MasterConfig
 from piwheels.master.db_client import DatabaseError, DbClient
 from piwheels.master.task import Task
 from piwheels.master.web_requests import PageRequests
 from piwheels.pypi import ProjectInfo, ProjectNotFound, PyPIClient, PyPIError
+from piwheels.transport import ProtocolError, Socket
 
 FETCH_THREADS = 8
-BATCH = 64  # projects recorded per turn of the loop, so control messages are never kept waiting
+AHEAD = 4 * FETCH_THREADS  # projects fetched or fetching but not yet being recorded, at most
+# Database writes in flight at once, each on a REQ socket of its own. One Oracle is left for
+# everyone else, so a slave's request never waits behind a burst of PyPI's changes.
+WRITERS = 3
+
+Entry = tuple[str, int | None]  # a project to look at, and the serial PyPI listed it with
+# what a fetch asks of the database: a project to record, or one to mark removed
+Write = tuple[Entry, ProjectInfo | None]
+
+
+class _Writer:
+    """One REQ socket to the Oracles and the write it is waiting on."""
+
+    def __init__(self, sock: Socket) -> None:
+        self.sock = sock
+        self.write: Write | None = None
+        self.sent = 0.0
 
 
 class CloudGazer(Task):
@@ -48,19 +74,41 @@ class CloudGazer(Task):
         self.allow_list = sorted({canonicalize_name(name) for name in config.packages})
         self.known: dict[str, int] = {}  # package -> the serial recorded (-1: removed)
         self.loaded = False  # whether `known` holds the database's serials yet
-        # (project, the serial PyPI listed it with) known to have changed, not yet recorded
-        self.pending: list[tuple[str, int | None]] = []
+        # projects known to have changed, not yet fetched
+        self.pending: deque[Entry] = deque()
         self.pending_serial: int | None = None  # PyPI's serial once `pending` is done
         self.fetcher = ThreadPoolExecutor(FETCH_THREADS, thread_name_prefix="gazer-fetch")
+        self.fetching: dict[Future[ProjectInfo | Exception | None], Entry] = {}
+        self.ready: deque[Write] = deque()  # fetched, waiting for a free writer
+        # A finished fetch wakes the task's poller through this pipe (zmq polls plain fds).
+        self._wake_lock = threading.Lock()
+        self._wake_read, self._wake_write = os.pipe()
+        os.set_blocking(self._wake_read, False)
+        os.set_blocking(self._wake_write, False)
+        self.register_raw(self._wake_read, self._harvest)
+        self.writers = [self._writer() for _ in range(max(1, min(WRITERS, config.oracles - 1)))]
         self.every(config.pypi_interval, self.discover)
         self.every(0.1, self.record_batch)
+
+    def _writer(self) -> _Writer:
+        sock = self.socket(zmq.REQ, reversed(protocols.oracle)).connect(self.config.oracle_queue)
+        writer = _Writer(sock)
+        self.register(sock, partial(self._written, writer))
+        return writer
+
+    @property
+    def busy(self) -> bool:
+        """Whether changes found by the last look are still being fetched or recorded."""
+        return bool(
+            self.pending or self.fetching or self.ready or any(w.write for w in self.writers)
+        )
 
     def once(self) -> None:
         self.discover()
 
     def discover(self) -> None:
         """Find which projects changed since we last looked."""
-        if self.paused or self.pending:
+        if self.paused or self.busy:
             return
         started = time.monotonic()
         try:
@@ -70,14 +118,15 @@ class CloudGazer(Task):
                 self.loaded = True
             if self.allow_list:
                 # a handful of projects: ask about each rather than download PyPI's whole list
-                self.pending = [(name, None) for name in self.allow_list]
+                self.pending = deque((name, None) for name in self.allow_list)
+                self.record_batch()
                 return
             changes = self.pypi.changed_projects(self.known)
         except (PyPIError, DatabaseError) as exc:
             self.log.warning("cannot look for changes now (will retry): %s", exc)
             return
         removed = [name for name in changes.removed if self.known[name] >= 0]
-        self.pending = [(p.canonical_name, p.serial) for p in changes.changed]
+        self.pending = deque((p.canonical_name, p.serial) for p in changes.changed)
         self.pending += [(name, None) for name in removed]
         self.pending_serial = changes.serial
         took = time.monotonic() - started
@@ -96,26 +145,35 @@ class CloudGazer(Task):
                 changes.serial,
                 took,
             )
+        self.record_batch()
 
     def record_batch(self) -> None:
-        """Fetch and record the next few changed projects."""
-        if self.paused or not self.pending:
+        """Keep fetches going ahead of the writes and every writer busy; once all is done,
+        record PyPI's serial. Runs on a timer too, to pick up again after a pause."""
+        now = time.monotonic()
+        for writer in self.writers:
+            if writer.write is not None and now - writer.sent > self.db.timeout:
+                # a REQ socket that missed its reply is stuck: start that one afresh
+                (name, _), _ = writer.write
+                self.log.error(
+                    "cannot record %s (will retry): no reply from the database within %ss",
+                    name,
+                    self.db.timeout,
+                )
+                self.pending.append(writer.write[0])
+                self.discard(writer.sock)
+                self.writers[self.writers.index(writer)] = self._writer()
+        if self.paused:
             return
-        batch, self.pending = self.pending[:BATCH], self.pending[BATCH:]
-        for (name, serial), info in zip(batch, self.fetcher.map(self._fetch, batch), strict=True):
-            try:
-                if info is None:
-                    if self.known.get(name, -1) >= 0:
-                        self.log.info("%s was removed from PyPI", name)
-                        self.db.remove_project(name)
-                        self.known[name] = -1
-                        self.pages.project(name)
-                elif isinstance(info, ProjectInfo) and info.serial != self.known.get(name):
-                    self.record(info)
-            except DatabaseError as exc:
-                self.log.error("cannot record %s (will retry): %s", name, exc)
-                self.pending.append((name, serial))
-        if not self.pending and self.pending_serial is not None:
+        while self.pending and len(self.fetching) + len(self.ready) < AHEAD:
+            entry = self.pending.popleft()
+            future = self.fetcher.submit(self._fetch, entry)
+            self.fetching[future] = entry
+            future.add_done_callback(self._wake)
+        for writer in self.writers:
+            if writer.write is None and self.ready:
+                self._send(writer, self.ready.popleft())
+        if self.pending_serial is not None and not self.busy:
             try:
                 self.db.set_pypi_serial(self.pending_serial)
                 self.log.info("caught up with PyPI at serial %d", self.pending_serial)
@@ -123,7 +181,86 @@ class CloudGazer(Task):
                 self.log.error("cannot record PyPI serial: %s", exc)
             self.pending_serial = None
 
-    def _fetch(self, entry: tuple[str, int | None]) -> ProjectInfo | Exception | None:
+    def _wake(self, _: Future[Any]) -> None:
+        """On a fetch thread: tell the task a fetch is done."""
+        with self._wake_lock:
+            if self._wake_write >= 0:
+                # a full pipe holds wake-ups enough: the task will look
+                with suppress(BlockingIOError):
+                    os.write(self._wake_write, b"!")
+
+    def _harvest(self) -> None:
+        """Take the finished fetches: what to write goes to a writer as one is free."""
+        with suppress(BlockingIOError):
+            while os.read(self._wake_read, 4096):
+                pass
+        for future in [f for f in self.fetching if f.done()]:
+            entry = self.fetching.pop(future)
+            name = entry[0]
+            info = future.result()
+            if info is None:
+                if self.known.get(name, -1) >= 0:
+                    self.ready.append((entry, None))
+            elif isinstance(info, ProjectInfo) and info.serial != self.known.get(name):
+                self.ready.append((entry, info))
+        self.record_batch()
+
+    def _send(self, writer: _Writer, write: Write) -> None:
+        (name, _), info = write
+        if info is None:
+            writer.sock.send("REMOVEPROJECT", name)
+        else:
+            versions = [
+                ProjectVersion(
+                    version=v.version,
+                    released=v.released or datetime.now(UTC),
+                    requires_python=v.requires_python,
+                    has_sdist=v.has_sdist,
+                    yanked=v.yanked,
+                    skip="" if v.valid else "not a valid PEP 440 version",
+                )
+                for v in info.versions
+            ]
+            writer.sock.send(
+                "SETPROJECT",
+                (
+                    info.canonical_name,
+                    info.name,
+                    info.serial,
+                    info.summary or "",
+                    info.description or "",
+                    versions,
+                ),
+            )
+        writer.write = write
+        writer.sent = time.monotonic()
+
+    def _written(self, writer: _Writer) -> None:
+        """An Oracle's reply to a writer: the project is recorded (or will be tried again)."""
+        write, writer.write = writer.write, None
+        try:
+            status, result = writer.sock.recv()
+        except ProtocolError as exc:
+            status, result = "ERROR", str(exc)
+        if write is None:
+            return  # cannot happen: a REQ socket only replies to what it sent
+        entry, info = write
+        name = entry[0]
+        if status == "ERROR":
+            self.log.error("cannot record %s (will retry): %s", name, result)
+            self.pending.append(entry)
+        elif info is None:
+            self.known[name] = -1
+            self.log.info("%s was removed from PyPI", name)
+            self.pages.project(name)
+        else:
+            self.known[info.canonical_name] = info.serial
+            self.log.info("recorded %s (%d versions)", info.name, len(info.versions))
+            # yanks and new versions show on both pages (the Scribe skips an index with no files)
+            self.pages.project(info.canonical_name)
+        self.record_batch()
+
+    def _fetch(self, entry: Entry) -> ProjectInfo | Exception | None:
         """The project's details, None when PyPI no longer has it, or the error to log."""
         name, serial = entry
         try:
@@ -138,32 +275,11 @@ class CloudGazer(Task):
             self.log.warning("cannot fetch %s (skipped this round): %s", name, exc)
             return exc
 
-    def record(self, info: ProjectInfo) -> None:
-        versions = [
-            ProjectVersion(
-                version=v.version,
-                released=v.released or datetime.now(UTC),
-                requires_python=v.requires_python,
-                has_sdist=v.has_sdist,
-                yanked=v.yanked,
-                skip="" if v.valid else "not a valid PEP 440 version",
-            )
-            for v in info.versions
-        ]
-        self.db.set_project(
-            info.canonical_name,
-            info.name,
-            info.serial,
-            info.summary or "",
-            info.description or "",
-            versions,
-        )
-        self.known[info.canonical_name] = info.serial
-        self.log.info("recorded %s (%d versions)", info.name, len(versions))
-        # yanks and new versions show on both pages (the Scribe skips an index with no files)
-        self.pages.project(info.canonical_name)
-
     def close(self) -> None:
         self.fetcher.shutdown(wait=False, cancel_futures=True)
+        with self._wake_lock:
+            os.close(self._wake_write)
+            self._wake_write = -1
+        os.close(self._wake_read)
         self.db.close()
         super().close()
