@@ -13,7 +13,7 @@ import pytest
 import zmq
 
 from farm import file_state, make_config
-from piwheels.master.file_juggler import CHUNK_SIZE, FileJuggler, Transfer
+from piwheels.master.file_juggler import CHUNK_SIZE, HASH_BACKLOG, WINDOW, FileJuggler, Transfer
 from piwheels.states import FileState
 
 WHEEL = "piwtest_pure-1.0-py3-none-any.whl"
@@ -93,3 +93,25 @@ def test_chunks_in_any_order_are_hashed_from_the_disk(juggler: FileJuggler) -> N
     settle(juggler, transfer)
     assert transfer.verdict == ""
     assert leftovers(juggler) == [WHEEL]
+
+
+def test_a_big_file_is_fetched_no_faster_than_it_is_hashed(juggler: FileJuggler) -> None:
+    """What the master holds of a transfer is bounded, whatever the file's size."""
+    content = os.urandom(40 * CHUNK_SIZE + 5)
+    juggler.expect(1, "piwtest-pure", file_state(WHEEL, content))
+    transfer = juggler.transfers[1]
+    transfer.address = b"slave-1"
+    juggler.by_address[transfer.address] = transfer
+    juggler.fill_window(transfer)
+    held = 0
+    deadline = time.monotonic() + 30
+    while not transfer.complete:
+        assert time.monotonic() < deadline, "the transfer stalled"
+        for offset, length in list(transfer.outstanding.items()):  # the slave answers
+            juggler.receive(transfer, offset, content[offset : offset + length])
+            held = max(held, len(transfer.outstanding) + transfer.hashing.backlog)
+        juggler.poll(0.01)  # hashed chunks make room for more FETCHes
+    settle(juggler, transfer)
+    assert transfer.verdict == ""
+    assert held <= WINDOW + HASH_BACKLOG
+    assert transfer.target.read_bytes() == content

@@ -6,9 +6,12 @@ into a temporary file beside the target and hashed as they arrive in order, so a
 size costs a few chunks of memory. Only a file whose size and SHA256 match what BUILT reported
 is renamed into ``OUTPUT/simple/<project>/``; the Slave Driver then asks (VERIFY) how it went.
 
-Storing a finished file (hash check if chunks came out of order, fsync, rename, fsync of the
-directory) happens on worker threads: an fsync can take tens of milliseconds, and on this
-task's loop it held up every other transfer's chunks and every question from the Slave Driver.
+Hashing and storing happen off this task's loop, so the next chunks are fetched meanwhile.
+Chunks that arrive in order are hashed on a thread of their own (SHA-256 is the biggest cost
+of a transfer: on the loop it made a 100 MB transfer take ~1.8x a plain copy); storing a
+finished file (its hash checked, fsync, rename, fsync of the directory) happens on worker
+threads, because an fsync on the loop held up every other transfer and every question from
+the Slave Driver. Workers report back through a queue and a pipe the loop polls.
 """
 
 from __future__ import annotations
@@ -39,10 +42,24 @@ WINDOW = 8  # FETCHes in flight per transfer
 REFETCH_AFTER = 10.0  # seconds without a chunk before outstanding FETCHes are repeated
 READ_BLOCK = 1 << 20
 STORE_THREADS = 4  # files being fsynced at once
+HASH_BACKLOG = 8  # chunks of a transfer waiting to be hashed before no more are fetched
 
 
 class TransferError(Exception):
     """A transfer that cannot go on; the message is what VERIFY reports."""
+
+
+class Hashing:
+    """A transfer's running SHA-256, fed in order on the hashing thread."""
+
+    def __init__(self) -> None:
+        self.hasher = hashlib.sha256()
+        self.queued = 0  # bytes handed to the hashing thread (written by the loop only)
+        self.done = 0  # bytes hashed (written by the hashing thread only)
+
+    @property
+    def backlog(self) -> int:
+        return (self.queued - self.done + CHUNK_SIZE - 1) // CHUNK_SIZE
 
 
 @dataclass
@@ -56,8 +73,7 @@ class Transfer:
     next_offset: int = 0  # the next offset not yet asked for
     outstanding: dict[int, int] = field(default_factory=dict)  # offset -> length
     received: int = 0
-    hasher: Any = field(default_factory=hashlib.sha256)
-    hashed_upto: int = 0
+    hashing: Hashing = field(default_factory=Hashing)
     last_activity: float = field(default_factory=time.monotonic)
     storing: bool = False  # every byte is in; a worker thread is checking and storing it
     forgotten: bool = False  # dropped while storing: the worker's result is to be undone
@@ -88,10 +104,13 @@ class FileJuggler(Task):
         self.transfers: dict[int, Transfer] = {}
         self.by_address: dict[bytes, Transfer] = {}
         self.storer = ThreadPoolExecutor(STORE_THREADS, thread_name_prefix="File Juggler store")
-        # Workers hand finished stores back through this queue, waking the loop with a byte.
-        self.stored: SimpleQueue[tuple[Transfer, str]] = SimpleQueue()
+        # one thread, so each transfer's chunks are hashed in the order they were queued
+        self.hasher = ThreadPoolExecutor(1, thread_name_prefix="File Juggler hash")
+        # Workers report (transfer, verdict) when a file is stored, (transfer, None) when a
+        # chunk is hashed; a byte on the pipe wakes the loop.
+        self.reports: SimpleQueue[tuple[Transfer, str | None]] = SimpleQueue()
         self.wake_read, self.wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self.register_raw(self.wake_read, self.handle_stored)
+        self.register_raw(self.wake_read, self.handle_reports)
 
     # -- the Slave Driver's requests -----------------------------------------------------------
 
@@ -158,7 +177,7 @@ class FileJuggler(Task):
         if transfer.address is not None:
             self.by_address.pop(transfer.address, None)
         if transfer.storing:
-            transfer.forgotten = True  # the worker still has the file; handle_stored cleans up
+            transfer.forgotten = True  # the worker still has the file; handle_reports cleans up
             return
         self._close(transfer)
         transfer.temp.unlink(missing_ok=True)
@@ -191,8 +210,8 @@ class FileJuggler(Task):
             self.log.warning("slave %d restarted its transfer", slave_id)
             self.by_address.pop(transfer.address, None)
             transfer.next_offset, transfer.outstanding = 0, {}
-            transfer.received, transfer.hashed_upto = 0, 0
-            transfer.hasher = hashlib.sha256()
+            transfer.received = 0
+            transfer.hashing = Hashing()  # chunks still queued for the old one are wasted
         transfer.address = address
         self.by_address[address] = transfer
         self.log.info("slave %d: receiving %s", slave_id, transfer.file.filename)
@@ -200,6 +219,8 @@ class FileJuggler(Task):
 
     def fill_window(self, transfer: Transfer) -> None:
         size = transfer.file.filesize
+        if transfer.hashing.backlog >= HASH_BACKLOG:
+            return  # hashing is behind: the next hashed chunk calls again
         while len(transfer.outstanding) < WINDOW and transfer.next_offset < size:
             offset = transfer.next_offset
             length = min(CHUNK_SIZE, size - offset)
@@ -230,17 +251,26 @@ class FileJuggler(Task):
         del transfer.outstanding[offset]
         transfer.received += len(chunk)
         transfer.last_activity = time.monotonic()
-        if offset == transfer.hashed_upto:
-            transfer.hasher.update(chunk)
-            transfer.hashed_upto += len(chunk)
+        hashing = transfer.hashing
+        if offset == hashing.queued:  # in order; otherwise the stored file is hashed instead
+            hashing.queued += len(chunk)
+            self.hasher.submit(self._hash, transfer, hashing, chunk)
         if transfer.complete:
             self.finish(transfer)
         else:
             self.fill_window(transfer)
 
+    def _hash(self, transfer: Transfer, hashing: Hashing, chunk: bytes) -> None:
+        """On the hashing thread (hashlib lets go of the interpreter lock meanwhile)."""
+        hashing.hasher.update(chunk)
+        hashing.done += len(chunk)
+        self._report(transfer, None)
+
     def finish(self, transfer: Transfer) -> None:
         transfer.storing = True
-        self.storer.submit(self._store, transfer)
+        # queued behind the transfer's last chunk on the one hashing thread: by the time the
+        # store starts, every chunk queued for hashing has been hashed
+        self.hasher.submit(self.storer.submit, self._store, transfer)
 
     def _store(self, transfer: Transfer) -> None:
         """On a worker thread: check the file and put it in place, durably."""
@@ -260,17 +290,25 @@ class FileJuggler(Task):
             verdict = f"cannot store {file.filename}: {exc}"
         except Exception as exc:  # never lose the answer: the slave would wait for ever
             verdict = f"cannot store {file.filename}: {exc!r}"
-        self.stored.put((transfer, verdict))
+        self._report(transfer, verdict)
+
+    def _report(self, transfer: Transfer, verdict: str | None) -> None:
+        self.reports.put((transfer, verdict))
         os.write(self.wake_write, b"\0")
 
-    def handle_stored(self) -> None:
+    def handle_reports(self) -> None:
         try:
             while os.read(self.wake_read, 4096):
                 pass
         except BlockingIOError:
             pass
-        while not self.stored.empty():
-            transfer, verdict = self.stored.get()
+        while not self.reports.empty():
+            transfer, verdict = self.reports.get()
+            if verdict is None:  # a chunk hashed: room to fetch more
+                current = self.by_address.get(transfer.address or b"") is transfer
+                if current and not transfer.storing and transfer.verdict is None:
+                    self.fill_window(transfer)
+                continue
             transfer.storing = False
             if transfer.forgotten:
                 self._close(transfer)
@@ -291,14 +329,14 @@ class FileJuggler(Task):
                 self._done(transfer)
 
     def _digest(self, transfer: Transfer) -> str:
-        if transfer.hashed_upto != transfer.file.filesize:
+        if transfer.hashing.done != transfer.file.filesize:
             # chunks came out of order: hash what is on disk instead, a block at a time
             hasher = hashlib.sha256()
             with transfer.temp.open("rb") as fh:
                 while block := fh.read(READ_BLOCK):
                     hasher.update(block)
             return hasher.hexdigest()
-        return transfer.hasher.hexdigest()
+        return transfer.hashing.hasher.hexdigest()
 
     def fail(self, transfer: Transfer, reason: str) -> None:
         self.log.error("slave %d: %s", transfer.slave_id, reason)
@@ -330,8 +368,9 @@ class FileJuggler(Task):
             transfer.fd = -1
 
     def close(self) -> None:
+        self.hasher.shutdown(wait=True)  # its last jobs may hand stores on
         self.storer.shutdown(wait=True)
-        self.handle_stored()
+        self.handle_reports()
         for slave_id in list(self.transfers):
             self.forget(slave_id)
         os.close(self.wake_read)
