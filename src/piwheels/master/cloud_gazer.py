@@ -77,6 +77,7 @@ class CloudGazer(Task):
         # projects known to have changed, not yet fetched
         self.pending: deque[Entry] = deque()
         self.pending_serial: int | None = None  # PyPI's serial once `pending` is done
+        self.recorded_serial: int | None = None  # the last one recorded
         self.fetcher = ThreadPoolExecutor(FETCH_THREADS, thread_name_prefix="gazer-fetch")
         self.fetching: dict[Future[ProjectInfo | Exception | None], Entry] = {}
         self.ready: deque[Write] = deque()  # fetched, waiting for a free writer
@@ -176,7 +177,9 @@ class CloudGazer(Task):
         if self.pending_serial is not None and not self.busy:
             try:
                 self.db.set_pypi_serial(self.pending_serial)
-                self.log.info("caught up with PyPI at serial %d", self.pending_serial)
+                if self.pending_serial != self.recorded_serial:
+                    self.log.info("caught up with PyPI at serial %d", self.pending_serial)
+                self.recorded_serial = self.pending_serial
             except DatabaseError as exc:
                 self.log.error("cannot record PyPI serial: %s", exc)
             self.pending_serial = None
