@@ -41,6 +41,10 @@ MASTER_TIMEOUT = SlaveConfig.master_timeout.total_seconds()  # what a real slave
 SLEEP_INTERVAL = SlaveConfig.sleep_interval.total_seconds()  # after SLEEP, as a real slave
 BUSY_INTERVAL = SlaveConfig.busy_interval.total_seconds()  # BUSY again while building
 PLATFORM = "linux_x86_64"
+# Replies to requests sent in a run's first seconds are filed apart ("HELLO (start)"): every
+# slave connects in the same instant, a storm a running farm never sees, and its tail would
+# otherwise hide the master's steady-state replies.
+START = " (start)"
 
 
 def raise_fd_limit() -> None:
@@ -76,6 +80,7 @@ class Tally:
     """What one worker's slaves saw."""
 
     latencies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    steady_from: float = 0.0  # perf_counter() from which replies are no longer the start's
     recorded: int = 0
     sleeps: int = 0
     timeouts: int = 0
@@ -151,7 +156,8 @@ class SimSlave:
         now = time.perf_counter()
         action, data = self.sock.recv()
         sent, self.sent_action = self.sent_action, ""
-        self.tally.latencies[sent].append(now - self.sent_at)
+        starting = self.sent_at < self.tally.steady_from
+        self.tally.latencies[sent + START if starting else sent].append(now - self.sent_at)
         if self.echo:
             self.request("IDLE", _stats())
             return
@@ -232,7 +238,9 @@ class SimSlave:
             self.tally.errors.append(f"slave {self.number}: {exc}")
             return
         if self.transfer_action:
-            self.tally.latencies[self.transfer_action].append(now - self.transfer_at)
+            starting = self.transfer_at < self.tally.steady_from
+            answered = self.transfer_action + (START if starting else "")
+            self.tally.latencies[answered].append(now - self.transfer_at)
             self.transfer_action = ""
         if action == "DONE":
             self.transfer.close()
@@ -259,6 +267,7 @@ def _worker(
     seconds: float,
     echo: bool,
     build_seconds: float,
+    start_seconds: float,
     start_at: float,
     out: Connection,
 ) -> None:
@@ -281,6 +290,7 @@ def _worker(
     # every worker starts at the same moment, so the master meets all its slaves at once
     time.sleep(max(0.0, start_at - time.time()))
     deadline = time.perf_counter() + seconds
+    tally.steady_from = time.perf_counter() + start_seconds
     for slave in slaves:
         slave.hello()
     try:
@@ -346,12 +356,16 @@ class Outcome:
     """What every slave of a run saw, put together."""
 
     latencies: list[float]
-    by_action: dict[str, list[float]]
+    by_action: dict[str, list[float]]  # by the request answered; START marks the first seconds
     recorded: int
     sleeps: int
     timeouts: int
     errors: list[str]
     seconds: float
+
+    def steady(self) -> list[float]:
+        """The latencies of replies to requests sent after the start's storm."""
+        return [v for key, values in self.by_action.items() if START not in key for v in values]
 
 
 def run_slaves(
@@ -364,6 +378,7 @@ def run_slaves(
     *,
     echo: bool,
     build_seconds: float = 0.0,
+    start_seconds: float = 0.0,
 ) -> Outcome:
     """*count* slaves (ABIs in turn) in *workers* processes of *ctx*, for *seconds*; each
     build takes *build_seconds* on average (0: none at all)."""
@@ -375,7 +390,18 @@ def run_slaves(
         receiver, sender = ctx.Pipe(duplex=False)
         process = ctx.Process(
             target=_worker,
-            args=(index, abis, numbers, addresses, seconds, echo, build_seconds, start_at, sender),
+            args=(
+                index,
+                abis,
+                numbers,
+                addresses,
+                seconds,
+                echo,
+                build_seconds,
+                start_seconds,
+                start_at,
+                sender,
+            ),
             name=f"bench-slaves-{index}",
         )
         process.start()
