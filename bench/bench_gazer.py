@@ -11,7 +11,9 @@ versions the database holds for them, file by file.
 1. Taking in the full list: with nothing changed, one look at PyPI takes the whole list (one
    GET), parses it and diffs it against the serials Cloud Gazer keeps. Timed from the root's
    request reaching the index to Cloud Gazer's "no changes" log line, best of ``repeat`` looks
-   after the master's start-up work is over. Reference (same run, before the master starts):
+   after the master's start-up work is over (anything Cloud Gazer does before asking for the
+   list falls outside this window: the Oracles' minute-by-minute accounts in the notes show
+   it, e.g. a GETPKGS). Reference (same run, before the master starts):
    the same GET with urllib, gunzipped, plus a bare ``json.loads``. Also reported: the first
    look at start, which reads the serials from the database as well (Cloud Gazer's "started"
    to its first "no changes" line), while the master's other start-up work runs beside it.
