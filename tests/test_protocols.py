@@ -66,6 +66,10 @@ SAMPLES: dict[str, Any] = {
         "description",
         [("1.0", NOW, ">=3.9", True, False, "")],
     ),
+    "SETPROJECTS": [
+        ("foo", "Foo", 3, "summary", "description", [("1.0", NOW, ">=3.9", True, False, "")]),
+        ("bar", "bar", 4, "", "", []),
+    ],
     "REMOVEPROJECT": "foo",
     "GETQUEUE": 100,
     "GETHASHES": [FILE.filename],

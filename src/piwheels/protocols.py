@@ -156,16 +156,17 @@ master_control = Protocol("master control", recv={"QUIT": None, "FAILED": Record
 # and each client method checks the data it expects.
 PROJECT_VERSION = Record([Str, DateTime, OptStr, Bool, Bool, OptStr])
 # version, released, requires_python, has_sdist, yanked, skip (e.g. "not a valid PEP 440 version")
+# package, display name, serial, summary, description, [versions]
+PROJECT_UPDATE = Record([Str, Str, Int, Str, Text, ListOf(PROJECT_VERSION, max_items=1_000_000)])
 oracle = Protocol(
     "oracle",
     recv={
         "GETPKGS": None,
         "GETSERIAL": None,
         "SETSERIAL": Int,
-        # package, display name, serial, summary, description, [versions]
-        "SETPROJECT": Record(
-            [Str, Str, Int, Str, Text, ListOf(PROJECT_VERSION, max_items=1_000_000)]
-        ),
+        "SETPROJECT": PROJECT_UPDATE,
+        # several in one transaction -> [(package, why), ...] for those refused
+        "SETPROJECTS": ListOf(PROJECT_UPDATE, max_items=1000),
         "REMOVEPROJECT": Str,
         "GETABIS": None,
         "GETQUEUE": Int,  # how many entries per ABI

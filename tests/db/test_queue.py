@@ -8,7 +8,7 @@ import psycopg
 import pytest
 
 from piwheels.abis import sorted_abis
-from piwheels.db.database import Database, ProjectVersion
+from piwheels.db.database import Database, ProjectUpdate, ProjectVersion
 from piwheels.db.migrate import SchemaError, check_version, latest_version, migrate
 from piwheels.states import BuildResult, FileState
 
@@ -194,3 +194,23 @@ def test_migrate_is_idempotent_and_refuses_downgrades(superuser_dsn: str) -> Non
 def test_master_refuses_an_unmigrated_database(fresh_database: str) -> None:
     with pytest.raises(SchemaError, match="run piw-init-db"):
         Database(fresh_database).conn  # noqa: B018
+
+
+def test_several_projects_in_one_transaction_and_a_refused_one_alone(db: Database) -> None:
+    too_long = "x" * 300  # longer than any package name the schema holds
+    refused = db.set_projects(
+        [
+            ProjectUpdate("foo", "Foo", 5, "", "", [version("1.0"), version("2.0")]),
+            ProjectUpdate(too_long, too_long, 6, "", "", [version("1.0")]),
+            ProjectUpdate("bar", "bar", 7, "", "", [version("0.1")]),
+        ]
+    )
+    assert [name for name, _ in refused] == [too_long]
+    assert "too long" in refused[0][1]
+    assert db.get_package_serials() == {"foo": 5, "bar": 7}
+    assert {(p, v) for p, v, _ in _queue_rows(db)} >= {("foo", "2.0"), ("bar", "0.1")}
+
+
+def _queue_rows(db: Database) -> list[tuple[str, str, str]]:
+    snapshot = db.get_queue(100)
+    return [(p, v, abi) for abi, entries in snapshot.heads.items() for p, v in entries]

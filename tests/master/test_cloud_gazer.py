@@ -192,3 +192,36 @@ def test_an_unreachable_database_at_start_is_tried_again(
         for sock in (control, inbox):
             sock.close()
         context.term()
+
+
+def test_a_project_the_database_refuses_waits_for_the_next_look(
+    master_dsn: str, tmp_path: Path, pypi_index: LocalPyPI, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="piwheels")
+    config = follow_everything(master_dsn, tmp_path, pypi_index)
+    master = MasterThread(config).start()
+    try:
+        wait_for(
+            lambda: (
+                rows(config.dsn, "SELECT pypi_serial FROM configuration") == [(pypi_index.serial,)]
+            ),
+            what="the first pass",
+        )
+        pypi_index.clear_requests()
+        pypi_index.add_version("piwtest-pure", "9" * 220)  # longer than the schema holds
+        pypi_index.add_version("piwtest-cext", "5.0")
+        wait_for(lambda: "the database refused piwtest-pure" in caplog.text, what="the refusal")
+        # recorded in the same batch as the refused one
+        wait_for(
+            lambda: ("piwtest-cext", "5.0", False, False, True) in rows(config.dsn, VERSIONS),
+            what="the other project",
+        )
+        looks_before = sum(r.path == urlsplit(config.pypi_simple).path for r in pypi_index.requests)
+        time.sleep(3 * config.pypi_interval)
+    finally:
+        master.stop()
+    looks = sum(r.path == urlsplit(config.pypi_simple).path for r in pypi_index.requests)
+    fetches = sum(r.path == "/pypi/piwtest-pure/json" for r in pypi_index.requests)
+    # fetched again once a look (they go on: PyPI's serial for it stays ahead), never in a loop
+    assert fetches <= looks + 1, (fetches, looks, looks_before)
+    assert "the database refused piwtest-pure" in caplog.text

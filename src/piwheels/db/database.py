@@ -23,6 +23,17 @@ from piwheels.web.model import ProjectData, SearchEntry
 log = logging.getLogger(__name__)
 
 
+class ProjectUpdate(NamedTuple):
+    """A project as PyPI describes it, ready to record."""
+
+    package: str
+    display_name: str
+    serial: int
+    summary: str
+    description: str
+    versions: Sequence[ProjectVersion]
+
+
 class ProjectVersion(NamedTuple):
     """A version as PyPI lists it, ready to record."""
 
@@ -87,7 +98,28 @@ class Database:
         description: str,
         versions: Sequence[ProjectVersion],
     ) -> None:
+        update = ProjectUpdate(package, display_name, serial, summary, description, versions)
+        self._set_project(update, self.get_build_abis())
+
+    def set_projects(self, updates: Sequence[ProjectUpdate]) -> list[tuple[str, str]]:
+        """Record several projects in one transaction: one commit (one WAL flush) for all,
+        where each alone cost a flush of its own. A project the database refuses is rolled
+        back alone (a savepoint each) and returned, with the reason, as (package, why)."""
         abis = self.get_build_abis()
+        refused = []
+        with self.conn.transaction():
+            for update in updates:
+                try:
+                    with self.conn.transaction():
+                        self._set_project(update, abis)
+                except psycopg.OperationalError:
+                    raise  # the connection is gone: nothing of the batch is recorded
+                except psycopg.Error as exc:
+                    refused.append((update.package, exc.diag.message_primary or str(exc)))
+        return refused
+
+    def _set_project(self, update: ProjectUpdate, abis: Sequence[BuildABI]) -> None:
+        package, display_name, serial, summary, description, versions = update
         rows = [
             {
                 "version": v.version,

@@ -38,10 +38,14 @@ from piwheels.pypi import ProjectInfo, ProjectNotFound, PyPIClient, PyPIError
 from piwheels.transport import ProtocolError, Socket
 
 FETCH_THREADS = 8
-AHEAD = 4 * FETCH_THREADS  # projects fetched or fetching but not yet being recorded, at most
 # Database writes in flight at once, each on a REQ socket of its own. One Oracle is left for
 # everyone else, so a slave's request never waits behind a burst of PyPI's changes.
 WRITERS = 3
+# Projects recorded in one transaction: each commit waits for the WAL to reach the disk, and
+# one per project made that wait most of the cost of following a burst of changes.
+WRITE_BATCH = 32
+# projects fetched or fetching but not yet being recorded, at most
+AHEAD = 4 * FETCH_THREADS + WRITERS * WRITE_BATCH
 
 Entry = tuple[str, int | None]  # a project to look at, and the serial PyPI listed it with
 # what a fetch asks of the database: a project to record, or one to mark removed
@@ -53,7 +57,7 @@ class _Writer:
 
     def __init__(self, sock: Socket) -> None:
         self.sock = sock
-        self.write: Write | None = None
+        self.writes: list[Write] = []
         self.sent = 0.0
 
 
@@ -101,7 +105,7 @@ class CloudGazer(Task):
     def busy(self) -> bool:
         """Whether changes found by the last look are still being fetched or recorded."""
         return bool(
-            self.pending or self.fetching or self.ready or any(w.write for w in self.writers)
+            self.pending or self.fetching or self.ready or any(w.writes for w in self.writers)
         )
 
     def once(self) -> None:
@@ -153,15 +157,14 @@ class CloudGazer(Task):
         record PyPI's serial. Runs on a timer too, to pick up again after a pause."""
         now = time.monotonic()
         for writer in self.writers:
-            if writer.write is not None and now - writer.sent > self.db.timeout:
+            if writer.writes and now - writer.sent > self.db.timeout:
                 # a REQ socket that missed its reply is stuck: start that one afresh
-                (name, _), _ = writer.write
                 self.log.error(
                     "cannot record %s (will retry): no reply from the database within %ss",
-                    name,
+                    ", ".join(name for (name, _), _ in writer.writes),
                     self.db.timeout,
                 )
-                self.pending.append(writer.write[0])
+                self.pending += [entry for entry, _ in writer.writes]
                 self.discard(writer.sock)
                 self.writers[self.writers.index(writer)] = self._writer()
         if self.paused:
@@ -172,8 +175,8 @@ class CloudGazer(Task):
             self.fetching[future] = entry
             future.add_done_callback(self._wake)
         for writer in self.writers:
-            if writer.write is None and self.ready:
-                self._send(writer, self.ready.popleft())
+            if not writer.writes and self.ready:
+                self._send(writer, self._next_writes())
         if self.pending_serial is not None and not self.busy:
             try:
                 self.db.set_pypi_serial(self.pending_serial)
@@ -208,59 +211,59 @@ class CloudGazer(Task):
                 self.ready.append((entry, info))
         self.record_batch()
 
-    def _send(self, writer: _Writer, write: Write) -> None:
-        (name, _), info = write
-        if info is None:
+    def _next_writes(self) -> list[Write]:
+        """A removal alone, or up to WRITE_BATCH projects to record in one transaction."""
+        if self.ready[0][1] is None:
+            return [self.ready.popleft()]
+        writes = []
+        while self.ready and self.ready[0][1] is not None and len(writes) < WRITE_BATCH:
+            writes.append(self.ready.popleft())
+        return writes
+
+    def _send(self, writer: _Writer, writes: list[Write]) -> None:
+        [((name, _), first), *_] = writes
+        if first is None:
             writer.sock.send("REMOVEPROJECT", name)
         else:
-            versions = [
-                ProjectVersion(
-                    version=v.version,
-                    released=v.released or datetime.now(UTC),
-                    requires_python=v.requires_python,
-                    has_sdist=v.has_sdist,
-                    yanked=v.yanked,
-                    skip="" if v.valid else "not a valid PEP 440 version",
-                )
-                for v in info.versions
-            ]
-            writer.sock.send(
-                "SETPROJECT",
-                (
-                    info.canonical_name,
-                    info.name,
-                    info.serial,
-                    info.summary or "",
-                    info.description or "",
-                    versions,
-                ),
-            )
-        writer.write = write
+            writer.sock.send("SETPROJECTS", [_update(info) for _, info in writes if info])
+        writer.writes = writes
         writer.sent = time.monotonic()
 
     def _written(self, writer: _Writer) -> None:
-        """An Oracle's reply to a writer: the project is recorded (or will be tried again)."""
-        write, writer.write = writer.write, None
+        """An Oracle's reply to a writer: the projects are recorded (or will be tried again)."""
+        writes, writer.writes = writer.writes, []
         try:
             status, result = writer.sock.recv()
         except ProtocolError as exc:
             status, result = "ERROR", str(exc)
-        if write is None:
-            return  # cannot happen: a REQ socket only replies to what it sent
-        entry, info = write
-        name = entry[0]
-        if status == "ERROR":
-            self.log.error("cannot record %s (will retry): %s", name, result)
-            self.pending.append(entry)
-        elif info is None:
-            self.known[name] = -1
-            self.log.info("%s was removed from PyPI", name)
-            self.pages.project(name)
-        else:
-            self.known[info.canonical_name] = info.serial
-            self.log.info("recorded %s (%d versions)", info.name, len(info.versions))
-            # yanks and new versions show on both pages (the Scribe skips an index with no files)
-            self.pages.project(info.canonical_name)
+        # An ERROR is the database's trouble (unreachable, say): those are tried again at once.
+        # A project it refused is PyPI's data it cannot hold: tried again at the next look
+        # (its serial is still the old one), not in a loop that would never end.
+        failed = {name: str(result) for (name, _), _ in writes} if status == "ERROR" else {}
+        refused = {}
+        if status == "OK" and writes and writes[0][1] is not None:
+            refused = {str(name): str(why) for name, why in result}
+        for entry, info in writes:
+            name = entry[0]
+            if name in failed:
+                self.log.error("cannot record %s (will retry): %s", name, failed[name])
+                self.pending.append(entry)
+            elif name in refused:
+                self.log.error(
+                    "the database refused %s (tried again at the next look): %s",
+                    name,
+                    refused[name],
+                )
+            elif info is None:
+                self.known[name] = -1
+                self.log.info("%s was removed from PyPI", name)
+                self.pages.project(name)
+            else:
+                self.known[info.canonical_name] = info.serial
+                self.log.info("recorded %s (%d versions)", info.name, len(info.versions))
+                # yanks and new versions show on both pages (the Scribe skips an index
+                # with no files)
+                self.pages.project(info.canonical_name)
         self.record_batch()
 
     def _fetch(self, entry: Entry) -> ProjectInfo | Exception | None:
@@ -286,3 +289,26 @@ class CloudGazer(Task):
         os.close(self._wake_read)
         self.db.close()
         super().close()
+
+
+def _update(info: ProjectInfo) -> tuple[Any, ...]:
+    """What SETPROJECTS carries for one project (protocols.PROJECT_UPDATE)."""
+    versions = [
+        ProjectVersion(
+            version=v.version,
+            released=v.released or datetime.now(UTC),
+            requires_python=v.requires_python,
+            has_sdist=v.has_sdist,
+            yanked=v.yanked,
+            skip="" if v.valid else "not a valid PEP 440 version",
+        )
+        for v in info.versions
+    ]
+    return (
+        info.canonical_name,
+        info.name,
+        info.serial,
+        info.summary or "",
+        info.description or "",
+        versions,
+    )

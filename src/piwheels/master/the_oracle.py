@@ -17,7 +17,7 @@ import psycopg
 import zmq
 
 from piwheels import protocols
-from piwheels.db.database import Database, ProjectVersion
+from piwheels.db.database import Database, ProjectUpdate, ProjectVersion
 from piwheels.master.config import MasterConfig
 from piwheels.master.task import Task
 from piwheels.protocols import NO_DATA
@@ -45,7 +45,8 @@ class TheOracle(Task):
             "GETPKGS": lambda _: self.db.get_package_serials(),
             "GETSERIAL": lambda _: self.db.get_pypi_serial(),
             "SETSERIAL": self.db.set_pypi_serial,
-            "SETPROJECT": self.set_project,
+            "SETPROJECT": lambda data: self.db.set_project(*project_update(data)),
+            "SETPROJECTS": lambda data: self.db.set_projects([project_update(u) for u in data]),
             "REMOVEPROJECT": self.db.remove_project,
             "GETABIS": lambda _: [abi.abi_tag for abi in self.db.get_build_abis()],
             "GETQUEUE": lambda limit: list(self.db.get_queue(limit)),
@@ -68,17 +69,6 @@ class TheOracle(Task):
 
     def once(self) -> None:
         self.worker.send(b"READY")
-
-    def set_project(self, data: Any) -> None:
-        package, display_name, serial, summary, description, versions = data
-        self.db.set_project(
-            package,
-            display_name,
-            serial,
-            summary,
-            description,
-            [ProjectVersion(*version) for version in versions],
-        )
 
     def handle_request(self) -> None:
         frames = self.worker.recv_multipart()
@@ -143,3 +133,16 @@ class TheOracle(Task):
         self.worker.close(linger=0)
         self.db.close()
         super().close()
+
+
+def project_update(data: Any) -> ProjectUpdate:
+    """A SETPROJECT's data as the database takes it."""
+    package, display_name, serial, summary, description, versions = data
+    return ProjectUpdate(
+        package,
+        display_name,
+        serial,
+        summary,
+        description,
+        [ProjectVersion(*version) for version in versions],
+    )
