@@ -57,6 +57,17 @@ def monitor(config: MasterConfig) -> Iterator[Monitor]:
     master.stop()
 
 
+def joined(monitor: Monitor) -> None:
+    """Wait until the monitor's SUB is hearing the master: a PUB drops what it publishes to a
+    subscriber still joining, so HELLO (as piw-monitor does) until the state comes back."""
+
+    def told() -> bool:
+        monitor.send("HELLO")
+        return bool(monitor.heard("MASTER"))
+
+    wait_for(told, what="the monitor to join")
+
+
 def slave_state(monitor: Monitor, slave_id: int) -> list[Any]:
     return [s for s in monitor.heard("SLAVE") if s[0] == slave_id]
 
@@ -95,6 +106,7 @@ def test_sleep_wake_and_kill_a_slave(config: MasterConfig, monitor: Monitor) -> 
     slave = ScriptedSlave(config, abi="cp39")
     try:
         slave_id = slave.hello()
+        joined(monitor)
         monitor.send("SLEEP", slave_id)
         wait_for(lambda: any(s[10] for s in slave_state(monitor, slave_id)), what="the sleep")
         assert slave.idle()[0] == "SLEEP"
@@ -116,6 +128,7 @@ def test_pausing_from_the_control_queue_makes_slaves_sleep(
     slave = ScriptedSlave(config, abi="cp39")
     try:
         slave.hello()
+        joined(monitor)
         monitor.send("PAUSE")
         wait_for(lambda: any(m[0] == "paused" for m in monitor.heard("MASTER")), what="pause")
         wait_for(lambda: slave.idle()[0] == "SLEEP", what="SLEEP")
