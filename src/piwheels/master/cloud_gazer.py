@@ -32,13 +32,13 @@ from piwheels import protocols
 from piwheels.db.database import ProjectVersion
 from piwheels.master.config import MasterConfig
 from piwheels.master.db_client import DatabaseError, DbClient
+from piwheels.master.request_pool import RequestPool
 from piwheels.master.task import Task
 from piwheels.master.web_requests import PageRequests
 from piwheels.pypi import ProjectInfo, ProjectNotFound, PyPIClient, PyPIError
-from piwheels.transport import ProtocolError, Socket
 
 FETCH_THREADS = 8
-# Database writes in flight at once, each on a REQ socket of its own. One Oracle is left for
+# Database writes in flight at once (a RequestPool of this many sockets). One Oracle is left for
 # everyone else, so a slave's request never waits behind a burst of PyPI's changes.
 WRITERS = 3
 # Projects recorded in one transaction: each commit waits for the WAL to reach the disk, and
@@ -50,15 +50,6 @@ AHEAD = 4 * FETCH_THREADS + WRITERS * WRITE_BATCH
 Entry = tuple[str, int | None]  # a project to look at, and the serial PyPI listed it with
 # what a fetch asks of the database: a project to record, or one to mark removed
 Write = tuple[Entry, ProjectInfo | None]
-
-
-class _Writer:
-    """One REQ socket to the Oracles and the write it is waiting on."""
-
-    def __init__(self, sock: Socket) -> None:
-        self.sock = sock
-        self.writes: list[Write] = []
-        self.sent = 0.0
 
 
 class CloudGazer(Task):
@@ -91,22 +82,21 @@ class CloudGazer(Task):
         os.set_blocking(self._wake_read, False)
         os.set_blocking(self._wake_write, False)
         self.register_raw(self._wake_read, self._harvest)
-        self.writers = [self._writer() for _ in range(max(1, min(WRITERS, config.oracles - 1)))]
+        self.writers = RequestPool(
+            self,
+            config.oracle_queue,
+            reversed(protocols.oracle),
+            size=max(1, min(WRITERS, config.oracles - 1)),
+            timeout=self.db.timeout,
+            name="Oracles",
+        )
         self.every(config.pypi_interval, self.discover)
         self.every(0.1, self.record_batch)
-
-    def _writer(self) -> _Writer:
-        sock = self.socket(zmq.REQ, reversed(protocols.oracle)).connect(self.config.oracle_queue)
-        writer = _Writer(sock)
-        self.register(sock, partial(self._written, writer))
-        return writer
 
     @property
     def busy(self) -> bool:
         """Whether changes found by the last look are still being fetched or recorded."""
-        return bool(
-            self.pending or self.fetching or self.ready or any(w.writes for w in self.writers)
-        )
+        return bool(self.pending or self.fetching or self.ready or self.writers.busy)
 
     def once(self) -> None:
         self.discover()
@@ -155,18 +145,6 @@ class CloudGazer(Task):
     def record_batch(self) -> None:
         """Keep fetches going ahead of the writes and every writer busy; once all is done,
         record PyPI's serial. Runs on a timer too, to pick up again after a pause."""
-        now = time.monotonic()
-        for writer in self.writers:
-            if writer.writes and now - writer.sent > self.db.timeout:
-                # a REQ socket that missed its reply is stuck: start that one afresh
-                self.log.error(
-                    "cannot record %s (will retry): no reply from the database within %ss",
-                    ", ".join(name for (name, _), _ in writer.writes),
-                    self.db.timeout,
-                )
-                self.pending += [entry for entry, _ in writer.writes]
-                self.discard(writer.sock)
-                self.writers[self.writers.index(writer)] = self._writer()
         if self.paused:
             return
         while self.pending and len(self.fetching) + len(self.ready) < AHEAD:
@@ -174,9 +152,9 @@ class CloudGazer(Task):
             future = self.fetcher.submit(self._fetch, entry)
             self.fetching[future] = entry
             future.add_done_callback(self._wake)
-        for writer in self.writers:
-            if not writer.writes and self.ready:
-                self._send(writer, self._next_writes())
+        # only as many as there are free sockets: the rest wait in `ready`, growing batches
+        while self.ready and self.writers.free:
+            self._send(self._next_writes())
         if self.pending_serial is not None and not self.busy:
             try:
                 self.db.set_pypi_serial(self.pending_serial)
@@ -220,25 +198,20 @@ class CloudGazer(Task):
             writes.append(self.ready.popleft())
         return writes
 
-    def _send(self, writer: _Writer, writes: list[Write]) -> None:
+    def _send(self, writes: list[Write]) -> None:
         [((name, _), first), *_] = writes
+        answered = partial(self._written, writes)
         if first is None:
-            writer.sock.send("REMOVEPROJECT", name)
+            self.writers.ask("REMOVEPROJECT", name, answered)
         else:
-            writer.sock.send("SETPROJECTS", [_update(info) for _, info in writes if info])
-        writer.writes = writes
-        writer.sent = time.monotonic()
+            updates = [_update(info) for _, info in writes if info]
+            self.writers.ask("SETPROJECTS", updates, answered)
 
-    def _written(self, writer: _Writer) -> None:
-        """An Oracle's reply to a writer: the projects are recorded (or will be tried again)."""
-        writes, writer.writes = writer.writes, []
-        try:
-            status, result = writer.sock.recv()
-        except ProtocolError as exc:
-            status, result = "ERROR", str(exc)
-        # An ERROR is the database's trouble (unreachable, say): those are tried again at once.
-        # A project it refused is PyPI's data it cannot hold: tried again at the next look
-        # (its serial is still the old one), not in a loop that would never end.
+    def _written(self, writes: list[Write], status: str, result: Any) -> None:
+        """The Oracle's answer: the projects are recorded (or will be tried again)."""
+        # An ERROR (a timeout included) is the database's trouble (unreachable, say): those
+        # are tried again at once. A project it refused is PyPI's data it cannot hold: tried
+        # again at the next look (its serial is still the old one), not in an endless loop.
         failed = {name: str(result) for (name, _), _ in writes} if status == "ERROR" else {}
         refused = {}
         if status == "OK" and writes and writes[0][1] is not None:
