@@ -502,12 +502,7 @@ def _pypi_serial(conn: psycopg.Connection[Any]) -> int:
 
 
 def run(sizes: Sizes, *, data_dir: Path = fill_db.BENCH_PG) -> list[Row]:
-    fill_sizes = fill_db.Sizes(
-        int(sizes["packages"]),
-        int(sizes["versions"]),
-        int(sizes["builds"]),
-        float(sizes["none_fraction"]),
-    )
+    fill_sizes = fill_db.Sizes.of(sizes)
     # A server another benchmark is using is left running for it.
     was_running = EmbeddedPostgres(data_dir).is_running()
     server = fill_db.bench_server(data_dir, durable=bool(sizes["durable"]))

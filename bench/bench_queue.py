@@ -224,12 +224,7 @@ def _build_result(package: str, version: str, abi: str, *, none: bool) -> BuildR
 
 def run(sizes: Sizes, *, data_dir: Path = fill_db.BENCH_PG) -> list[Row]:
     """Fill (or reuse) the database for *sizes*, measure on a copy, stop the server."""
-    fill_sizes = fill_db.Sizes(
-        int(sizes["packages"]),
-        int(sizes["versions"]),
-        int(sizes["builds"]),
-        float(sizes["none_fraction"]),
-    )
+    fill_sizes = fill_db.Sizes.of(sizes)
     server = fill_db.bench_server(data_dir, durable=False)
     try:
         template = fill_db.filled_database(server, fill_sizes, log=_note)

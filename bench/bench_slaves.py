@@ -204,12 +204,7 @@ class RssSampler(threading.Thread):
 
 
 def run(sizes: Sizes, *, data_dir: Path = fill_db.BENCH_PG) -> list[Row]:
-    fill_sizes = fill_db.Sizes(
-        int(sizes["packages"]),
-        int(sizes["versions"]),
-        int(sizes["builds"]),
-        float(sizes["none_fraction"]),
-    )
+    fill_sizes = fill_db.Sizes.of(sizes)
     abis = list(fill_sizes.abis)
     ctx = multiprocessing.get_context("spawn")
     raise_fd_limit()

@@ -24,7 +24,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -83,6 +83,16 @@ class Sizes:
     none_fraction: float = 0.4  # of builds: py3-none-any wheels, which serve every ABI
     abis: tuple[str, ...] = ("cp39", "cp310", "cp311", "cp313")
     seed: int = 1
+
+    @classmethod
+    def of(cls, sizes: Mapping[str, int | float]) -> Sizes:
+        """The database a benchmark module's sizes ask for (its packages, versions, ...)."""
+        return cls(
+            int(sizes["packages"]),
+            int(sizes["versions"]),
+            int(sizes["builds"]),
+            float(sizes["none_fraction"]),
+        )
 
     def __post_init__(self) -> None:
         if self.packages < 1 or self.versions < self.packages:
