@@ -40,7 +40,6 @@ import multiprocessing
 import os
 import random
 import signal
-import socket
 import sys
 import tempfile
 import threading
@@ -56,6 +55,7 @@ from typing import Any
 
 import fill_db
 import psycopg
+from bench_slaves import master_config, wait_until_idle
 from harness import Row, Sizes, standalone
 
 from piwheels.cli.options import LOG_FORMAT
@@ -93,12 +93,6 @@ STAMP_FORMAT = "%Y-%m-%d %H:%M:%S,%f"
 
 def _note(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # -- the synthetic PyPI ---------------------------------------------------------------------------
@@ -429,38 +423,6 @@ class MasterLog:
             self.read()
 
 
-def _wait_until_idle(dsn: str, timeout: float = 900.0) -> float:
-    """Until the master's start-up queries (statistics, search index, index root) are over."""
-    started = time.monotonic()
-    quiet = 0
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        while quiet < 4 and time.monotonic() - started < timeout:
-            row = conn.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE usename = %s AND state = 'active'",
-                (fill_db.MASTER_ROLE,),
-            ).fetchone()
-            quiet = quiet + 1 if row == (0,) else 0
-            time.sleep(0.5)
-    return time.monotonic() - started
-
-
-def _master_config(dsn: str, work: Path, abis: list[str], base: str, interval: float) -> Any:
-    (work / "www").mkdir()
-    return MasterConfig(
-        dsn=dsn,
-        output_path=work / "www",
-        build_abis=abis,
-        pypi_simple=f"{base}/simple/",
-        pypi_json=f"{base}/pypi",
-        pypi_interval=interval,
-        slave_queue=f"tcp://127.0.0.1:{_free_port()}",
-        file_queue=f"tcp://127.0.0.1:{_free_port()}",
-        control_queue=f"ipc://{work}/control",
-        status_queue=f"ipc://{work}/status",
-        import_queue=f"ipc://{work}/import",
-    )
-
-
 # -- checking what was recorded -----------------------------------------------------------------
 
 
@@ -551,12 +513,13 @@ def _measure(sizes: Sizes, fill_sizes: fill_db.Sizes, dsn: str, work: Path) -> l
             f"references: fetch + json.loads {fetch_parse:.2f}s;"
             f" {len(keys):,} keep-alive GETs {gets:.2f}s"
         )
-        config = _master_config(
+        config = master_config(
             fill_db.master_dsn(dsn),
             work,
             list(fill_sizes.abis),
-            base,
-            float(sizes["interval"]),
+            pypi_simple=f"{base}/simple/",
+            pypi_json=f"{base}/pypi",
+            pypi_interval=float(sizes["interval"]),
         )
         figures = _against_master(
             config, dsn, work / "master.log", index, plan, repeat, (after, changed)
@@ -598,7 +561,7 @@ def _against_master(
     try:
         begun = log.wait_for("Cloud Gazer   INFO    started", process, timeout=300)
         first = log.wait_for("no changes among", process, after=begun, timeout=600) - begun
-        settled = _wait_until_idle(dsn)
+        settled = wait_until_idle(dsn)
         _note(f"master (pid {process.pid}) settled after {settled:.0f}s of start-up work")
         # Each steady look: from its request for the list to its "no changes" line.
         looks: list[float] = []

@@ -39,6 +39,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -142,10 +143,10 @@ def _echo_reference(ctx: Any, sizes: Sizes, abis: list[str]) -> Outcome:
         echo.join(10)
 
 
-def _master_config(dsn: str, work: Path, abis: list[str]) -> MasterConfig:
-    """Production settings, but every socket on loopback or in *work*."""
+def master_config(dsn: str, work: Path, abis: list[str], **overrides: Any) -> MasterConfig:
+    """Production settings (but *overrides*), every socket on loopback or in *work*."""
     (work / "www").mkdir()
-    return MasterConfig(
+    config = MasterConfig(
         dsn=dsn,
         output_path=work / "www",
         build_abis=abis,
@@ -155,6 +156,7 @@ def _master_config(dsn: str, work: Path, abis: list[str]) -> MasterConfig:
         status_queue=f"ipc://{work}/status",
         import_queue=f"ipc://{work}/import",
     )
+    return replace(config, **overrides)
 
 
 def _wait_for_master(log_path: Path, process: Any, timeout: float = 300.0) -> None:
@@ -168,7 +170,7 @@ def _wait_for_master(log_path: Path, process: Any, timeout: float = 300.0) -> No
     raise RuntimeError(f"the master did not start within {timeout}s; see {log_path}")
 
 
-def _wait_until_idle(dsn: str, timeout: float = 900.0) -> float:
+def wait_until_idle(dsn: str, timeout: float = 900.0) -> float:
     """Wait until the master's start-up queries are over (the statistics, the search index
     and the index root of a million projects take a while); return how long that took."""
     started = time.monotonic()
@@ -229,7 +231,7 @@ def _against_master(
 ) -> list[Row]:
     """Run the slaves against a real master on *dsn*; the rows of what they and it did."""
     abis = list(fill_sizes.abis)
-    config = _master_config(fill_db.master_dsn(dsn), work, abis)
+    config = master_config(fill_db.master_dsn(dsn), work, abis)
     log_path = work / "master.log"
     with psycopg.connect(dsn) as conn:
         row = conn.execute("SELECT coalesce(max(build_id), 0) FROM builds").fetchone()
@@ -238,7 +240,7 @@ def _against_master(
     process.start()
     try:
         _wait_for_master(log_path, process)
-        settled = _wait_until_idle(dsn)
+        settled = wait_until_idle(dsn)
         rest = _rss_kib(process.pid)
         _note(
             f"master (pid {process.pid}) at rest after {settled:.0f}s of start-up work:"
