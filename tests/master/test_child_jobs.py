@@ -16,14 +16,16 @@ from piwheels.master.child_jobs import ChildJob
 log = logging.getLogger("piwheels.test_child_jobs")
 
 
-def counting_job(tmp_path: Path, seconds: float, *, min_gap: float = 0.0) -> ChildJob:
+def counting_job(
+    tmp_path: Path, seconds: float, *, min_gap: float = 0.0, duty: float = 1.0
+) -> ChildJob:
     """A job that sleeps, then appends a line to runs.txt and says so."""
     script = (
         "import sys, time; time.sleep(float(sys.argv[1]));"
         "open(sys.argv[2], 'a').write('run\\n'); print('counted')"
     )
     command = [sys.executable, "-c", script, str(seconds), str(tmp_path / "runs.txt")]
-    return ChildJob("the counter", command, dict(os.environ), log, min_gap=min_gap)
+    return ChildJob("the counter", command, dict(os.environ), log, min_gap=min_gap, duty=duty)
 
 
 def runs(tmp_path: Path) -> int:
@@ -103,3 +105,16 @@ def test_a_command_that_cannot_start_is_tried_again(
     job.request()
     assert "cannot start the missing job" in caplog.text
     assert not job.running and job.wanted  # to be tried again once the gap has passed
+
+
+def test_a_long_job_runs_at_most_its_duty_of_the_time(tmp_path: Path) -> None:
+    job = counting_job(tmp_path, 0.5, min_gap=0.0, duty=0.25)
+    job.request()
+    first = time.monotonic()
+    wait_for(lambda: (job.check(), not job.running)[1], what="the first run")
+    assert job.took >= 0.5
+    job.request()
+    assert not job.running  # its last run took 0.5 s: the next waits for 2 s from its start
+    settle(job)
+    assert runs(tmp_path) == 2
+    assert time.monotonic() - first >= 4 * 0.5

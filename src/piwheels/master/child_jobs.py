@@ -1,8 +1,10 @@
 """Work a task hands to a child process so that it costs the master no CPU or GIL time.
 
 A :class:`ChildJob` is one kind of job (say, writing the index root): asked for while it runs,
-it runs once more when it ends, so a burst of requests costs at most two runs; it never starts
-more often than every ``min_gap`` seconds. The task checks on it from a timer, never waiting.
+it runs once more when it ends, so a burst of requests costs at most two runs. Runs start no
+more often than every ``min_gap`` seconds, nor so often that the job runs more than ``duty`` of
+the time: a job that takes 40 s at PyPI's scale with a duty of 0.1 starts at most every 400 s,
+while on a small farm it follows every ``min_gap``. The task checks on it from a timer.
 """
 
 from __future__ import annotations
@@ -26,12 +28,15 @@ class ChildJob:
         log: logging.Logger,
         *,
         min_gap: float = 0.0,
+        duty: float = 1.0,
     ) -> None:
         self.name = name
         self.command = list(command)
         self.env = dict(env)
         self.log = log
         self.min_gap = min_gap
+        self.duty = duty
+        self.took = 0.0  # how long the last finished run took
         self.wanted = False
         self.process: subprocess.Popen[bytes] | None = None
         self.output: IO[bytes] | None = None
@@ -51,7 +56,8 @@ class ChildJob:
         """Collect a finished run, and start the next if one is wanted and due."""
         if self.process is not None and self.process.poll() is not None:
             self._collect()
-        due = time.monotonic() - self.started >= self.min_gap
+        gap = max(self.min_gap, self.took / self.duty)
+        due = time.monotonic() - self.started >= gap
         if self.wanted and self.process is None and due:
             self._start()
 
@@ -81,7 +87,7 @@ class ChildJob:
         self.output.close()
         self.process, self.output = None, None
         self.runs += 1
-        took = time.monotonic() - self.started
+        took = self.took = time.monotonic() - self.started
         if stopped and status != 0:
             self.log.info("%s: stopped after %.1fs (redone at the next start)", self.name, took)
         elif status == 0:

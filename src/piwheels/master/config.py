@@ -43,10 +43,10 @@ class MasterConfig:
     # how long the Secretary holds a page request so a burst of them becomes one write
     page_delay: float = 1.0
     stats_interval: float = 60.0  # Big Brother's refresh of the home page
-    # The index root lists every project: rewritten at most this often. pip never reads it
-    # (a project's own index page is written at once), and at PyPI's scale its query reads
-    # every file's build and version: ~25-40 s of one core each time.
-    root_interval: float = 300.0
+    # The index root lists every project: rewritten at most this often, and less often when
+    # writing it takes long (the Scribe's ROOT_DUTY). pip never reads it: a project's own index
+    # page is written at once.
+    root_interval: float = 10.0
     search_interval: float = 300.0  # and of the search index
     task_control_queue: str = "inproc://control"
     master_control_queue: str = "inproc://master-control"

@@ -37,6 +37,11 @@ from piwheels.web.writer import (
 INBOX_BACKLOG = 50  # requests queued here; the Secretary holds (and merges) the rest
 
 
+# At PyPI's scale the root's query reads every file's build and version (25-40 s of a core);
+# it may take at most this share of the time, so there it is rewritten every few minutes.
+ROOT_DUTY = 0.1
+
+
 class TheScribe(Task):
     name = "Scribe"
 
@@ -57,6 +62,7 @@ class TheScribe(Task):
             env,
             self.log,
             min_gap=config.root_interval,
+            duty=ROOT_DUTY,
         )
         self.search = ChildJob(
             "the search index", [*command, "search", str(self.output)], env, self.log
