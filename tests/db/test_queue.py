@@ -214,3 +214,78 @@ def test_several_projects_in_one_transaction_and_a_refused_one_alone(db: Databas
 def _queue_rows(db: Database) -> list[tuple[str, str, str]]:
     snapshot = db.get_queue(100)
     return [(p, v, abi) for abi, entries in snapshot.heads.items() for p, v in entries]
+
+
+def _state(db: Database, prefix: str) -> dict[str, object]:
+    """Everything recorded of the packages named *prefix*..., with the prefix taken off."""
+    like = prefix + "%"
+    rows = {
+        "packages": "SELECT package, serial, summary, removed FROM packages WHERE package LIKE %s",
+        "versions": "SELECT package, version, requires_python, yanked, removed, skip"
+        " FROM versions WHERE package LIKE %s",
+        "skips": "SELECT v.package, v.version, s.abi_tag, s.reason FROM version_abi_skips s"
+        " JOIN versions v USING (version_id) WHERE v.package LIKE %s",
+        "queue": "SELECT v.package, v.version, q.abi_tag FROM build_queue q"
+        " JOIN versions v USING (version_id) WHERE v.package LIKE %s",
+    }
+    return {
+        what: sorted(
+            (row[0].removeprefix(prefix), *row[1:]) for row in db.conn.execute(query, (like,))
+        )
+        for what, query in rows.items()
+    }
+
+
+def test_a_batch_records_what_the_same_projects_one_by_one_would(db: Database) -> None:
+    """Every rule of set_project at once: new and changed versions, one gone from PyPI,
+    skips that change both ways, a project back after removal, and one left alone."""
+    rounds = [
+        [
+            ("new", [version("1.0"), version("2.0", requires_python=">=3.11")]),
+            ("gone", [version("1.0"), version("2.0")]),
+            ("same", [version("1.0")]),
+            ("back", [version("1.0"), version("2.0")]),
+        ],
+        [
+            ("new", [version("2.0", requires_python=">=3.10"), version("3.0")]),
+            ("gone", [version("2.0", requires_python="<3")]),
+            ("same", [version("1.0")]),
+            ("back", [version("1.0"), version("2.0"), version("3.0")]),
+        ],
+    ]
+    for serial, projects in enumerate(rounds, 1):
+        for name, versions in projects:
+            db.set_project(f"one-{name}", name, serial, f"round {serial}", "", versions)
+        updates = [
+            ProjectUpdate(f"all-{name}", name, serial, f"round {serial}", "", versions)
+            for name, versions in projects
+        ]
+        assert db.set_projects(updates) == []
+        if serial == 1:
+            db.remove_project("one-back")
+            db.remove_project("all-back")
+    state = _state(db, "all-")
+    assert state == _state(db, "one-")
+    assert state["queue"] == [
+        ("back", "1.0", "cp39"),
+        ("back", "2.0", "cp39"),
+        ("back", "3.0", "cp39"),
+        ("new", "2.0", "cp310"),  # its cp310 skip went away
+        ("new", "3.0", "cp39"),
+        ("same", "1.0", "cp39"),
+    ]
+    assert [row[:3] for row in state["skips"] if row[0] == "new"] == [("new", "2.0", "cp39")]
+    assert ("gone", "1.0", None, False, True, "") in state["versions"]
+    assert len([row for row in state["skips"] if row[0] == "gone"]) == 4
+
+
+def test_a_batch_naming_a_project_twice_is_recorded_one_by_one(db: Database) -> None:
+    refused = db.set_projects(
+        [
+            ProjectUpdate("foo", "Foo", 1, "", "", [version("1.0")]),
+            ProjectUpdate("foo", "Foo", 2, "", "", [version("1.0"), version("2.0")]),
+        ]
+    )
+    assert refused == []
+    assert db.get_package_serials() == {"foo": 2}
+    assert queue_of(db) == {"cp39": [("foo", "1.0"), ("foo", "2.0")]}

@@ -99,43 +99,61 @@ class Database:
         versions: Sequence[ProjectVersion],
     ) -> None:
         update = ProjectUpdate(package, display_name, serial, summary, description, versions)
-        self._set_project(update, self.get_build_abis())
+        self._record_projects([update], self.get_build_abis())
 
     def set_projects(self, updates: Sequence[ProjectUpdate]) -> list[tuple[str, str]]:
-        """Record several projects in one transaction: one commit (one WAL flush) for all,
-        where each alone cost a flush of its own. A project the database refuses is rolled
-        back alone (a savepoint each) and returned, with the reason, as (package, why)."""
+        """Record several projects in one transaction, returning those the database refused
+        as (package, why).
+
+        One call records the whole batch (one commit, each statement once for all). If the
+        database refuses it, each project is recorded alone under a savepoint, so one bad
+        project (say, a version too long for its column) costs only itself."""
         abis = self.get_build_abis()
         refused = []
         with self.conn.transaction():
+            try:
+                with self.conn.transaction():
+                    self._record_projects(updates, abis)
+            except psycopg.OperationalError:
+                raise  # the connection is gone: nothing of the batch is recorded
+            except psycopg.Error:
+                pass
+            else:
+                return []
             for update in updates:
                 try:
                     with self.conn.transaction():
-                        self._set_project(update, abis)
+                        self._record_projects([update], abis)
                 except psycopg.OperationalError:
-                    raise  # the connection is gone: nothing of the batch is recorded
+                    raise
                 except psycopg.Error as exc:
                     refused.append((update.package, exc.diag.message_primary or str(exc)))
         return refused
 
-    def _set_project(self, update: ProjectUpdate, abis: Sequence[BuildABI]) -> None:
-        package, display_name, serial, summary, description, versions = update
-        rows = [
+    def _record_projects(self, updates: Sequence[ProjectUpdate], abis: Sequence[BuildABI]) -> None:
+        batch = [
             {
-                "version": v.version,
-                "released": v.released.isoformat(),
-                "requires_python": v.requires_python,
-                "has_sdist": v.has_sdist,
-                "yanked": v.yanked,
-                "skip": v.skip,
-                "abi_skips": abi_skips(v.requires_python, abis),
+                "package": update.package,
+                "display_name": update.display_name,
+                "serial": update.serial,
+                "summary": update.summary,
+                "description": update.description,
+                "versions": [
+                    {
+                        "version": v.version,
+                        "released": v.released.isoformat(),
+                        "requires_python": v.requires_python,
+                        "has_sdist": v.has_sdist,
+                        "yanked": v.yanked,
+                        "skip": v.skip,
+                        "abi_skips": abi_skips(v.requires_python, abis),
+                    }
+                    for v in update.versions
+                ],
             }
-            for v in versions
+            for update in updates
         ]
-        self.conn.execute(
-            "SELECT set_project(%s, %s, %s, %s, %s, %s)",
-            (package, display_name, serial, summary, description, Jsonb(rows)),
-        )
+        self.conn.execute("SELECT set_projects(%s)", (Jsonb(batch),))
 
     def remove_project(self, package: str) -> None:
         self.conn.execute("SELECT remove_project(%s)", (package,))
