@@ -17,6 +17,7 @@ from typing import Any, BinaryIO
 import zmq
 
 from piwheels import protocols
+from piwheels.heap import serve_from_heap
 from piwheels.transport import ProtocolError, Socket
 
 __all__ = ["MAX_CHUNK", "answer_fetch", "send_file"]
@@ -87,11 +88,26 @@ def answer_fetch(sock: Socket, wheel: BinaryIO, offset: int, length: int) -> boo
             "refusing FETCH %d+%d of %s, which has %d bytes", offset, length, wheel.name, size
         )
         return False
-    wheel.seek(offset)
+    # A frame per chunk: from the heap, or each would arrive on freshly faulted-in pages.
+    serve_from_heap(length)
+    fd = wheel.fileno()
+
+    def fill(payload: memoryview) -> None:
+        # Read straight into the outgoing frame: no bytes object, no copy through the encoder.
+        done = 0
+        while done < length:
+            read = os.preadv(fd, [payload[done:]], offset + done)
+            if not read:
+                raise EOFError(f"{wheel.name} ended at {offset + done} bytes")
+            done += read
+
     try:
         # Never blocks on a stalled master: it will FETCH a lost chunk again.
-        sock.send("CHUNK", (offset, wheel.read(length)), flags=zmq.NOBLOCK)
+        sock.send_filled("CHUNK", (offset,), length, fill, flags=zmq.NOBLOCK)
     except zmq.Again:
         log.warning("dropped chunk %d of %s: the master is not reading", offset, wheel.name)
+        return False
+    except (EOFError, OSError) as exc:
+        log.error("cannot read chunk %d of %s: %s", offset, wheel.name, exc)
         return False
     return True

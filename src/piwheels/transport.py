@@ -8,14 +8,14 @@ what arrives (not CBOR, an unknown action, data of the wrong shape) becomes one 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any, Self
 
 import cbor2
 import zmq
 
-from piwheels.codec import ShapeError
+from piwheels.codec import Bytes, ShapeError
 from piwheels.protocols import NO_DATA, NoData, Protocol
 
 log = logging.getLogger(__name__)
@@ -78,6 +78,50 @@ def encode(protocol: Protocol, action: str, data: Any = NO_DATA) -> bytes:
     return cbor2.dumps(message, default=_encode_default, datetime_as_timestamp=False)
 
 
+def _cbor_head(major: int, value: int) -> bytes:
+    """The head of a CBOR item (RFC 8949 section 3) in the shortest form, as cbor2 writes it."""
+    if value < 24:
+        return bytes([major << 5 | value])
+    for info, size in ((24, 1), (25, 2), (26, 4), (27, 8)):
+        if value < 1 << (8 * size):
+            return bytes([major << 5 | info]) + value.to_bytes(size, "big")
+    raise ValueError(f"{value} does not fit a CBOR head")
+
+
+def _bytes_record(protocol: Protocol, action: str, table: Mapping[str, Any]) -> Any:
+    """The spec of *action*, which must be a record whose last field is a byte string."""
+    try:
+        spec = table[action]
+    except KeyError:
+        raise ProtocolError(f"{protocol.name}: no message {action!r} here") from None
+    if spec is None or not _record_like(spec) or spec.fields[-1] is not Bytes:
+        raise ProtocolError(f"{protocol.name}: {action} does not end in bytes")
+    return spec
+
+
+def encode_head(protocol: Protocol, action: str, head: tuple[Any, ...], length: int) -> bytes:
+    """What :func:`encode` would give for *action* with data ``(*head, payload)`` up to the
+    payload's own bytes, for a payload of *length* bytes.
+
+    The payload then follows without passing through CBOR: the message on the wire is the
+    same, but a large payload is never copied into an encoder's buffer.
+    """
+    spec = _bytes_record(protocol, action, protocol.send)
+    if len(head) + 1 != len(spec.fields):
+        raise ProtocolError(f"{protocol.name}: refusing to send {action} with {len(head)} fields")
+    try:
+        for i, (shape, value) in enumerate(zip(spec.fields, head, strict=False)):
+            shape.check(value, f"{action}.{spec.names[i]}")
+    except ShapeError as exc:
+        raise ProtocolError(f"{protocol.name}: refusing to send {exc}") from None
+    parts = [_cbor_head(4, len(spec.fields) + 1), cbor2.dumps(action)]
+    parts.extend(
+        cbor2.dumps(value, default=_encode_default, datetime_as_timestamp=False) for value in head
+    )
+    parts.append(_cbor_head(2, length))
+    return b"".join(parts)
+
+
 def decode(protocol: Protocol, raw: bytes) -> tuple[str, Any]:
     """Decode *raw* into ``(action, data)``, checking it is something *protocol* may receive."""
     try:
@@ -110,6 +154,79 @@ def decode(protocol: Protocol, raw: bytes) -> tuple[str, Any]:
         return action, spec.check(fields, action)
     except ShapeError as exc:
         raise ProtocolError(f"{protocol.name}: {exc}") from None
+
+
+def _read_head(raw: memoryview, pos: int) -> tuple[int, int, int]:
+    """``(major type, value, position after)`` of the CBOR head at *pos*; a major type of -1
+    for what the fast path below leaves to cbor2 (indefinite lengths, floats, truncation)."""
+    if pos >= len(raw):
+        return -1, 0, pos
+    first = raw[pos]
+    major, info = first >> 5, first & 0x1F
+    if info < 24:
+        return major, info, pos + 1
+    if info > 27:
+        return -1, 0, pos
+    size = 1 << (info - 24)
+    if pos + 1 + size > len(raw):
+        return -1, 0, pos
+    return major, int.from_bytes(raw[pos + 1 : pos + 1 + size], "big"), pos + 1 + size
+
+
+def _decode_payload(protocol: Protocol, raw: memoryview) -> tuple[str, Any] | None:
+    """The fast path of :func:`decode_frame`: a record of integers ending in a byte string,
+    whose bytes come back as a view into *raw* rather than a copy. None for anything else."""
+    major, count, pos = _read_head(raw, 0)
+    if major != 4:
+        return None
+    major, size, pos = _read_head(raw, pos)
+    if major != 3 or size > 64:
+        return None
+    try:
+        action = str(raw[pos : pos + size], "utf-8")
+    except UnicodeDecodeError:
+        return None
+    pos += size
+    spec = protocol.recv.get(action)
+    if spec is None or not _record_like(spec) or spec.fields[-1] is not Bytes:
+        return None
+    if count != len(spec.fields) + 1:
+        return None
+    head: list[Any] = []
+    for _ in spec.fields[:-1]:
+        major, value, pos = _read_head(raw, pos)
+        if major == 0:
+            head.append(value)
+        elif major == 1:
+            head.append(-1 - value)
+        else:
+            return None
+    major, size, pos = _read_head(raw, pos)
+    if major != 2 or pos + size != len(raw):
+        return None  # cbor2 says what is wrong with it
+    try:
+        fields = [
+            shape.check(value, action) for shape, value in zip(spec.fields, head, strict=False)
+        ]
+    except ShapeError as exc:
+        raise ProtocolError(f"{protocol.name}: {exc}") from None
+    payload = raw[pos:]
+    fields.append(payload)
+    return action, spec.into(*fields) if spec.into is not None else tuple(fields)
+
+
+def decode_frame(protocol: Protocol, raw: memoryview) -> tuple[str, Any]:
+    """:func:`decode` for a received frame, without copying a large byte string out of it.
+
+    A message whose declared shape ends in bytes (a file's chunk) keeps those bytes in *raw*:
+    they come back as a read-only memoryview, which holds the frame for as long as it lives.
+    Every other message, and anything the fast path does not recognise, goes through
+    :func:`decode`, which also gives the errors.
+    """
+    decoded = _decode_payload(protocol, raw)
+    if decoded is not None:
+        return decoded
+    return decode(protocol, raw.tobytes())
 
 
 class Socket:
@@ -158,6 +275,33 @@ class Socket:
         else:
             self.zsock.send(payload, flags)
 
+    def send_filled(
+        self,
+        action: str,
+        head: tuple[Any, ...],
+        length: int,
+        fill: Callable[[memoryview], None],
+        *,
+        flags: int = 0,
+    ) -> None:
+        """Send *action* with data ``(*head, payload)``, where *fill* writes the *length* bytes
+        of the payload straight into the outgoing frame (see :func:`encode_head`).
+
+        The frame is handed to ZeroMQ without a copy; if *fill* raises, nothing is sent.
+        """
+        prefix = encode_head(self.protocol, action, head, length)
+        frame = bytearray(len(prefix) + length)
+        frame[: len(prefix)] = prefix
+        payload = memoryview(frame)[len(prefix) :]
+        try:
+            fill(payload)
+        finally:
+            payload.release()  # else ZeroMQ's hold on the frame outlives the caller's use
+        if self.zsock.type == zmq.DEALER:
+            self.zsock.send_multipart([b"", frame], flags, copy=False)
+        else:
+            self.zsock.send(frame, flags, copy=False)
+
     def recv(self, *, flags: int = 0) -> tuple[str, Any]:
         if self.zsock.type == zmq.DEALER:
             frames = self.zsock.recv_multipart(flags, copy=True)
@@ -169,20 +313,28 @@ class Socket:
     def send_to(self, address: bytes, action: str, data: Any = NO_DATA) -> None:
         self.zsock.send_multipart([address, b"", encode(self.protocol, action, data)])
 
-    def recv_from(self) -> tuple[bytes, str, Any]:
+    def recv_from(self, *, copy: bool = True) -> tuple[bytes, str, Any]:
         """Receive from a ROUTER: ``(address, action, data)``.
 
         The address is returned even when the message is bad (inside the ProtocolError's
-        ``address`` attribute) so the caller can log which peer misbehaved.
+        ``address`` attribute) so the caller can log which peer misbehaved. Without *copy*, a
+        byte string that ends a message is a memoryview into it (see :func:`decode_frame`).
         """
-        frames = self.zsock.recv_multipart(copy=True)
-        address = frames[0]
+        if copy:
+            frames = self.zsock.recv_multipart(copy=True)
+        else:
+            parts = self.zsock.recv_multipart(copy=False)
+            frames = [part.bytes for part in parts[:-1]] + [parts[-1].buffer]
+        address = bytes(frames[0])
         if len(frames) != 3 or frames[1] != b"":
             raise ProtocolError(
                 f"{self.protocol.name}: malformed envelope ({len(frames)} frames)", address
             )
         try:
-            action, data = decode(self.protocol, frames[2])
+            if copy:
+                action, data = decode(self.protocol, frames[2])
+            else:
+                action, data = decode_frame(self.protocol, frames[2])
         except ProtocolError as exc:
             raise ProtocolError(str(exc), address) from None
         return address, action, data

@@ -186,7 +186,9 @@ class FileJuggler(Task):
 
     def handle_file(self) -> None:
         try:
-            address, action, data = self.file_queue.recv_from()
+            # A chunk stays in the frame it came in, written and hashed from there: each copy
+            # out of it would hold up this loop (and the interpreter lock) for no purpose.
+            address, action, data = self.file_queue.recv_from(copy=False)
         except ProtocolError as exc:
             self.log.error("refused a message on the file queue: %s", exc)
             return
@@ -232,7 +234,7 @@ class FileJuggler(Task):
         assert transfer.address is not None
         self.file_queue.send_to(transfer.address, "FETCH", (offset, length))
 
-    def receive(self, transfer: Transfer, offset: int, chunk: bytes) -> None:
+    def receive(self, transfer: Transfer, offset: int, chunk: bytes | memoryview) -> None:
         expected = transfer.outstanding.get(offset)
         if expected is None or len(chunk) != expected:
             self.log.warning(
@@ -260,7 +262,7 @@ class FileJuggler(Task):
         else:
             self.fill_window(transfer)
 
-    def _hash(self, transfer: Transfer, hashing: Hashing, chunk: bytes) -> None:
+    def _hash(self, transfer: Transfer, hashing: Hashing, chunk: bytes | memoryview) -> None:
         """On the hashing thread (hashlib lets go of the interpreter lock meanwhile)."""
         hashing.hasher.update(chunk)
         hashing.done += len(chunk)
