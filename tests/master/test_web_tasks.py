@@ -191,3 +191,48 @@ def test_a_recorded_build_lands_in_the_index_and_pages(
     assert "piwtest-pure" in project_page
     assert "<script>alert" not in project_page
     assert not list(out.rglob(".*.tmp")) and not list(out.rglob("*.part"))
+
+
+def test_the_secretary_passes_on_quiet_requests_and_overdue_ones(
+    config: MasterConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Oldest quiet request first; a request asked for again waits for quiet again, unless it
+    has been asked for over MAX_HOLD, when it goes on anyway."""
+    config.page_delay = 1.0
+    clock = [0.0]
+    monkeypatch.setattr("piwheels.master.the_secretary.time.monotonic", lambda: clock[0])
+    context: zmq.Context = zmq.Context()
+    scribe = Socket(zmq.PULL, protocols.web, context=context)
+    scribe.bind(config.scribe_queue)
+    secretary = TheSecretary(config, context)  # driven by hand here, not started
+
+    def at(moment: float) -> list[str]:
+        clock[0] = moment
+        secretary.pass_on()
+        if moment >= 30.0:
+            secretary.pass_on_overdue()
+        got = []
+        while scribe.poll(200 if secretary.held else 20):
+            got.append(scribe.recv()[1])
+            if not secretary.held or len(got) == 2:
+                break
+        return got
+
+    try:
+        for moment, package in ((0.0, "a"), (0.5, "b"), (0.9, "a")):
+            clock[0] = moment
+            secretary.hold("PROJECT", package, package)
+        assert at(1.6) == ["b"]  # "a" was asked for again at 0.9
+        assert at(2.0) == ["a"]
+        for moment in range(3, 40):  # asked for every second: never quiet
+            clock[0] = float(moment)
+            secretary.hold("PROJECT", "busy", "busy")
+            expected = ["busy"] if moment == 33 else []
+            assert at(moment + 0.5) == expected, moment
+            if expected:
+                break
+    finally:
+        secretary.held.clear()  # nothing to save at close
+        secretary.close()
+        scribe.close()
+        context.term()

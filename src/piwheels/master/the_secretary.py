@@ -13,6 +13,7 @@ blocking send once held it past the master's stop at PyPI's scale).
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from typing import Any
 
 import zmq
@@ -42,8 +43,11 @@ class TheSecretary(Task):
         self.scribe.connect(config.scribe_queue)
         self.register(self.inbox, self.handle_request)
         self.every(min(0.2, config.page_delay), self.pass_on)
-        # (action, package) -> [first asked, last asked, data]
-        self.held: dict[tuple[str, str], list[Any]] = {}
+        # Requests past MAX_HOLD can sit behind ones still arriving: looked for now and then.
+        self.every(MAX_HOLD / 4, self.pass_on_overdue)
+        # (action, package) -> [first asked, last asked, data], oldest last ask first, so a
+        # pass stops at the first request not yet quiet (at PyPI's scale thousands are held)
+        self.held: OrderedDict[tuple[str, str], list[Any]] = OrderedDict()
 
     def once(self) -> None:
         try:
@@ -76,17 +80,31 @@ class TheSecretary(Task):
             self.held[key] = [now, now, data]
         else:
             entry[1], entry[2] = now, data
+            self.held.move_to_end(key)
 
     def pass_on(self) -> None:
-        now = time.monotonic()
-        quiet = now - self.config.page_delay
-        for key, (first, last, data) in list(self.held.items()):
-            if last <= quiet or first <= now - MAX_HOLD:
-                try:
-                    self.scribe.send(key[0], data, flags=zmq.NOBLOCK)
-                except zmq.Again:
-                    return  # the Scribe is behind; try again at the next pass
-                del self.held[key]
+        """Pass on the requests quiet for ``page_delay``, oldest first."""
+        quiet = time.monotonic() - self.config.page_delay
+        while self.held:
+            key, (_, last, data) = next(iter(self.held.items()))
+            if last > quiet or not self._send(key, data):
+                return
+
+    def pass_on_overdue(self) -> None:
+        """Pass on the requests asked for again and again for MAX_HOLD: a whole look."""
+        overdue = time.monotonic() - MAX_HOLD
+        for key, (first, _, data) in list(self.held.items()):
+            if first <= overdue and not self._send(key, data):
+                return
+
+    def _send(self, key: tuple[str, str], data: Any) -> bool:
+        """Pass one request on; False when the Scribe is behind (it stays held)."""
+        try:
+            self.scribe.send(key[0], data, flags=zmq.NOBLOCK)
+        except zmq.Again:
+            return False
+        del self.held[key]
+        return True
 
     def close(self) -> None:
         if self.held:
