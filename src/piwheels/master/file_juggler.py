@@ -11,7 +11,9 @@ Chunks that arrive in order are hashed on a thread of their own (SHA-256 is the 
 of a transfer: on the loop it made a 100 MB transfer take ~1.8x a plain copy); storing a
 finished file (its hash checked, fsync, rename, fsync of the directory) happens on worker
 threads, because an fsync on the loop held up every other transfer and every question from
-the Slave Driver. Workers report back through a queue and a pipe the loop polls.
+the Slave Driver; the hashing thread starts the writeback of what it has hashed, so that
+fsync finds little left to write. Workers report back through a queue and a pipe the loop
+polls (a hashed chunk only when the loop is waiting for one).
 """
 
 from __future__ import annotations
@@ -59,6 +61,9 @@ class Hashing:
         self.queued = 0  # bytes handed to the hashing thread (written by the loop only)
         self.done = 0  # bytes hashed (written by the hashing thread only)
         self.written_back = 0  # bytes whose writeback has been started (hashing thread only)
+        # Set by the loop when the backlog stops it fetching: only then must a hashed chunk
+        # wake it (waking it for every chunk cost a context switch and a pipe write each).
+        self.stalled = False
 
     @property
     def backlog(self) -> int:
@@ -92,8 +97,8 @@ class FileJuggler(Task):
 
     def __init__(self, config: MasterConfig, context: zmq.Context[Any] | None = None) -> None:
         super().__init__(config, context)
-        # Each chunk passes through a few chunk-sized bytes objects (received, decoded); on
-        # fresh pages each time, faulting them in cost more than the rest of the transfer.
+        # Each chunk arrives in a chunk-sized buffer that libzmq mallocs; on fresh pages each
+        # time, faulting them in cost more than the rest of the transfer.
         serve_from_heap(CHUNK_SIZE)
         self.simple = Path(config.output_path) / "simple"
         self.simple.mkdir(parents=True, exist_ok=True)
@@ -224,8 +229,13 @@ class FileJuggler(Task):
 
     def fill_window(self, transfer: Transfer) -> None:
         size = transfer.file.filesize
-        if transfer.hashing.backlog >= HASH_BACKLOG:
+        hashing = transfer.hashing
+        # Flagged before the backlog is read, so the hashing thread, which counts a chunk
+        # before it reads the flag, cannot finish the last chunk unseen and leave this stalled.
+        hashing.stalled = True
+        if hashing.backlog >= HASH_BACKLOG:
             return  # hashing is behind: the next hashed chunk calls again
+        hashing.stalled = False
         while len(transfer.outstanding) < WINDOW and transfer.next_offset < size:
             offset = transfer.next_offset
             length = min(CHUNK_SIZE, size - offset)
@@ -274,7 +284,9 @@ class FileJuggler(Task):
             # final fsync: that wait was a sixth of a 100 MB transfer.
             _start_writeback(transfer.fd, hashing.written_back, hashing.done - hashing.written_back)
             hashing.written_back = hashing.done
-        self._report(transfer, None)
+        if hashing.stalled:
+            hashing.stalled = False
+            self._report(transfer, None)
 
     def finish(self, transfer: Transfer) -> None:
         transfer.storing = True
