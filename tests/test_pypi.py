@@ -168,10 +168,15 @@ class _Server(ThreadingHTTPServer):
 
 
 @contextmanager
-def serve(answer: Callable[[BaseHTTPRequestHandler], Reply | None]) -> Iterator[str]:
-    """Serve *answer* on 127.0.0.1 and give its base URL; None means the answer wrote itself."""
+def serve(
+    answer: Callable[[BaseHTTPRequestHandler], Reply | None], *, keep_alive: bool = False
+) -> Iterator[str]:
+    """Serve *answer* on 127.0.0.1 and give its base URL; None means the answer wrote itself.
+    With *keep_alive* it speaks HTTP/1.1 and keeps connections open between requests."""
 
     class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1" if keep_alive else "HTTP/1.0"
+
         def do_GET(self) -> None:
             reply = answer(self)
             if reply is None:
@@ -636,3 +641,47 @@ def test_errors_pickle_and_quote_input() -> None:
         assert type(copy) is type(error)
         assert str(copy) == str(error)
         assert "https://x/" in str(error)
+
+
+def test_requests_share_a_kept_alive_connection() -> None:
+    """One connection for many projects; one the server dropped while idle is made again."""
+    document = project_document({"1.0": [file_entry("demo-1.0.tar.gz", "sdist", "2024-01-01")]})
+    connections: list[Any] = []
+
+    def answer(handler: BaseHTTPRequestHandler) -> Reply:
+        if handler.client_address not in connections:
+            connections.append(handler.client_address)
+        if handler.path.endswith("/hang-up/json"):
+            handler.close_connection = True  # without saying so, as an idle timeout would
+        return json_reply(document, serial=42, content_type="application/json")
+
+    with serve(answer, keep_alive=True) as base:
+        client = client_for(base)
+        for _ in range(5):
+            assert client.project("Demo_Pkg").serial == 42
+        assert len(connections) == 1
+        with pytest.raises(MalformedResponse, match="asked for 'hang-up'"):
+            client.project("hang-up")
+        for _ in range(3):
+            assert client.project("Demo_Pkg").serial == 42
+        assert len(connections) == 2
+        # each thread its own
+        other = threading.Thread(target=client.project, args=("Demo_Pkg",))
+        other.start()
+        other.join()
+        assert len(connections) == 3
+
+
+def test_kept_alive_connection_still_follows_redirects_checked() -> None:
+    document = project_document({})
+
+    def answer(handler: BaseHTTPRequestHandler) -> Reply:
+        if handler.path == "/pypi/old/json":
+            return 301, {"Location": "/pypi/demo-pkg/json", "Content-Type": "text/plain"}, b""
+        return json_reply(document, serial=42, content_type="application/json")
+
+    with serve(answer, keep_alive=True) as base:
+        client = client_for(base)
+        with pytest.raises(MalformedResponse, match="asked for 'old'"):
+            client.project("old")  # followed, and the answer is judged as before
+        assert client.project("Demo_Pkg").serial == 42

@@ -13,6 +13,7 @@ import gc
 import json
 import logging
 import ssl
+import threading
 import urllib.error
 import urllib.request
 
@@ -203,7 +204,10 @@ class PyPIClient:
     API's (``https://pypi.org/pypi``), *xmlrpc_url* the optional XML-RPC endpoint. *timeout*
     bounds connecting and each read, so a server that stops sending fails within it; a slow
     but steady download of the root list is allowed to take longer. Safe to share between
-    threads: each request has its own connection.
+    threads: each thread keeps its own connection to each host alive between requests (one
+    TCP and TLS handshake per thread, not per project: following a burst of changes is
+    thousands of requests). Through a proxy, and to follow a redirect, requests go through
+    urllib instead, a connection each.
     """
 
     def __init__(
@@ -227,10 +231,13 @@ class PyPIClient:
         self.max_bytes = max_bytes
         # Built by hand rather than with build_opener, which would add file:, ftp: and data:.
         self._opener = urllib.request.OpenerDirector()
+        self._ssl = ssl.create_default_context()
+        self._proxied = set(urllib.request.getproxies())  # schemes; read once, as urllib does
+        self._kept = threading.local()  # (scheme, netloc) -> this thread's open connection
         for handler in (
             urllib.request.ProxyHandler(),
             urllib.request.HTTPHandler(),
-            urllib.request.HTTPSHandler(context=ssl.create_default_context()),
+            urllib.request.HTTPSHandler(context=self._ssl),
             _RedirectHandler(),
             urllib.request.HTTPDefaultErrorHandler(),
             urllib.request.HTTPErrorProcessor(),
@@ -391,7 +398,7 @@ class PyPIClient:
             },
         )
         try:
-            with self._opener.open(request, timeout=self.timeout) as response:
+            with self._open(request) as response:
                 headers = response.headers
                 if response.status != 200:
                     raise MalformedResponse(url, f"HTTP {response.status} {response.reason}")
@@ -425,6 +432,57 @@ class PyPIClient:
         except UnicodeDecodeError as exc:
             bad = body[exc.start : exc.start + 8]
             raise MalformedResponse(url, f"not UTF-8 at byte {exc.start}: {bad!r}") from None
+
+    @contextmanager
+    def _open(self, request: urllib.request.Request) -> Iterator[HTTPResponse]:
+        """The response to *request*, on this thread's kept-alive connection to its host if
+        there is no proxy; an error status raises HTTPError, as urllib's opener does."""
+        parts = urlsplit(request.full_url)
+        if parts.scheme in self._proxied:
+            with self._opener.open(request, timeout=self.timeout) as response:
+                yield response
+            return
+        key = (parts.scheme, parts.netloc)
+        kept: dict[tuple[str, str], HTTPConnection] = self._kept.__dict__.setdefault("by", {})
+        path = parts.path + (f"?{parts.query}" if parts.query else "")
+        for attempt in (1, 2):
+            connection = kept.get(key)
+            reused = connection is not None
+            if connection is None:
+                connection = kept[key] = self._connect(parts.scheme, parts.netloc)
+            try:
+                connection.request("GET", path, headers=dict(request.header_items()))
+                response = connection.getresponse()
+                break
+            except (ConnectionError, HTTPException):
+                # A kept connection the server has since closed fails at once: try a new one.
+                connection.close()
+                del kept[key]
+                if not reused or attempt == 2:
+                    raise
+        try:
+            if 300 <= response.status < 400:
+                # urllib follows it, with _RedirectHandler's checks
+                with self._opener.open(request, timeout=self.timeout) as redirected:
+                    yield redirected
+            elif response.status >= 400:
+                raise urllib.error.HTTPError(
+                    request.full_url, response.status, response.reason, response.headers, None
+                )
+            else:
+                yield response
+        finally:
+            if (response.isclosed() or response.length == 0) and not response.will_close:
+                response.close()  # read to its end: the connection is ready for the next
+            else:
+                # unread bytes would be taken for the next response: start afresh
+                connection.close()
+                kept.pop(key, None)
+
+    def _connect(self, scheme: str, netloc: str) -> HTTPConnection:
+        if scheme == "https":
+            return HTTPSConnection(netloc, timeout=self.timeout, context=self._ssl)
+        return HTTPConnection(netloc, timeout=self.timeout)
 
     def _read(self, response: HTTPResponse, url: str) -> bytearray:
         declared = response.headers.get("Content-Length")
