@@ -23,6 +23,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import suppress
 from datetime import UTC, datetime
 from functools import partial
+from queue import SimpleQueue
 from typing import Any
 
 import zmq
@@ -77,6 +78,7 @@ class CloudGazer(Task):
         self.fetching: dict[Future[ProjectInfo | Exception | None], Entry] = {}
         self.ready: deque[Write] = deque()  # fetched, waiting for a free writer
         # A finished fetch wakes the task's poller through this pipe (zmq polls plain fds).
+        self._done: SimpleQueue[Future[Any]] = SimpleQueue()  # finished, not yet harvested
         self._wake_lock = threading.Lock()
         self._wake_read, self._wake_write = os.pipe()
         os.set_blocking(self._wake_read, False)
@@ -165,8 +167,9 @@ class CloudGazer(Task):
                 self.log.error("cannot record PyPI serial: %s", exc)
             self.pending_serial = None
 
-    def _wake(self, _: Future[Any]) -> None:
+    def _wake(self, future: Future[Any]) -> None:
         """On a fetch thread: tell the task a fetch is done."""
+        self._done.put(future)
         with self._wake_lock:
             if self._wake_write >= 0:
                 # a full pipe holds wake-ups enough: the task will look
@@ -178,7 +181,8 @@ class CloudGazer(Task):
         with suppress(BlockingIOError):
             while os.read(self._wake_read, 4096):
                 pass
-        for future in [f for f in self.fetching if f.done()]:
+        while not self._done.empty():
+            future = self._done.get()
             entry = self.fetching.pop(future)
             name = entry[0]
             info = future.result()
