@@ -182,7 +182,8 @@ def test_an_unreachable_database_at_start_is_tried_again(
         gazer.db.timeout = 30.0
         gazer.discover()
         assert gazer.loaded
-        found = [*gazer.pending, *gazer.fetching.values()]  # its fetches have begun
+        # its fetches have begun
+        found = [*gazer.pending, *(e for _, chunk in gazer.fetching.values() for e in chunk)]
         assert ("piwtest-pure", pypi_index.project_serial("piwtest-pure")) in found
     finally:
         gazer.close()

@@ -3,10 +3,12 @@
 Following all of PyPI, it diffs the simple index's per-project serials against the serials it
 recorded, so a restart resumes where it left off and only changed projects are fetched again.
 Following an allow-list (a small farm, a demo), it asks PyPI about just those projects.
-Fetches run on a few threads (they are network-bound) and the task keeps them a little ahead of
-the database writes, which it sends to several Oracles at once and answers as each replies: a
-project's fetch, its write and the next project's fetch overlap, and the task's loop never
-waits on either, so control messages are never kept waiting.
+Fetches run in a few worker processes, several at once in each (they wait on the network, and
+the HTTP and JSON work of thousands of projects would otherwise take the master's interpreter
+from every other task), and the task keeps them a little ahead of the database writes, which it
+sends to several Oracles at once and answers as each replies: a project's fetch, its write and
+the next project's fetch overlap, and the task's loop never waits on either, so control messages
+are never kept waiting.
 
 Cloud Gazer is the only writer of the packages' serials, so it reads them from the database once
 (~1M pairs through an Oracle: seconds of the master's CPU) and keeps its copy current as it
@@ -15,14 +17,18 @@ records and removes projects, rather than reading them all again at every look a
 
 from __future__ import annotations
 
+import itertools
+import multiprocessing
 import os
+import signal
 import threading
 import time
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from datetime import UTC, datetime
 from functools import partial
+from multiprocessing.pool import Pool
 from queue import SimpleQueue
 from typing import Any
 
@@ -38,7 +44,9 @@ from piwheels.master.task import Task
 from piwheels.master.web_requests import PageRequests
 from piwheels.pypi import ProjectInfo, ProjectNotFound, PyPIClient, PyPIError
 
-FETCH_THREADS = 8
+FETCH_PROCESSES = 2
+FETCH_THREADS = 8  # in each process
+FETCH_CHUNK = 16  # projects handed to a process at a time
 # Database writes in flight at once (a RequestPool of this many sockets). One Oracle is left for
 # everyone else, so a slave's request never waits behind a burst of PyPI's changes.
 WRITERS = 3
@@ -46,7 +54,9 @@ WRITERS = 3
 # one per project made that wait most of the cost of following a burst of changes.
 WRITE_BATCH = 32
 # projects fetched or fetching but not yet being recorded, at most
-AHEAD = 4 * FETCH_THREADS + WRITERS * WRITE_BATCH
+AHEAD = 2 * FETCH_PROCESSES * FETCH_THREADS + WRITERS * WRITE_BATCH
+
+Fetched = ProjectInfo | PyPIError | None  # None: PyPI no longer has it
 
 Entry = tuple[str, int | None]  # a project to look at, and the serial PyPI listed it with
 # what a fetch asks of the database: a project to record, or one to mark removed
@@ -67,6 +77,7 @@ class CloudGazer(Task):
         self.db = DbClient(config.oracle_queue, self.context)
         self.pages = PageRequests.connect(self, config.web_queue)
         self.pypi = pypi or PyPIClient(config.pypi_simple, config.pypi_json)
+        self.timeout = self.pypi.timeout
         self.allow_list = sorted({canonicalize_name(name) for name in config.packages})
         self.known: dict[str, int] = {}  # package -> the serial recorded (-1: removed)
         self.loaded = False  # whether `known` holds the database's serials yet
@@ -74,11 +85,15 @@ class CloudGazer(Task):
         self.pending: deque[Entry] = deque()
         self.pending_serial: int | None = None  # PyPI's serial once `pending` is done
         self.recorded_serial: int | None = None  # the last one recorded
-        self.fetcher = ThreadPoolExecutor(FETCH_THREADS, thread_name_prefix="gazer-fetch")
-        self.fetching: dict[Future[ProjectInfo | Exception | None], Entry] = {}
+        self.fetcher: Pool | None = None  # started at the first fetch
+        # chunk number -> (when to give up on it, its projects)
+        self.fetching: dict[int, tuple[float, list[Entry]]] = {}
+        self.in_flight = 0  # projects in `fetching`
+        self._chunks = itertools.count()
         self.ready: deque[Write] = deque()  # fetched, waiting for a free writer
         # A finished fetch wakes the task's poller through this pipe (zmq polls plain fds).
-        self._done: SimpleQueue[Future[Any]] = SimpleQueue()  # finished, not yet harvested
+        # fetched chunks (number, [(project, what came of it)]), not yet harvested
+        self._done: SimpleQueue[tuple[int, list[tuple[Entry, Fetched]]]] = SimpleQueue()
         self._wake_lock = threading.Lock()
         self._wake_read, self._wake_write = os.pipe()
         os.set_blocking(self._wake_read, False)
@@ -149,11 +164,10 @@ class CloudGazer(Task):
         record PyPI's serial. Runs on a timer too, to pick up again after a pause."""
         if self.paused:
             return
-        while self.pending and len(self.fetching) + len(self.ready) < AHEAD:
-            entry = self.pending.popleft()
-            future = self.fetcher.submit(self._fetch, entry)
-            self.fetching[future] = entry
-            future.add_done_callback(self._wake)
+        while self.pending and self.in_flight + len(self.ready) < AHEAD:
+            chunk = [self.pending.popleft() for _ in range(min(FETCH_CHUNK, len(self.pending)))]
+            self._fetch(chunk)
+        self._give_up_on_lost_fetches()
         # only as many as there are free sockets: the rest wait in `ready`, growing batches
         while self.ready and self.writers.free:
             self._send(self._next_writes())
@@ -167,14 +181,49 @@ class CloudGazer(Task):
                 self.log.error("cannot record PyPI serial: %s", exc)
             self.pending_serial = None
 
-    def _wake(self, future: Future[Any]) -> None:
-        """On a fetch thread: tell the task a fetch is done."""
-        self._done.put(future)
+    def _fetch(self, chunk: list[Entry]) -> None:
+        if self.fetcher is None:
+            # spawned, not forked: this process has threads (and ZeroMQ's) of its own
+            self.fetcher = multiprocessing.get_context("spawn").Pool(
+                FETCH_PROCESSES,
+                _start_fetching,
+                (self.pypi.simple_url, self.pypi.json_url, self.timeout),
+            )
+        number = next(self._chunks)
+        # each project waits at most a connect and a read of each of its fetches' turns
+        deadline = time.monotonic() + 4 * self.timeout * (1 + len(chunk) // FETCH_THREADS)
+        self.fetching[number] = (deadline, chunk)
+        self.in_flight += len(chunk)
+        self.fetcher.apply_async(
+            _fetch_chunk,
+            (chunk,),
+            callback=partial(self._fetched, number),
+            error_callback=partial(self._fetch_failed, number),
+        )
+
+    def _fetched(self, number: int, results: list[tuple[Entry, Fetched]]) -> None:
+        """On the pool's thread: hand the results to the task and wake it."""
+        self._done.put((number, results))
         with self._wake_lock:
             if self._wake_write >= 0:
                 # a full pipe holds wake-ups enough: the task will look
                 with suppress(BlockingIOError):
                     os.write(self._wake_write, b"!")
+
+    def _fetch_failed(self, number: int, exc: BaseException) -> None:
+        """On the pool's thread: a fetch process failed the whole chunk (a bug, not PyPI)."""
+        self._fetched(number, [])  # its projects are put back when harvested
+        self.log.error("a fetch process failed: %r", exc)
+
+    def _give_up_on_lost_fetches(self) -> None:
+        """A chunk whose process died never answers: its projects go back in line."""
+        now = time.monotonic()
+        for number, (deadline, chunk) in list(self.fetching.items()):
+            if deadline < now:
+                self.log.error("no answer for %d fetches: trying them again", len(chunk))
+                del self.fetching[number]
+                self.in_flight -= len(chunk)
+                self.pending.extend(chunk)
 
     def _harvest(self) -> None:
         """Take the finished fetches: what to write goes to a writer as one is free."""
@@ -182,16 +231,29 @@ class CloudGazer(Task):
             while os.read(self._wake_read, 4096):
                 pass
         while not self._done.empty():
-            future = self._done.get()
-            entry = self.fetching.pop(future)
-            name = entry[0]
-            info = future.result()
-            if info is None:
-                if self.known.get(name, -1) >= 0:
-                    self.ready.append((entry, None))
-            elif isinstance(info, ProjectInfo) and info.serial != self.known.get(name):
-                self.ready.append((entry, info))
+            number, results = self._done.get()
+            taken = self.fetching.pop(number, None)
+            if taken is None:
+                continue  # given up on already, and fetched again
+            self.in_flight -= len(taken[1])
+            if not results:
+                self.pending.extend(taken[1])
+            for entry, info in results:
+                self._take(entry, info)
         self.record_batch()
+
+    def _take(self, entry: Entry, info: Fetched) -> None:
+        name = entry[0]
+        if info is None:
+            if self.known.get(name, -1) >= 0:
+                self.ready.append((entry, None))
+        elif isinstance(info, ProjectNotFound):
+            # the index lists it, so this 404 is a stale cache (e.g. a brand-new project)
+            self.log.warning("%s: %s (will retry)", name, info)
+        elif isinstance(info, PyPIError):
+            self.log.warning("cannot fetch %s (skipped this round): %s", name, info)
+        elif info.serial != self.known.get(name):
+            self.ready.append((entry, info))
 
     def _next_writes(self) -> list[Write]:
         """A removal alone, or up to WRITE_BATCH projects to record in one transaction."""
@@ -243,23 +305,10 @@ class CloudGazer(Task):
                 self.pages.project(info.canonical_name)
         self.record_batch()
 
-    def _fetch(self, entry: Entry) -> ProjectInfo | Exception | None:
-        """The project's details, None when PyPI no longer has it, or the error to log."""
-        name, serial = entry
-        try:
-            return self.pypi.project(name, min_serial=serial)
-        except ProjectNotFound as exc:
-            if serial is not None:
-                # the index lists it, so this 404 is a stale cache (e.g. a brand-new project)
-                self.log.warning("%s: %s (will retry)", name, exc)
-                return exc
-            return None
-        except PyPIError as exc:
-            self.log.warning("cannot fetch %s (skipped this round): %s", name, exc)
-            return exc
-
     def close(self) -> None:
-        self.fetcher.shutdown(wait=False, cancel_futures=True)
+        if self.fetcher is not None:
+            self.fetcher.terminate()  # a fetch waiting on PyPI is not worth waiting for
+            self.fetcher.join()
         with self._wake_lock:
             os.close(self._wake_write)
             self._wake_write = -1
@@ -289,3 +338,33 @@ def _update(info: ProjectInfo) -> tuple[Any, ...]:
         info.description or "",
         versions,
     )
+
+
+# -- in the fetch processes ---------------------------------------------------------------------
+
+_client: PyPIClient | None = None
+_threads: ThreadPoolExecutor | None = None
+
+
+def _start_fetching(simple_url: str, json_url: str, timeout: float) -> None:
+    global _client, _threads  # one of each per process
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the master stops its workers itself
+    _client = PyPIClient(simple_url, json_url, timeout=timeout)
+    _threads = ThreadPoolExecutor(FETCH_THREADS, thread_name_prefix="gazer-fetch")
+
+
+def _fetch_chunk(chunk: list[Entry]) -> list[tuple[Entry, Fetched]]:
+    assert _threads is not None
+    return list(zip(chunk, _threads.map(_fetch_one, chunk), strict=True))
+
+
+def _fetch_one(entry: Entry) -> Fetched:
+    """The project's details, None when PyPI no longer has it, or the error to log."""
+    assert _client is not None
+    name, serial = entry
+    try:
+        return _client.project(name, min_serial=serial)
+    except ProjectNotFound as exc:
+        return exc if serial is not None else None
+    except PyPIError as exc:
+        return exc
