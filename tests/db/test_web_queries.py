@@ -98,3 +98,44 @@ def test_pending_pages_are_taken_once(db: Database) -> None:
     db.save_pending_pages([("BOTH", "foo"), ("SEARCH", ""), ("BOTH", "foo")])
     assert sorted(db.take_pending_pages()) == [("BOTH", "foo"), ("SEARCH", "")]
     assert db.take_pending_pages() == []
+
+
+def _published_by_join(db: Database) -> dict[str, int]:
+    rows = db.conn.execute(
+        "SELECT v.package, count(*) FROM files f JOIN builds b USING (build_id)"
+        " JOIN versions v USING (version_id) GROUP BY 1"
+    )
+    return dict(rows.fetchall())
+
+
+def _published_counts(db: Database) -> dict[str, int]:
+    rows = db.conn.execute("SELECT package, files FROM packages WHERE files <> 0")
+    return dict(rows.fetchall())
+
+
+def test_published_file_counts_follow_every_write(db: Database) -> None:
+    """The counts behind the index root and search index match the files on record after
+    publishing (a filename published twice counts once), removing and retrying."""
+    db.set_project("foo", "Foo", 1, "", "", [version("1.0"), version("2.0")])
+    db.set_project("bar", "bar", 1, "", "", [version("1.0")])
+    db.log_build(1, "foo", "1.0", "cp39", built("foo-1.0-cp39-cp39-linux_x86_64.whl"))
+    db.log_build(
+        1,
+        "foo",
+        "2.0",
+        "cp39",
+        built("foo-2.0-cp39-cp39-linux_x86_64.whl", "foo-2.0-cp39-cp39-linux_armv7l.whl"),
+    )
+    db.log_build(2, "foo", "2.0", "cp310", built("foo-2.0-cp39-cp39-linux_x86_64.whl"))
+    failed_with_a_file = FAILED._replace(files=built("bar-1.0-py3-none-any.whl").files)
+    db.log_build(1, "bar", "1.0", "cp39", failed_with_a_file)
+    assert _published_counts(db) == _published_by_join(db) == {"foo": 3, "bar": 1}
+    assert db.get_indexed_projects() == ["bar", "foo"]
+    assert sorted(db.remove_version("foo", "2.0", "")) == [
+        "foo-2.0-cp39-cp39-linux_armv7l.whl",
+        "foo-2.0-cp39-cp39-linux_x86_64.whl",
+    ]
+    assert db.retry_failed("bar", "1.0", None) == 1
+    assert _published_counts(db) == _published_by_join(db) == {"foo": 1}
+    assert db.get_indexed_projects() == ["foo"]
+    assert [tuple(e) for e in db.get_search_entries()] == [("foo", "", 2, 1)]

@@ -145,10 +145,7 @@ def _cells(
 
 def indexed_projects(conn: Conn) -> list[str]:
     """The projects with at least one published file: the index root lists these."""
-    cur = conn.execute(
-        "SELECT DISTINCT v.package FROM files f JOIN builds b USING (build_id) "
-        "JOIN versions v USING (version_id) ORDER BY 1"
-    )
+    cur = conn.execute("SELECT package FROM packages WHERE files > 0 ORDER BY 1")
     return [name for (name,) in cur]
 
 
@@ -156,9 +153,7 @@ def search_entries(conn: Conn) -> list[SearchEntry]:
     cur = conn.execute(
         "SELECT p.package, p.summary, "
         "(SELECT count(*) FROM versions v WHERE v.package = p.package AND NOT v.removed), "
-        "count(f.filename) FROM packages p JOIN versions v USING (package) "
-        "JOIN builds b USING (version_id) JOIN files f USING (build_id) "
-        "GROUP BY p.package, p.summary ORDER BY 1"
+        "p.files FROM packages p WHERE p.files > 0 ORDER BY 1"
     )
     return [SearchEntry(*row) for row in cur]
 
