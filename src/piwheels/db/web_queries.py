@@ -150,12 +150,22 @@ def indexed_projects(conn: Conn) -> list[str]:
 
 
 def search_entries(conn: Conn) -> list[SearchEntry]:
-    cur = conn.execute(
-        "SELECT p.package, p.summary, "
-        "(SELECT count(*) FROM versions v WHERE v.package = p.package AND NOT v.removed), "
-        "p.files FROM packages p WHERE p.files > 0 ORDER BY 1"
-    )
-    return [SearchEntry(*row) for row in cur]
+    """Every project with a published file, its summary, and its counts of versions and files.
+
+    Most projects are listed, so one pass over all versions, hashed, beats visiting each
+    project's versions by index (38 s -> 10 s at PyPI's scale): the planner, expecting few
+    rows per project, picks the latter unless told not to.
+    """
+    with conn.transaction():
+        conn.execute("SET LOCAL enable_indexscan = off")
+        conn.execute("SET LOCAL enable_mergejoin = off")
+        conn.execute("SET LOCAL work_mem = '256MB'")
+        cur = conn.execute(
+            "SELECT p.package, p.summary, coalesce(v.n, 0), p.files FROM packages p "
+            "LEFT JOIN (SELECT package, count(*) AS n FROM versions WHERE NOT removed "
+            "GROUP BY package) AS v USING (package) WHERE p.files > 0 ORDER BY 1"
+        )
+        return [SearchEntry(*row) for row in cur]
 
 
 def statistics(conn: Conn) -> dict[str, Any]:
