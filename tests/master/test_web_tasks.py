@@ -144,7 +144,7 @@ def test_a_stalled_scribe_never_blocks_the_secretary(config: MasterConfig) -> No
 
 
 def test_a_recorded_build_lands_in_the_index_and_pages(
-    config: MasterConfig, tmp_path: Path
+    config: MasterConfig, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     wheel = make_wheel("piwtest-pure", "1.0", tmp_path / "wheels")
     content = wheel.read_bytes()
@@ -176,10 +176,25 @@ def test_a_recorded_build_lands_in_the_index_and_pages(
             ),
             what="the search index",
         )
+        index = json.loads(page.read_text())
+        # a wheel lost from the disk: one line for its project, naming it
+        lost = out / "simple" / "piwtest-pure" / wheel.name
+        lost.rename(tmp_path / "lost.whl")
+        lost.with_name(wheel.name + ".metadata").rename(tmp_path / "lost.metadata")
+        ask_for_pages(master, ("PROJECT", "piwtest-pure"))
+
+        def missing() -> list[str]:
+            return [r.getMessage() for r in caplog.records if "missing from" in r.getMessage()]
+
+        wait_for(missing, what="the Scribe to notice the lost wheel")
+        assert len(missing()) == 1
+        assert missing()[0].startswith("1 of piwtest-pure's files are recorded but missing")
+        assert wheel.name in missing()[0]
+        (tmp_path / "lost.whl").rename(lost)
+        (tmp_path / "lost.metadata").rename(lost.with_name(wheel.name + ".metadata"))
     finally:
         slave.close()
         master.stop()
-    index = json.loads(page.read_text())
     [entry] = [f for f in index["files"] if f["filename"] == wheel.name]
     assert entry["hashes"] == {"sha256": state.filehash}
     metadata = out / "simple" / "piwtest-pure" / (wheel.name + ".metadata")

@@ -131,12 +131,14 @@ class TheScribe(Task):
     def _with_metadata(self, project: ProjectData) -> ProjectData:
         """Make sure each wheel has its .metadata beside it and note the hash (PEP 658)."""
 
+        missing: list[str] = []
+
         def annotate(file: WheelFile) -> WheelFile:
             wheel = self.simple / project.name / file.filename
             metadata = wheel.with_name(wheel.name + ".metadata")
             if not metadata.exists():
                 if not wheel.exists():
-                    self.log.error("%s is recorded but missing from disk", wheel)
+                    missing.append(file.filename)
                     return file
                 try:
                     write_atomic(metadata, extract_metadata(wheel))
@@ -146,12 +148,23 @@ class TheScribe(Task):
             digest = hashlib.sha256(metadata.read_bytes()).hexdigest()
             return file._replace(metadata_hash=digest)
 
-        return project._replace(
+        annotated = project._replace(
             versions=[
                 version._replace(files=[annotate(f) for f in version.files])
                 for version in project.versions
             ]
         )
+        if missing:
+            # one line a project: a lost output disk would otherwise log every wheel on record
+            self.log.error(
+                "%d of %s's files are recorded but missing from %s (%s%s)",
+                len(missing),
+                project.name,
+                self.simple / project.name,
+                ", ".join(missing[:3]),
+                ", ..." if len(missing) > 3 else "",
+            )
+        return annotated
 
     def _write_log(self, build_id: int) -> None:
         path = self.output / log_path(build_id)
