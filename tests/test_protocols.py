@@ -58,14 +58,6 @@ SAMPLES: dict[str, Any] = {
     "ERROR": "no such package",
     "FAILED": ("Oracle 0", "Traceback..."),
     "SETSERIAL": 42,
-    "SETPROJECT": (
-        "foo",
-        "Foo",
-        3,
-        "summary",
-        "description",
-        [("1.0", NOW, ">=3.9", True, False, "")],
-    ),
     "SETPROJECTS": [
         ("foo", "Foo", 3, "summary", "description", [("1.0", NOW, ">=3.9", True, False, "")]),
         ("bar", "bar", 4, "", "", []),

@@ -164,8 +164,7 @@ oracle = Protocol(
         "GETPKGS": None,
         "GETSERIAL": None,
         "SETSERIAL": Int,
-        "SETPROJECT": PROJECT_UPDATE,
-        # several in one transaction -> [(package, why), ...] for those refused
+        # projects recorded in one transaction -> [(package, why), ...] for those refused
         "SETPROJECTS": ListOf(PROJECT_UPDATE, max_items=1000),
         "REMOVEPROJECT": Str,
         "GETABIS": None,

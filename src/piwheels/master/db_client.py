@@ -11,7 +11,7 @@ from typing import Any
 import zmq
 
 from piwheels import protocols
-from piwheels.db.database import ProjectVersion, QueueSnapshot
+from piwheels.db.database import QueueSnapshot
 from piwheels.protocols import NO_DATA
 from piwheels.states import BuildResult
 from piwheels.transport import Socket
@@ -59,19 +59,6 @@ class DbClient:
 
     def set_pypi_serial(self, serial: int) -> None:
         self._call("SETSERIAL", serial)
-
-    def set_project(
-        self,
-        package: str,
-        display_name: str,
-        serial: int,
-        summary: str,
-        description: str,
-        versions: Sequence[ProjectVersion],
-    ) -> None:
-        self._call(
-            "SETPROJECT", (package, display_name, serial, summary, description, list(versions))
-        )
 
     def remove_project(self, package: str) -> None:
         self._call("REMOVEPROJECT", package)

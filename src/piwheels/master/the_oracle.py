@@ -45,7 +45,6 @@ class TheOracle(Task):
             "GETPKGS": lambda _: self.db.get_package_serials(),
             "GETSERIAL": lambda _: self.db.get_pypi_serial(),
             "SETSERIAL": self.db.set_pypi_serial,
-            "SETPROJECT": lambda data: self.db.set_project(*project_update(data)),
             "SETPROJECTS": lambda data: self.db.set_projects([project_update(u) for u in data]),
             "REMOVEPROJECT": self.db.remove_project,
             "GETABIS": lambda _: [abi.abi_tag for abi in self.db.get_build_abis()],
@@ -136,7 +135,7 @@ class TheOracle(Task):
 
 
 def project_update(data: Any) -> ProjectUpdate:
-    """A SETPROJECT's data as the database takes it."""
+    """One project of a SETPROJECTS as the database takes it."""
     package, display_name, serial, summary, description, versions = data
     return ProjectUpdate(
         package,
