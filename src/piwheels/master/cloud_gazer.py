@@ -77,7 +77,6 @@ class CloudGazer(Task):
         self.db = DbClient(config.oracle_queue, self.context)
         self.pages = PageRequests.connect(self, config.web_queue)
         self.pypi = pypi or PyPIClient(config.pypi_simple, config.pypi_json)
-        self.timeout = self.pypi.timeout
         self.allow_list = sorted({canonicalize_name(name) for name in config.packages})
         self.known: dict[str, int] = {}  # package -> the serial recorded (-1: removed)
         self.loaded = False  # whether `known` holds the database's serials yet
@@ -88,12 +87,11 @@ class CloudGazer(Task):
         self.fetcher: Pool | None = None  # started at the first fetch
         # chunk number -> (when to give up on it, its projects)
         self.fetching: dict[int, tuple[float, list[Entry]]] = {}
-        self.in_flight = 0  # projects in `fetching`
         self._chunks = itertools.count()
         self.ready: deque[Write] = deque()  # fetched, waiting for a free writer
-        # A finished fetch wakes the task's poller through this pipe (zmq polls plain fds).
         # fetched chunks (number, [(project, what came of it)]), not yet harvested
         self._done: SimpleQueue[tuple[int, list[tuple[Entry, Fetched]]]] = SimpleQueue()
+        # A finished fetch wakes the task's poller through this pipe (zmq polls plain fds).
         self._wake_lock = threading.Lock()
         self._wake_read, self._wake_write = os.pipe()
         os.set_blocking(self._wake_read, False)
@@ -114,6 +112,11 @@ class CloudGazer(Task):
     def busy(self) -> bool:
         """Whether changes found by the last look are still being fetched or recorded."""
         return bool(self.pending or self.fetching or self.ready or self.writers.busy)
+
+    @property
+    def in_flight(self) -> int:
+        """Projects being fetched (a few chunks: cheap to count)."""
+        return sum(len(chunk) for _, chunk in self.fetching.values())
 
     def once(self) -> None:
         self.discover()
@@ -187,13 +190,12 @@ class CloudGazer(Task):
             self.fetcher = multiprocessing.get_context("spawn").Pool(
                 FETCH_PROCESSES,
                 _start_fetching,
-                (self.pypi.simple_url, self.pypi.json_url, self.timeout),
+                (self.pypi.simple_url, self.pypi.json_url, self.pypi.timeout),
             )
         number = next(self._chunks)
         # each project waits at most a connect and a read of each of its fetches' turns
-        deadline = time.monotonic() + 4 * self.timeout * (1 + len(chunk) // FETCH_THREADS)
+        deadline = time.monotonic() + 4 * self.pypi.timeout * (1 + len(chunk) // FETCH_THREADS)
         self.fetching[number] = (deadline, chunk)
-        self.in_flight += len(chunk)
         self.fetcher.apply_async(
             _fetch_chunk,
             (chunk,),
@@ -222,7 +224,6 @@ class CloudGazer(Task):
             if deadline < now:
                 self.log.error("no answer for %d fetches: trying them again", len(chunk))
                 del self.fetching[number]
-                self.in_flight -= len(chunk)
                 self.pending.extend(chunk)
 
     def _harvest(self) -> None:
@@ -235,7 +236,6 @@ class CloudGazer(Task):
             taken = self.fetching.pop(number, None)
             if taken is None:
                 continue  # given up on already, and fetched again
-            self.in_flight -= len(taken[1])
             if not results:
                 self.pending.extend(taken[1])
             for entry, info in results:
