@@ -24,6 +24,14 @@ from pypi_index import LocalPyPI
 VERSIONS = "SELECT package, version, yanked, removed, has_sdist FROM versions ORDER BY 1, 2"
 
 
+def wait_for_serial(config: MasterConfig, index: LocalPyPI, what: str) -> None:
+    """Until the database holds the index's serial: Cloud Gazer has recorded all it saw."""
+    wait_for(
+        lambda: rows(config.dsn, "SELECT pypi_serial FROM configuration") == [(index.serial,)],
+        what=what,
+    )
+
+
 def follow_everything(master_dsn: str, tmp_path: Path, index: LocalPyPI) -> MasterConfig:
     return configure(master_dsn, tmp_path, index, ["cp39"], packages=[])
 
@@ -34,12 +42,7 @@ def test_follows_additions_yanks_and_removals(
     config = follow_everything(master_dsn, tmp_path, pypi_index)
     master = MasterThread(config).start()
     try:
-        wait_for(
-            lambda: (
-                rows(config.dsn, "SELECT pypi_serial FROM configuration") == [(pypi_index.serial,)]
-            ),
-            what="the serial to be recorded",
-        )
+        wait_for_serial(config, pypi_index, "the serial to be recorded")
         assert ("piwtest-pure", "1.1", True, False, True) in rows(config.dsn, VERSIONS)
         # the index also serves the build dependencies: following all of it records them too
         packages = {row[0] for row in rows(config.dsn, "SELECT package FROM packages")}
@@ -49,12 +52,7 @@ def test_follows_additions_yanks_and_removals(
         pypi_index.add_wheel_only_version("piwtest-cext", "2.0")
         pypi_index.yank("piwtest-abi3", "1.0", "bad build")
         pypi_index.remove_project("piwtest-broken")
-        wait_for(
-            lambda: (
-                rows(config.dsn, "SELECT pypi_serial FROM configuration") == [(pypi_index.serial,)]
-            ),
-            what="the changes to be recorded",
-        )
+        wait_for_serial(config, pypi_index, "the changes to be recorded")
     finally:
         master.stop()
     versions = rows(config.dsn, VERSIONS)
@@ -78,12 +76,7 @@ def test_a_restart_resumes_where_it_left_off(
     config = follow_everything(master_dsn, tmp_path, pypi_index)
     master = MasterThread(config).start()
     try:
-        wait_for(
-            lambda: (
-                rows(config.dsn, "SELECT pypi_serial FROM configuration") == [(pypi_index.serial,)]
-            ),
-            what="the first pass",
-        )
+        wait_for_serial(config, pypi_index, "the first pass")
     finally:
         master.stop()
     pypi_index.add_version("piwtest-pure", "3.0")
@@ -130,12 +123,7 @@ def test_serials_are_read_once_and_kept_current(
     root = urlsplit(config.pypi_simple).path
     master = MasterThread(config).start()
     try:
-        wait_for(
-            lambda: (
-                rows(config.dsn, "SELECT pypi_serial FROM configuration") == [(pypi_index.serial,)]
-            ),
-            what="the first pass",
-        )
+        wait_for_serial(config, pypi_index, "the first pass")
         # only the superuser may write the table; the master's role goes through functions
         with psycopg.connect(fresh_database) as conn:
             conn.execute("UPDATE packages SET serial = 0 WHERE package = 'piwtest-cext'")
@@ -202,12 +190,7 @@ def test_a_project_the_database_refuses_waits_for_the_next_look(
     config = follow_everything(master_dsn, tmp_path, pypi_index)
     master = MasterThread(config).start()
     try:
-        wait_for(
-            lambda: (
-                rows(config.dsn, "SELECT pypi_serial FROM configuration") == [(pypi_index.serial,)]
-            ),
-            what="the first pass",
-        )
+        wait_for_serial(config, pypi_index, "the first pass")
         pypi_index.clear_requests()
         pypi_index.add_version("piwtest-pure", "9" * 220)  # longer than the schema holds
         pypi_index.add_version("piwtest-cext", "5.0")
