@@ -37,8 +37,9 @@ from piwheels.web.writer import (
 INBOX_BACKLOG = 50  # requests queued here; the Secretary holds (and merges) the rest
 
 
-# At PyPI's scale the root's query reads every file's build and version (25-40 s of a core);
-# it may take at most this share of the time, so there it is rewritten every few minutes.
+# Writing the root may take at most this share of the time: at PyPI's scale its query and
+# rendering take a few seconds (1.7 s for the query with migration 0006; 25-40 s before it),
+# so there it is rewritten every half minute or so rather than every root_interval.
 ROOT_DUTY = 0.1
 
 
