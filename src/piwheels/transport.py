@@ -88,13 +88,18 @@ def _cbor_head(major: int, value: int) -> bytes:
     raise ValueError(f"{value} does not fit a CBOR head")
 
 
+def _ends_in_bytes(spec: Any) -> bool:
+    """Whether *spec* is a record whose last field is a byte string (a file's chunk)."""
+    return spec is not None and _record_like(spec) and spec.fields[-1] is Bytes
+
+
 def _bytes_record(protocol: Protocol, action: str, table: Mapping[str, Any]) -> Any:
     """The spec of *action*, which must be a record whose last field is a byte string."""
     try:
         spec = table[action]
     except KeyError:
         raise ProtocolError(f"{protocol.name}: no message {action!r} here") from None
-    if spec is None or not _record_like(spec) or spec.fields[-1] is not Bytes:
+    if not _ends_in_bytes(spec):
         raise ProtocolError(f"{protocol.name}: {action} does not end in bytes")
     return spec
 
@@ -188,7 +193,7 @@ def _decode_payload(protocol: Protocol, raw: memoryview) -> tuple[str, Any] | No
         return None
     pos += size
     spec = protocol.recv.get(action)
-    if spec is None or not _record_like(spec) or spec.fields[-1] is not Bytes:
+    if not _ends_in_bytes(spec):
         return None
     if count != len(spec.fields) + 1:
         return None
