@@ -615,7 +615,7 @@ def _wait_recorded(dsn: str, plan: Plan, process: Any) -> tuple[dict[str, int], 
 
 
 # The synthetic database's files exist only as records; the Scribe says so for each page.
-SYNTHETIC = "is recorded but missing from disk"
+SYNTHETIC = "files are recorded but missing from"
 
 
 def _report_log(log_path: Path) -> None:

@@ -90,8 +90,8 @@ QUICK: dict[str, int | float] = {
 
 SCRATCH = "bench_slaves"
 ROUND_TRIPS_PER_BUILD = 6  # IDLE, BUSY, BUILT, file HELLO, CHUNK, SENT
-# The synthetic database's files exist only as records; the Scribe says so for each page.
-SYNTHETIC = "is recorded but missing from disk"
+# The synthetic database's files exist only as records; the Scribe says so (a line a project).
+SYNTHETIC = "files are recorded but missing from"
 
 
 def _note(message: str) -> None:
