@@ -95,6 +95,53 @@ def test_crashed_task_reports_its_traceback(config: MasterConfig) -> None:
         context.term()
 
 
+class Listener(Task):
+    """A task that takes what arrives on a PULL socket, one message a poll."""
+
+    name = "Listener"
+
+    def __init__(self, config: MasterConfig, context: zmq.Context, address: str) -> None:
+        super().__init__(config, context)
+        self.inbox = self.socket(zmq.PULL, protocols.web)
+        self.inbox.bind(address)
+        self.register(self.inbox, self.take)
+        self.taken: list[str] = []
+
+    def take(self) -> None:
+        self.taken.append(self.inbox.recv()[1])
+
+
+def test_a_muted_socket_is_not_polled_until_unmuted(config: MasterConfig) -> None:
+    context = zmq.Context()
+    control, inbox = control_sockets(config, context)
+    task = Listener(config, context, "inproc://listener")  # driven by hand, not started
+    sender = Socket(zmq.PUSH, reversed(protocols.web), context=context)
+    sender.connect("inproc://listener")
+    try:
+        task.mute(task.inbox)
+        task.mute(task.inbox)  # twice is once
+        sender.send("PROJECT", "foo")
+        sender.send("PROJECT", "bar")
+        started = time.monotonic()
+        task.poll(0.3)
+        # level-triggered polling would have handed back the waiting message at once
+        assert time.monotonic() - started >= 0.25
+        assert task.taken == []
+        task.unmute(task.inbox)
+        task.unmute(task.inbox)
+        task.poll(1.0)
+        task.poll(1.0)
+        assert task.taken == ["foo", "bar"]
+        task.mute(task.inbox)
+        task.discard(task.inbox)  # a muted socket can still be discarded
+    finally:
+        sender.close()
+        task.close()
+        control.close()
+        inbox.close()
+        context.term()
+
+
 class CrashingMaster(PiwMaster):
     """The real master with one extra task that crashes: the master must stop, not hang."""
 

@@ -53,6 +53,7 @@ class Task(threading.Thread):
         self.paused = False
         self._sockets: list[Socket] = []
         self._handlers: dict[zmq.Socket[Any] | int, Handler] = {}
+        self._muted: set[zmq.Socket[Any] | int] = set()
         self._timers: list[_Timer] = []
         self._poller = zmq.Poller()
         # Control messages carry a topic frame: ALL_TASKS, or one task's name so the master can
@@ -80,12 +81,35 @@ class Task(threading.Thread):
     def register_raw(self, source: zmq.Socket[Any] | int, handler: Handler) -> None:
         """Poll a bare ZeroMQ socket (one that only routes frames) or a file descriptor."""
         self._handlers[source] = handler
+        self._muted.discard(source)  # a file descriptor's number can come back for a new file
         self._poller.register(source, zmq.POLLIN)
+
+    def mute(self, source: Socket | zmq.Socket[Any] | int) -> None:
+        """Stop polling a registered socket or file descriptor until :meth:`unmute`.
+
+        For a task that cannot take more for now: what arrives waits in the socket's queue (and
+        behind it, in its sender). Polling is level-triggered, so a source left registered but
+        not read would wake the loop again at once, for ever.
+        """
+        key = source.zsock if isinstance(source, Socket) else source
+        if key in self._handlers and key not in self._muted:
+            self._poller.unregister(key)
+            self._muted.add(key)
+
+    def unmute(self, source: Socket | zmq.Socket[Any] | int) -> None:
+        """Poll a muted socket or file descriptor again."""
+        key = source.zsock if isinstance(source, Socket) else source
+        if key in self._muted:
+            self._muted.discard(key)
+            self._poller.register(key, zmq.POLLIN)
 
     def discard(self, sock: Socket) -> None:
         """Stop polling *sock* and close it (a socket that has to be replaced)."""
         if sock.zsock in self._handlers:
-            self._poller.unregister(sock.zsock)
+            if sock.zsock in self._muted:
+                self._muted.discard(sock.zsock)
+            else:
+                self._poller.unregister(sock.zsock)
             del self._handlers[sock.zsock]
         if sock in self._sockets:
             self._sockets.remove(sock)
@@ -106,7 +130,8 @@ class Task(threading.Thread):
         next_due = min((t.due for t in self._timers), default=now + timeout)
         wait = max(0.0, min(timeout, next_due - time.monotonic()))
         for zsock, _ in self._poller.poll(wait * 1000):
-            self._handlers[zsock]()
+            if zsock not in self._muted:  # muted by a handler called before it in this round
+                self._handlers[zsock]()
 
     def run(self) -> None:
         self.log.info("started")
