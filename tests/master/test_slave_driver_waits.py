@@ -14,6 +14,7 @@ import zmq
 
 from farm import MasterThread, ScriptedSlave, build_result, configure, rows, stats, wait_for
 from piwheels.master.config import MasterConfig
+from piwheels.master.slave_driver import SlaveDriver
 from pypi_index import LocalPyPI
 
 
@@ -93,3 +94,45 @@ def test_a_slave_that_speaks_before_its_answer_is_dropped_and_its_build_still_re
         assert not rude.sock.poll(500), "a dropped slave was answered"
     finally:
         rude.close()
+
+
+def test_idle_slaves_sleep_while_the_master_is_behind(
+    master_dsn: str, tmp_path: Path, pypi_index: LocalPyPI, builds_locked: psycopg.Connection[Any]
+) -> None:
+    """With max_backlog answers owed, a build handed out would only wait behind them: an idle
+    slave is told to SLEEP though builds are queued, and builds again once they are given."""
+    config = configure(
+        master_dsn,
+        tmp_path,
+        pypi_index,
+        ["cp39"],
+        packages=["piwtest-pure", "piwtest-cext"],
+        max_backlog=1,
+    )
+    master = MasterThread(config).start()
+    first = ScriptedSlave(config, abi="cp39", label="first")
+    second = ScriptedSlave(config, abi="cp39", label="second")
+    try:
+        [driver] = wait_for(
+            lambda: [t for t in master.master.tasks if isinstance(t, SlaveDriver)],
+            what="the Slave Driver",
+        )
+        wait_for(lambda: len(driver.queue.get("cp39", [])) == 2, what="both builds queued")
+        first.hello()
+        first_build = first.wait_for_build()
+        # writers wait (recording the build), readers do not (the Architect's queue refresh)
+        builds_locked.execute("LOCK TABLE builds IN SHARE MODE")
+        first.sock.send("BUILT", build_result(status=False))
+        wait_for(lambda: driver.db.busy == 1, what="the build's record to be owed")
+        second.hello()
+        assert second.idle()[0] == "SLEEP"
+        assert driver.held_back == 1
+        builds_locked.commit()
+        assert first.sock.poll(10_000), "no answer once the database was free"
+        assert first.sock.recv()[0] == "DONE"
+        reply = second.idle()
+        assert reply[0] == "BUILD" and tuple(reply[1]) != first_build
+    finally:
+        first.close()
+        second.close()
+        master.stop()

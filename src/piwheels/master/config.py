@@ -23,6 +23,10 @@ class MasterConfig:
     queue_interval: float = 5.0
     queue_head: int = 1000  # queue entries per ABI the Slave Driver holds in memory
     oracles: int = 3
+    # Requests to the database and the File Juggler still unanswered beyond which idle slaves
+    # are told to SLEEP: every build handed out adds to them, so more builds would only make
+    # every slave's replies wait longer (by Little's law) without recording any more of them.
+    max_backlog: int = 12
     # below this many free bytes on the output disk, slaves are told to SLEEP
     min_free_space: int = 1 << 30
     slave_timeout: timedelta = timedelta(minutes=15)  # silence before a slave is dropped

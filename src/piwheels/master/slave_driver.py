@@ -93,6 +93,7 @@ class SlaveDriver(Task):
         self.register(self.builds_queue, self.handle_queue)
         self.every(1.0, self.expire_slaves)
         self.every(STATUS_INTERVAL, self.report_changes)
+        self.every(60.0, self.report_held_back)
         self.changes: dict[bytes, SlaveRecord] = {}  # slaves to tell the monitors about
         self.slaves: dict[bytes, SlaveRecord] = {}
         self.next_slave_id = 1
@@ -100,6 +101,8 @@ class SlaveDriver(Task):
         self.queue_lengths: dict[str, int] = {}
         self.active: dict[BuildKey, int] = {}  # build -> slave_id building it
         self.finished: dict[BuildKey, float] = {}  # build -> when it was recorded
+        self.held_back = 0  # idle slaves told to sleep because the master was behind
+        self.peak_backlog = 0
         self.handlers: dict[str, Callable[[SlaveRecord, Any], Reply | None]] = {
             "IDLE": self.do_idle,
             "BUSY": self.do_busy,
@@ -255,7 +258,7 @@ class SlaveDriver(Task):
         if slave.kill_requested:
             slave.state = SlaveState.DYING
             return "DIE", NO_DATA
-        if self.paused or slave.sleep_requested or not self.disk_has_room():
+        if self.paused or slave.sleep_requested or self.behind() or not self.disk_has_room():
             slave.state = SlaveState.SLEEPING
             return "SLEEP", NO_DATA
         build = self.next_build(slave.abi_tag)
@@ -443,6 +446,32 @@ class SlaveDriver(Task):
             if key not in self.active and key not in self.finished:
                 return key
         return None
+
+    def behind(self) -> bool:
+        """Whether the master owes so many answers that a new build would only add waiting.
+
+        Builds finished at once by many slaves (a farm of fast builds, or every slave after a
+        restart) come back faster than they can be recorded. Handing out more then lengthens
+        every slave's wait without recording more: with 500 slaves on instant builds, replies
+        to BUILT and SENT waited seconds. Idle slaves sleep instead until the backlog clears.
+        """
+        backlog = self.db.busy + self.fs.busy
+        if backlog < self.config.max_backlog:
+            return False
+        self.held_back += 1
+        self.peak_backlog = max(self.peak_backlog, backlog)
+        return True
+
+    def report_held_back(self) -> None:
+        # once a minute: at saturation the backlog comes and goes hundreds of times a second
+        if self.held_back:
+            self.log.warning(
+                "behind: %d idle slaves told to sleep in the last minute "
+                "(up to %d requests to the database and File Juggler unanswered)",
+                self.held_back,
+                self.peak_backlog,
+            )
+        self.held_back = self.peak_backlog = 0
 
     def disk_has_room(self, needed: int = 0) -> bool:
         try:
