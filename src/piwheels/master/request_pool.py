@@ -48,12 +48,14 @@ class RequestPool:
         size: int,
         timeout: float,
         name: str,
+        routing_id: Callable[[], bytes] | None = None,
     ) -> None:
         self.task = task
         self.address = address
         self.protocol = protocol
         self.timeout = timeout
         self.name = name
+        self.routing_id = routing_id
         self.log = logging.getLogger(f"{task.log.name}.{name.replace(' ', '_')}")
         self.free: list[Socket] = [self._connect() for _ in range(size)]
         self.in_flight: dict[Socket, _Request] = {}
@@ -61,7 +63,10 @@ class RequestPool:
         task.every(1.0, self.expire)
 
     def _connect(self) -> Socket:
-        sock = self.task.socket(zmq.REQ, self.protocol).connect(self.address)
+        sock = self.task.socket(zmq.REQ, self.protocol)
+        if self.routing_id is not None:  # how the service tells this pool's requests apart
+            sock.zsock.setsockopt(zmq.ROUTING_ID, self.routing_id())
+        sock.connect(self.address)
         self.task.register(sock, lambda: self._answered(sock))
         return sock
 

@@ -3,10 +3,17 @@
 Clients send database requests to Seraph's front ROUTER; each Oracle announces itself on the
 back ROUTER with READY and is handed one request at a time. Seraph never decodes a request (the
 Oracle does), it only routes frames, so a slow query never blocks the other Oracles.
+
+A slave waiting for its build to be recorded waits on the Oracles, while a page, the home
+page's figures or a batch from PyPI can wait a while longer. Clients whose routing id starts
+with :data:`URGENT` (the Slave Driver's) go first, and one Oracle is kept for them: the others
+may all be busy with slow requests (the statistics take seconds at PyPI's scale) without any
+slave waiting behind them.
 """
 
 from __future__ import annotations
 
+import secrets
 from collections import deque
 from typing import Any
 
@@ -16,6 +23,12 @@ from piwheels.master.config import MasterConfig
 from piwheels.master.task import Task
 
 READY = b"READY"
+URGENT = b"urgent:"
+
+
+def urgent_routing_id() -> bytes:
+    """A routing id for a client socket whose requests go first (unique per socket)."""
+    return URGENT + secrets.token_hex(8).encode()
 
 
 class Seraph(Task):
@@ -29,8 +42,11 @@ class Seraph(Task):
         self.back = self.context.socket(zmq.ROUTER)
         self.back.setsockopt(zmq.LINGER, 0)
         self.back.bind(config.oracle_workers_queue)
+        self.workers: set[bytes] = set()  # every Oracle that has said READY
         self.idle_workers: deque[bytes] = deque()
-        self.waiting: deque[list[bytes]] = deque()  # requests with no free Oracle yet
+        # requests with no free Oracle yet
+        self.urgent: deque[list[bytes]] = deque()
+        self.waiting: deque[list[bytes]] = deque()
         self.register_raw(self.front, self.handle_client)
         self.register_raw(self.back, self.handle_worker)
 
@@ -39,13 +55,15 @@ class Seraph(Task):
         if empty != b"":
             self.log.error("dropping a request without an envelope")
             return
-        self.waiting.append([client, request])
+        queue = self.urgent if client.startswith(URGENT) else self.waiting
+        queue.append([client, request])
         self._dispatch()
 
     def handle_worker(self) -> None:
         frames = self.back.recv_multipart()
         worker = frames[0]
         if frames[2:] == [READY]:
+            self.workers.add(worker)
             self.idle_workers.append(worker)
         elif len(frames) == 5:
             # [worker, "", client, "", reply]: pass the reply on; the Oracle is free again
@@ -56,9 +74,15 @@ class Seraph(Task):
         self._dispatch()
 
     def _dispatch(self) -> None:
-        while self.waiting and self.idle_workers:
-            client, request = self.waiting.popleft()
-            self.back.send_multipart([self.idle_workers.popleft(), b"", client, b"", request])
+        while self.urgent and self.idle_workers:
+            self._hand_over(self.urgent.popleft())
+        kept = 1 if len(self.workers) > 1 else 0  # for urgent requests yet to come
+        while self.waiting and len(self.idle_workers) > kept:
+            self._hand_over(self.waiting.popleft())
+
+    def _hand_over(self, job: list[bytes]) -> None:
+        client, request = job
+        self.back.send_multipart([self.idle_workers.popleft(), b"", client, b"", request])
 
     def close(self) -> None:
         self.front.close(linger=0)

@@ -26,6 +26,7 @@ from piwheels import protocols
 from piwheels.master.config import MasterConfig
 from piwheels.master.db_client import DatabaseError, DbClient
 from piwheels.master.request_pool import Answer, RequestPool
+from piwheels.master.seraph import urgent_routing_id
 from piwheels.master.slaves import BuildKey, SlaveRecord, check_files
 from piwheels.master.status import StatusReporter
 from piwheels.master.task import Task
@@ -68,6 +69,7 @@ class SlaveDriver(Task):
             size=2 * config.oracles,
             timeout=DB_TIMEOUT,
             name="Oracles",
+            routing_id=urgent_routing_id,  # slaves wait on these: Seraph serves them first
         )
         self.slave_queue = self.socket(
             zmq.ROUTER, protocols.slave_driver, max_message_size=MAX_SLAVE_MESSAGE
