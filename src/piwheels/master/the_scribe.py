@@ -2,17 +2,31 @@
 
 Every file is written atomically (a temporary file renamed into place), so a reader never sees
 half a page. A page that cannot be written (a full disk, a wheel that will not open) is logged
-and skipped; the Scribe carries on with the next request. The two pages that list every
-project (the index root and the search index) are written by child processes
-(:mod:`piwheels.web.bulk`): at PyPI's scale they would hold the master's CPU for seconds.
+and skipped; the Scribe carries on with the next request.
+
+Most of the work happens in child processes, because anything done in the master's interpreter
+holds the lock every other task needs: at PyPI's scale the project pages alone (a large read,
+four pages and the build logs for every recorded build) took half of the master's time and
+starved the Slave Driver. A long-lived child (:mod:`piwheels.web.project_writer`) writes the
+project pages; the Scribe passes it requests, a few at a time, and logs what it says. The rest
+of the requests wait in the Secretary, where repeats merge, rather than in a queue here. The two
+pages that list every project (the index root and the search index) are written by short-lived
+children (:mod:`piwheels.web.bulk`). Only small pages are still written here: the home page,
+and at the start the search page and the static files.
 """
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
+import json
 import os
+import selectors
 import shutil
+import subprocess
 import sys
+import time
+from collections import deque
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -25,17 +39,27 @@ from piwheels.master.config import MasterConfig
 from piwheels.master.db_client import DatabaseError, DbClient
 from piwheels.master.task import Task
 from piwheels.transport import ProtocolError
-from piwheels.web import bulk, index, pages
-from piwheels.web.model import ProjectData, Statistics, WheelFile, log_path
-from piwheels.web.writer import (
-    MetadataError,
-    extract_metadata,
-    write_atomic,
-    write_gzip_atomic,
-)
+from piwheels.web import bulk, pages
+from piwheels.web.model import Statistics
+from piwheels.web.writer import write_atomic
 
-INBOX_BACKLOG = 50  # requests queued here; the Secretary holds (and merges) the rest
-
+# Project requests passed to the writer child and not yet done. Enough to keep it busy between
+# two reads of its output; every request beyond waits in the Secretary, merging with repeats.
+WRITER_BACKLOG = 4
+# Requests queued in the inbox while the writer is full; the Secretary holds (and merges) the rest.
+INBOX_BACKLOG = 8
+# A writer that dies is started again, but not more often than this (seconds).
+WRITER_RESTART_GAP = 1.0
+# A request the writer died on this many times is given up (logged): one project that kills it
+# must not stop every other project's pages.
+WRITER_TRIES = 3
+# At a stop, the writer has this long to finish what it was given, then SIGTERM, then SIGKILL.
+WRITER_STOP_GRACE = 3.0
+WRITER_TERM_GRACE = 2.0
+# A line from the writer longer than this is not one of ours: it is cut off and quoted in the log
+# (up to MAX_QUOTE bytes of it), as any line that is not ours is.
+MAX_LINE = 4 * 1024 * 1024
+MAX_QUOTE = 16 * 1024
 
 # Writing the root may take at most this share of the time: at PyPI's scale its query and
 # rendering take a few seconds (1.7 s for the query with migration 0006; 25-40 s before it),
@@ -43,49 +67,76 @@ INBOX_BACKLOG = 50  # requests queued here; the Secretary holds (and merges) the
 ROOT_DUTY = 0.1
 
 
+@dataclass
+class PageRequest:
+    """A BOTH or PROJECT request handed to the writer child."""
+
+    action: str
+    package: str
+    deaths: int = 0  # how many times the writer died while this was the one it was writing
+
+
 class TheScribe(Task):
     name = "Scribe"
 
     def __init__(self, config: MasterConfig, context: zmq.Context[Any] | None = None) -> None:
         super().__init__(config, context)
-        self.db = DbClient(config.oracle_queue, self.context)
+        self.db = DbClient(config.oracle_queue, self.context)  # to save requests at a stop
         self.output = Path(config.output_path)
         self.simple = self.output / "simple"
         self.inbox = self.socket(zmq.PULL, protocols.web)
         self.inbox.zsock.setsockopt(zmq.RCVHWM, INBOX_BACKLOG)
         self.inbox.bind(config.scribe_queue)
         self.register(self.inbox, self.handle_request)
-        env = {**os.environ, bulk.DSN_VARIABLE: config.dsn}
+        self.child_env = {**os.environ, bulk.DSN_VARIABLE: config.dsn}
         command = [sys.executable, "-m", "piwheels.web.bulk"]
         self.root = ChildJob(
             "the index root",
             [*command, "root", str(self.output)],
-            env,
+            self.child_env,
             self.log,
             min_gap=config.root_interval,
             duty=ROOT_DUTY,
         )
         self.search = ChildJob(
-            "the search index", [*command, "search", str(self.output)], env, self.log
+            "the search index", [*command, "search", str(self.output)], self.child_env, self.log
         )
+        self.writer_command = [
+            sys.executable,
+            "-m",
+            "piwheels.web.project_writer",
+            str(self.output),
+        ]
+        self.writer: subprocess.Popen[bytes] | None = None
+        self.writer_fd = -1
+        self.writer_partial = b""  # the start of a line the writer has not finished
+        self.writer_started = float("-inf")
+        self.writer_wanted = False  # from once() until close()
+        self.in_flight: deque[PageRequest] = deque()
         self.every(1.0, self.root.check)
         self.every(1.0, self.search.check)
+        self.every(WRITER_RESTART_GAP, self.check_writer)
 
     def once(self) -> None:
         self.simple.mkdir(parents=True, exist_ok=True)
         self._copy_static()
         self._attempt("the search page", self.write_search_page)
+        self.writer_wanted = True
+        self._start_writer()
         self.search.request()
         self.root.request()
 
     def handle_request(self) -> None:
+        if len(self.in_flight) >= WRITER_BACKLOG:
+            self.mute(self.inbox)  # (muted already, normally; see _forward)
+            return
         try:
             action, data = self.inbox.recv()
         except ProtocolError as exc:
             self.log.error("bad request: %s", exc)
             return
         if action in ("BOTH", "PROJECT"):
-            self._attempt(f"the pages of {data}", self.write_project, data, action == "BOTH")
+            self._forward(PageRequest(action, data))
         elif action == "HOME":
             self._attempt("the home page", self.write_home, data)
         else:  # SEARCH
@@ -95,87 +146,189 @@ class TheScribe(Task):
         """Run one writing job; a failure is logged and the Scribe carries on."""
         try:
             job(*args)
-        except (DatabaseError, OSError, MetadataError) as exc:
+        except OSError as exc:
             self.log.error("cannot write %s: %s", what, exc)
         except Exception:
             # A page that cannot be made (a bug, data we did not foresee) must not stop the
             # farm's builds: the traceback goes to the log and the next page is tried.
             self.log.exception("cannot write %s", what)
 
-    # -- the jobs ------------------------------------------------------------------------------
+    # -- the project writer --------------------------------------------------------------------
 
-    def write_project(self, package: str, with_index: bool) -> None:
-        project = self.db.get_project_data(package)
-        if project is None:
-            self.log.warning("no such project %r: nothing written", package)
-            return
-        project = self._with_metadata(project)
-        directory = self.simple / project.name
-        listed = (directory / "index.html").exists()
-        if with_index and (project.files or listed):
-            html, json = index.simple_project(project)
-            directory.mkdir(exist_ok=True)
-            write_atomic(directory / "index.html", html)
-            write_atomic(directory / "index.json", json)
-            if project.files and not listed:
-                self.root.request()  # a project new to the index
-        apt = newest_apt_dependencies(project)
-        pages_dir = self.output / "project" / project.name
-        (pages_dir / "json").mkdir(parents=True, exist_ok=True)
-        write_atomic(pages_dir / "index.html", pages.project_page(project, apt_dependencies=apt))
-        write_atomic(pages_dir / "json" / "index.json", pages.project_json(project, apt))
-        for version in project.versions:
-            for build in version.builds:
-                self._write_log(build.build_id)
-        self.log.info("wrote the pages of %s", project.name)
+    def _forward(self, request: PageRequest) -> None:
+        self.in_flight.append(request)
+        if len(self.in_flight) >= WRITER_BACKLOG:
+            self.mute(self.inbox)  # the rest wait in the Secretary
+        if self.writer is not None:
+            self._send_to_writer(request)
+        # else: sent when the writer is started again
 
-    def _with_metadata(self, project: ProjectData) -> ProjectData:
-        """Make sure each wheel has its .metadata beside it and note the hash (PEP 658)."""
+    def _send_to_writer(self, request: PageRequest) -> None:
+        assert self.writer is not None and self.writer.stdin is not None
+        line = json.dumps([request.action, request.package]) + "\n"
+        try:
+            # a few short lines at most, into an empty pipe: this never waits
+            self.writer.stdin.write(line.encode())
+            self.writer.stdin.flush()
+        except OSError:
+            pass  # it has died: its end of output says so, and the request is sent again
 
-        missing: list[str] = []
-
-        def annotate(file: WheelFile) -> WheelFile:
-            wheel = self.simple / project.name / file.filename
-            metadata = wheel.with_name(wheel.name + ".metadata")
-            if not metadata.exists():
-                if not wheel.exists():
-                    missing.append(file.filename)
-                    return file
-                try:
-                    write_atomic(metadata, extract_metadata(wheel))
-                except MetadataError as exc:
-                    self.log.error("no .metadata for %s: %s", file.filename, exc)
-                    return file
-            digest = hashlib.sha256(metadata.read_bytes()).hexdigest()
-            return file._replace(metadata_hash=digest)
-
-        annotated = project._replace(
-            versions=[
-                version._replace(files=[annotate(f) for f in version.files])
-                for version in project.versions
-            ]
-        )
-        if missing:
-            # one line a project: a lost output disk would otherwise log every wheel on record
-            self.log.error(
-                "%d of %s's files are recorded but missing from %s (%s%s)",
-                len(missing),
-                project.name,
-                self.simple / project.name,
-                ", ".join(missing[:3]),
-                ", ..." if len(missing) > 3 else "",
+    def _start_writer(self) -> None:
+        self.writer_started = time.monotonic()
+        try:
+            writer = subprocess.Popen(
+                self.writer_command,
+                env=self.child_env,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
             )
-        return annotated
+        except OSError as exc:
+            self.log.error("cannot start the project writer: %s", exc)
+            return  # tried again by check_writer
+        assert writer.stdout is not None
+        self.writer = writer
+        self.writer_fd = writer.stdout.fileno()
+        self.writer_partial = b""
+        os.set_blocking(self.writer_fd, False)
+        self.register_raw(self.writer_fd, self.read_writer)
+        for request in self.in_flight:
+            self._send_to_writer(request)
 
-    def _write_log(self, build_id: int) -> None:
-        path = self.output / log_path(build_id)
-        if path.exists():
+    def check_writer(self) -> None:
+        """Notice a writer gone without a word, and start a new one once the gap has passed."""
+        if self.writer is not None and self.writer.poll() is not None:
+            self.read_writer()  # what it said before it went, then its end
+        due = time.monotonic() - self.writer_started >= WRITER_RESTART_GAP
+        if self.writer_wanted and self.writer is None and due:
+            self._start_writer()
+
+    def read_writer(self) -> None:
+        """Take in what the writer has said; at the end of its output, deal with its end."""
+        while self.writer is not None:
+            try:
+                chunk = os.read(self.writer_fd, 65536)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                self.log.error("cannot read from the project writer: %s", exc)
+                chunk = b""
+            if not chunk:
+                self._writer_ended()
+                return
+            lines = (self.writer_partial + chunk).split(b"\n")
+            self.writer_partial = lines.pop()
+            if len(self.writer_partial) > MAX_LINE:
+                lines.append(self.writer_partial)
+                self.writer_partial = b""
+            for line in lines:
+                self._take_line(line)
+
+    def _take_line(self, line: bytes) -> None:
+        if not line.strip():
             return
-        output = self.db.get_build_output(build_id)
-        if output is None:
+        try:
+            said = json.loads(line)
+        except ValueError:
+            said = None
+        if isinstance(said, dict) and isinstance(said.get("done"), str):
+            self._done(said["done"], said.get("new") is True)
+        elif (
+            isinstance(said, dict)
+            and isinstance(said.get("level"), int)
+            and isinstance(said.get("message"), str)
+        ):
+            self.log.log(said["level"], "%s", said["message"])
+        else:  # not ours: an interpreter's traceback, say
+            text = line[:MAX_QUOTE].decode("utf-8", "replace").rstrip()
+            self.log.error("project writer: %s%s", text, " ..." if len(line) > MAX_QUOTE else "")
+
+    def _done(self, package: str, new: bool) -> None:
+        for request in self.in_flight:
+            if request.package == package:
+                self.in_flight.remove(request)
+                break
+        else:
+            self.log.warning("the project writer did %r, which it was not asked for", package)
+        if new and self.writer_wanted:
+            self.root.request()  # a project new to the index (at a stop: rewritten at the start)
+        if len(self.in_flight) < WRITER_BACKLOG:
+            self.unmute(self.inbox)
+
+    def _writer_ended(self) -> None:
+        """The writer's output has ended: collect it, and start another unless stopping."""
+        status = self._reap_writer()
+        if not self.writer_wanted:
             return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_gzip_atomic(path, pages.build_log(output))
+        self.log.error(
+            "the project writer ended (status %s) with %d requests in hand; restarting it",
+            status,
+            len(self.in_flight),
+        )
+        if self.in_flight:
+            request = self.in_flight[0]  # the one it was writing, if it got that far
+            request.deaths += 1
+            if request.deaths >= WRITER_TRIES:
+                self.in_flight.popleft()
+                self.log.error(
+                    "cannot write the pages of %s: the project writer died on them %d times",
+                    request.package,
+                    request.deaths,
+                )
+                self.unmute(self.inbox)
+        self.check_writer()
+
+    def _reap_writer(self) -> int | None:
+        """Forget the writer and wait for its exit status (killing it if it lingers)."""
+        writer, self.writer = self.writer, None
+        assert writer is not None
+        if self.writer_partial:
+            self._take_line(self.writer_partial)  # its last words, without a newline
+            self.writer_partial = b""
+        self.mute(self.writer_fd)
+        for pipe in (writer.stdin, writer.stdout):
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()
+        self.writer_fd = -1
+        try:
+            return writer.wait(WRITER_TERM_GRACE)
+        except subprocess.TimeoutExpired:  # its output closed, and yet it runs on
+            writer.kill()
+            return writer.wait()
+
+    def _stop_writer(self) -> None:
+        """Let the writer finish what it was given (for a while), then end it."""
+        self.writer_wanted = False
+        writer = self.writer
+        if writer is None:
+            return
+        assert writer.stdin is not None
+        with contextlib.suppress(OSError):
+            writer.stdin.close()  # its end of input: it exits once done with the rest
+        deadline = time.monotonic() + WRITER_STOP_GRACE
+        with selectors.DefaultSelector() as selector:
+            selector.register(self.writer_fd, selectors.EVENT_READ)
+            while self.writer is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                if selector.select(left):
+                    self.read_writer()  # at the end of its output, reaps it
+        if self.writer is None:
+            return
+        self.log.info("the project writer did not finish in %.0fs: ending it", WRITER_STOP_GRACE)
+        writer.terminate()
+        try:
+            writer.wait(WRITER_TERM_GRACE)
+        except subprocess.TimeoutExpired:
+            writer.kill()
+            writer.wait()
+        self.read_writer()  # what it said before it ended, then its end
+        if self.writer is not None:  # (its output still open: something else holds it)
+            self._reap_writer()
+
+    # -- the jobs done here --------------------------------------------------------------------
 
     def write_home(self, stats: Statistics) -> None:
         write_atomic(self.output / "index.html", pages.home_page(stats))
@@ -195,6 +348,7 @@ class TheScribe(Task):
                     temp.replace(target / entry.name)
 
     def close(self) -> None:
+        self._stop_writer()
         # Both are written afresh at the next start.
         self.root.stop()
         self.search.stop()
@@ -203,8 +357,10 @@ class TheScribe(Task):
         super().close()
 
     def _save_unwritten(self) -> None:
-        """Requests queued but not written at the stop are redone at the next start."""
-        pages = []
+        """Requests not written at the stop are redone at the next start: those the writer had
+        not finished and those still queued here."""
+        pages = [(r.action, r.package) for r in self.in_flight]
+        self.in_flight.clear()
         while True:
             try:
                 action, data = self.inbox.recv(flags=zmq.NOBLOCK)
@@ -221,11 +377,3 @@ class TheScribe(Task):
             self.log.info("saved %d unwritten page requests for the next start", len(pages))
         except DatabaseError as exc:
             self.log.error("could not save %d unwritten page requests: %s", len(pages), exc)
-
-
-def newest_apt_dependencies(project: ProjectData) -> list[str]:
-    """The Debian packages the newest release with wheels needs at run time."""
-    for version in project.versions:
-        if version.files:
-            return sorted({dep for f in version.files for dep in f.apt_dependencies})
-    return []

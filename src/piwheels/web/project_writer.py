@@ -1,0 +1,229 @@
+"""A project's pages, written in a child process of the master.
+
+Every recorded build asks for its project's pages. Made inside the master, each took a large
+read through the Oracles (checked by the codec both ways), the rendering of four pages and the
+build logs: at PyPI's scale the Scribe held the interpreter lock for half of the master's time,
+and the slaves' replies waited behind it. So the Scribe runs this module as a long-lived child
+(``python -m piwheels.web.project_writer OUTPUT``) that reads the database on a connection of its
+own, and only passes requests to it and reads back what it says.
+
+The two talk in JSON, one document a line. On stdin, ``["BOTH", package]`` (the project's pages
+and its simple index page) or ``["PROJECT", package]``; on stdout, ``{"done": package, "new":
+bool}`` once each request is over, whatever its outcome (``new``: the project has just entered
+the index, so the index root must be rewritten), and ``{"level": n, "message": text}`` for each
+log record, which the Scribe logs as its own. A project that cannot be written is logged and
+skipped, as in the Scribe before. The database address comes in the environment
+(:data:`piwheels.web.bulk.DSN_VARIABLE`), never on the command line. End of input: exit 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import IO, Any
+
+import psycopg
+
+from piwheels.db.database import Database
+from piwheels.db.migrate import SchemaError
+from piwheels.web import index, pages
+from piwheels.web.bulk import DSN_VARIABLE
+from piwheels.web.model import ProjectData, WheelFile, log_path
+from piwheels.web.writer import MetadataError, extract_metadata, write_atomic, write_gzip_atomic
+
+ACTIONS = ("BOTH", "PROJECT")
+
+log = logging.getLogger("piwheels.project_writer")
+
+
+class ProjectWriter:
+    """Writes a project's pages (and, when asked, its simple index page) from the database."""
+
+    def __init__(self, output: Path, db: Database, log: logging.Logger) -> None:
+        self.output = output
+        self.simple = output / "simple"
+        self.db = db
+        self.log = log
+
+    def write(self, package: str, with_index: bool) -> bool:
+        """Write *package*'s pages; True when it has just entered the index (its first file)."""
+        project = self.db.get_project_data(package)
+        if project is None:
+            self.log.warning("no such project %r: nothing written", package)
+            return False
+        project = self._with_metadata(project)
+        directory = self.simple / project.name
+        listed = (directory / "index.html").exists()
+        new = False
+        if with_index and (project.files or listed):
+            html, json_page = index.simple_project(project)
+            directory.mkdir(parents=True, exist_ok=True)
+            write_atomic(directory / "index.html", html)
+            write_atomic(directory / "index.json", json_page)
+            new = bool(project.files) and not listed
+        apt = newest_apt_dependencies(project)
+        pages_dir = self.output / "project" / project.name
+        (pages_dir / "json").mkdir(parents=True, exist_ok=True)
+        write_atomic(pages_dir / "index.html", pages.project_page(project, apt_dependencies=apt))
+        write_atomic(pages_dir / "json" / "index.json", pages.project_json(project, apt))
+        for version in project.versions:
+            for build in version.builds:
+                self._write_log(build.build_id)
+        self.log.info("wrote the pages of %s", project.name)
+        return new
+
+    def _with_metadata(self, project: ProjectData) -> ProjectData:
+        """Make sure each wheel has its .metadata beside it and note the hash (PEP 658)."""
+
+        missing: list[str] = []
+
+        def annotate(file: WheelFile) -> WheelFile:
+            wheel = self.simple / project.name / file.filename
+            metadata = wheel.with_name(wheel.name + ".metadata")
+            if not metadata.exists():
+                if not wheel.exists():
+                    missing.append(file.filename)
+                    return file
+                try:
+                    write_atomic(metadata, extract_metadata(wheel))
+                except MetadataError as exc:
+                    self.log.error("no .metadata for %s: %s", file.filename, exc)
+                    return file
+            digest = hashlib.sha256(metadata.read_bytes()).hexdigest()
+            return file._replace(metadata_hash=digest)
+
+        annotated = project._replace(
+            versions=[
+                version._replace(files=[annotate(f) for f in version.files])
+                for version in project.versions
+            ]
+        )
+        if missing:
+            # one line a project: a lost output disk would otherwise log every wheel on record
+            self.log.error(
+                "%d of %s's files are recorded but missing from %s (%s%s)",
+                len(missing),
+                project.name,
+                self.simple / project.name,
+                ", ".join(missing[:3]),
+                ", ..." if len(missing) > 3 else "",
+            )
+        return annotated
+
+    def _write_log(self, build_id: int) -> None:
+        path = self.output / log_path(build_id)
+        if path.exists():
+            return
+        output = self.db.get_build_output(build_id)
+        if output is None:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_gzip_atomic(path, pages.build_log(output))
+
+
+def newest_apt_dependencies(project: ProjectData) -> list[str]:
+    """The Debian packages the newest release with wheels needs at run time."""
+    for version in project.versions:
+        if version.files:
+            return sorted({dep for f in version.files for dep in f.apt_dependencies})
+    return []
+
+
+class JsonLinesHandler(logging.Handler):
+    """Log records as ``{"level": n, "message": text}`` lines (a traceback in the text)."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        super().__init__()
+        self.stream = stream
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            say(self.stream, {"level": record.levelno, "message": self.format(record)})
+        except Exception:
+            self.handleError(record)
+
+
+def say(stream: IO[str], document: dict[str, Any]) -> None:
+    stream.write(json.dumps(document) + "\n")
+    stream.flush()
+
+
+def parse_request(line: bytes) -> tuple[str, str]:
+    """``[action, package]`` from one line of input; ValueError if it is anything else."""
+    request = json.loads(line)  # a JSONDecodeError is a ValueError
+    if (
+        not isinstance(request, list)
+        or len(request) != 2
+        or request[0] not in ACTIONS
+        or not isinstance(request[1], str)
+    ):
+        raise ValueError(f"not [{' or '.join(ACTIONS)}, package]")
+    return request[0], request[1]
+
+
+def serve(writer: ProjectWriter, requests: Iterable[bytes], out: IO[str]) -> None:
+    """Write the pages each request asks for, saying when each is done, until the input ends."""
+    for line in requests:
+        if not line.strip():
+            continue
+        try:
+            action, package = parse_request(line)
+        except ValueError as exc:
+            log.error("bad request %r: %s", line[:200], exc)
+            continue
+        new = False
+        try:
+            new = writer.write(package, with_index=action == "BOTH")
+        except (psycopg.OperationalError, SchemaError) as exc:
+            log.error("cannot write the pages of %s: %s", package, exc)
+            writer.db.close()  # connected afresh (and the schema checked) for the next request
+        except (psycopg.Error, OSError, MetadataError) as exc:
+            log.error("cannot write the pages of %s: %s", package, exc)
+        except Exception:
+            # A page that cannot be made (a bug, data we did not foresee) must not stop the
+            # others: the traceback goes to the log and the next request is taken.
+            log.exception("cannot write the pages of %s", package)
+        say(out, {"done": package, "new": new})
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m piwheels.web.project_writer",
+        description=(
+            "Write the pages of the projects named on stdin, one JSON request a line; the "
+            f"database comes from ${DSN_VARIABLE}."
+        ),
+    )
+    parser.add_argument("output", type=Path, help="the web output directory")
+    args = parser.parse_args(argv)
+    out = sys.stdout
+    root = logging.getLogger()
+    root.addHandler(JsonLinesHandler(out))
+    root.setLevel(logging.INFO)
+    # Ctrl-C reaches the whole process group; the master stops its children itself (it closes
+    # our stdin) once it has finished with them.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with contextlib.suppress(OSError):
+        os.nice(10)  # the master's own work (and the database's) comes first
+    dsn = os.environ.get(DSN_VARIABLE)
+    if not dsn:
+        log.error("%s is not set: no database to read", DSN_VARIABLE)
+        return 2
+    db = Database(dsn)
+    try:
+        serve(ProjectWriter(args.output, db, log), sys.stdin.buffer, out)
+    finally:
+        db.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
