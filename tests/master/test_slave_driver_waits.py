@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +13,21 @@ import psycopg
 import pytest
 import zmq
 
-from farm import MasterThread, ScriptedSlave, build_result, configure, rows, stats, wait_for
+from farm import (
+    MasterThread,
+    ScriptedSlave,
+    build_result,
+    configure,
+    make_config,
+    rows,
+    stats,
+    wait_for,
+)
+from piwheels.master import slave_driver
 from piwheels.master.config import MasterConfig
 from piwheels.master.slave_driver import SlaveDriver
+from piwheels.master.slaves import SlaveRecord
+from piwheels.states import SlaveHello, SlaveState
 from pypi_index import LocalPyPI
 
 
@@ -136,3 +149,43 @@ def test_idle_slaves_sleep_while_the_master_is_behind(
         first.close()
         second.close()
         master.stop()
+
+
+def test_after_being_behind_builds_just_handed_out_count_as_owed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Slaves put to sleep together wake together: right after the master was behind, the
+    IDLEs of such a burst are not all given builds before the first of their results come."""
+    monkeypatch.setattr(slave_driver, "JUST_HANDED_OUT", 1.0)  # room for a loaded machine
+    context: zmq.Context[Any] = zmq.Context()
+    config = make_config("", tmp_path, tmp_path, ["cp311"], max_backlog=2)
+    driver = SlaveDriver(config, context)
+    hello = SlaveHello(
+        timedelta(minutes=5), timedelta(seconds=5), "311", "cp311", "linux_x86_64", "t", "", "",
+        "", "",
+    )  # fmt: skip
+    slaves = [SlaveRecord(n, b"slave%d" % n, hello, state=SlaveState.IDLE) for n in range(4)]
+
+    def idle(slave: SlaveRecord) -> str:
+        reply = driver.do_idle(slave, stats())
+        assert reply is not None
+        return reply[0]
+
+    try:
+        driver.queue = {"cp311": [(f"pkg{n}", "1.0") for n in range(8)]}
+        # a master that was never behind hands out builds as fast as slaves ask
+        assert [idle(s) for s in slaves[:2]] == ["BUILD", "BUILD"]
+        for slave in slaves[:2]:
+            driver.drop_build(slave)
+        # two answers owed: behind
+        driver.db.backlog.extend([object(), object()])  # type: ignore[arg-type]
+        assert idle(slaves[2]) == "SLEEP"
+        driver.db.backlog.clear()
+        # caught up, but the builds it hands out now count until their results could be back
+        assert [idle(s) for s in slaves[:3]] == ["BUILD", "BUILD", "SLEEP"]
+        time.sleep(1.1)
+        assert idle(slaves[2]) == "BUILD"
+        assert driver.held_back == 2
+    finally:
+        driver.close()
+        context.destroy(linger=0)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
@@ -51,6 +52,10 @@ SLAVE_BACKLOG = 1024
 # reply put the encoding of a status record on the path of every reply: when 500 slaves
 # connect at once, the last HELLO waited for the status of all the others.
 STATUS_INTERVAL = 0.25
+# After the master was behind, for CAUTIOUS seconds builds handed out within the last
+# JUST_HANDED_OUT seconds count as answers owed (see SlaveDriver.behind).
+CAUTIOUS = 2.0
+JUST_HANDED_OUT = 0.05
 FS_LANES = 4  # requests to the File Juggler in flight at once (one per slave)
 
 Reply = tuple[str, Any]
@@ -110,6 +115,8 @@ class SlaveDriver(Task):
         self.active: dict[BuildKey, int] = {}  # build -> slave_id building it
         self.finished: dict[BuildKey, float] = {}  # build -> when it was recorded
         self.held_back = 0  # idle slaves told to sleep because the master was behind
+        self.cautious_until = 0.0  # see behind()
+        self.handed_out: deque[float] = deque()  # when builds were handed out, while cautious
         self.peak_backlog = 0
         self.handlers: dict[str, Callable[[SlaveRecord, Any], Reply | None]] = {
             "IDLE": self.do_idle,
@@ -275,6 +282,8 @@ class SlaveDriver(Task):
             return "SLEEP", NO_DATA
         slave.start_build(build)
         self.active[build] = slave.slave_id
+        if self.cautious_until > time.monotonic():
+            self.handed_out.append(time.monotonic())
         self.log.info("slave %d: build %s %s for %s", slave.slave_id, *build)
         return "BUILD", build[:2]
 
@@ -467,10 +476,23 @@ class SlaveDriver(Task):
         restart) come back faster than they can be recorded. Handing out more then lengthens
         every slave's wait without recording more: with 500 slaves on instant builds, replies
         to BUILT and SENT waited seconds. Idle slaves sleep instead until the backlog clears.
+
+        Slaves put to sleep together wake together, ten seconds later, and their IDLEs all
+        come in before the first of their results: the backlog alone let every one of them
+        build, and replies waited ~0.6 s every ten seconds. So for a while after being behind,
+        builds just handed out count as owed too.
         """
+        now = time.monotonic()
         backlog = self.db.busy + sum(lane.busy for lane in self.fs_lanes)
+        if now < self.cautious_until:
+            while self.handed_out and self.handed_out[0] < now - JUST_HANDED_OUT:
+                self.handed_out.popleft()
+            backlog += len(self.handed_out)
+        else:
+            self.handed_out.clear()
         if backlog < self.config.max_backlog:
             return False
+        self.cautious_until = now + CAUTIOUS
         self.held_back += 1
         self.peak_backlog = max(self.peak_backlog, backlog)
         return True
