@@ -19,7 +19,6 @@ skipped, as in the Scribe before. The database address comes in the environment
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import json
 import logging
@@ -35,7 +34,7 @@ import psycopg
 from piwheels.db.database import Database
 from piwheels.db.migrate import SchemaError
 from piwheels.web import index, pages
-from piwheels.web.bulk import DSN_VARIABLE
+from piwheels.web.bulk import DSN_VARIABLE, give_way
 from piwheels.web.model import ProjectData, WheelFile, log_path
 from piwheels.web.writer import MetadataError, extract_metadata, write_atomic, write_gzip_atomic
 
@@ -211,8 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     # Ctrl-C reaches the whole process group; the master stops its children itself (it closes
     # our stdin) once it has finished with them.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    with contextlib.suppress(OSError):
-        os.nice(10)  # the master's own work (and the database's) comes first
+    give_way()
     dsn = os.environ.get(DSN_VARIABLE)
     if not dsn:
         log.error("%s is not set: no database to read", DSN_VARIABLE)
