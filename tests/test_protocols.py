@@ -71,8 +71,6 @@ SAMPLES: dict[str, Any] = {
     "EXPECT": (1, "foo", FILE),
     "VERIFY": 1,
     "FORGET": 1,
-    "GETPROJECT": "foo",
-    "GETLOG": 5,
     "SAVEPAGES": [("BOTH", "foo"), ("SEARCH", "")],
     "BOTH": "foo",
     "ADD": ("foo", None, ""),

@@ -30,12 +30,7 @@ from piwheels.codec import (
 )
 from piwheels.states import BuildResult, Dependency, FileState, SlaveHello, SlaveStats
 from piwheels.web.model import (
-    AbiCell,
-    BuildInfo,
-    ProjectData,
     Statistics,
-    VersionInfo,
-    WheelFile,
 )
 
 
@@ -172,9 +167,7 @@ oracle = Protocol(
         "GETHASHES": ListOf(Str),  # filenames -> published SHA256
         # slave_id, package, version, abi_tag, build result
         "LOGBUILD": Record([Int, Str, Str, Str, BUILD_RESULT]),
-        "GETPROJECT": Str,  # -> PROJECT_DATA or None
         "GETSTATS": None,  # -> the database's figures for Big Brother
-        "GETLOG": Int,  # build_id -> its output or None
         "SAVEPAGES": ListOf(Record([Str, Str])),  # [kind, package]: the Secretary's backlog
         "TAKEPAGES": None,  # -> [[kind, package], ...], forgotten once taken
         "MAXSLAVEID": None,  # -> the highest slave id any build was recorded by
@@ -190,19 +183,6 @@ oracle = Protocol(
     send={"OK": AnyValue(), "ERROR": Str},
 )
 
-# What the Oracle's replies for the web output decode into (checked by the client).
-WHEEL_FILE = Record(
-    [Str, Int, Str, OptStr, DateTime, OptStr, OptStr, Str, ListOf(Str, max_items=1000)], WheelFile
-)
-ABI_CELL = Record([Str, Text, Optional(Int)], AbiCell)
-BUILD_INFO = Record([Int, Str, Bool, DateTime, Duration, Int], BuildInfo)
-VERSION_INFO = Record(
-    [Str, DateTime, Bool, Text, MapOf(Str, ABI_CELL), ListOf(BUILD_INFO), ListOf(WHEEL_FILE)],
-    VersionInfo,
-)
-PROJECT_DATA = Record(
-    [Str, Str, Str, Text, ListOf(Str), ListOf(VERSION_INFO, max_items=1_000_000)], ProjectData
-)
 STATISTICS = Record(
     [Int, Int, Int, Int, Int, Int, Int, Int, MapOf(Str, Int), Int, Int, DateTime], Statistics
 )

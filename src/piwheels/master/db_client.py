@@ -15,7 +15,6 @@ from piwheels.db.database import QueueSnapshot
 from piwheels.protocols import NO_DATA
 from piwheels.states import BuildResult
 from piwheels.transport import Socket
-from piwheels.web.model import ProjectData
 
 
 class DatabaseError(Exception):
@@ -83,15 +82,8 @@ class DbClient:
     ) -> int:
         return int(self._call("LOGBUILD", (slave_id, package, version, abi_tag, result)))
 
-    def get_project_data(self, package: str) -> ProjectData | None:
-        data = self._call("GETPROJECT", package)
-        return None if data is None else protocols.PROJECT_DATA.check(data, "GETPROJECT")
-
     def get_statistics(self) -> dict[str, Any]:
         return dict(self._call("GETSTATS"))
-
-    def get_build_output(self, build_id: int) -> str | None:
-        return self._call("GETLOG", build_id)
 
     def save_pending_pages(self, pages: Sequence[tuple[str, str]]) -> None:
         self._call("SAVEPAGES", [list(page) for page in pages])
