@@ -27,8 +27,9 @@ from piwheels.transport import ProtocolError
 
 # A request held this long is passed on even if repeats keep arriving.
 MAX_HOLD = 30.0
-# Requests passed on to the Scribe and not yet taken by it; the rest wait here.
-SCRIBE_BACKLOG = 50
+# Requests passed on to the Scribe and not yet taken by it (as the Scribe's INBOX_BACKLOG);
+# the rest wait here, where repeats still merge.
+SCRIBE_BACKLOG = 8
 
 
 class TheSecretary(Task):
