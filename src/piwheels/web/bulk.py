@@ -52,6 +52,15 @@ def give_way() -> None:
         os.nice(19 - os.nice(0))
 
 
+def database_from_environment() -> Database | None:
+    """The database named by DSN_VARIABLE; None (and an error logged) if it names none."""
+    dsn = os.environ.get(DSN_VARIABLE)
+    if not dsn:
+        log.error("%s is not set: no database to read", DSN_VARIABLE)
+        return None
+    return Database(dsn)
+
+
 def write(kind: str, db: Database, output: Path) -> int:
     """Write the *kind* page from *db*; return how many projects it lists."""
     if kind == "root":
@@ -73,11 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     give_way()
-    dsn = os.environ.get(DSN_VARIABLE)
-    if not dsn:
-        log.error("%s is not set: no database to read", DSN_VARIABLE)
+    db = database_from_environment()
+    if db is None:
         return 2
-    db = Database(dsn)
     try:
         # One core at most: at PyPI's scale these queries read millions of rows, and with
         # parallel workers they took both cores from the master and its database for ~40 s.

@@ -22,7 +22,6 @@ import argparse
 import hashlib
 import json
 import logging
-import os
 import signal
 import sys
 from collections.abc import Iterable
@@ -34,7 +33,7 @@ import psycopg
 from piwheels.db.database import Database
 from piwheels.db.migrate import SchemaError
 from piwheels.web import index, pages
-from piwheels.web.bulk import DSN_VARIABLE, give_way
+from piwheels.web.bulk import DSN_VARIABLE, database_from_environment, give_way
 from piwheels.web.model import ProjectData, WheelFile, log_path
 from piwheels.web.writer import MetadataError, extract_metadata, write_atomic, write_gzip_atomic
 
@@ -211,11 +210,9 @@ def main(argv: list[str] | None = None) -> int:
     # our stdin) once it has finished with them.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     give_way()
-    dsn = os.environ.get(DSN_VARIABLE)
-    if not dsn:
-        log.error("%s is not set: no database to read", DSN_VARIABLE)
+    db = database_from_environment()
+    if db is None:
         return 2
-    db = Database(dsn)
     try:
         serve(ProjectWriter(args.output, db, log), sys.stdin.buffer, out)
     finally:
