@@ -1,4 +1,4 @@
-"""Fixtures every test stands on: a real PostgreSQL, a PyPI-like index on 127.0.0.1, interpreters.
+"""Fixtures every test stands on: a real PostgreSQL, a local PyPI, interpreters, a ZeroMQ context.
 
 The machinery lives in piwheels.db.embedded and tests/pypi_index.py; this file only wires it up.
 """
@@ -10,8 +10,10 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import zmq
 
 from piwheels.db.embedded import EmbeddedPostgres
 from pypi_index import (
@@ -37,6 +39,14 @@ def _postgres_home() -> Iterator[Path]:
         finally:
             # A test that left its server running must not leave it behind for good.
             EmbeddedPostgres(data_dir).stop()
+
+
+@pytest.fixture
+def context() -> Iterator[zmq.Context[Any]]:
+    """A ZeroMQ context of the test's own, destroyed (sockets and all) at its end."""
+    ctx: zmq.Context[Any] = zmq.Context()
+    yield ctx
+    ctx.destroy(linger=0)
 
 
 @pytest.fixture(scope="session")

@@ -134,13 +134,6 @@ def _restore_logging() -> Iterator[None]:
 
 
 @pytest.fixture
-def context() -> Iterator[zmq.Context[Any]]:
-    ctx: zmq.Context[Any] = zmq.Context()
-    yield ctx
-    ctx.destroy(linger=0)
-
-
-@pytest.fixture
 def master(context: zmq.Context[Any], tmp_path: Path) -> Iterator[FakeMaster]:
     fake = FakeMaster(context, tmp_path)
     yield fake

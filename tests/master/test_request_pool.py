@@ -21,13 +21,6 @@ ORACLE = protocols.oracle  # the service's side: receives requests, sends OK / E
 
 
 @pytest.fixture
-def context() -> Iterator[zmq.Context[Any]]:
-    ctx: zmq.Context[Any] = zmq.Context()
-    yield ctx
-    ctx.destroy(linger=0)
-
-
-@pytest.fixture
 def service(context: zmq.Context[Any]) -> Iterator[zmq.Socket[Any]]:
     """A ROUTER standing in for the Oracles: the test decides when, and in what order, each
     request is answered."""

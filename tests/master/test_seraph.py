@@ -18,13 +18,6 @@ from piwheels.transport import encode
 
 
 @pytest.fixture
-def context() -> Iterator[zmq.Context[Any]]:
-    ctx: zmq.Context[Any] = zmq.Context()
-    yield ctx
-    ctx.destroy(linger=0)
-
-
-@pytest.fixture
 def config(tmp_path: Path) -> MasterConfig:
     return make_config("", tmp_path, tmp_path, ["cp311"])
 

@@ -111,13 +111,6 @@ def sandbox() -> Sandbox:
 
 
 @pytest.fixture
-def context() -> Iterator[zmq.Context[Any]]:
-    ctx: zmq.Context[Any] = zmq.Context()
-    yield ctx
-    ctx.destroy(linger=0)
-
-
-@pytest.fixture
 def master(context: zmq.Context[Any]) -> Iterator[FakeMaster]:
     fake = FakeMaster(context)
     yield fake
