@@ -53,8 +53,9 @@ SLAVE_BACKLOG = 1024
 # connect at once, the last HELLO waited for the status of all the others.
 STATUS_INTERVAL = 0.25
 # After the master was behind, for CAUTIOUS seconds builds handed out within the last
-# JUST_HANDED_OUT seconds count as answers owed (see SlaveDriver.behind).
-CAUTIOUS = 2.0
+# JUST_HANDED_OUT seconds count as answers owed (see SlaveDriver.behind). Longer than a slave
+# sleeps after SLEEP (10 s), so that those put to sleep together find it on waking.
+CAUTIOUS = 12.0
 JUST_HANDED_OUT = 0.05
 FS_LANES = 4  # requests to the File Juggler in flight at once (one per slave)
 
