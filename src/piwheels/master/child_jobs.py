@@ -101,10 +101,16 @@ class ChildJob:
         if self.process is None:
             return
         if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(STOP_GRACE)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            end_process(self.process, STOP_GRACE)
         self._collect(stopped=True)
+
+
+def end_process(process: subprocess.Popen[bytes], grace: float) -> int:
+    """SIGTERM *process*, and SIGKILL it if it has not ended within *grace* seconds; its
+    exit status."""
+    process.terminate()
+    try:
+        return process.wait(grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.wait()

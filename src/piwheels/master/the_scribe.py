@@ -34,7 +34,7 @@ from typing import Any
 import zmq
 
 from piwheels import protocols
-from piwheels.master.child_jobs import ChildJob
+from piwheels.master.child_jobs import ChildJob, end_process
 from piwheels.master.config import MasterConfig
 from piwheels.master.db_client import DatabaseError, DbClient
 from piwheels.master.task import Task
@@ -318,12 +318,7 @@ class TheScribe(Task):
         if self.writer is None:
             return
         self.log.info("the project writer did not finish in %.0fs: ending it", WRITER_STOP_GRACE)
-        writer.terminate()
-        try:
-            writer.wait(WRITER_TERM_GRACE)
-        except subprocess.TimeoutExpired:
-            writer.kill()
-            writer.wait()
+        end_process(writer, WRITER_TERM_GRACE)
         self.read_writer()  # what it said before it ended, then its end
         if self.writer is not None:  # (its output still open: something else holds it)
             self._reap_writer()
