@@ -22,14 +22,15 @@ from piwheels import protocols
 from piwheels.master.config import MasterConfig
 from piwheels.master.db_client import DatabaseError, DbClient
 from piwheels.master.task import Task
+from piwheels.master.the_scribe import INBOX_BACKLOG
 from piwheels.protocols import NO_DATA
 from piwheels.transport import ProtocolError
 
 # A request held this long is passed on even if repeats keep arriving.
 MAX_HOLD = 30.0
-# Requests passed on to the Scribe and not yet taken by it (as the Scribe's INBOX_BACKLOG);
-# the rest wait here, where repeats still merge.
-SCRIBE_BACKLOG = 8
+# Requests passed on to the Scribe and not yet taken by it; the rest wait here, where repeats
+# still merge.
+SCRIBE_BACKLOG = INBOX_BACKLOG
 
 
 class TheSecretary(Task):
