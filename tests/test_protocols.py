@@ -58,10 +58,7 @@ SAMPLES: dict[str, Any] = {
     "ERROR": "no such package",
     "FAILED": ("Oracle 0", "Traceback..."),
     "SETSERIAL": 42,
-    "SETPROJECTS": [
-        ("foo", "Foo", 3, "summary", "description", [("1.0", NOW, ">=3.9", True, False, "")]),
-        ("bar", "bar", 4, "", "", []),
-    ],
+    "SETPROJECTS": [("foo", "cp39 cp311", '{"package": "foo", "versions": []}')],
     "REMOVEPROJECT": "foo",
     "GETQUEUE": 100,
     "GETHASHES": [FILE.filename],

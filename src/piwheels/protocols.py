@@ -149,10 +149,9 @@ master_control = Protocol("master control", recv={"QUIT": None, "FAILED": Record
 
 # Clients -> Seraph -> an Oracle. Requests are declared; replies are OK(data) or ERROR(message),
 # and each client method checks the data it expects.
-PROJECT_VERSION = Record([Str, DateTime, OptStr, Bool, Bool, OptStr])
-# version, released, requires_python, has_sdist, yanked, skip (e.g. "not a valid PEP 440 version")
-# package, display name, serial, summary, description, [versions]
-PROJECT_UPDATE = Record([Str, Str, Int, Str, Text, ListOf(PROJECT_VERSION, max_items=1_000_000)])
+# package, the ABIs its skips were worked out for, the row as JSON (db.database.ProjectRow):
+# made in Cloud Gazer's fetch processes and passed through, the database checking its contents
+PROJECT_ROW = Record([Str, Str, Text])
 oracle = Protocol(
     "oracle",
     recv={
@@ -160,7 +159,7 @@ oracle = Protocol(
         "GETSERIAL": None,
         "SETSERIAL": Int,
         # projects recorded in one transaction -> [(package, why), ...] for those refused
-        "SETPROJECTS": ListOf(PROJECT_UPDATE, max_items=1000),
+        "SETPROJECTS": ListOf(PROJECT_ROW, max_items=1000),
         "REMOVEPROJECT": Str,
         "GETABIS": None,
         "GETQUEUE": Int,  # how many entries per ABI

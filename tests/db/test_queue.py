@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
 
 from piwheels.abis import sorted_abis
-from piwheels.db.database import Database, ProjectUpdate, ProjectVersion
+from piwheels.db.database import Database, ProjectRow, ProjectUpdate, ProjectVersion, project_row
 from piwheels.db.migrate import SchemaError, check_version, latest_version, migrate
 from piwheels.states import BuildResult, FileState
 
@@ -209,6 +210,19 @@ def test_several_projects_in_one_transaction_and_a_refused_one_alone(db: Databas
     assert "too long" in refused[0][1]
     assert db.get_package_serials() == {"foo": 5, "bar": 7}
     assert {(p, v) for p, v, _ in _queue_rows(db)} >= {("foo", "2.0"), ("bar", "0.1")}
+
+
+def test_a_row_made_for_other_abis_gets_its_skips_worked_out_again(db: Database) -> None:
+    # made by a fetch process before the farm's ABIs changed: its skips know nothing of cp313
+    old_abis = sorted_abis(["cp39"])
+    update = ProjectUpdate("foo", "Foo", 5, "", "", [version("1.0", requires_python="<3.12")])
+    row = project_row(update, old_abis)
+    assert json.loads(row.row)["versions"][0]["abi_skips"] == []
+    assert db.set_project_rows([row, ProjectRow("bad", "cp39", "not JSON")]) == [
+        ("bad", "invalid input syntax for type json")
+    ]
+    skipped = db.conn.execute("SELECT abi_tag FROM version_abi_skips").fetchall()
+    assert skipped == [("cp313",)]  # the farm's ABIs now: cp39, cp310, cp311, cp313
 
 
 def _queue_rows(db: Database) -> list[tuple[str, str, str]]:

@@ -171,7 +171,8 @@ def test_an_unreachable_database_at_start_is_tried_again(
         gazer.discover()
         assert gazer.loaded
         # its fetches have begun
-        found = [*gazer.pending, *(e for _, chunk in gazer.fetching.values() for e in chunk)]
+        fetching = (e for chunk in gazer.fetchers.chunks.values() for e in chunk.entries)
+        found = [*gazer.pending, *fetching]
         assert ("piwtest-pure", pypi_index.project_serial("piwtest-pure")) in found
     finally:
         gazer.close()

@@ -6,6 +6,7 @@ which is all the master's role may do (see migrations/0001_create.sql).
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable, Sequence
 from datetime import datetime
@@ -43,6 +44,56 @@ class ProjectVersion(NamedTuple):
     has_sdist: bool
     yanked: bool
     skip: str  # the follower's reason never to build it ("" = build it)
+
+
+class ProjectRow(NamedTuple):
+    """A project as ``set_projects`` in the schema takes it: JSON made where PyPI's answer was
+    read (Cloud Gazer's fetch processes), so the master only passes it on."""
+
+    package: str
+    abis: str  # the ABIs its skips were worked out for (abis_key); others mean doing it again
+    row: str  # {package, display_name, serial, summary, description, versions: [...]}
+
+
+def abis_key(abis: Iterable[BuildABI]) -> str:
+    return " ".join(abi.abi_tag for abi in abis)
+
+
+def project_row(update: ProjectUpdate, abis: Sequence[BuildABI]) -> ProjectRow:
+    """*update* as ``set_projects`` takes it, each version's skips worked out for *abis*."""
+    row = {
+        "package": update.package,
+        "display_name": update.display_name,
+        "serial": update.serial,
+        "summary": update.summary,
+        "description": update.description,
+        "versions": [
+            {
+                "version": v.version,
+                "released": v.released.isoformat(),
+                "requires_python": v.requires_python,
+                "has_sdist": v.has_sdist,
+                "yanked": v.yanked,
+                "skip": v.skip,
+                "abi_skips": abi_skips(v.requires_python, abis),
+            }
+            for v in update.versions
+        ],
+    }
+    return ProjectRow(update.package, abis_key(abis), json.dumps(row))
+
+
+def _current_row(row: ProjectRow, abis: Sequence[BuildABI]) -> str:
+    """*row*'s JSON, its skips worked out again if the farm's ABIs changed since it was made."""
+    if row.abis == abis_key(abis):
+        return row.row
+    try:
+        data = json.loads(row.row)
+        for version in data["versions"]:
+            version["abi_skips"] = abi_skips(version.get("requires_python"), abis)
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return row.row  # not a row at all: the database refuses it, and says so
+    return json.dumps(data)
 
 
 class QueueSnapshot(NamedTuple):
@@ -99,9 +150,14 @@ class Database:
         versions: Sequence[ProjectVersion],
     ) -> None:
         update = ProjectUpdate(package, display_name, serial, summary, description, versions)
-        self._record_projects([update], self.get_build_abis())
+        self.set_projects([update])
 
     def set_projects(self, updates: Sequence[ProjectUpdate]) -> list[tuple[str, str]]:
+        """Record several projects in one transaction; see :meth:`set_project_rows`."""
+        abis = self.get_build_abis()
+        return self.set_project_rows([project_row(update, abis) for update in updates])
+
+    def set_project_rows(self, rows: Sequence[ProjectRow]) -> list[tuple[str, str]]:
         """Record several projects in one transaction, returning those the database refused
         as (package, why).
 
@@ -109,51 +165,31 @@ class Database:
         database refuses it, each project is recorded alone under a savepoint, so one bad
         project (say, a version too long for its column) costs only itself."""
         abis = self.get_build_abis()
+        texts = [_current_row(row, abis) for row in rows]
         refused = []
         with self.conn.transaction():
             try:
                 with self.conn.transaction():
-                    self._record_projects(updates, abis)
+                    self._record_rows(texts)
             except psycopg.OperationalError:
                 raise  # the connection is gone: nothing of the batch is recorded
             except psycopg.Error:
                 pass
             else:
                 return []
-            for update in updates:
+            for row, text in zip(rows, texts, strict=True):
                 try:
                     with self.conn.transaction():
-                        self._record_projects([update], abis)
+                        self._record_rows([text])
                 except psycopg.OperationalError:
                     raise
                 except psycopg.Error as exc:
-                    refused.append((update.package, exc.diag.message_primary or str(exc)))
+                    refused.append((row.package, exc.diag.message_primary or str(exc)))
         return refused
 
-    def _record_projects(self, updates: Sequence[ProjectUpdate], abis: Sequence[BuildABI]) -> None:
-        batch = [
-            {
-                "package": update.package,
-                "display_name": update.display_name,
-                "serial": update.serial,
-                "summary": update.summary,
-                "description": update.description,
-                "versions": [
-                    {
-                        "version": v.version,
-                        "released": v.released.isoformat(),
-                        "requires_python": v.requires_python,
-                        "has_sdist": v.has_sdist,
-                        "yanked": v.yanked,
-                        "skip": v.skip,
-                        "abi_skips": abi_skips(v.requires_python, abis),
-                    }
-                    for v in update.versions
-                ],
-            }
-            for update in updates
-        ]
-        self.conn.execute("SELECT set_projects(%s)", (Jsonb(batch),))
+    def _record_rows(self, texts: Sequence[str]) -> None:
+        # The rows are JSON already: joined, not parsed and dumped again.
+        self.conn.execute("SELECT set_projects(%s::jsonb)", ("[" + ",".join(texts) + "]",))
 
     def remove_project(self, package: str) -> None:
         self.conn.execute("SELECT remove_project(%s)", (package,))

@@ -17,35 +17,31 @@ records and removes projects, rather than reading them all again at every look a
 
 from __future__ import annotations
 
-import itertools
-import multiprocessing
-import os
-import signal
-import threading
 import time
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import suppress
-from datetime import UTC, datetime
 from functools import partial
-from multiprocessing.pool import Pool
-from queue import SimpleQueue
 from typing import Any
 
 import zmq
 from packaging.utils import canonicalize_name
 
 from piwheels import protocols
-from piwheels.db.database import ProjectVersion
+from piwheels.abis import BuildABI, sorted_abis
 from piwheels.master.config import MasterConfig
 from piwheels.master.db_client import DatabaseError, DbClient
+from piwheels.master.fetch_workers import (
+    FETCH_THREADS,
+    Entry,
+    Fetched,
+    FetchedProject,
+    FetchWorkers,
+)
 from piwheels.master.request_pool import RequestPool
 from piwheels.master.task import Task
 from piwheels.master.web_requests import PageRequests
-from piwheels.pypi import ProjectInfo, ProjectNotFound, PyPIClient, PyPIError
+from piwheels.pypi import ProjectNotFound, PyPIClient, PyPIError
 
 FETCH_PROCESSES = 2
-FETCH_THREADS = 8  # in each process
 FETCH_CHUNK = 16  # projects handed to a process at a time
 # Database writes in flight at once (a RequestPool of this many sockets). One Oracle is left for
 # everyone else, so a slave's request never waits behind a burst of PyPI's changes.
@@ -56,11 +52,8 @@ WRITE_BATCH = 32
 # projects fetched or fetching but not yet being recorded, at most
 AHEAD = 2 * FETCH_PROCESSES * FETCH_THREADS + WRITERS * WRITE_BATCH
 
-Fetched = ProjectInfo | PyPIError | None  # None: PyPI no longer has it
-
-Entry = tuple[str, int | None]  # a project to look at, and the serial PyPI listed it with
 # what a fetch asks of the database: a project to record, or one to mark removed
-Write = tuple[Entry, ProjectInfo | None]
+Write = tuple[Entry, FetchedProject | None]
 
 
 class CloudGazer(Task):
@@ -84,19 +77,11 @@ class CloudGazer(Task):
         self.pending: deque[Entry] = deque()
         self.pending_serial: int | None = None  # PyPI's serial once `pending` is done
         self.recorded_serial: int | None = None  # the last one recorded
-        self.fetcher: Pool | None = None  # started at the first fetch
-        # chunk number -> (when to give up on it, its projects)
-        self.fetching: dict[int, tuple[float, list[Entry]]] = {}
-        self._chunks = itertools.count()
+        self.abis: list[BuildABI] = []  # the farm's, read at each look: rows carry skips
+        self.fetchers = FetchWorkers(
+            self, FETCH_PROCESSES, self.pypi, self._harvest, self._fetch_again
+        )
         self.ready: deque[Write] = deque()  # fetched, waiting for a free writer
-        # fetched chunks (number, [(project, what came of it)]), not yet harvested
-        self._done: SimpleQueue[tuple[int, list[tuple[Entry, Fetched]]]] = SimpleQueue()
-        # A finished fetch wakes the task's poller through this pipe (zmq polls plain fds).
-        self._wake_lock = threading.Lock()
-        self._wake_read, self._wake_write = os.pipe()
-        os.set_blocking(self._wake_read, False)
-        os.set_blocking(self._wake_write, False)
-        self.register_raw(self._wake_read, self._harvest)
         self.writers = RequestPool(
             self,
             config.oracle_queue,
@@ -111,12 +96,7 @@ class CloudGazer(Task):
     @property
     def busy(self) -> bool:
         """Whether changes found by the last look are still being fetched or recorded."""
-        return bool(self.pending or self.fetching or self.ready or self.writers.busy)
-
-    @property
-    def in_flight(self) -> int:
-        """Projects being fetched (a few chunks: cheap to count)."""
-        return sum(len(chunk) for _, chunk in self.fetching.values())
+        return bool(self.pending or self.fetchers.busy or self.ready or self.writers.busy)
 
     def once(self) -> None:
         self.discover()
@@ -131,6 +111,7 @@ class CloudGazer(Task):
                 # once: from here on every change to a serial is one this task made
                 self.known = self.db.get_package_serials()
                 self.loaded = True
+            self.abis = sorted_abis(self.db.get_build_abis())
             if self.allow_list:
                 # a handful of projects: ask about each rather than download PyPI's whole list
                 self.pending = deque((name, None) for name in self.allow_list)
@@ -167,10 +148,10 @@ class CloudGazer(Task):
         record PyPI's serial. Runs on a timer too, to pick up again after a pause."""
         if self.paused:
             return
-        while self.pending and self.in_flight + len(self.ready) < AHEAD:
+        while self.pending and self.fetchers.in_flight + len(self.ready) < AHEAD:
             chunk = [self.pending.popleft() for _ in range(min(FETCH_CHUNK, len(self.pending)))]
-            self._fetch(chunk)
-        self._give_up_on_lost_fetches()
+            self.fetchers.fetch(chunk, self.abis)
+        self.fetchers.check()
         # only as many as there are free sockets: the rest wait in `ready`, growing batches
         while self.ready and self.writers.free:
             self._send(self._next_writes())
@@ -184,62 +165,15 @@ class CloudGazer(Task):
                 self.log.error("cannot record PyPI serial: %s", exc)
             self.pending_serial = None
 
-    def _fetch(self, chunk: list[Entry]) -> None:
-        if self.fetcher is None:
-            # spawned, not forked: this process has threads (and ZeroMQ's) of its own
-            self.fetcher = multiprocessing.get_context("spawn").Pool(
-                FETCH_PROCESSES,
-                _start_fetching,
-                (self.pypi.simple_url, self.pypi.json_url, self.pypi.timeout),
-            )
-        number = next(self._chunks)
-        # each project waits at most a connect and a read of each of its fetches' turns
-        deadline = time.monotonic() + 4 * self.pypi.timeout * (1 + len(chunk) // FETCH_THREADS)
-        self.fetching[number] = (deadline, chunk)
-        self.fetcher.apply_async(
-            _fetch_chunk,
-            (chunk,),
-            callback=partial(self._fetched, number),
-            error_callback=partial(self._fetch_failed, number),
-        )
+    def _harvest(self, entries: list[Entry], results: list[Fetched]) -> None:
+        """A chunk fetched: what to write goes to a writer as one is free."""
+        for entry, info in zip(entries, results, strict=True):
+            self._take(entry, info)
+        self.record_batch()
 
-    def _fetched(self, number: int, results: list[tuple[Entry, Fetched]]) -> None:
-        """On the pool's thread: hand the results to the task and wake it."""
-        self._done.put((number, results))
-        with self._wake_lock:
-            if self._wake_write >= 0:
-                # a full pipe holds wake-ups enough: the task will look
-                with suppress(BlockingIOError):
-                    os.write(self._wake_write, b"!")
-
-    def _fetch_failed(self, number: int, exc: BaseException) -> None:
-        """On the pool's thread: a fetch process failed the whole chunk (a bug, not PyPI)."""
-        self._fetched(number, [])  # its projects are put back when harvested
-        self.log.error("a fetch process failed: %r", exc)
-
-    def _give_up_on_lost_fetches(self) -> None:
-        """A chunk whose process died never answers: its projects go back in line."""
-        now = time.monotonic()
-        for number, (deadline, chunk) in list(self.fetching.items()):
-            if deadline < now:
-                self.log.error("no answer for %d fetches: trying them again", len(chunk))
-                del self.fetching[number]
-                self.pending.extend(chunk)
-
-    def _harvest(self) -> None:
-        """Take the finished fetches: what to write goes to a writer as one is free."""
-        with suppress(BlockingIOError):
-            while os.read(self._wake_read, 4096):
-                pass
-        while not self._done.empty():
-            number, results = self._done.get()
-            taken = self.fetching.pop(number, None)
-            if taken is None:
-                continue  # given up on already, and fetched again
-            if not results:
-                self.pending.extend(taken[1])
-            for entry, info in results:
-                self._take(entry, info)
+    def _fetch_again(self, entries: list[Entry], _: list[Fetched]) -> None:
+        """A chunk whose fetch process died or stuck: its projects go back in line."""
+        self.pending.extend(entries)
         self.record_batch()
 
     def _take(self, entry: Entry, info: Fetched) -> None:
@@ -270,8 +204,8 @@ class CloudGazer(Task):
         if first is None:
             self.writers.ask("REMOVEPROJECT", name, answered)
         else:
-            updates = [_update(info) for _, info in writes if info]
-            self.writers.ask("SETPROJECTS", updates, answered)
+            rows = [info.row for _, info in writes if info]
+            self.writers.ask("SETPROJECTS", rows, answered)
 
     def _written(self, writes: list[Write], status: str, result: Any) -> None:
         """The Oracle's answer: the projects are recorded (or will be tried again)."""
@@ -299,72 +233,13 @@ class CloudGazer(Task):
                 self.pages.project(name)
             else:
                 self.known[info.canonical_name] = info.serial
-                self.log.info("recorded %s (%d versions)", info.name, len(info.versions))
+                self.log.info("recorded %s (%d versions)", info.name, info.versions)
                 # yanks and new versions show on both pages (the Scribe skips an index
                 # with no files)
                 self.pages.project(info.canonical_name)
         self.record_batch()
 
     def close(self) -> None:
-        if self.fetcher is not None:
-            self.fetcher.terminate()  # a fetch waiting on PyPI is not worth waiting for
-            self.fetcher.join()
-        with self._wake_lock:
-            os.close(self._wake_write)
-            self._wake_write = -1
-        os.close(self._wake_read)
+        self.fetchers.close()
         self.db.close()
         super().close()
-
-
-def _update(info: ProjectInfo) -> tuple[Any, ...]:
-    """What SETPROJECTS carries for one project (protocols.PROJECT_UPDATE)."""
-    versions = [
-        ProjectVersion(
-            version=v.version,
-            released=v.released or datetime.now(UTC),
-            requires_python=v.requires_python,
-            has_sdist=v.has_sdist,
-            yanked=v.yanked,
-            skip="" if v.valid else "not a valid PEP 440 version",
-        )
-        for v in info.versions
-    ]
-    return (
-        info.canonical_name,
-        info.name,
-        info.serial,
-        info.summary or "",
-        info.description or "",
-        versions,
-    )
-
-
-# -- in the fetch processes ---------------------------------------------------------------------
-
-_client: PyPIClient | None = None
-_threads: ThreadPoolExecutor | None = None
-
-
-def _start_fetching(simple_url: str, json_url: str, timeout: float) -> None:
-    global _client, _threads  # one of each per process
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the master stops its workers itself
-    _client = PyPIClient(simple_url, json_url, timeout=timeout)
-    _threads = ThreadPoolExecutor(FETCH_THREADS, thread_name_prefix="gazer-fetch")
-
-
-def _fetch_chunk(chunk: list[Entry]) -> list[tuple[Entry, Fetched]]:
-    assert _threads is not None
-    return list(zip(chunk, _threads.map(_fetch_one, chunk), strict=True))
-
-
-def _fetch_one(entry: Entry) -> Fetched:
-    """The project's details, None when PyPI no longer has it, or the error to log."""
-    assert _client is not None
-    name, serial = entry
-    try:
-        return _client.project(name, min_serial=serial)
-    except ProjectNotFound as exc:
-        return exc if serial is not None else None
-    except PyPIError as exc:
-        return exc

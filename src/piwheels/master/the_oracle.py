@@ -17,7 +17,7 @@ import psycopg
 import zmq
 
 from piwheels import protocols
-from piwheels.db.database import Database, ProjectUpdate, ProjectVersion
+from piwheels.db.database import Database, ProjectRow
 from piwheels.master.config import MasterConfig
 from piwheels.master.task import Task
 from piwheels.protocols import NO_DATA
@@ -45,7 +45,7 @@ class TheOracle(Task):
             "GETPKGS": lambda _: self.db.get_package_serials(),
             "GETSERIAL": lambda _: self.db.get_pypi_serial(),
             "SETSERIAL": self.db.set_pypi_serial,
-            "SETPROJECTS": lambda data: self.db.set_projects([project_update(u) for u in data]),
+            "SETPROJECTS": lambda rows: self.db.set_project_rows([ProjectRow(*r) for r in rows]),
             "REMOVEPROJECT": self.db.remove_project,
             "GETABIS": lambda _: [abi.abi_tag for abi in self.db.get_build_abis()],
             "GETQUEUE": lambda limit: list(self.db.get_queue(limit)),
@@ -130,16 +130,3 @@ class TheOracle(Task):
         self.worker.close(linger=0)
         self.db.close()
         super().close()
-
-
-def project_update(data: Any) -> ProjectUpdate:
-    """One project of a SETPROJECTS as the database takes it."""
-    package, display_name, serial, summary, description, versions = data
-    return ProjectUpdate(
-        package,
-        display_name,
-        serial,
-        summary,
-        description,
-        [ProjectVersion(*version) for version in versions],
-    )
