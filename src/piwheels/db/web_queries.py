@@ -171,34 +171,31 @@ def search_entries(conn: Conn) -> list[SearchEntry]:
 def statistics(conn: Conn) -> dict[str, Any]:
     """The database's half of Big Brother's figures (the disk is measured by the task)."""
     with conn.transaction():
+        # kept by the schema (migration 0007): counting them took 4.6 s a minute at PyPI's scale
+        kept = dict(conn.execute("SELECT figure, total FROM farm_figures()").fetchall())
+        # the last hour's builds are few and found by index (builds_built_at)
         row = conn.execute(
-            "SELECT (SELECT count(*) FROM packages WHERE NOT removed), "
-            "(SELECT count(*) FROM versions WHERE NOT removed), "
-            "(SELECT count(*) FROM builds), (SELECT count(*) FROM builds WHERE status), "
-            "(SELECT count(*) FROM builds WHERE built_at > now() - interval '1 hour'), "
+            "SELECT (SELECT count(*) FROM builds WHERE built_at > now() - interval '1 hour'), "
             "(SELECT count(*) FROM builds WHERE built_at > now() - interval '1 hour' "
-            " AND NOT status), "
-            "(SELECT count(*) FROM files), (SELECT coalesce(sum(filesize), 0) FROM files)"
+            " AND NOT status)"
         ).fetchone()
         queue = dict(conn.execute("SELECT abi_tag, length FROM queue_lengths()").fetchall())
         abis = [
             abi for (abi,) in conn.execute("SELECT abi_tag FROM build_abis ORDER BY python_order")
         ]
     assert row is not None
-    names = (
-        "packages",
-        "versions",
-        "builds",
-        "builds_succeeded",
-        "builds_last_hour",
-        "failures_last_hour",
-        "files",
-        "bytes",
-    )
-    figures: dict[str, Any] = dict(zip(names, (int(v) for v in row), strict=True))
-    figures["queue"] = {abi: int(queue.get(abi, 0)) for abi in abis}
-    figures["updated"] = datetime.now(UTC)
-    return figures
+    return {
+        "packages": int(kept["packages"]),
+        "versions": int(kept["versions"]),
+        "builds": int(kept["builds"]),
+        "builds_succeeded": int(kept["builds_succeeded"]),
+        "builds_last_hour": int(row[0]),
+        "failures_last_hour": int(row[1]),
+        "files": int(kept["files"]),
+        "bytes": int(kept["bytes"]),
+        "queue": {abi: int(queue.get(abi, 0)) for abi in abis},
+        "updated": datetime.now(UTC),
+    }
 
 
 def build_output(conn: Conn, build_id: int) -> str | None:
