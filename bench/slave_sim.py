@@ -33,12 +33,11 @@ import zmq
 from piwheels import protocols
 from piwheels.master.slave_driver import SLAVE_BACKLOG
 from piwheels.protocols import NO_DATA
-from piwheels.slave.agent import SlaveConfig
+from piwheels.slave.agent import SlaveConfig, spread
 from piwheels.states import BuildResult, FileState, SlaveHello, SlaveStats
 from piwheels.transport import ProtocolError, Socket, encode
 
 MASTER_TIMEOUT = SlaveConfig.master_timeout.total_seconds()  # what a real slave waits
-SLEEP_INTERVAL = SlaveConfig.sleep_interval.total_seconds()  # after SLEEP, as a real slave
 BUSY_INTERVAL = SlaveConfig.busy_interval.total_seconds()  # BUSY again while building
 PLATFORM = "linux_x86_64"
 # Replies to requests sent in a run's first seconds are filed apart ("HELLO (start)"): every
@@ -168,7 +167,8 @@ class SimSlave:
             self.request("IDLE", _stats())
         elif action == "SLEEP":
             self.tally.sleeps += 1
-            self.wake_at = now + SLEEP_INTERVAL
+            # as a real slave sleeps after SLEEP
+            self.wake_at = now + spread(SlaveConfig.sleep_interval).total_seconds()
         elif action == "BUILD":
             self.start_build(*data)
             self.request("BUSY", _stats())

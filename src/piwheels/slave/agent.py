@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -61,6 +62,12 @@ class SlaveConfig:
     # How long a stopping slave waits to get its BYE out (and, if it was waiting for an answer
     # when stopped, for that answer, since a REQ socket cannot send before it arrives).
     bye_timeout: timedelta = timedelta(seconds=1)
+
+
+def spread(interval: timedelta) -> timedelta:
+    """*interval* on average, but seldom exactly: slaves the master told to SLEEP in the same
+    moment (a restart, a master catching up) would otherwise all come back in the same moment."""
+    return interval * random.uniform(0.5, 1.5)  # noqa: S311 (spread, not a secret)
 
 
 class _MasterTimeoutError(Exception):
@@ -191,7 +198,7 @@ class PiwSlave:
             action, data = self._request("IDLE", self.stats())
             if action == "SLEEP":
                 log.debug("nothing to build; sleeping")
-                self._pause(self.config.sleep_interval)
+                self._pause(spread(self.config.sleep_interval))
             elif action == "BUILD":
                 package, version = data
                 self._run_build(package, version)
