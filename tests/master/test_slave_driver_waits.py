@@ -151,6 +151,40 @@ def test_idle_slaves_sleep_while_the_master_is_behind(
         master.stop()
 
 
+def test_a_master_starts_as_cautious_as_after_being_behind(
+    master_dsn: str, tmp_path: Path, pypi_index: LocalPyPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Starting, the master cannot know how fast it records builds, and after a restart every
+    slave asks at once: builds just handed out count as answers owed from the first."""
+    monkeypatch.setattr(slave_driver, "JUST_HANDED_OUT", 60.0)  # room for a loaded machine
+    config = configure(
+        master_dsn,
+        tmp_path,
+        pypi_index,
+        ["cp39"],
+        packages=["piwtest-pure", "piwtest-cext"],
+        max_backlog=1,
+    )
+    master = MasterThread(config).start()
+    first = ScriptedSlave(config, abi="cp39", label="first")
+    second = ScriptedSlave(config, abi="cp39", label="second")
+    try:
+        [driver] = wait_for(
+            lambda: [t for t in master.master.tasks if isinstance(t, SlaveDriver)],
+            what="the Slave Driver",
+        )
+        wait_for(lambda: len(driver.queue.get("cp39", [])) == 2, what="both builds queued")
+        first.hello()
+        first.wait_for_build()
+        second.hello()
+        assert second.idle()[0] == "SLEEP"  # though a build is queued and nothing is owed
+        assert driver.held_back == 1
+    finally:
+        first.close()
+        second.close()
+        master.stop()
+
+
 def test_after_being_behind_builds_just_handed_out_count_as_owed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
