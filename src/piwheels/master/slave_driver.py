@@ -52,10 +52,10 @@ SLAVE_BACKLOG = 1024
 # reply put the encoding of a status record on the path of every reply: when 500 slaves
 # connect at once, the last HELLO waited for the status of all the others.
 STATUS_INTERVAL = 0.25
-# After the master was behind, and at its start, for CAUTIOUS seconds builds handed out within
-# the last JUST_HANDED_OUT seconds count as answers owed (see SlaveDriver.behind). Longer than a
-# slave sleeps after SLEEP (10 s on average), so that those put to sleep together find it on
-# waking.
+# After the master was behind, and after a slave joined, for CAUTIOUS seconds builds handed out
+# within the last JUST_HANDED_OUT seconds count as answers owed (see SlaveDriver.behind). Longer
+# than a slave sleeps after SLEEP (10 s on average), so that most of those put to sleep together
+# find it on waking.
 CAUTIOUS = 12.0
 JUST_HANDED_OUT = 0.05
 FS_LANES = 4  # requests to the File Juggler in flight at once (one per slave)
@@ -136,9 +136,6 @@ class SlaveDriver(Task):
             self.log.error("cannot read the last slave id (starting from 1): %s", exc)
         finally:
             db.close()
-        # Starting, the master knows nothing of how fast it records builds, and after a
-        # restart every slave comes at once: it starts as cautious as after being behind.
-        self.cautious_until = time.monotonic() + CAUTIOUS
 
     # -- messages from the Architect -----------------------------------------------------------
 
@@ -254,6 +251,9 @@ class SlaveDriver(Task):
         slave = SlaveRecord(self.next_slave_id, address, hello)
         self.next_slave_id += 1
         self.slaves[address] = slave
+        # A slave new to this master is load it has not measured, and they come in crowds (a
+        # restart, a farm switched on): as cautious as after being behind (see behind()).
+        self.cautious_until = time.monotonic() + CAUTIOUS
         self.log.info(
             "slave %d (%s) connected: %s %s, build timeout %s",
             slave.slave_id,
