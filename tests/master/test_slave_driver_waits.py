@@ -23,11 +23,13 @@ from farm import (
     stats,
     wait_for,
 )
+from piwheels import protocols
 from piwheels.master import slave_driver
 from piwheels.master.config import MasterConfig
 from piwheels.master.slave_driver import SlaveDriver
 from piwheels.master.slaves import SlaveRecord
 from piwheels.states import SlaveHello, SlaveState
+from piwheels.transport import Socket
 from pypi_index import LocalPyPI
 
 
@@ -228,4 +230,46 @@ def test_after_being_behind_builds_just_handed_out_count_as_owed(
         assert driver.held_back == 2
     finally:
         driver.close()
+        context.destroy(linger=0)
+
+
+def test_slave_states_reach_the_monitors_a_batch_at_a_time(tmp_path: Path) -> None:
+    """When hundreds of slaves connect at once, their states go out over several intervals,
+    not all in one go between two replies; a slave dropped meanwhile is not reported."""
+    context: zmq.Context[Any] = zmq.Context()
+    config = make_config("", tmp_path, tmp_path, ["cp311"])
+    board = Socket(zmq.PULL, reversed(protocols.status), context=context)
+    board.bind(config.status_internal_queue)
+    driver = SlaveDriver(config, context)
+    hello = SlaveHello(
+        timedelta(minutes=5), timedelta(seconds=5), "311", "cp311", "linux_x86_64", "t", "", "",
+        "", "",
+    )  # fmt: skip
+    count = 2 * slave_driver.STATUS_BATCH + 7
+    slaves = [SlaveRecord(n, b"slave%d" % n, hello) for n in range(count)]
+
+    def reported() -> list[int]:
+        ids = []
+        while board.zsock.poll(200):
+            action, data = board.recv()
+            assert action == "SLAVE"
+            ids.append(data[0])
+        return ids
+
+    try:
+        for slave in slaves:
+            driver.slaves[slave.address] = slave
+            driver.changed(slave)
+        del driver.slaves[slaves[-1].address]  # dropped (and reported GONE) meanwhile
+        batches = []
+        for _ in range(3):
+            driver.report_changes()
+            batches.append(reported())
+        batch = slave_driver.STATUS_BATCH
+        assert [len(b) for b in batches] == [batch, batch, 6]
+        assert [n for b in batches for n in b] == list(range(count - 1))
+        assert not driver.changes
+    finally:
+        driver.close()
+        board.close()
         context.destroy(linger=0)
