@@ -13,6 +13,8 @@ import zmq
 
 from farm import MasterThread, ScriptedSlave, configure, rows, stats, wait_for
 from piwheels import protocols
+from piwheels.db.database import Database
+from piwheels.master import cloud_gazer
 from piwheels.master.cloud_gazer import CloudGazer
 from piwheels.master.config import MasterConfig
 from piwheels.master.seraph import Seraph
@@ -210,3 +212,56 @@ def test_a_project_the_database_refuses_waits_for_the_next_look(
     # fetched again once a look (they go on: PyPI's serial for it stays ahead), never in a loop
     assert fetches <= looks + 1, (fetches, looks, looks_before)
     assert "the database refused piwtest-pure" in caplog.text
+
+
+def test_pages_wait_until_the_changes_are_recorded_and_are_kept_at_a_stop(
+    master_dsn: str, tmp_path: Path, pypi_index: LocalPyPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Recording a burst of PyPI's changes comes before writing their pages: the pages are
+    asked for once the look's changes are all recorded, a few at a time, and those still owed
+    at a stop are saved for the next start."""
+    monkeypatch.setattr(cloud_gazer, "PAGES_PER_TICK", 2)
+    config = follow_everything(master_dsn, tmp_path, pypi_index)
+    context: zmq.Context = zmq.Context()
+    control = Socket(zmq.PUB, reversed(protocols.task_control), context=context)
+    control.bind(config.task_control_queue)
+    inbox = Socket(zmq.PULL, protocols.master_control, context=context)
+    inbox.bind(config.master_control_queue)
+    secretary = Socket(zmq.PULL, protocols.web, context=context)
+    secretary.bind(config.web_queue)
+    oracles = [Seraph(config, context), TheOracle(config, context)]
+    for task in oracles:
+        task.start()
+    gazer = CloudGazer(config, context)
+
+    def asked() -> list[str]:
+        packages = []
+        while secretary.zsock.poll(100):
+            action, package = secretary.recv()
+            assert action == "BOTH"
+            packages.append(package)
+        return packages
+
+    try:
+        for name in ("foo", "bar", "baz"):
+            gazer._owe_pages(name)
+        gazer.pending.append(("piwtest-pure", None))  # a look's work not yet done
+        gazer.send_pages()
+        assert asked() == []
+        gazer.pending.clear()
+        gazer.send_pages()
+        assert asked() == ["foo", "bar"]
+        gazer.pending.append(("piwtest-pure", None))
+        gazer.pages_held_since -= cloud_gazer.PAGES_HELD  # held too long: they go anyway
+        gazer.send_pages()
+        assert asked() == ["baz"]
+        gazer._owe_pages("qux")
+    finally:
+        gazer.close()
+        control.zsock.send_multipart([ALL_TASKS, encode(control.protocol, "QUIT")])
+        for task in oracles:
+            task.join(5.0)
+        for sock in (control, inbox, secretary):
+            sock.close()
+        context.term()
+    assert Database(config.dsn).take_pending_pages() == [("BOTH", "qux")]

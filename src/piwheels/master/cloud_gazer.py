@@ -17,6 +17,7 @@ records and removes projects, rather than reading them all again at every look a
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections import deque
 from functools import partial
@@ -52,6 +53,14 @@ WRITE_BATCH = 32
 # projects fetched or fetching but not yet being recorded, at most
 AHEAD = 2 * FETCH_PROCESSES * FETCH_THREADS + WRITERS * WRITE_BATCH
 
+# The pages of the projects recorded wait until all the look's changes are (or PAGES_HELD
+# seconds at most): writing them while a burst of PyPI's changes was being recorded took a
+# share of the two cores from recording them, and from queueing their new versions. Then they
+# go PAGES_PER_TICK each 0.1 s, which the Secretary takes without dropping any.
+PAGES_HELD = 60.0
+PAGES_PER_TICK = 100
+SAVE_PAGES_AT_ONCE = 10_000  # at a stop; a message holds at most 100,000
+
 # what a fetch asks of the database: a project to record, or one to mark removed
 Write = tuple[Entry, FetchedProject | None]
 
@@ -82,6 +91,8 @@ class CloudGazer(Task):
             self, FETCH_PROCESSES, self.pypi, self._harvest, self._fetch_again
         )
         self.ready: deque[Write] = deque()  # fetched, waiting for a free writer
+        self.pages_owed: dict[str, None] = {}  # projects whose pages wait (in order)
+        self.pages_held_since = 0.0
         self.writers = RequestPool(
             self,
             config.oracle_queue,
@@ -92,6 +103,7 @@ class CloudGazer(Task):
         )
         self.every(config.pypi_interval, self.discover)
         self.every(0.1, self.record_batch)
+        self.every(0.1, self.send_pages)
 
     @property
     def busy(self) -> bool:
@@ -230,16 +242,40 @@ class CloudGazer(Task):
             elif info is None:
                 self.known[name] = -1
                 self.log.info("%s was removed from PyPI", name)
-                self.pages.project(name)
+                self._owe_pages(name)
             else:
                 self.known[info.canonical_name] = info.serial
                 self.log.info("recorded %s (%d versions)", info.name, info.versions)
                 # yanks and new versions show on both pages (the Scribe skips an index
                 # with no files)
-                self.pages.project(info.canonical_name)
+                self._owe_pages(info.canonical_name)
         self.record_batch()
+
+    def _owe_pages(self, package: str) -> None:
+        if not self.pages_owed:
+            self.pages_held_since = time.monotonic()
+        self.pages_owed[package] = None
+
+    def send_pages(self) -> None:
+        """Ask for the pages owed, a few at a time, once nothing (or too long) holds them."""
+        if not self.pages_owed:
+            return
+        if self.busy and time.monotonic() - self.pages_held_since < PAGES_HELD:
+            return
+        for package in list(itertools.islice(self.pages_owed, PAGES_PER_TICK)):
+            del self.pages_owed[package]
+            self.pages.project(package)
 
     def close(self) -> None:
         self.fetchers.close()
+        if self.pages_owed:
+            # as the Secretary keeps its own at a stop: the next start asks for them
+            pages = [("BOTH", package) for package in self.pages_owed]
+            try:
+                for start in range(0, len(pages), SAVE_PAGES_AT_ONCE):
+                    self.db.save_pending_pages(pages[start : start + SAVE_PAGES_AT_ONCE])
+                self.log.info("saved %d page requests for the next start", len(pages))
+            except DatabaseError as exc:
+                self.log.error("could not save %d page requests: %s", len(pages), exc)
         self.db.close()
         super().close()
