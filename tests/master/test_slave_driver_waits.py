@@ -273,3 +273,33 @@ def test_slave_states_reach_the_monitors_a_batch_at_a_time(tmp_path: Path) -> No
         driver.close()
         board.close()
         context.destroy(linger=0)
+
+
+def test_a_crowd_of_slaves_is_answered_in_bursts(tmp_path: Path) -> None:
+    """Messages waiting from slaves are handled several to a poll, up to SLAVE_BURST."""
+    context: zmq.Context[Any] = zmq.Context()
+    config = make_config("", tmp_path, tmp_path, ["cp311"])
+    driver = SlaveDriver(config, context)
+    hello = SlaveHello(
+        timedelta(minutes=5), timedelta(seconds=5), "311", "cp311", "linux_x86_64", "t", "", "",
+        "", "",
+    )  # fmt: skip
+    burst = slave_driver.SLAVE_BURST
+    crowd = [
+        Socket(zmq.REQ, reversed(protocols.slave_driver), context=context) for _ in range(burst + 3)
+    ]
+    try:
+        for sock in crowd:
+            sock.connect(config.slave_queue)
+            sock.send("HELLO", hello)
+        time.sleep(0.5)  # for all of them to arrive
+        driver.handle_slave()
+        assert len(driver.slaves) == burst
+        driver.handle_slave()
+        assert len(driver.slaves) == burst + 3
+        assert all(sock.zsock.poll(5000) and sock.recv()[0] == "ACK" for sock in crowd)
+    finally:
+        for sock in crowd:
+            sock.close()
+        driver.close()
+        context.destroy(linger=0)

@@ -62,6 +62,7 @@ STATUS_BATCH = 50
 # find it on waking.
 CAUTIOUS = 12.0
 JUST_HANDED_OUT = 0.05
+SLAVE_BURST = 32  # messages from slaves handled in one go, at most
 FS_LANES = 4  # requests to the File Juggler in flight at once (one per slave)
 
 Reply = tuple[str, Any]
@@ -184,6 +185,15 @@ class SlaveDriver(Task):
     # -- messages from slaves ------------------------------------------------------------------
 
     def handle_slave(self) -> None:
+        # A crowd (every slave connecting at once) is answered in bursts: not one poll of all
+        # the task's sockets between two messages, yet never long enough to keep the
+        # Oracles' answers waiting.
+        for _ in range(SLAVE_BURST):
+            self.handle_one_slave()
+            if not self.slave_queue.zsock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+                return
+
+    def handle_one_slave(self) -> None:
         try:
             address, action, data = self.slave_queue.recv_from()
         except ProtocolError as exc:
