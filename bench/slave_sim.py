@@ -40,6 +40,7 @@ from piwheels.transport import ProtocolError, Socket, encode
 MASTER_TIMEOUT = SlaveConfig.master_timeout.total_seconds()  # what a real slave waits
 BUSY_INTERVAL = SlaveConfig.busy_interval.total_seconds()  # BUSY again while building
 PLATFORM = "linux_x86_64"
+CHECK_INTERVAL = 0.005  # seconds between looks for slaves to wake or masters gone silent
 # Replies to requests sent in a run's first seconds are filed apart ("HELLO (start)"): every
 # slave connects in the same instant, a storm a running farm never sees, and its tail would
 # otherwise hide the master's steady-state replies.
@@ -86,6 +87,25 @@ class Tally:
     errors: list[str] = field(default_factory=list)
 
 
+class Watch:
+    """The sockets a worker polls, kept as they open and close: rebuilding a poller of 125
+    sockets at every turn of the loop cost the simulator more than the replies it read, on
+    the cores the master shares."""
+
+    def __init__(self) -> None:
+        self.poller = zmq.Poller()
+        self.owners: dict[Any, tuple[SimSlave, bool]] = {}  # socket -> its slave, a transfer?
+
+    def add(self, sock: Socket, slave: SimSlave, *, transfer: bool = False) -> None:
+        self.poller.register(sock.zsock, zmq.POLLIN)
+        self.owners[sock.zsock] = (slave, transfer)
+
+    def close(self, sock: Socket) -> None:
+        if self.owners.pop(sock.zsock, None) is not None:
+            self.poller.unregister(sock.zsock)
+        sock.close()
+
+
 class SimSlave:
     """One slave: a REQ socket to the Slave Driver, a DEALER to the File Juggler when sending."""
 
@@ -96,11 +116,13 @@ class SimSlave:
         addresses: tuple[str, str],
         context: zmq.Context[Any],
         tally: Tally,
+        watch: Watch,
         *,
         echo: bool,
         build_seconds: float = 0.0,
     ) -> None:
         self.number = number
+        self.watch = watch
         self.build_seconds = build_seconds
         # a build "runs" until this moment; waits end in IDLE (after SLEEP) or the build's BUSY
         self.build_done = 0.0
@@ -125,6 +147,7 @@ class SimSlave:
         self.close()
         self.sock = Socket(zmq.REQ, reversed(protocols.slave_driver), context=self.context)
         self.sock.connect(self.slave_queue)
+        self.watch.add(self.sock, self)
 
     def hello(self, *, connected: bool = False) -> None:
         """Start (again) from HELLO: on a new connection, as a real slave, unless *connected*
@@ -232,6 +255,7 @@ class SimSlave:
         assert self.wheel is not None and self.wheel[0] == filename, filename
         self.transfer = Socket(zmq.DEALER, reversed(protocols.file_juggler), context=self.context)
         self.transfer.connect(self.file_queue)
+        self.watch.add(self.transfer, self, transfer=True)
         self.transfer_action, self.transfer_at = "file HELLO", time.perf_counter()
         self.transfer.send("HELLO", self.slave_id)
 
@@ -249,7 +273,7 @@ class SimSlave:
             self.tally.latencies[answered].append(now - self.transfer_at)
             self.transfer_action = ""
         if action == "DONE":
-            self.transfer.close()
+            self.watch.close(self.transfer)
             self.transfer = None
             self.request("SENT")
             return
@@ -260,7 +284,7 @@ class SimSlave:
     def close(self) -> None:
         for sock in (self.sock, self.transfer):
             if sock is not None:
-                sock.close()
+                self.watch.close(sock)
         self.sock = self.transfer = None
         self.sent_action = ""
 
@@ -281,6 +305,7 @@ def _worker(
     raise_fd_limit()
     context: zmq.Context[Any] = zmq.Context()
     tally = Tally()
+    watch = Watch()
     slaves = [
         SimSlave(
             n,
@@ -288,6 +313,7 @@ def _worker(
             addresses,
             context,
             tally,
+            watch,
             echo=echo,
             build_seconds=build_seconds,
         )
@@ -306,7 +332,7 @@ def _worker(
     for slave in slaves:
         slave.hello(connected=True)
     try:
-        _drive(slaves, deadline, tally)
+        _drive(slaves, deadline, tally, watch)
     except Exception as exc:  # the parent must hear of it, not wait for a report forever
         tally.errors.append(f"worker {index} crashed: {exc!r}")
     for slave in slaves:
@@ -316,26 +342,25 @@ def _worker(
     out.close()
 
 
-def _drive(slaves: list[SimSlave], deadline: float, tally: Tally) -> None:
+def _drive(slaves: list[SimSlave], deadline: float, tally: Tally, watch: Watch) -> None:
+    next_check = 0.0
     while (now := time.perf_counter()) < deadline:
-        poller = zmq.Poller()
-        owners: dict[Any, tuple[SimSlave, bool]] = {}
-        for slave in slaves:
-            if slave.wake_at is not None and slave.wake_at <= now:
-                slave.wake()
-            if slave.sock is not None and slave.sent_action:
-                owners[slave.sock.zsock] = (slave, False)
-                poller.register(slave.sock.zsock, zmq.POLLIN)
-            if slave.transfer is not None:
-                owners[slave.transfer.zsock] = (slave, True)
-                poller.register(slave.transfer.zsock, zmq.POLLIN)
-            since = slave.waiting_since()
-            if since is not None and now - since > MASTER_TIMEOUT:
-                # what a real slave does: give up on the master and start again from HELLO
-                tally.timeouts += 1
-                slave.hello()
-        for sock, _ in poller.poll(min(100.0, max(0.0, (deadline - now) * 1000))):
-            slave, transfer = owners[sock]
+        if now >= next_check:  # sleeps over and masters silent: every few ms, not every reply
+            next_check = now + CHECK_INTERVAL
+            for slave in slaves:
+                if slave.wake_at is not None and slave.wake_at <= now:
+                    slave.wake()
+                since = slave.waiting_since()
+                if since is not None and now - since > MASTER_TIMEOUT:
+                    # what a real slave does: give up on the master and start again from HELLO
+                    tally.timeouts += 1
+                    slave.hello()
+        wait = max(0.0, min(next_check, deadline) - time.perf_counter())
+        for sock, _ in watch.poller.poll(wait * 1000):
+            owner = watch.owners.get(sock)
+            if owner is None:
+                continue  # closed by a handler before it in this round
+            slave, transfer = owner
             if transfer:
                 slave.on_transfer()
             else:
