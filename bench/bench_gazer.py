@@ -59,6 +59,7 @@ import psycopg
 from bench_slaves import master_config, wait_until_idle
 from harness import Row, Sizes, standalone
 
+from piwheels.cli.log_output import LazyFileHandler
 from piwheels.cli.options import LOG_FORMAT
 from piwheels.db.database import Database, ProjectVersion
 from piwheels.db.embedded import EmbeddedPostgres
@@ -395,7 +396,7 @@ def _master_main(config: MasterConfig, log_path: str) -> None:
     logging.basicConfig(
         level=logging.INFO,
         format=LOG_FORMAT,
-        handlers=[logging.FileHandler(log_path, encoding="utf-8")],
+        handlers=[LazyFileHandler(log_path, encoding="utf-8")],
         force=True,
     )
     logging.getLogger("piwheels.cloud_gazer").setLevel(logging.DEBUG)

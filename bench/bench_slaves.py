@@ -19,9 +19,11 @@ Figures: builds recorded per second (counted in the database); the latency of ev
 master sends (Slave Driver and File Juggler), as each slave sees it: median, p99, max; replies
 that took longer than the slaves' master timeout (5 minutes, SlaveConfig's default); and the
 master's resident memory (its peak, VmHWM) against its own at rest before the slaves came.
-Every slave connects in the same instant, a storm a running farm never sees: replies to the
-requests of each run's first START_SECONDS are also counted apart ("HELLO (start)"), and a
-p99 without them is given beside the p99 of all replies.
+Every slave connects just before the run and says HELLO in the same instant, a storm a running
+farm never sees: replies to the requests of each run's first START_SECONDS are also counted
+apart ("HELLO (start)"), and a p99 without them is given beside the p99 of all replies. (The
+connections are made ahead because in a simulator they are not the master's cost: see
+``slave_sim._worker``.)
 
 Reference, same run, same workers and slaves: a bare ZeroMQ ROUTER that answers every IDLE at
 once with a canned SLEEP. Its round trips per second, divided by the six round trips of a build,
@@ -57,6 +59,7 @@ from slave_sim import (
     run_slaves,
 )
 
+from piwheels.cli.log_output import LazyFileHandler
 from piwheels.cli.options import LOG_FORMAT
 from piwheels.master import PiwMaster
 from piwheels.master.config import MasterConfig
@@ -119,7 +122,7 @@ def _master_main(config: MasterConfig, log_path: str) -> None:
     logging.basicConfig(
         level=logging.INFO,
         format=LOG_FORMAT,
-        handlers=[logging.FileHandler(log_path, encoding="utf-8")],
+        handlers=[LazyFileHandler(log_path, encoding="utf-8")],
         force=True,
     )
     sys.exit(PiwMaster(config, follow_pypi=False).run())

@@ -174,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parse_args(parser, argv, "master")
-        configure_logging(args)
+        configure_logging(args, batched=True)  # a daemon: see cli.log_output
         packages = list(args.package)
         if args.package_list is not None:
             packages += read_package_list(args.package_list)

@@ -19,6 +19,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from piwheels.cli.log_output import LazyFileHandler, LazyStreamHandler
+
 LOG_FORMAT = "%(asctime)s %(threadName)-13s %(levelname)-7s %(message)s"
 ENV_PREFIX = "PIW_"
 
@@ -127,11 +129,19 @@ def _convert(action: argparse.Action, value: Any, name: str) -> Any:
         raise ConfigError(f"bad value {value!r} for {name!r}: {exc}") from None
 
 
-def configure_logging(args: argparse.Namespace) -> None:
+def configure_logging(args: argparse.Namespace, *, batched: bool = False) -> None:
+    """Log to stderr and to ``--log-file`` if given; *batched* (a daemon's many INFO lines,
+    see log_output) writes lines below WARNING in batches rather than one by one."""
     level = max(logging.DEBUG, logging.INFO - 10 * (args.verbose - args.quiet))
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
-    if args.log_file is not None:
-        handlers.append(logging.FileHandler(args.log_file, encoding="utf-8"))
+    handlers: list[logging.Handler] = []
+    if batched:
+        handlers.append(LazyStreamHandler(sys.stderr))
+        if args.log_file is not None:
+            handlers.append(LazyFileHandler(args.log_file, encoding="utf-8"))
+    else:
+        handlers.append(logging.StreamHandler(sys.stderr))
+        if args.log_file is not None:
+            handlers.append(logging.FileHandler(args.log_file, encoding="utf-8"))
     logging.basicConfig(level=level, format=LOG_FORMAT, handlers=handlers, force=True)
     # third-party chatter (pgserver logs every command it runs) only when asked for
     logging.getLogger("pgserver").setLevel(max(level, logging.WARNING))
