@@ -111,10 +111,37 @@ def test_a_slave_that_speaks_before_its_answer_is_dropped_and_its_build_still_re
         rude.close()
 
 
+@pytest.fixture
+def two_slaves(
+    master_dsn: str, tmp_path: Path, pypi_index: LocalPyPI
+) -> Iterator[tuple[SlaveDriver, ScriptedSlave, ScriptedSlave]]:
+    """A master that may owe one answer, two builds queued, two slaves yet to say HELLO."""
+    config = configure(
+        master_dsn,
+        tmp_path,
+        pypi_index,
+        ["cp39"],
+        packages=["piwtest-pure", "piwtest-cext"],
+        max_backlog=1,
+    )
+    master = MasterThread(config).start()
+    first = ScriptedSlave(config, abi="cp39", label="first")
+    second = ScriptedSlave(config, abi="cp39", label="second")
+    try:
+        [driver] = wait_for(
+            lambda: [t for t in master.master.tasks if isinstance(t, SlaveDriver)],
+            what="the Slave Driver",
+        )
+        wait_for(lambda: len(driver.queue.get("cp39", [])) == 2, what="both builds queued")
+        yield driver, first, second
+    finally:
+        first.close()
+        second.close()
+        master.stop()
+
+
 def test_idle_slaves_sleep_while_the_master_is_behind(
-    master_dsn: str,
-    tmp_path: Path,
-    pypi_index: LocalPyPI,
+    two_slaves: tuple[SlaveDriver, ScriptedSlave, ScriptedSlave],
     builds_locked: psycopg.Connection[Any],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -122,75 +149,35 @@ def test_idle_slaves_sleep_while_the_master_is_behind(
     slave is told to SLEEP though builds are queued, and builds again once they are given."""
     # only the answers owed: on a fast machine the first build was handed out just now
     monkeypatch.setattr(slave_driver, "JUST_HANDED_OUT", 0.0)
-    config = configure(
-        master_dsn,
-        tmp_path,
-        pypi_index,
-        ["cp39"],
-        packages=["piwtest-pure", "piwtest-cext"],
-        max_backlog=1,
-    )
-    master = MasterThread(config).start()
-    first = ScriptedSlave(config, abi="cp39", label="first")
-    second = ScriptedSlave(config, abi="cp39", label="second")
-    try:
-        [driver] = wait_for(
-            lambda: [t for t in master.master.tasks if isinstance(t, SlaveDriver)],
-            what="the Slave Driver",
-        )
-        wait_for(lambda: len(driver.queue.get("cp39", [])) == 2, what="both builds queued")
-        first.hello()
-        first_build = first.wait_for_build()
-        # writers wait (recording the build), readers do not (the Architect's queue refresh)
-        builds_locked.execute("LOCK TABLE builds IN SHARE MODE")
-        first.sock.send("BUILT", build_result(status=False))
-        wait_for(lambda: driver.db.busy == 1, what="the build's record to be owed")
-        second.hello()
-        assert second.idle()[0] == "SLEEP"
-        assert driver.held_back == 1
-        builds_locked.commit()
-        assert first.sock.poll(10_000), "no answer once the database was free"
-        assert first.sock.recv()[0] == "DONE"
-        reply = second.idle()
-        assert reply[0] == "BUILD" and tuple(reply[1]) != first_build
-    finally:
-        first.close()
-        second.close()
-        master.stop()
+    driver, first, second = two_slaves
+    first.hello()
+    first_build = first.wait_for_build()
+    # writers wait (recording the build), readers do not (the Architect's queue refresh)
+    builds_locked.execute("LOCK TABLE builds IN SHARE MODE")
+    first.sock.send("BUILT", build_result(status=False))
+    wait_for(lambda: driver.db.busy == 1, what="the build's record to be owed")
+    second.hello()
+    assert second.idle()[0] == "SLEEP"
+    assert driver.held_back == 1
+    builds_locked.commit()
+    assert first.sock.poll(10_000), "no answer once the database was free"
+    assert first.sock.recv()[0] == "DONE"
+    reply = second.idle()
+    assert reply[0] == "BUILD" and tuple(reply[1]) != first_build
 
 
 def test_a_slave_joining_makes_the_master_as_cautious_as_after_being_behind(
-    master_dsn: str, tmp_path: Path, pypi_index: LocalPyPI, monkeypatch: pytest.MonkeyPatch
+    two_slaves: tuple[SlaveDriver, ScriptedSlave, ScriptedSlave], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """New slaves are load the master has not measured, and they come in crowds (every slave
     after a restart): from a HELLO on, builds just handed out count as answers owed."""
     monkeypatch.setattr(slave_driver, "JUST_HANDED_OUT", 60.0)  # room for a loaded machine
-    config = configure(
-        master_dsn,
-        tmp_path,
-        pypi_index,
-        ["cp39"],
-        packages=["piwtest-pure", "piwtest-cext"],
-        max_backlog=1,
-    )
-    master = MasterThread(config).start()
-    first = ScriptedSlave(config, abi="cp39", label="first")
-    second = ScriptedSlave(config, abi="cp39", label="second")
-    try:
-        [driver] = wait_for(
-            lambda: [t for t in master.master.tasks if isinstance(t, SlaveDriver)],
-            what="the Slave Driver",
-        )
-        wait_for(lambda: len(driver.queue.get("cp39", [])) == 2, what="both builds queued")
-        first.hello()
-        first.wait_for_build()
-        second.hello()
-        assert second.idle()[0] == "SLEEP"  # though a build is queued and nothing is owed
-        assert driver.held_back == 1
-    finally:
-        first.close()
-        second.close()
-        master.stop()
+    driver, first, second = two_slaves
+    first.hello()
+    first.wait_for_build()
+    second.hello()
+    assert second.idle()[0] == "SLEEP"  # though a build is queued and nothing is owed
+    assert driver.held_back == 1
 
 
 def test_after_being_behind_builds_just_handed_out_count_as_owed(
