@@ -3,8 +3,10 @@ sticks replaced with its projects handed back."""
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import multiprocessing.context
 import os
 import signal
 import time
@@ -124,5 +126,29 @@ def test_a_stuck_process_is_replaced(host: Host, pypi_index: LocalPyPI) -> None:
         run_until(host, lambda: (workers.check(), outcome.lost)[1])
         assert outcome.lost == [[("piwtest-cext", None)]]
         assert not stuck.process.is_alive()
+    finally:
+        workers.close()
+
+
+def test_no_fetch_process_to_be_had_takes_nothing(
+    host: Host,
+    pypi_index: LocalPyPI,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    outcome = Outcome()
+    workers = start(host, PyPIClient(pypi_index.simple_url, pypi_index.json_url), outcome)
+
+    def no_more(self: Any) -> None:
+        raise OSError(errno.EAGAIN, "Resource temporarily unavailable")
+
+    try:
+        with monkeypatch.context() as patch, caplog.at_level(logging.ERROR):
+            patch.setattr(multiprocessing.context.SpawnProcess, "start", no_more)
+            assert not workers.fetch([("piwtest-pure", None)], ABIS)
+        assert "cannot start a fetch process" in caplog.text
+        assert not workers.busy and not workers.workers
+        assert workers.fetch([("piwtest-pure", None)], ABIS)  # once the system has room again
+        run_until(host, lambda: outcome.fetched)
     finally:
         workers.close()

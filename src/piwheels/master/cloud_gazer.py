@@ -162,7 +162,9 @@ class CloudGazer(Task):
             return
         while self.pending and self.fetchers.in_flight + len(self.ready) < AHEAD:
             chunk = [self.pending.popleft() for _ in range(min(FETCH_CHUNK, len(self.pending)))]
-            self.fetchers.fetch(chunk, self.abis)
+            if not self.fetchers.fetch(chunk, self.abis):
+                self.pending.extendleft(reversed(chunk))  # tried again at the next turn
+                break
         self.fetchers.check()
         # only as many as there are free sockets: the rest wait in `ready`, growing batches
         while self.ready and self.writers.free:
@@ -184,9 +186,9 @@ class CloudGazer(Task):
         self.record_batch()
 
     def _fetch_again(self, entries: list[Entry], _: list[Fetched]) -> None:
-        """A chunk whose fetch process died or stuck: its projects go back in line."""
+        """A chunk whose fetch process died or stuck: its projects go back in line (and are
+        taken again at record_batch's next turn, never from inside one)."""
         self.pending.extend(entries)
-        self.record_batch()
 
     def _take(self, entry: Entry, info: Fetched) -> None:
         name = entry[0]

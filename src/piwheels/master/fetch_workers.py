@@ -86,10 +86,14 @@ class FetchWorkers:
     def busy(self) -> bool:
         return bool(self.chunks)
 
-    def fetch(self, entries: list[Entry], abis: list[BuildABI]) -> None:
-        """Have *entries* fetched, each version's skips worked out for the farm's *abis*."""
+    def fetch(self, entries: list[Entry], abis: list[BuildABI]) -> bool:
+        """Have *entries* fetched, each version's skips worked out for the farm's *abis*;
+        False (and nothing taken) when no fetch process can be started now."""
         while len(self.workers) < self.count:
-            self._start()
+            if not self._start():
+                break
+        if not self.workers:
+            return False
         held = {id(w): 0 for w in self.workers}
         for chunk in self.chunks.values():
             held[id(chunk.worker)] += 1
@@ -103,6 +107,7 @@ class FetchWorkers:
             worker.conn.send((number, entries, abis))
         except OSError as exc:
             self._replace(worker, f"cannot be written to ({exc})")
+        return True
 
     def check(self) -> None:
         """Replace a worker that sits on a chunk past its deadline (stuck, not dead)."""
@@ -118,7 +123,7 @@ class FetchWorkers:
             _end(worker.process)
         self.workers.clear()
 
-    def _start(self) -> None:
+    def _start(self) -> bool:
         # spawned, not forked: the master has threads (and ZeroMQ's) of its own
         context = multiprocessing.get_context("spawn")
         ours, theirs = context.Pipe()
@@ -128,11 +133,18 @@ class FetchWorkers:
             name="piw-fetch",
             daemon=True,
         )
-        process.start()
-        theirs.close()
+        try:
+            process.start()
+        except OSError as exc:  # out of processes or memory: tried again at the next fetch
+            self.log.error("cannot start a fetch process: %s", exc)
+            ours.close()
+            return False
+        finally:
+            theirs.close()
         worker = _Worker(process, ours)
         self.workers.append(worker)
         self.task.register_raw(ours.fileno(), lambda: self._read(worker))
+        return True
 
     def _read(self, worker: _Worker) -> None:
         try:
