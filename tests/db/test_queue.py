@@ -210,6 +210,9 @@ def test_several_projects_in_one_transaction_and_a_refused_one_alone(db: Databas
     assert "too long" in refused[0][1]
     assert db.get_package_serials() == {"foo": 5, "bar": 7}
     assert {(p, v) for p, v, _ in _queue_rows(db)} >= {("foo", "2.0"), ("bar", "0.1")}
+    # one project alone is not put aside: its refusal is the caller's error
+    with pytest.raises(psycopg.errors.StringDataRightTruncation):
+        db.set_project(too_long, too_long, 6, "", "", [version("1.0")])
 
 
 def test_a_row_made_for_other_abis_gets_its_skips_worked_out_again(db: Database) -> None:

@@ -149,13 +149,14 @@ class Database:
         description: str,
         versions: Sequence[ProjectVersion],
     ) -> None:
+        """Record one project; a project the database refuses raises its error."""
         update = ProjectUpdate(package, display_name, serial, summary, description, versions)
-        self.set_projects([update])
+        self._record_rows([project_row(update, self.get_build_abis()).row])
 
     def set_projects(self, updates: Sequence[ProjectUpdate]) -> list[tuple[str, str]]:
         """Record several projects in one transaction; see :meth:`set_project_rows`."""
         abis = self.get_build_abis()
-        return self.set_project_rows([project_row(update, abis) for update in updates])
+        return self._set_rows([project_row(update, abis) for update in updates], abis)
 
     def set_project_rows(self, rows: Sequence[ProjectRow]) -> list[tuple[str, str]]:
         """Record several projects in one transaction, returning those the database refused
@@ -164,7 +165,11 @@ class Database:
         One call records the whole batch (one commit, each statement once for all). If the
         database refuses it, each project is recorded alone under a savepoint, so one bad
         project (say, a version too long for its column) costs only itself."""
-        abis = self.get_build_abis()
+        return self._set_rows(rows, self.get_build_abis())
+
+    def _set_rows(
+        self, rows: Sequence[ProjectRow], abis: Sequence[BuildABI]
+    ) -> list[tuple[str, str]]:
         texts = [_current_row(row, abis) for row in rows]
         refused = []
         with self.conn.transaction():
