@@ -118,9 +118,7 @@ class FetchWorkers:
 
     def close(self) -> None:
         for worker in self.workers:
-            self.task.mute(worker.conn.fileno())
-            worker.conn.close()
-            _end(worker.process)
+            self._stop(worker)
         self.workers.clear()
 
     def _start(self) -> bool:
@@ -165,21 +163,20 @@ class FetchWorkers:
             why,
             sum(len(self.chunks[n].entries) for n in held),
         )
-        self.task.mute(worker.conn.fileno())
-        worker.conn.close()
-        _end(worker.process)
+        self._stop(worker)
         self.workers.remove(worker)
         for number in held:
             self.lost(self.chunks.pop(number).entries, [])
 
-
-def _end(process: BaseProcess) -> None:
-    # a fetch waiting on PyPI is not worth waiting for
-    process.terminate()
-    process.join(1.0)
-    if process.is_alive():
-        process.kill()
-        process.join()
+    def _stop(self, worker: _Worker) -> None:
+        self.task.mute(worker.conn.fileno())
+        worker.conn.close()
+        # a fetch waiting on PyPI is not worth waiting for
+        worker.process.terminate()
+        worker.process.join(1.0)
+        if worker.process.is_alive():
+            worker.process.kill()
+            worker.process.join()
 
 
 # -- in the fetch processes ---------------------------------------------------------------------
