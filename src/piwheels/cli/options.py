@@ -133,15 +133,14 @@ def configure_logging(args: argparse.Namespace, *, batched: bool = False) -> Non
     """Log to stderr and to ``--log-file`` if given; *batched* (a daemon's many INFO lines,
     see log_output) writes lines below WARNING in batches rather than one by one."""
     level = max(logging.DEBUG, logging.INFO - 10 * (args.verbose - args.quiet))
-    handlers: list[logging.Handler] = []
-    if batched:
-        handlers.append(LazyStreamHandler(sys.stderr))
-        if args.log_file is not None:
-            handlers.append(LazyFileHandler(args.log_file, encoding="utf-8"))
-    else:
-        handlers.append(logging.StreamHandler(sys.stderr))
-        if args.log_file is not None:
-            handlers.append(logging.FileHandler(args.log_file, encoding="utf-8"))
+    stream_handler, file_handler = (
+        (LazyStreamHandler, LazyFileHandler)
+        if batched
+        else (logging.StreamHandler, logging.FileHandler)
+    )
+    handlers: list[logging.Handler] = [stream_handler(sys.stderr)]
+    if args.log_file is not None:
+        handlers.append(file_handler(args.log_file, encoding="utf-8"))
     logging.basicConfig(level=level, format=LOG_FORMAT, handlers=handlers, force=True)
     # third-party chatter (pgserver logs every command it runs) only when asked for
     logging.getLogger("pgserver").setLevel(max(level, logging.WARNING))
