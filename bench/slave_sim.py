@@ -42,7 +42,7 @@ BUSY_INTERVAL = SlaveConfig.busy_interval.total_seconds()  # BUSY again while bu
 PLATFORM = "linux_x86_64"
 CHECK_INTERVAL = 0.005  # seconds between looks for slaves to wake or masters gone silent
 # Replies to requests sent in a run's first seconds are filed apart ("HELLO (start)"): every
-# slave connects in the same instant, a storm a running farm never sees, and its tail would
+# slave says HELLO in the same instant, a storm a running farm never sees, and its tail would
 # otherwise hide the master's steady-state replies.
 START = " (start)"
 

@@ -499,7 +499,7 @@ class SlaveDriver(Task):
         Slaves put to sleep together wake together, ten seconds later, and their IDLEs all
         come in before the first of their results: the backlog alone let every one of them
         build, and replies waited ~0.6 s every ten seconds. So for a while after being behind,
-        builds just handed out count as owed too.
+        and after a slave joined (see do_hello), builds just handed out count as owed too.
         """
         now = time.monotonic()
         backlog = self.db.busy + sum(lane.busy for lane in self.fs_lanes)
