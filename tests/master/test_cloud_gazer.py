@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import psycopg
@@ -18,7 +22,7 @@ from piwheels.master import cloud_gazer
 from piwheels.master.cloud_gazer import CloudGazer
 from piwheels.master.config import MasterConfig
 from piwheels.master.seraph import Seraph
-from piwheels.master.task import ALL_TASKS
+from piwheels.master.task import ALL_TASKS, Task
 from piwheels.master.the_oracle import TheOracle
 from piwheels.transport import Socket, encode
 from pypi_index import LocalPyPI
@@ -36,6 +40,43 @@ def wait_for_serial(config: MasterConfig, index: LocalPyPI, what: str) -> None:
 
 def follow_everything(master_dsn: str, tmp_path: Path, index: LocalPyPI) -> MasterConfig:
     return configure(master_dsn, tmp_path, index, ["cp39"], packages=[])
+
+
+@dataclass
+class Alone:
+    """A Cloud Gazer outside a master, with Seraph and an Oracle (started when the test says)
+    and the master's control sockets; *sockets* the test made, closed at the end too."""
+
+    context: zmq.Context[Any]
+    gazer: CloudGazer
+    oracles: list[Task]
+    sockets: list[Socket]
+
+
+@contextmanager
+def gazer_alone(config: MasterConfig) -> Iterator[Alone]:
+    context: zmq.Context[Any] = zmq.Context()
+    control = Socket(zmq.PUB, reversed(protocols.task_control), context=context)
+    control.bind(config.task_control_queue)
+    inbox = Socket(zmq.PULL, protocols.master_control, context=context)
+    inbox.bind(config.master_control_queue)
+    alone = Alone(
+        context,
+        CloudGazer(config, context),
+        [Seraph(config, context), TheOracle(config, context)],
+        [control, inbox],
+    )
+    try:
+        yield alone
+    finally:
+        alone.gazer.close()
+        control.zsock.send_multipart([ALL_TASKS, encode(control.protocol, "QUIT")])
+        for task in alone.oracles:
+            if task.ident is not None:  # started
+                task.join(5.0)
+        for sock in alone.sockets:
+            sock.close()
+        context.term()
 
 
 def test_follows_additions_yanks_and_removals(
@@ -153,21 +194,15 @@ def test_an_unreachable_database_at_start_is_tried_again(
     master_dsn: str, tmp_path: Path, pypi_index: LocalPyPI, caplog: pytest.LogCaptureFixture
 ) -> None:
     config = follow_everything(master_dsn, tmp_path, pypi_index)
-    context: zmq.Context = zmq.Context()
-    control = Socket(zmq.PUB, reversed(protocols.task_control), context=context)
-    control.bind(config.task_control_queue)
-    inbox = Socket(zmq.PULL, protocols.master_control, context=context)
-    inbox.bind(config.master_control_queue)
-    gazer = CloudGazer(config, context)
-    gazer.db.timeout = 0.5
-    oracles = [Seraph(config, context), TheOracle(config, context)]
-    try:
+    with gazer_alone(config) as alone:
+        gazer = alone.gazer
+        gazer.db.timeout = 0.5
         with caplog.at_level(logging.WARNING, logger=gazer.log.name):
             gazer.discover()  # no Oracle listens yet
         assert "cannot look for changes now" in caplog.text
         assert not gazer.loaded and not gazer.pending
         assert not pypi_index.requests  # PyPI is not asked until the serials are known
-        for task in oracles:
+        for task in alone.oracles:
             task.start()
         gazer.db.timeout = 30.0
         gazer.discover()
@@ -176,14 +211,6 @@ def test_an_unreachable_database_at_start_is_tried_again(
         fetching = (e for chunk in gazer.fetchers.chunks.values() for e in chunk.entries)
         found = [*gazer.pending, *fetching]
         assert ("piwtest-pure", pypi_index.project_serial("piwtest-pure")) in found
-    finally:
-        gazer.close()
-        control.zsock.send_multipart([ALL_TASKS, encode(control.protocol, "QUIT")])
-        for task in oracles:
-            task.join(5.0)
-        for sock in (control, inbox):
-            sock.close()
-        context.term()
 
 
 def test_a_project_the_database_refuses_waits_for_the_next_look(
@@ -222,27 +249,22 @@ def test_pages_wait_until_the_changes_are_recorded_and_are_kept_at_a_stop(
     at a stop are saved for the next start."""
     monkeypatch.setattr(cloud_gazer, "PAGES_PER_TICK", 2)
     config = follow_everything(master_dsn, tmp_path, pypi_index)
-    context: zmq.Context = zmq.Context()
-    control = Socket(zmq.PUB, reversed(protocols.task_control), context=context)
-    control.bind(config.task_control_queue)
-    inbox = Socket(zmq.PULL, protocols.master_control, context=context)
-    inbox.bind(config.master_control_queue)
-    secretary = Socket(zmq.PULL, protocols.web, context=context)
-    secretary.bind(config.web_queue)
-    oracles = [Seraph(config, context), TheOracle(config, context)]
-    for task in oracles:
-        task.start()
-    gazer = CloudGazer(config, context)
+    with gazer_alone(config) as alone:
+        gazer = alone.gazer
+        secretary = Socket(zmq.PULL, protocols.web, context=alone.context)
+        alone.sockets.append(secretary)
+        secretary.bind(config.web_queue)
+        for task in alone.oracles:
+            task.start()
 
-    def asked() -> list[str]:
-        packages = []
-        while secretary.zsock.poll(100):
-            action, package = secretary.recv()
-            assert action == "BOTH"
-            packages.append(package)
-        return packages
+        def asked() -> list[str]:
+            packages = []
+            while secretary.zsock.poll(100):
+                action, package = secretary.recv()
+                assert action == "BOTH"
+                packages.append(package)
+            return packages
 
-    try:
         for name in ("foo", "bar", "baz"):
             gazer._owe_pages(name)
         gazer.pending.append(("piwtest-pure", None))  # a look's work not yet done
@@ -256,12 +278,4 @@ def test_pages_wait_until_the_changes_are_recorded_and_are_kept_at_a_stop(
         gazer.send_pages()
         assert asked() == ["baz"]
         gazer._owe_pages("qux")
-    finally:
-        gazer.close()
-        control.zsock.send_multipart([ALL_TASKS, encode(control.protocol, "QUIT")])
-        for task in oracles:
-            task.join(5.0)
-        for sock in (control, inbox, secretary):
-            sock.close()
-        context.term()
     assert Database(config.dsn).take_pending_pages() == [("BOTH", "qux")]
