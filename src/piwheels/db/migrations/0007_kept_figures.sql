@@ -26,8 +26,9 @@ CREATE TABLE farm_journal (
 -- summary, a yanked version, a file count) change no figure.
 
 -- Packages and versions PyPI no longer lists stay on record, marked removed, and are not
--- counted; set_projects brings them back.
-CREATE FUNCTION packages_figures() RETURNS trigger
+-- counted; set_projects brings them back. One function for both tables: its argument names
+-- the figure.
+CREATE FUNCTION listed_figures() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
 DECLARE
     delta bigint := 0;
@@ -39,25 +40,7 @@ BEGIN
         delta := delta - (SELECT count(*) FROM removed WHERE NOT removed);
     END IF;
     IF delta <> 0 THEN
-        INSERT INTO farm_journal (figure, delta) VALUES ('packages', delta);
-    END IF;
-    RETURN NULL;
-END;
-$$;
-
-CREATE FUNCTION versions_figures() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
-DECLARE
-    delta bigint := 0;
-BEGIN
-    IF TG_OP IN ('INSERT', 'UPDATE') THEN
-        delta := delta + (SELECT count(*) FROM added WHERE NOT removed);
-    END IF;
-    IF TG_OP IN ('DELETE', 'UPDATE') THEN
-        delta := delta - (SELECT count(*) FROM removed WHERE NOT removed);
-    END IF;
-    IF delta <> 0 THEN
-        INSERT INTO farm_journal (figure, delta) VALUES ('versions', delta);
+        INSERT INTO farm_journal (figure, delta) VALUES (TG_ARGV[0], delta);
     END IF;
     RETURN NULL;
 END;
@@ -119,25 +102,25 @@ $$;
 
 CREATE TRIGGER packages_added AFTER INSERT ON packages
     REFERENCING NEW TABLE AS added
-    FOR EACH STATEMENT EXECUTE FUNCTION packages_figures();
+    FOR EACH STATEMENT EXECUTE FUNCTION listed_figures('packages');
 CREATE TRIGGER packages_removed AFTER DELETE ON packages
     REFERENCING OLD TABLE AS removed
-    FOR EACH STATEMENT EXECUTE FUNCTION packages_figures();
+    FOR EACH STATEMENT EXECUTE FUNCTION listed_figures('packages');
 CREATE TRIGGER packages_changed AFTER UPDATE ON packages
     REFERENCING OLD TABLE AS removed NEW TABLE AS added
-    FOR EACH STATEMENT EXECUTE FUNCTION packages_figures();
+    FOR EACH STATEMENT EXECUTE FUNCTION listed_figures('packages');
 CREATE TRIGGER packages_emptied AFTER TRUNCATE ON packages
     FOR EACH STATEMENT EXECUTE FUNCTION farm_figures_emptied('packages');
 
 CREATE TRIGGER versions_added AFTER INSERT ON versions
     REFERENCING NEW TABLE AS added
-    FOR EACH STATEMENT EXECUTE FUNCTION versions_figures();
+    FOR EACH STATEMENT EXECUTE FUNCTION listed_figures('versions');
 CREATE TRIGGER versions_removed AFTER DELETE ON versions
     REFERENCING OLD TABLE AS removed
-    FOR EACH STATEMENT EXECUTE FUNCTION versions_figures();
+    FOR EACH STATEMENT EXECUTE FUNCTION listed_figures('versions');
 CREATE TRIGGER versions_changed AFTER UPDATE ON versions
     REFERENCING OLD TABLE AS removed NEW TABLE AS added
-    FOR EACH STATEMENT EXECUTE FUNCTION versions_figures();
+    FOR EACH STATEMENT EXECUTE FUNCTION listed_figures('versions');
 CREATE TRIGGER versions_emptied AFTER TRUNCATE ON versions
     FOR EACH STATEMENT EXECUTE FUNCTION farm_figures_emptied('versions');
 
