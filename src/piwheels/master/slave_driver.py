@@ -58,8 +58,8 @@ STATUS_INTERVAL = 0.25
 STATUS_BATCH = 50
 # After the master was behind, and after a slave joined, for CAUTIOUS seconds builds handed out
 # within the last JUST_HANDED_OUT seconds count as answers owed (see SlaveDriver.behind). Longer
-# than a slave sleeps after SLEEP (10 s on average), so that most of those put to sleep together
-# find it on waking.
+# than most slaves sleep after SLEEP (10-15 s), so that most of those put to sleep together find
+# it on waking.
 CAUTIOUS = 12.0
 JUST_HANDED_OUT = 0.05
 SLAVE_BURST = 32  # messages from slaves handled in one go, at most

@@ -65,9 +65,10 @@ class SlaveConfig:
 
 
 def spread(interval: timedelta) -> timedelta:
-    """*interval* on average, but seldom exactly: slaves the master told to SLEEP in the same
-    moment (a restart, a master catching up) would otherwise all come back in the same moment."""
-    return interval * random.uniform(0.5, 1.5)  # noqa: S311 (spread, not a secret)
+    """At least *interval* (the operator's setting), and up to half as long again: slaves the
+    master told to SLEEP in the same moment (a restart, a master catching up) would otherwise
+    all come back in the same moment."""
+    return interval * random.uniform(1.0, 1.5)  # noqa: S311 (spread, not a secret)
 
 
 class _MasterTimeoutError(Exception):
