@@ -14,6 +14,7 @@ reference a benchmark compares the master's replies with.
 from __future__ import annotations
 
 import hashlib
+import heapq
 import io
 import random
 import resource
@@ -40,7 +41,10 @@ from piwheels.transport import ProtocolError, Socket, encode
 MASTER_TIMEOUT = SlaveConfig.master_timeout.total_seconds()  # what a real slave waits
 BUSY_INTERVAL = SlaveConfig.busy_interval.total_seconds()  # BUSY again while building
 PLATFORM = "linux_x86_64"
-CHECK_INTERVAL = 0.005  # seconds between looks for slaves to wake or masters gone silent
+# Seconds between looks for masters gone silent: their timeout is minutes, and a look at every
+# slave each few milliseconds (with the poll of all their sockets it forced) cost each worker
+# a fifth of a core even with every slave asleep, on the cores the master shares.
+TIMEOUT_CHECK_INTERVAL = 1.0
 # Replies to requests sent in a run's first seconds are filed apart ("HELLO (start)"): every
 # slave says HELLO in the same instant, a storm a running farm never sees, and its tail would
 # otherwise hide the master's steady-state replies.
@@ -90,11 +94,33 @@ class Tally:
 class Watch:
     """The sockets a worker polls, kept as they open and close: rebuilding a poller of 125
     sockets at every turn of the loop cost the simulator more than the replies it read, on
-    the cores the master shares."""
+    the cores the master shares. And the moments its slaves wake, soonest first, so the worker
+    sleeps in its poll until the next one rather than looking at every slave again and again.
+    """
 
     def __init__(self) -> None:
         self.poller = zmq.Poller()
         self.owners: dict[Any, tuple[SimSlave, bool]] = {}  # socket -> its slave, a transfer?
+        self.alarms: list[tuple[float, int, SimSlave]] = []  # a heap: (when, tie-break, slave)
+        self.set_alarms = 0
+
+    def alarm(self, slave: SimSlave, when: float) -> None:
+        """Wake *slave* at *when* (unless it is woken otherwise first: see :meth:`due`)."""
+        slave.wake_at = when
+        self.set_alarms += 1
+        heapq.heappush(self.alarms, (when, self.set_alarms, slave))
+
+    def due(self, now: float) -> list[SimSlave]:
+        """The slaves whose alarm has come, each still waiting for that alarm."""
+        woken = []
+        while self.alarms and self.alarms[0][0] <= now:
+            when, _, slave = heapq.heappop(self.alarms)
+            if slave.wake_at == when:
+                woken.append(slave)
+        return woken
+
+    def next_alarm(self, default: float) -> float:
+        return self.alarms[0][0] if self.alarms else default
 
     def add(self, sock: Socket, slave: SimSlave, *, transfer: bool = False) -> None:
         self.poller.register(sock.zsock, zmq.POLLIN)
@@ -197,7 +223,7 @@ class SimSlave:
         elif action == "SLEEP":
             self.tally.sleeps += 1
             # as a real slave sleeps after SLEEP
-            self.wake_at = now + spread(SlaveConfig.sleep_interval).total_seconds()
+            self.watch.alarm(self, now + spread(SlaveConfig.sleep_interval).total_seconds())
         elif action == "BUILD":
             self.start_build(*data)
             self.request("BUSY", _stats())
@@ -208,7 +234,7 @@ class SimSlave:
             else:
                 # as a real slave: wait for the build, but say BUSY again every busy interval
                 self.waiting_for_build = True
-                self.wake_at = min(self.build_done, now + BUSY_INTERVAL)
+                self.watch.alarm(self, min(self.build_done, now + BUSY_INTERVAL))
         elif action == "SEND":
             self.start_transfer(data)
         elif action == "DONE":
@@ -343,19 +369,19 @@ def _worker(
 
 
 def _drive(slaves: list[SimSlave], deadline: float, tally: Tally, watch: Watch) -> None:
-    next_check = 0.0
+    next_check = time.perf_counter() + TIMEOUT_CHECK_INTERVAL
     while (now := time.perf_counter()) < deadline:
-        if now >= next_check:  # sleeps over and masters silent: every few ms, not every reply
-            next_check = now + CHECK_INTERVAL
+        for slave in watch.due(now):
+            slave.wake()
+        if now >= next_check:
+            next_check = now + TIMEOUT_CHECK_INTERVAL
             for slave in slaves:
-                if slave.wake_at is not None and slave.wake_at <= now:
-                    slave.wake()
                 since = slave.waiting_since()
                 if since is not None and now - since > MASTER_TIMEOUT:
                     # what a real slave does: give up on the master and start again from HELLO
                     tally.timeouts += 1
                     slave.hello()
-        wait = max(0.0, min(next_check, deadline) - time.perf_counter())
+        wait = max(0.0, min(watch.next_alarm(deadline), next_check, deadline) - time.perf_counter())
         for sock, _ in watch.poller.poll(wait * 1000):
             owner = watch.owners.get(sock)
             if owner is None:
