@@ -36,6 +36,29 @@ class ProtocolError(Exception):
         self.address = address
 
 
+# pyzmq's send_multipart and recv_multipart cost ~6.5 and ~7 us for a 3-frame message, most of
+# it checking each part's type and combining flag enums; sending the frames one by one with
+# plain int flags costs ~1.8 us (a reply to a slave is 3 frames; a request to an Oracle crosses
+# Seraph as 5, then 3).
+SNDMORE = int(zmq.SNDMORE)
+RCVMORE = int(zmq.RCVMORE)
+
+
+def send_frames(zsock: zmq.Socket[Any], frames: list[bytes], flags: int = 0) -> None:
+    """Send *frames* as one message (what ``send_multipart`` does, for byte strings)."""
+    last = len(frames) - 1
+    for i, frame in enumerate(frames):
+        zsock.send(frame, flags | SNDMORE if i < last else flags)
+
+
+def recv_frames(zsock: zmq.Socket[Any], flags: int = 0) -> list[bytes]:
+    """Receive one message's frames as byte strings (``recv_multipart``, copying)."""
+    frames = [zsock.recv(flags)]
+    while zsock.getsockopt(RCVMORE):
+        frames.append(zsock.recv(flags))
+    return frames
+
+
 def _encode_default(encoder: cbor2.CBOREncoder, value: Any) -> None:
     if isinstance(value, timedelta):
         seconds, micros = divmod(value // timedelta(microseconds=1), 1_000_000)
@@ -276,7 +299,7 @@ class Socket:
         if self.zsock.type == zmq.DEALER:
             # A DEALER talks to a ROUTER: keep the REQ-style empty delimiter so the ROUTER end
             # sees one envelope shape whatever kind of socket the peer uses.
-            self.zsock.send_multipart([b"", payload], flags)
+            send_frames(self.zsock, [b"", payload], flags)
         else:
             self.zsock.send(payload, flags)
 
@@ -309,14 +332,14 @@ class Socket:
 
     def recv(self, *, flags: int = 0) -> tuple[str, Any]:
         if self.zsock.type == zmq.DEALER:
-            frames = self.zsock.recv_multipart(flags, copy=True)
+            frames = recv_frames(self.zsock, flags)
             if len(frames) != 2 or frames[0] != b"":
                 raise ProtocolError(f"{self.protocol.name}: malformed envelope")
             return decode(self.protocol, frames[1])
         return decode(self.protocol, self.zsock.recv(flags, copy=True))
 
     def send_to(self, address: bytes, action: str, data: Any = NO_DATA) -> None:
-        self.zsock.send_multipart([address, b"", encode(self.protocol, action, data)])
+        send_frames(self.zsock, [address, b"", encode(self.protocol, action, data)])
 
     def recv_from(self, *, copy: bool = True) -> tuple[bytes, str, Any]:
         """Receive from a ROUTER: ``(address, action, data)``.
@@ -326,7 +349,7 @@ class Socket:
         byte string that ends a message is a memoryview into it (see :func:`decode_frame`).
         """
         if copy:
-            frames = self.zsock.recv_multipart(copy=True)
+            frames = recv_frames(self.zsock)
         else:
             parts = self.zsock.recv_multipart(copy=False)
             frames = [part.bytes for part in parts[:-1]] + [parts[-1].buffer]
@@ -345,7 +368,7 @@ class Socket:
         return address, action, data
 
     def send_raw_to(self, address: bytes, payload: bytes) -> None:
-        self.zsock.send_multipart([address, b"", payload])
+        send_frames(self.zsock, [address, b"", payload])
 
     def __enter__(self) -> Self:
         return self

@@ -21,6 +21,7 @@ import zmq
 
 from piwheels.master.config import MasterConfig
 from piwheels.master.task import Task
+from piwheels.transport import recv_frames, send_frames
 
 READY = b"READY"
 URGENT = b"urgent:"
@@ -51,7 +52,7 @@ class Seraph(Task):
         self.register_raw(self.back, self.handle_worker)
 
     def handle_client(self) -> None:
-        client, empty, request = self.front.recv_multipart()[:3]
+        client, empty, request = recv_frames(self.front)[:3]
         if empty != b"":
             self.log.error("dropping a request without an envelope")
             return
@@ -60,14 +61,14 @@ class Seraph(Task):
         self._dispatch()
 
     def handle_worker(self) -> None:
-        frames = self.back.recv_multipart()
+        frames = recv_frames(self.back)
         worker = frames[0]
         if frames[2:] == [READY]:
             self.workers.add(worker)
             self.idle_workers.append(worker)
         elif len(frames) == 5:
             # [worker, "", client, "", reply]: pass the reply on; the Oracle is free again
-            self.front.send_multipart([frames[2], b"", frames[4]])
+            send_frames(self.front, [frames[2], b"", frames[4]])
             self.idle_workers.append(worker)
         else:
             self.log.error("dropping a malformed reply from an Oracle")
@@ -82,7 +83,7 @@ class Seraph(Task):
 
     def _hand_over(self, job: list[bytes]) -> None:
         client, request = job
-        self.back.send_multipart([self.idle_workers.popleft(), b"", client, b"", request])
+        send_frames(self.back, [self.idle_workers.popleft(), b"", client, b"", request])
 
     def close(self) -> None:
         self.front.close(linger=0)

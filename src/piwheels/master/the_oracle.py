@@ -21,7 +21,7 @@ from piwheels.db.database import Database, ProjectRow
 from piwheels.master.config import MasterConfig
 from piwheels.master.task import Task
 from piwheels.protocols import NO_DATA
-from piwheels.transport import ProtocolError, decode, encode
+from piwheels.transport import ProtocolError, decode, encode, recv_frames, send_frames
 
 REPORT_INTERVAL = 60.0
 
@@ -68,7 +68,7 @@ class TheOracle(Task):
         self.worker.send(b"READY")
 
     def handle_request(self) -> None:
-        frames = self.worker.recv_multipart()
+        frames = recv_frames(self.worker)
         if len(frames) != 3:
             self.log.error("dropping a malformed request (%d frames)", len(frames))
             self.worker.send(b"READY")
@@ -81,7 +81,7 @@ class TheOracle(Task):
         spent[0] += 1
         spent[1] += took
         spent[2] = max(spent[2], took)
-        self.worker.send_multipart([client, b"", reply])
+        send_frames(self.worker, [client, b"", reply])
 
     def report(self) -> None:
         if not self.spent:
