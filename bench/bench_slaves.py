@@ -19,11 +19,17 @@ Figures: builds recorded per second (counted in the database); the latency of ev
 master sends (Slave Driver and File Juggler), as each slave sees it: median, p99, max; replies
 that took longer than the slaves' master timeout (5 minutes, SlaveConfig's default); and the
 master's resident memory (its peak, VmHWM) against its own at rest before the slaves came.
-Every slave connects just before the run and says HELLO in the same instant, a storm a running
-farm never sees: replies to the requests of each run's first START_SECONDS are also counted
-apart ("HELLO (start)"), and a p99 without them is given beside the p99 of all replies. (The
-connections are made ahead because in a simulator they are not the master's cost: see
-``slave_sim._worker``.)
+Every slave connects just before a run. In the paced and instant runs each says its first
+HELLO at a random moment of the first RAMP_SECONDS, as the machines of a farm switched on boot
+each at its own pace (after a master restart, slaves come back as their own master timeouts
+pass, spread wider still); replies to the requests of each run's first START_SECONDS are also
+counted apart ("HELLO (start)"), and a p99 without them is given beside the p99 of all
+replies. A short run of its own, first, to the master at rest, has every slave say HELLO in the
+same instant (STORM_SECONDS): each slave's first reply is measured there. That storm is bound
+by the Slave Driver answering one message after another: 500 HELLOs and the 500 IDLEs that
+follow them at ~0.1 ms of its time each put the last reply ~0.1 s after the first request
+whatever else happens. (The connections are made ahead because in a simulator they are not
+the master's cost: see ``slave_sim._worker``.)
 
 Reference, same run, same workers and slaves: a bare ZeroMQ ROUTER that answers every IDLE at
 once with a canned SLEEP. Its round trips per second, divided by the six round trips of a build,
@@ -72,8 +78,13 @@ SIZES: dict[str, int | float] = {
     # offered, still several times what a real farm of 500 sees); 0 skips it
     "paced_build_seconds": 30,
     "echo_seconds": 15,
-    # replies to requests of each run's first seconds (every slave connecting at once) are
-    # also counted apart: the "after the first N s" rows leave them out
+    # each slave of the paced and instant runs says its first HELLO at a random moment of
+    # their first seconds, as the machines of a farm switched on boot each at its own pace
+    "ramp_seconds": 2,
+    # a run of its own where every slave says HELLO in the same instant; 0 skips it
+    "storm_seconds": 5,
+    # replies to requests of each run's first seconds (the slaves joining) are also counted
+    # apart: the "after the first N s" rows leave them out
     "start_seconds": 10,
     "packages": 1_000_000,
     "versions": 8_000_000,
@@ -87,6 +98,8 @@ QUICK: dict[str, int | float] = {
     "seconds": 5,
     "paced_build_seconds": 1,
     "echo_seconds": 2,
+    "ramp_seconds": 0.5,
+    "storm_seconds": 1,
     "start_seconds": 1,
     "packages": 1000,
     "versions": 8000,
@@ -238,11 +251,22 @@ def _against_master(
     abis = list(fill_sizes.abis)
     config = master_config(fill_db.master_dsn(dsn), work, abis)
     log_path = work / "master.log"
-    with psycopg.connect(dsn) as conn:
-        row = conn.execute("SELECT coalesce(max(build_id), 0) FROM builds").fetchone()
-    first_build = int(row[0]) if row else 0
     process = ctx.Process(target=_master_main, args=(config, str(log_path)), name="bench-master")
     process.start()
+
+    def slaves(seconds: float, *, ramp: bool = True, **options: Any) -> Outcome:
+        return run_slaves(
+            ctx,
+            int(sizes["slaves"]),
+            int(sizes["workers"]),
+            abis,
+            (config.slave_queue, config.file_queue),
+            seconds,
+            echo=False,
+            ramp_seconds=float(sizes["ramp_seconds"]) if ramp else 0.0,
+            **options,
+        )
+
     try:
         _wait_for_master(log_path, process)
         settled = wait_until_idle(dsn)
@@ -253,34 +277,15 @@ def _against_master(
         )
         sampler = RssSampler(process.pid)
         sampler.start()
-        paced = None
-        if float(sizes["paced_build_seconds"]) > 0:
-            paced = run_slaves(
-                ctx,
-                int(sizes["slaves"]),
-                int(sizes["workers"]),
-                abis,
-                (config.slave_queue, config.file_queue),
-                float(sizes["seconds"]),
-                echo=False,
-                build_seconds=float(sizes["paced_build_seconds"]),
-                start_seconds=float(sizes["start_seconds"]),
-            )
+        storm = paced = None
+        seconds, start = float(sizes["seconds"]), float(sizes["start_seconds"])
+        if (storm_seconds := float(sizes["storm_seconds"])) > 0:
+            storm = slaves(storm_seconds, ramp=False, start_seconds=storm_seconds)
+        if (build_seconds := float(sizes["paced_build_seconds"])) > 0:
+            paced = slaves(seconds, build_seconds=build_seconds, start_seconds=start)
             _note(f"paced run: {paced.recorded} builds seen by the slaves")
-            # the instant run's builds are counted from here
-            with psycopg.connect(dsn) as conn:
-                row = conn.execute("SELECT coalesce(max(build_id), 0) FROM builds").fetchone()
-            first_build = int(row[0]) if row else first_build
-        outcome = run_slaves(
-            ctx,
-            int(sizes["slaves"]),
-            int(sizes["workers"]),
-            abis,
-            (config.slave_queue, config.file_queue),
-            float(sizes["seconds"]),
-            echo=False,
-            start_seconds=float(sizes["start_seconds"]),
-        )
+        first_build = _last_build_id(dsn)  # the instant run's builds are counted from here
+        outcome = slaves(seconds, start_seconds=start)
         sampler.done.set()
         sampler.join()
         peak = _rss_kib(process.pid, "VmHWM")
@@ -311,7 +316,50 @@ def _against_master(
     rows = _rows(sizes, fill_sizes, echo, outcome, recorded, (rest, sampler.largest, peak))
     if paced is not None:
         rows += _paced_rows(sizes, echo, paced)
+    if storm is not None:
+        rows += _storm_rows(sizes, echo, storm)
     return rows
+
+
+def _storm_rows(sizes: Sizes, echo: Outcome, storm: Outcome) -> list[Row]:
+    """Every slave saying HELLO in the same instant, to a master at rest: the worst start."""
+    slaves = int(sizes["slaves"])
+    label = f"{slaves} slaves say HELLO in the same instant"
+    _note_by_action(label, storm)
+    ms = 1000.0
+    reference = f"bare ROUTER echo, each slave's first reply, {slaves} at once"
+    worst = max(storm.first, default=0.0)
+    return [
+        Row(
+            f"{label}: first reply, median",
+            statistics.median(storm.first) * ms if storm.first else 0.0,
+            statistics.median(echo.first) * ms,
+            "ms",
+            reference,
+        ),
+        Row(
+            f"{label}: first reply, p99",
+            _pct(storm.first, 0.99) * ms,
+            _pct(echo.first, 0.99) * ms,
+            "ms",
+            reference,
+        ),
+        Row(
+            f"{label}: first reply, max",
+            worst * ms,
+            max(echo.first) * ms,
+            "ms",
+            reference,
+            f"no slave times out (< {MASTER_TIMEOUT:g} s)",
+            storm.timeouts == 0 and len(storm.first) == slaves and worst < MASTER_TIMEOUT,
+        ),
+    ]
+
+
+def _last_build_id(dsn: str) -> int:
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute("SELECT coalesce(max(build_id), 0) FROM builds").fetchone()
+    return int(row[0]) if row else 0
 
 
 def _paced_rows(sizes: Sizes, echo: Outcome, paced: Outcome) -> list[Row]:

@@ -85,6 +85,7 @@ class Tally:
 
     latencies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     steady_from: float = 0.0  # perf_counter() from which replies are no longer the start's
+    first: list[float] = field(default_factory=list)  # each slave's first reply (to HELLO)
     recorded: int = 0
     sleeps: int = 0
     timeouts: int = 0
@@ -166,6 +167,8 @@ class SimSlave:
         self.sent_action = ""
         self.sent_at = 0.0
         self.wake_at: float | None = None
+        self.said_hello = False  # a slave of a ramped start waits for its alarm to say HELLO
+        self.answered = False  # whether the master has answered it at all yet
         self.wheel: tuple[str, bytes] | None = None
         self.result: BuildResult | None = None
 
@@ -180,6 +183,7 @@ class SimSlave:
         (made ahead: see _worker)."""
         if not connected:
             self.connect()
+        self.said_hello = True
         if self.echo:
             self.request("IDLE", _stats())
             return
@@ -205,13 +209,19 @@ class SimSlave:
     def waiting_since(self) -> float | None:
         return self.sent_at if self.sent_action else None
 
+    def _count(self, sent: str, latency: float) -> None:
+        starting = self.sent_at < self.tally.steady_from
+        self.tally.latencies[sent + START if starting else sent].append(latency)
+        if not self.answered:
+            self.answered = True
+            self.tally.first.append(latency)
+
     def on_reply(self) -> None:
         assert self.sock is not None
         now = time.perf_counter()
         action, data = self.sock.recv()
         sent, self.sent_action = self.sent_action, ""
-        starting = self.sent_at < self.tally.steady_from
-        self.tally.latencies[sent + START if starting else sent].append(now - self.sent_at)
+        self._count(sent, now - self.sent_at)
         if self.echo:
             self.request("IDLE", _stats())
             return
@@ -248,6 +258,9 @@ class SimSlave:
 
     def wake(self) -> None:
         self.wake_at = None
+        if not self.said_hello:
+            self.hello(connected=True)
+            return
         if not self.waiting_for_build:
             self.request("IDLE", _stats())
             return
@@ -325,6 +338,7 @@ def _worker(
     build_seconds: float,
     start_seconds: float,
     start_at: float,
+    ramp_seconds: float,
     out: Connection,
 ) -> None:
     """One process's slaves, from HELLO until *seconds* have passed."""
@@ -351,12 +365,16 @@ def _worker(
     # handshake is its own machine's work. The master still takes all 500 at once, just before.
     for slave in slaves:
         slave.connect()
-    # every worker starts at the same moment, so the master meets all its slaves at once
+    # every worker starts at the same moment: its slaves say HELLO at once, or over the ramp
     time.sleep(max(0.0, start_at - time.time()))
     deadline = time.perf_counter() + seconds
-    tally.steady_from = time.perf_counter() + start_seconds
+    start = time.perf_counter()
+    tally.steady_from = start + start_seconds
     for slave in slaves:
-        slave.hello(connected=True)
+        if ramp_seconds > 0:
+            watch.alarm(slave, start + random.uniform(0.0, ramp_seconds))
+        else:
+            slave.hello(connected=True)
     try:
         _drive(slaves, deadline, tally, watch)
     except Exception as exc:  # the parent must hear of it, not wait for a report forever
@@ -364,7 +382,16 @@ def _worker(
     for slave in slaves:
         slave.close()
     context.term()
-    out.send((dict(tally.latencies), tally.recorded, tally.sleeps, tally.timeouts, tally.errors))
+    out.send(
+        (
+            dict(tally.latencies),
+            tally.first,
+            tally.recorded,
+            tally.sleeps,
+            tally.timeouts,
+            tally.errors,
+        )
+    )
     out.close()
 
 
@@ -425,6 +452,7 @@ class Outcome:
     timeouts: int
     errors: list[str]
     seconds: float
+    first: list[float]  # each slave's first reply
 
     def steady(self) -> list[float]:
         """The latencies of replies to requests sent after the start's storm."""
@@ -442,9 +470,11 @@ def run_slaves(
     echo: bool,
     build_seconds: float = 0.0,
     start_seconds: float = 0.0,
+    ramp_seconds: float = 0.0,
 ) -> Outcome:
     """*count* slaves (ABIs in turn) in *workers* processes of *ctx*, for *seconds*; each
-    build takes *build_seconds* on average (0: none at all)."""
+    build takes *build_seconds* on average (0: none at all). Each slave says its first HELLO
+    at a random moment of the run's first *ramp_seconds*; with 0, all in the same instant."""
     workers = max(1, min(workers, count))
     start_at = time.time() + 2.0  # time for every worker to start up
     pipes, processes = [], []
@@ -463,6 +493,7 @@ def run_slaves(
                 build_seconds,
                 start_seconds,
                 start_at,
+                ramp_seconds,
                 sender,
             ),
             name=f"bench-slaves-{index}",
@@ -474,11 +505,13 @@ def run_slaves(
     by_action: dict[str, list[float]] = defaultdict(list)
     recorded = sleeps = timeouts = 0
     errors: list[str] = []
+    first: list[float] = []
     for receiver, process in zip(pipes, processes, strict=True):
         if receiver.poll(seconds + 120):
-            latencies, done, slept, lost, errs = receiver.recv()
+            latencies, firsts, done, slept, lost, errs = receiver.recv()
             for action, values in latencies.items():
                 by_action[action].extend(values)
+            first += firsts
             recorded, sleeps, timeouts = recorded + done, sleeps + slept, timeouts + lost
             errors += errs
         else:
@@ -488,4 +521,4 @@ def run_slaves(
             process.kill()
             process.join()
     latencies = [value for values in by_action.values() for value in values]
-    return Outcome(latencies, by_action, recorded, sleeps, timeouts, errors, seconds)
+    return Outcome(latencies, by_action, recorded, sleeps, timeouts, errors, seconds, first)

@@ -142,3 +142,6 @@ def test_bench_slaves_tiny(bench_pg: Path) -> None:
     # the slaves really built and the master recorded: the protocol ran end to end
     assert recorded.measured > 0
     assert worst.met  # no slave ever gave up on the master
+    # every slave that said HELLO in the same instant as all the others was answered
+    storm = next(row for row in rows if row.name.endswith("first reply, max"))
+    assert storm.met
