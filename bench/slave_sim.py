@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import heapq
 import io
+import itertools
 import random
 import resource
 import signal
@@ -45,9 +46,9 @@ PLATFORM = "linux_x86_64"
 # slave each few milliseconds (with the poll of all their sockets it forced) cost each worker
 # a fifth of a core even with every slave asleep, on the cores the master shares.
 TIMEOUT_CHECK_INTERVAL = 1.0
-# Replies to requests sent in a run's first seconds are filed apart ("HELLO (start)"): every
-# slave says HELLO in the same instant, a storm a running farm never sees, and its tail would
-# otherwise hide the master's steady-state replies.
+# Replies to requests sent in a run's first seconds are filed apart ("HELLO (start)"): the
+# slaves joining (over a ramp, or all in the same instant) would otherwise hide the master's
+# steady-state replies.
 START = " (start)"
 
 
@@ -103,13 +104,12 @@ class Watch:
         self.poller = zmq.Poller()
         self.owners: dict[Any, tuple[SimSlave, bool]] = {}  # socket -> its slave, a transfer?
         self.alarms: list[tuple[float, int, SimSlave]] = []  # a heap: (when, tie-break, slave)
-        self.set_alarms = 0
+        self.order = itertools.count()  # slaves never compare: equal moments go in turn
 
     def alarm(self, slave: SimSlave, when: float) -> None:
         """Wake *slave* at *when* (unless it is woken otherwise first: see :meth:`due`)."""
         slave.wake_at = when
-        self.set_alarms += 1
-        heapq.heappush(self.alarms, (when, self.set_alarms, slave))
+        heapq.heappush(self.alarms, (when, next(self.order), slave))
 
     def due(self, now: float) -> list[SimSlave]:
         """The slaves whose alarm has come, each still waiting for that alarm."""
@@ -367,8 +367,8 @@ def _worker(
         slave.connect()
     # every worker starts at the same moment: its slaves say HELLO at once, or over the ramp
     time.sleep(max(0.0, start_at - time.time()))
-    deadline = time.perf_counter() + seconds
     start = time.perf_counter()
+    deadline = start + seconds
     tally.steady_from = start + start_seconds
     for slave in slaves:
         if ramp_seconds > 0:

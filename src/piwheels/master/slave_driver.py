@@ -496,9 +496,9 @@ class SlaveDriver(Task):
         every slave's wait without recording more: with 500 slaves on instant builds, replies
         to BUILT and SENT waited seconds. Idle slaves sleep instead until the backlog clears.
 
-        Slaves put to sleep together wake together, ten seconds later, and their IDLEs all
-        come in before the first of their results: the backlog alone let every one of them
-        build, and replies waited ~0.6 s every ten seconds. So for a while after being behind,
+        Slaves put to sleep together wake within a few seconds of each other (10-15 s later),
+        their IDLEs coming faster than their results: the backlog alone let every one of them
+        build, and replies waited ~0.6 s after each such wake. So for a while after being behind,
         and after a slave joined (see do_hello), builds just handed out count as owed too.
         """
         now = time.monotonic()
