@@ -26,6 +26,10 @@ class ShapeError(ValueError):
         return ShapeError(self.reason, outer + self.path)
 
 
+# An int a float field accepts: beyond this float() overflows (a peer's 2**1100 as a load average).
+MAX_FLOAT_INT = 1 << 1000
+
+
 class Shape:
     """Base of all shapes: :meth:`check` returns the value as the receiving code wants it.
 
@@ -47,34 +51,70 @@ class Shape:
         raise NotImplementedError
 
 
-def _found(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+def describe_value(value: Any) -> str:
+    """A short description of *value* for an error message, whatever a peer sent.
+
+    Never the whole repr: a peer's integer of 5,000 digits has no str() at all (Python refuses
+    to convert it), a nested list has a repr as deep as its nesting, and a 16 MB string has one
+    as long. Only what is already short is quoted.
+    """
+    if isinstance(value, bool | float) or value is None:
+        return repr(value)
+    if isinstance(value, int):
+        return (
+            repr(value)
+            if -(10**30) < value < 10**30
+            else f"an integer of {value.bit_length()} bits"
+        )
+    if isinstance(value, str | bytes | bytearray | memoryview):
+        head = bytes(value[:57]) if isinstance(value, memoryview) else value[:57]
+        return repr(head) + ("..." if len(value) > 57 else "")
+    if isinstance(value, list | tuple | set | frozenset | dict):
+        return f"a {type(value).__name__} of {len(value)} items"
+    return f"a {type(value).__name__}"
 
 
 class Scalar(Shape):
     """A value of one Python type, optionally with a length bound (for strings and bytes)."""
 
-    def __init__(self, kind: type, *, max_len: int | None = None) -> None:
+    def __init__(self, kind: type, *, max_len: int | None = None, clip: bool = False) -> None:
         self.kind = kind
         self.max_len = max_len
+        self.clip = clip  # cut an over-long value to max_len rather than refuse it
 
     def take(self, value: Any) -> Any:
         kind = self.kind
         if type(value) is not kind:  # rare: nearly every value is of exactly the declared type
             if kind is float and type(value) is int:
+                if not -MAX_FLOAT_INT < value < MAX_FLOAT_INT:
+                    raise ShapeError(f"expected a float, found {describe_value(value)}")
                 return float(value)
             # bool is a subclass of int: a True where a count belongs is a malformed message
             if type(value) is bool or not isinstance(value, kind):
-                raise ShapeError(f"expected {self.describe()}, found {_found(value)}")
+                raise ShapeError(f"expected {self.describe()}, found {describe_value(value)}")
         if kind is datetime and value.tzinfo is None:
             raise ShapeError("a datetime must carry its timezone")
         if self.max_len is not None and len(value) > self.max_len:
+            if self.clip:
+                return value[: self.max_len - 3] + "..."
             raise ShapeError(f"longer than {self.max_len} ({len(value)})")
         return value
 
     def describe(self) -> str:
         return self.kind.__name__
+
+
+class Integer(Scalar):
+    """An int that fits a signed 64-bit column: what PostgreSQL and every peer can hold."""
+
+    def __init__(self) -> None:
+        super().__init__(int)
+
+    def take(self, value: Any) -> Any:
+        value = super().take(value)
+        if not -(1 << 63) <= value < 1 << 63:
+            raise ShapeError(f"out of range: {describe_value(value)}")
+        return value
 
 
 class Optional(Shape):
@@ -99,7 +139,7 @@ class ListOf(Shape):
 
     def _items(self, value: Any) -> list[Any]:
         if not isinstance(value, list | tuple | set | frozenset):
-            raise ShapeError(f"expected a list, found {_found(value)}")
+            raise ShapeError(f"expected a list, found {describe_value(value)}")
         if len(value) > self.max_items:
             raise ShapeError(f"more than {self.max_items} items")
         take = self.item.take
@@ -145,7 +185,7 @@ class Record(Shape):
         if not isinstance(value, list | tuple) or len(value) != len(self.fields):
             raise ShapeError(
                 f"expected {len(self.fields)} fields ({', '.join(self.names)}), "
-                f"found {_found(value)}"
+                f"found {describe_value(value)}"
             )
         try:
             items = [take(v) for take, v in zip(self._takes, value, strict=True)]
@@ -171,7 +211,7 @@ class MapOf(Shape):
 
     def take(self, value: Any) -> Any:
         if not isinstance(value, dict):
-            raise ShapeError(f"expected a map, found {_found(value)}")
+            raise ShapeError(f"expected a map, found {describe_value(value)}")
         result = {}
         for k, v in value.items():
             try:
@@ -181,7 +221,7 @@ class MapOf(Shape):
             try:
                 result[key] = self.value.take(v)
             except ShapeError as exc:
-                raise exc.within(f"[{k!r}]") from None
+                raise exc.within(f"[{describe_value(k)}]") from None
         return result
 
     def describe(self) -> str:
@@ -201,13 +241,16 @@ class AnyValue(Shape):
 # Short names for declaring protocols readably.
 Str = Scalar(str, max_len=1024)
 Text = Scalar(str, max_len=16 * 1024 * 1024)  # build logs
-Int = Scalar(int)
+Int = Integer()
 Bool = Scalar(bool)
 Float = Scalar(float)
 Bytes = Scalar(bytes)
 DateTime = Scalar(datetime)
 Duration = Scalar(timedelta)
 OptStr = Optional(Str)
+# Why something was refused: cut to what may be sent rather than refused, so that an error
+# quoting a peer's over-long input can still be sent back (and never stops the task sending it).
+Reason = Scalar(str, max_len=1024, clip=True)
 
 
 class Field(NamedTuple):

@@ -22,6 +22,7 @@ from piwheels.codec import (
     MapOf,
     Optional,
     OptStr,
+    Reason,
     Record,
     SetOf,
     Shape,
@@ -44,21 +45,35 @@ Spec = Shape | None  # None: the message has no data
 
 @dataclass(frozen=True)
 class Protocol:
-    """The messages one end of a socket may receive and send."""
+    """The messages one end of a socket may receive and send.
+
+    ``max_items`` marks a protocol spoken with peers outside the master (slaves, operators'
+    tools): a message of more CBOR items than that is refused before it is decoded (see
+    :mod:`piwheels.transport`). The master's tasks trust each other and have no such bound.
+    """
 
     name: str
     recv: dict[str, Spec] = field(default_factory=dict)
     send: dict[str, Spec] = field(default_factory=dict)
+    max_items: int | None = None
 
     def __reversed__(self) -> Protocol:
-        return Protocol(f"{self.name} (peer)", recv=self.send, send=self.recv)
+        return Protocol(
+            f"{self.name} (peer)", recv=self.send, send=self.recv, max_items=self.max_items
+        )
+
+
+# The most CBOR items a peer's message may hold: a BUILT of 100 files, each with 256
+# dependencies, is ~78,000. Decoded, 100,000 items are a few MB; unbounded, 8 MB of empty
+# arrays decoded into 8 million lists took ~600 MB.
+PEER_MAX_ITEMS = 100_000
 
 
 # -- shared records ---------------------------------------------------------------------------
 
 DEPENDENCY = Record([Str, Str], Dependency)
 FILE_STATE = Record(
-    [Str, Int, Str, Str, Str, Str, Str, Str, SetOf(DEPENDENCY, max_items=1000), OptStr],
+    [Str, Int, Str, Str, Str, Str, Str, Str, SetOf(DEPENDENCY, max_items=256), OptStr],
     FileState,
 )
 BUILD_RESULT = Record([Bool, Duration, Text, ListOf(FILE_STATE, max_items=100)], BuildResult)
@@ -88,6 +103,7 @@ slave_driver = Protocol(
         "SEND": Str,  # filename
         "DONE": None,
     },
+    max_items=PEER_MAX_ITEMS,
 )
 
 # The spec's CHUNK carries only the bytes; with several FETCHes in flight the master must know
@@ -96,6 +112,7 @@ file_juggler = Protocol(
     "file juggler",
     recv={"HELLO": Int, "CHUNK": Record([Int, Bytes])},
     send={"FETCH": Record([Int, Int]), "DONE": None},
+    max_items=PEER_MAX_ITEMS,
 )
 
 IMPORT_REQUEST = Record(
@@ -117,7 +134,8 @@ mr_chase = Protocol(
         "YANK": Record([Str, Str, Bool]),  # package, version, yanked
         "RETRY": Record([Str, Str, OptStr]),  # package, version, abi (None: every ABI)
     },
-    send={"ERROR": Str, "SEND": Str, "DONE": None},
+    send={"ERROR": Reason, "SEND": Str, "DONE": None},
+    max_items=PEER_MAX_ITEMS,
 )
 
 # Master -> every task (PUSH/PULL).
@@ -140,6 +158,7 @@ master_commands = Protocol(
         "WAKE": Optional(Int),
         "KILL": Optional(Int),
     },
+    max_items=PEER_MAX_ITEMS,
 )
 
 # -- the master's internal protocols ----------------------------------------------------------
@@ -179,7 +198,7 @@ oracle = Protocol(
         "SETYANKED": Record([Str, Str, Bool]),
         "RETRY": Record([Str, Str, OptStr]),  # -> how many failed builds were forgotten
     },
-    send={"OK": AnyValue(), "ERROR": Str},
+    send={"OK": AnyValue(), "ERROR": Reason},
 )
 
 STATISTICS = Record(
@@ -217,7 +236,7 @@ file_juggler_control = Protocol(
         "FORGET": Int,  # slave_id: the slave went away, drop its transfer
         "FREE": None,  # free space on the output disk
     },
-    send={"OK": AnyValue(), "ERROR": Str},
+    send={"OK": AnyValue(), "ERROR": Reason},
 )
 
 

@@ -15,7 +15,7 @@ from typing import Any, Self
 import cbor2
 import zmq
 
-from piwheels.codec import Bytes, ShapeError
+from piwheels.codec import Bytes, ShapeError, describe_value
 from piwheels.protocols import NO_DATA, NoData, Protocol
 
 log = logging.getLogger(__name__)
@@ -67,6 +67,27 @@ def _encode_default(encoder: cbor2.CBOREncoder, value: Any) -> None:
         encoder.encode(list(value))
     else:
         raise cbor2.CBOREncodeTypeError(f"cannot send a {type(value).__name__}")
+
+
+# Tags cbor2 would decode itself, bar those messages carry: 0 (a datetime as text) and 258 (a
+# set: cbor2 writes frozensets so). Each is refused: bignums (2, 3) are integers no field
+# holds, and of which Python cannot even make a str() past 4,300 digits; shared references
+# (28, 29) make a structure whose walk is exponential in its size; the rest are types no
+# message carries.
+_REFUSED_TAGS = (1, 2, 3, 4, 5, 25, 28, 29, 30, 35, 36, 37, 52, 54, 100, 256, 260, 261)
+_ALLOWED_TAGS = frozenset({0, 258, DURATION_TAG})
+# The deepest message (an Oracle's rows, a BUILT's dependency) nests 6 deep.
+MAX_DEPTH = 16
+# A message up to this size is decoded without counting its items first: it cannot hold more
+# than this many, and at that size even a map of colliding keys costs little to build.
+SCAN_ABOVE = 1024
+
+
+def _refuse_tag(decoder: Any) -> Any:
+    raise ProtocolError("a CBOR tag no message carries")
+
+
+_SEMANTIC_DECODERS = dict.fromkeys(_REFUSED_TAGS, _refuse_tag)
 
 
 def _decode_tag(tag: cbor2.CBORTag, _immutable: bool) -> Any:
@@ -150,24 +171,79 @@ def encode_head(protocol: Protocol, action: str, head: tuple[Any, ...], length: 
     return b"".join(parts)
 
 
+def check_structure(raw: bytes | memoryview, max_items: int) -> None:
+    """Refuse *raw* unless it is one CBOR item of at most *max_items* items, nested at most
+    MAX_DEPTH deep, with definite lengths and only the tags messages carry.
+
+    This walks the items' heads without building anything, so a hostile message costs at most
+    *max_items* steps here (~1 us each), and is refused before cbor2 builds what it describes.
+    """
+    data = bytes(raw)
+    end, pos = len(data), 0
+    left = [1]  # items still to read at each level of nesting
+    for _ in range(max_items):
+        while not left[-1]:
+            left.pop()
+            if not left:
+                if pos != end:
+                    raise ProtocolError("a truncated message" if pos > end else "junk after it")
+                return
+        left[-1] -= 1
+        if pos >= end:
+            raise ProtocolError("a truncated message")
+        first = data[pos]
+        major, value = first >> 5, first & 0x1F
+        pos += 1
+        if value >= 24:
+            if value > 27:
+                raise ProtocolError("an indefinite length or a reserved head")
+            size = 1 << (value - 24)
+            value = int.from_bytes(data[pos : pos + size], "big")
+            pos += size
+        if major == 2 or major == 3:  # noqa: PLR1714 (faster than a tuple test, here)
+            pos += value
+        elif major == 4 or major == 5:  # noqa: PLR1714
+            count = value if major == 4 else 2 * value  # a map's entries are two items each
+            if count > end - pos:  # every item takes a byte at least
+                raise ProtocolError("a container longer than the message")
+            if len(left) > MAX_DEPTH:
+                raise ProtocolError(f"nested more than {MAX_DEPTH} deep")
+            left.append(count)
+        elif major == 6:
+            if value not in _ALLOWED_TAGS:
+                raise ProtocolError(f"a CBOR tag no message carries ({describe_value(value)})")
+            left[-1] += 1  # the tagged item
+    raise ProtocolError(f"more than {max_items} items in one message")
+
+
 def decode(protocol: Protocol, raw: bytes) -> tuple[str, Any]:
     """Decode *raw* into ``(action, data)``, checking it is something *protocol* may receive."""
     try:
-        message = cbor2.loads(raw, tag_hook=_decode_tag)
-    except ProtocolError:
-        raise
+        if protocol.max_items is not None and len(raw) > SCAN_ABOVE:
+            check_structure(raw, protocol.max_items)
+        message = cbor2.loads(
+            raw,
+            tag_hook=_decode_tag,
+            semantic_decoders=_SEMANTIC_DECODERS,
+            max_depth=MAX_DEPTH,
+            allow_indefinite=False,
+        )
+    except ProtocolError as exc:
+        raise ProtocolError(f"{protocol.name}: {exc}") from None
     except Exception as exc:  # cbor2 raises several kinds for garbage; all mean the same here
-        raise ProtocolError(f"{protocol.name}: not a CBOR message ({exc})") from None
+        raise ProtocolError(
+            f"{protocol.name}: not a CBOR message ({describe_value(str(exc))})"
+        ) from None
     if isinstance(message, str):
         action, fields = message, None
     elif isinstance(message, list) and message and isinstance(message[0], str):
         action, fields = message[0], message[1:]
     else:
-        raise ProtocolError(f"{protocol.name}: not a message: {str(message)[:60]!r}")
+        raise ProtocolError(f"{protocol.name}: not a message: {describe_value(message)}")
     try:
         spec = protocol.recv[action]
     except KeyError:
-        raise ProtocolError(f"{protocol.name}: unknown message {action[:40]!r}") from None
+        raise ProtocolError(f"{protocol.name}: unknown message {describe_value(action)}") from None
     if spec is None:
         if fields is not None:
             raise ProtocolError(f"{protocol.name}: {action} carries no data")
