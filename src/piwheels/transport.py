@@ -171,7 +171,14 @@ def encode_head(protocol: Protocol, action: str, head: tuple[Any, ...], length: 
     return b"".join(parts)
 
 
-def check_structure(raw: bytes | memoryview, max_items: int) -> None:
+def _check_end(pos: int, end: int) -> None:
+    if pos > end:
+        raise ProtocolError("a truncated message")
+    if pos < end:
+        raise ProtocolError("junk after the message")
+
+
+def check_structure(raw: bytes | memoryview, max_items: int) -> None:  # noqa: PLR0912
     """Refuse *raw* unless it is one CBOR item of at most *max_items* items, nested at most
     MAX_DEPTH deep, with definite lengths and only the tags messages carry.
 
@@ -185,8 +192,7 @@ def check_structure(raw: bytes | memoryview, max_items: int) -> None:
         while not left[-1]:
             left.pop()
             if not left:
-                if pos != end:
-                    raise ProtocolError("a truncated message" if pos > end else "junk after it")
+                _check_end(pos, end)
                 return
         left[-1] -= 1
         if pos >= end:
@@ -216,12 +222,12 @@ def check_structure(raw: bytes | memoryview, max_items: int) -> None:
     raise ProtocolError(f"more than {max_items} items in one message")
 
 
-def decode(protocol: Protocol, raw: bytes) -> tuple[str, Any]:
-    """Decode *raw* into ``(action, data)``, checking it is something *protocol* may receive."""
+def _load(protocol: Protocol, raw: bytes) -> Any:
+    """*raw* as cbor2 decodes it, within the bounds a message must keep to."""
     try:
         if protocol.max_items is not None and len(raw) > SCAN_ABOVE:
             check_structure(raw, protocol.max_items)
-        message = cbor2.loads(
+        return cbor2.loads(
             raw,
             tag_hook=_decode_tag,
             semantic_decoders=_SEMANTIC_DECODERS,
@@ -234,6 +240,11 @@ def decode(protocol: Protocol, raw: bytes) -> tuple[str, Any]:
         raise ProtocolError(
             f"{protocol.name}: not a CBOR message ({describe_value(str(exc))})"
         ) from None
+
+
+def decode(protocol: Protocol, raw: bytes) -> tuple[str, Any]:
+    """Decode *raw* into ``(action, data)``, checking it is something *protocol* may receive."""
+    message = _load(protocol, raw)
     if isinstance(message, str):
         action, fields = message, None
     elif isinstance(message, list) and message and isinstance(message[0], str):
