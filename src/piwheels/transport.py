@@ -178,7 +178,7 @@ def _check_end(pos: int, end: int) -> None:
         raise ProtocolError("junk after the message")
 
 
-def check_structure(raw: bytes | memoryview, max_items: int) -> None:  # noqa: PLR0912
+def check_structure(raw: bytes | memoryview, max_items: int) -> None:
     """Refuse *raw* unless it is one CBOR item of at most *max_items* items, nested at most
     MAX_DEPTH deep, with definite lengths and only the tags messages carry.
 
