@@ -41,6 +41,7 @@ def send_file(
     clock: Callable[[], float] = time.monotonic,
     check_stop: Callable[[], None] = lambda: None,
     on_chunk: Callable[[int, int], None] | None = None,
+    routing_id: bytes | None = None,
 ) -> bool:
     """Serve the File Juggler at *address* the FETCHes for *wheel* until it says DONE.
 
@@ -48,11 +49,14 @@ def send_file(
     File Juggler ends the transfer, not the caller's conversation, because SENT goes to a task
     that knows whether the file arrived and asks again if not. *check_stop* is called between
     waits and may raise to abandon the transfer; *on_chunk* hears ``(offset, length)`` of each
-    CHUNK sent (a repeated FETCH is reported again).
+    CHUNK sent (a repeated FETCH is reported again). *routing_id* is the one the sender's
+    request socket has: the File Juggler takes the file only from that sender's connection.
     """
     with Socket(zmq.DEALER, reversed(protocols.file_juggler), context=context) as sock:
         # The master may be named by an IPv6 address or a name that resolves to one.
         sock.zsock.setsockopt(zmq.IPV6, 1)
+        if routing_id is not None:
+            sock.zsock.setsockopt(zmq.ROUTING_ID, routing_id)
         sock.connect(address)
         sock.send("HELLO", slave_id)
         deadline = clock() + timeout

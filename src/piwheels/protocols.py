@@ -231,9 +231,13 @@ architect = Protocol(
 file_juggler_control = Protocol(
     "file juggler control",
     recv={
-        "EXPECT": Record([Int, Str, FILE_STATE]),  # slave_id, package, file
+        # slave_id, package, file, and the slave's address and IP on its own queue: only a
+        # file connection from that slave may send the file (see file_juggler.FileJuggler)
+        "EXPECT": Record([Int, Str, FILE_STATE, Bytes, Str]),
         "VERIFY": Int,  # slave_id
         "FORGET": Int,  # slave_id: the slave went away, drop its transfer
+        # package, filenames: verified files of a build that was not recorded, to delete
+        "DISCARD": Record([Str, ListOf(Str, max_items=100)]),
         "FREE": None,  # free space on the output disk
     },
     send={"OK": AnyValue(), "ERROR": Reason},

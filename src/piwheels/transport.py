@@ -7,7 +7,9 @@ what arrives (not CBOR, an unknown action, data of the wrong shape) becomes one 
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+import secrets
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any, Self
@@ -57,6 +59,45 @@ def recv_frames(zsock: zmq.Socket[Any], flags: int = 0) -> list[bytes]:
     while zsock.getsockopt(RCVMORE):
         frames.append(zsock.recv(flags))
     return frames
+
+
+def recv_at_most(zsock: zmq.Socket[Any], keep: int, flags: int = 0) -> tuple[list[bytes], int]:
+    """:func:`recv_frames` for a peer's message: at most the first *keep* frames are kept, and
+    how many the message had is returned with them.
+
+    A peer may send a message of any number of frames, each up to the socket's MAXMSGSIZE:
+    those past what a message may have are received and dropped one by one, never held.
+    """
+    frames = [zsock.recv(flags)]
+    count = 1
+    while zsock.getsockopt(RCVMORE):
+        frame = zsock.recv(flags)
+        count += 1
+        if count <= keep:
+            frames.append(frame)
+    return frames, count
+
+
+def _recv_parts(zsock: zmq.Socket[Any], *, keep: int) -> tuple[list[zmq.Frame], int]:
+    """:func:`recv_at_most` without copying: the frames as libzmq received them."""
+    parts = [zsock.recv(copy=False)]
+    count = 1
+    while zsock.getsockopt(RCVMORE):
+        part = zsock.recv(copy=False)
+        count += 1
+        if count <= keep:
+            parts.append(part)
+    return parts, count
+
+
+def _peer_address(frame: zmq.Frame) -> str:
+    """The IP address *frame* came from; "" where it came by ipc:// (which libzmq describes
+    with the peer's credentials) or inproc://."""
+    try:
+        address = str(frame.get("Peer-Address"))
+        return str(ipaddress.ip_address(address))
+    except (zmq.ZMQError, ValueError):
+        return ""
 
 
 def _encode_default(encoder: cbor2.CBOREncoder, value: Any) -> None:
@@ -344,11 +385,28 @@ def decode_frame(protocol: Protocol, raw: memoryview) -> tuple[str, Any]:
     return decode(protocol, raw.tobytes())
 
 
+def private_routing_id() -> bytes:
+    """A routing id for a peer's sockets to the master that no one else can guess.
+
+    A slave (or piw-import) gives its request socket and its file socket the same one, so the
+    master can tell that a file connection is that slave's own (see the File Juggler). libzmq
+    keeps ids starting with a zero byte for those it makes up itself.
+    """
+    return bytes([secrets.randbelow(255) + 1]) + secrets.token_bytes(15)
+
+
+def chose_routing_id(address: bytes) -> bool:
+    """Whether a ROUTER's *address* of a peer is one the peer chose (not made up by libzmq)."""
+    return not address.startswith(b"\0")
+
+
 class Socket:
     """A ZeroMQ socket bound to one protocol.
 
     ROUTER sockets prefix every message with the peer's address; :meth:`send_to` and
-    :meth:`recv_from` handle that frame, :meth:`send` and :meth:`recv` the rest.
+    :meth:`recv_from` handle that frame, :meth:`send` and :meth:`recv` the rest. With
+    *peer_addresses*, :meth:`recv_from` also notes the sender's IP address in ``peer`` ("" where
+    there is none, as over ipc://), for the log and to tell one host's connections apart.
     """
 
     def __init__(
@@ -358,6 +416,7 @@ class Socket:
         *,
         context: zmq.Context[Any] | None = None,
         max_message_size: int | None = None,
+        peer_addresses: bool = False,
     ) -> None:
         self.protocol = protocol
         self.zsock: zmq.Socket[Any] = (context or zmq.Context.instance()).socket(kind)
@@ -366,6 +425,8 @@ class Socket:
         if max_message_size is not None:
             # A hostile peer must not make us allocate without bound; libzmq drops it early.
             self.zsock.setsockopt(zmq.MAXMSGSIZE, max_message_size)
+        self.peer_addresses = peer_addresses
+        self.peer = ""
 
     def bind(self, address: str) -> Self:
         self.zsock.bind(address)
@@ -419,8 +480,8 @@ class Socket:
 
     def recv(self, *, flags: int = 0) -> tuple[str, Any]:
         if self.zsock.type == zmq.DEALER:
-            frames = recv_frames(self.zsock, flags)
-            if len(frames) != 2 or frames[0] != b"":
+            frames, count = recv_at_most(self.zsock, 2, flags)
+            if count != 2 or frames[0] != b"":
                 raise ProtocolError(f"{self.protocol.name}: malformed envelope")
             return decode(self.protocol, frames[1])
         return decode(self.protocol, self.zsock.recv(flags, copy=True))
@@ -435,15 +496,18 @@ class Socket:
         ``address`` attribute) so the caller can log which peer misbehaved. Without *copy*, a
         byte string that ends a message is a memoryview into it (see :func:`decode_frame`).
         """
-        if copy:
-            frames = recv_frames(self.zsock)
+        if copy and not self.peer_addresses:
+            frames, count = recv_at_most(self.zsock, 3)
         else:
-            parts = self.zsock.recv_multipart(copy=False)
-            frames = [part.bytes for part in parts[:-1]] + [parts[-1].buffer]
+            parts, count = _recv_parts(self.zsock, keep=3)
+            if self.peer_addresses:
+                self.peer = _peer_address(parts[0])
+            frames = [part.bytes for part in parts[:-1]]
+            frames.append(parts[-1].bytes if copy else parts[-1].buffer)
         address = bytes(frames[0])
-        if len(frames) != 3 or frames[1] != b"":
+        if count != 3 or frames[1] != b"":
             raise ProtocolError(
-                f"{self.protocol.name}: malformed envelope ({len(frames)} frames)", address
+                f"{self.protocol.name}: malformed envelope ({count} frames)", address
             )
         try:
             if copy:

@@ -32,7 +32,7 @@ def juggler(tmp_path: Path) -> Iterator[FileJuggler]:
 
 def receive_all(juggler: FileJuggler, state: FileState, content: bytes) -> Transfer:
     """EXPECT a file from slave 1 and take in all of *content* as if the slave sent it."""
-    juggler.expect(1, "piwtest-pure", state)
+    juggler.expect(1, "piwtest-pure", state, b"\0slave", "")
     transfer = juggler.transfers[1]
     transfer.address = b"slave-1"  # FETCH and DONE go to a peer that is not there: dropped
     juggler.by_address[transfer.address] = transfer
@@ -82,7 +82,7 @@ def test_a_transfer_forgotten_while_storing_leaves_nothing(juggler: FileJuggler)
 
 def test_chunks_in_any_order_are_hashed_from_the_disk(juggler: FileJuggler) -> None:
     state = file_state(WHEEL, CONTENT)
-    juggler.expect(1, "piwtest-pure", state)
+    juggler.expect(1, "piwtest-pure", state, b"\0slave", "")
     transfer = juggler.transfers[1]
     transfer.address = b"slave-1"
     juggler.by_address[transfer.address] = transfer
@@ -98,7 +98,7 @@ def test_chunks_in_any_order_are_hashed_from_the_disk(juggler: FileJuggler) -> N
 def test_a_big_file_is_fetched_no_faster_than_it_is_hashed(juggler: FileJuggler) -> None:
     """What the master holds of a transfer is bounded, whatever the file's size."""
     content = os.urandom(40 * CHUNK_SIZE + 5)
-    juggler.expect(1, "piwtest-pure", file_state(WHEEL, content))
+    juggler.expect(1, "piwtest-pure", file_state(WHEEL, content), b"\0slave", "")
     transfer = juggler.transfers[1]
     transfer.address = b"slave-1"
     juggler.by_address[transfer.address] = transfer

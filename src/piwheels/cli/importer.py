@@ -204,6 +204,7 @@ class _Import:
                     file,
                     timeout=self.timeout,
                     on_chunk=lambda _offset, length: self.progress.advance(length),
+                    routing_id=self.client.routing_id,
                 )
         except OSError as exc:
             print(f"piw-import: cannot send {wheel.path}: {exc.strerror}", file=sys.stderr)

@@ -36,7 +36,7 @@ from piwheels.cli.options import (
 )
 from piwheels.master.config import MasterConfig
 from piwheels.protocols import NO_DATA
-from piwheels.transport import ProtocolError, Socket
+from piwheels.transport import ProtocolError, Socket, private_routing_id
 
 __all__ = [
     "BadInput",
@@ -244,6 +244,9 @@ class MasterClient:
         self.sock = Socket(zmq.REQ, reversed(protocols.mr_chase), context=self.context)
         # The master may be named by an IPv6 address or a name that resolves to one.
         self.sock.zsock.setsockopt(zmq.IPV6, 1)
+        # piw-import's file connections bear the same id: only they may send its files.
+        self.routing_id = private_routing_id()
+        self.sock.zsock.setsockopt(zmq.ROUTING_ID, self.routing_id)
         try:
             self.sock.connect(address)
         except zmq.ZMQError as exc:

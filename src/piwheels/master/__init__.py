@@ -25,16 +25,19 @@ from piwheels.master.mr_chase import MrChase
 from piwheels.master.seraph import Seraph
 from piwheels.master.slave_driver import SlaveDriver
 from piwheels.master.status import StatusBoard
-from piwheels.master.task import ALL_TASKS, Task
+from piwheels.master.task import ALL_TASKS, Task, describe_error
 from piwheels.master.the_architect import TheArchitect
 from piwheels.master.the_oracle import TheOracle
 from piwheels.master.the_scribe import TheScribe
 from piwheels.master.the_secretary import TheSecretary
-from piwheels.transport import ProtocolError, Socket, encode
+from piwheels.transport import ProtocolError, Socket, encode, recv_frames
 
 log = logging.getLogger(__name__)
 JOIN_TIMEOUT = 10.0
 SWITCH_INTERVAL = 0.0005
+MAX_COMMAND = 4096  # the control queue's messages are a word and a slave id
+# The status queue's messages start with their kind, and a monitor subscribes to all or a kind.
+MAX_TOPIC = 64
 
 
 class PiwMaster:
@@ -89,11 +92,18 @@ class PiwMaster:
         self.control.bind(config.task_control_queue)
         self.inbox = Socket(zmq.PULL, protocols.master_control, context=ctx)
         self.inbox.bind(config.master_control_queue)
-        self.commands = Socket(zmq.PULL, protocols.master_commands, context=ctx)
+        self.commands = Socket(
+            zmq.PULL, protocols.master_commands, context=ctx, max_message_size=MAX_COMMAND
+        )
         self.commands.bind(config.control_queue)
         self.status_in = Socket(zmq.PULL, reversed(protocols.status), context=ctx)
         self.status_in.bind(config.status_internal_queue)
-        status_out = Socket(zmq.PUB, protocols.status, context=ctx).bind(config.status_queue)
+        # Subscriptions are taken by hand, and short: libzmq keeps each in a tree of a node per
+        # byte, so one 4 MB subscription cost ~200 MB that stayed after its subscriber left.
+        status_out = Socket(zmq.XPUB, protocols.status, context=ctx, max_message_size=1024)
+        status_out.zsock.setsockopt(zmq.XPUB_MANUAL, 1)
+        status_out.bind(config.status_queue)
+        self.status_out = status_out
         self.board = StatusBoard(status_out)
         self.slave_commands = Socket(zmq.PUSH, reversed(protocols.slave_commands), context=ctx)
         self.slave_commands.zsock.setsockopt(zmq.SNDTIMEO, 1000)
@@ -102,6 +112,7 @@ class PiwMaster:
             self.inbox.zsock: self._handle_inbox,
             self.commands.zsock: self._handle_command,
             self.status_in.zsock: self._handle_status,
+            status_out.zsock: self._handle_subscription,
         }
         self.poller = zmq.Poller()
         for zsock in self.handlers:
@@ -163,12 +174,30 @@ class PiwMaster:
             return
         self.board.publish(action, data)
 
+    def _handle_subscription(self) -> None:
+        """Subscribe a monitor to what it asks for, if that is short; a subscription is a frame
+        of 1 and the topic, an unsubscription one of 0 and the topic."""
+        for frame in recv_frames(self.status_out.zsock):
+            kind, topic = frame[:1], frame[1:]
+            if len(topic) > MAX_TOPIC:
+                log.error("refused a subscription to the status queue of %d bytes", len(topic))
+            elif kind == b"\x01":
+                self.status_out.zsock.setsockopt(zmq.SUBSCRIBE, topic)
+            elif kind == b"\x00":
+                self.status_out.zsock.setsockopt(zmq.UNSUBSCRIBE, topic)
+
     def _handle_command(self) -> None:
         try:
             action, data = self.commands.recv()
         except ProtocolError as exc:
             log.error("refused a command: %s", exc)
             return
+        try:
+            self._carry_out(action, data)
+        except Exception as exc:  # a command must never stop the master, unless it says QUIT
+            log.error("refused %s on the control queue: %s", action, describe_error(exc))
+
+    def _carry_out(self, action: str, data: Any) -> None:
         log.info("%s requested on the control queue", action)
         if action == "QUIT":
             self.stopping.set()

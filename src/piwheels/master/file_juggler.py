@@ -36,9 +36,9 @@ from packaging.utils import canonicalize_name
 from piwheels import protocols
 from piwheels.heap import serve_from_heap
 from piwheels.master.config import MasterConfig
-from piwheels.master.task import Task
+from piwheels.master.task import Task, describe_error
 from piwheels.states import FileState
-from piwheels.transport import ProtocolError
+from piwheels.transport import ProtocolError, chose_routing_id
 
 CHUNK_SIZE = 1 << 20
 WINDOW = 8  # FETCHes in flight per transfer
@@ -77,7 +77,9 @@ class Transfer:
     target: Path
     temp: Path
     fd: int
-    address: bytes | None = None
+    slave_address: bytes  # the slave's on its own queue, and its IP there
+    slave_peer: str
+    address: bytes | None = None  # the file connection's, once it said HELLO
     next_offset: int = 0  # the next offset not yet asked for
     outstanding: dict[int, int] = field(default_factory=dict)  # offset -> length
     received: int = 0
@@ -103,8 +105,18 @@ class FileJuggler(Task):
         self.simple = Path(config.output_path) / "simple"
         self.simple.mkdir(parents=True, exist_ok=True)
         self.file_queue = self.socket(
-            zmq.ROUTER, protocols.file_juggler, max_message_size=CHUNK_SIZE + 4096
-        ).bind(config.file_queue)
+            zmq.ROUTER,
+            protocols.file_juggler,
+            max_message_size=CHUNK_SIZE + 4096,
+            peer_addresses=True,
+        )
+        # A slave that reconnects (a transfer it restarts) comes back under its own routing id;
+        # without handover the old connection, not yet seen to close, would keep it out.
+        self.file_queue.zsock.setsockopt(zmq.ROUTER_HANDOVER, 1)
+        # A sender has at most a window of chunks in flight: more queued is a flood, held back
+        # in its own buffers rather than ours.
+        self.file_queue.zsock.setsockopt(zmq.RCVHWM, 2 * WINDOW)
+        self.file_queue.bind(config.file_queue)
         self.fs_queue = self.socket(zmq.REP, protocols.file_juggler_control).bind(config.fs_queue)
         self.register(self.file_queue, self.handle_file)
         self.register(self.fs_queue, self.handle_fs)
@@ -137,21 +149,32 @@ class FileJuggler(Task):
                 result = self.verify(data)
             elif action == "FORGET":
                 result = self.forget(data)
+            elif action == "DISCARD":
+                result = self.discard(*data)
             else:  # FREE
                 stat = os.statvfs(self.simple)
                 result = stat.f_bavail * stat.f_frsize
         except (TransferError, OSError) as exc:
             self.fs_queue.send("ERROR", str(exc))
+        except Exception as exc:  # a slave's file that trips us up must not end the task
+            self.log.error("%s failed: %s", action, describe_error(exc))
+            self.fs_queue.send("ERROR", f"{action} failed: {describe_error(exc)}")
         else:
             self.fs_queue.send("OK", result)
 
-    def expect(self, slave_id: int, package: str, file: FileState) -> None:
-        self.forget(slave_id)
+    def _directory(self, package: str, filename: str) -> Path:
         directory = self.simple / canonicalize_name(package)
-        target = directory / file.filename
         # The Slave Driver checked the name already; this is the last line of defence for disk.
-        if target.parent != directory or file.filename in ("", ".", ".."):
-            raise TransferError(f"refusing to write {file.filename!r} outside {directory}")
+        if (directory / filename).parent != directory or filename in ("", ".", ".."):
+            raise TransferError(f"refusing to touch {filename!r} outside {directory}")
+        return directory
+
+    def expect(
+        self, slave_id: int, package: str, file: FileState, slave_address: bytes, slave_peer: str
+    ) -> None:
+        self.forget(slave_id)
+        directory = self._directory(package, file.filename)
+        target = directory / file.filename
         directory.mkdir(exist_ok=True)
         temp = directory / f".{file.filename}.{secrets.token_hex(4)}.part"
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
@@ -162,7 +185,16 @@ class FileJuggler(Task):
             os.close(fd)
             temp.unlink(missing_ok=True)
             raise TransferError(f"no room for {file.filename} on the output disk: {exc}") from None
-        self.transfers[slave_id] = Transfer(slave_id, file, target, temp, fd)
+        self.transfers[slave_id] = Transfer(
+            slave_id, file, target, temp, fd, slave_address, slave_peer
+        )
+
+    def discard(self, package: str, filenames: list[str]) -> None:
+        """Delete verified files of a build that was not recorded: nothing stays under
+        ``simple/`` that the database does not list."""
+        for filename in filenames:
+            (self._directory(package, filename) / filename).unlink(missing_ok=True)
+            self.log.warning("deleted %s: its build was not recorded", filename)
 
     def verify(self, slave_id: int) -> str:
         transfer = self.transfers.get(slave_id)
@@ -198,22 +230,37 @@ class FileJuggler(Task):
             # out of it would hold up this loop (and the interpreter lock) for no purpose.
             address, action, data = self.file_queue.recv_from(copy=False)
         except ProtocolError as exc:
-            self.log.error("refused a message on the file queue: %s", exc)
+            self.log.error("refused a message on the file queue from %s: %s", self.peer(), exc)
             return
-        if action == "HELLO":
-            self.begin_transfer(address, data)
-            return
-        transfer = self.by_address.get(address)
-        if transfer is None or transfer.verdict is not None or transfer.storing:
-            self.log.debug("ignored a chunk for no transfer in progress")
-            return
-        offset, chunk = data
-        self.receive(transfer, offset, chunk)
+        try:
+            if action == "HELLO":
+                self.begin_transfer(address, data)
+                return
+            transfer = self.by_address.get(address)
+            if transfer is None or transfer.verdict is not None or transfer.storing:
+                self.log.debug("ignored a chunk for no transfer in progress")
+                return
+            offset, chunk = data
+            self.receive(transfer, offset, chunk)
+        except Exception as exc:  # one sender's message must never end the task
+            self.log.error("refused %s from %s: %s", action, self.peer(), describe_error(exc))
+
+    def peer(self) -> str:
+        """Who sent the message just received, for the log."""
+        return self.file_queue.peer or "a local peer"
 
     def begin_transfer(self, address: bytes, slave_id: int) -> None:
         transfer = self.transfers.get(slave_id)
         if transfer is None or transfer.verdict is not None or transfer.storing:
             self.log.warning("slave %d said HELLO but no file is expected from it", slave_id)
+            self.file_queue.send_to(address, "DONE")
+            return
+        if not self._from_its_slave(transfer, address):
+            self.log.error(
+                "refused a HELLO for slave %d's file from %s: not that slave's connection",
+                slave_id,
+                self.peer(),
+            )
             self.file_queue.send_to(address, "DONE")
             return
         if transfer.address is not None:
@@ -226,6 +273,17 @@ class FileJuggler(Task):
         self.by_address[address] = transfer
         self.log.info("slave %d: receiving %s", slave_id, transfer.file.filename)
         self.fill_window(transfer)
+
+    def _from_its_slave(self, transfer: Transfer, address: bytes) -> bool:
+        """Whether a file connection may send *transfer*'s file: only the slave told to.
+
+        Our slaves give their file connection the routing id of their request connection,
+        which only they know. Others (the original piwheels slaves) get one made up by libzmq
+        on each connection, unrelated: for them the file must come from the same host.
+        """
+        if chose_routing_id(transfer.slave_address):
+            return address == transfer.slave_address
+        return not transfer.slave_peer or self.file_queue.peer == transfer.slave_peer
 
     def fill_window(self, transfer: Transfer) -> None:
         size = transfer.file.filesize

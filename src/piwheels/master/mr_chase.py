@@ -21,7 +21,7 @@ from piwheels import protocols
 from piwheels.master.config import MasterConfig
 from piwheels.master.db_client import DatabaseError, DbClient
 from piwheels.master.slaves import check_files
-from piwheels.master.task import Task
+from piwheels.master.task import Task, describe_error
 from piwheels.master.web_requests import PageRequests
 from piwheels.protocols import NO_DATA
 from piwheels.states import BuildResult, FileState
@@ -31,6 +31,7 @@ from piwheels.web.model import Statistics
 IMPORTER_ID = 0
 ABANDONED_AFTER = 300.0  # seconds of silence after which another tool may take over
 MAX_SEND_ATTEMPTS = 3
+MAX_REQUEST = 32 * 1024 * 1024  # an IMPORT carries a build's log, as a slave's BUILT does
 Reply = tuple[str, Any]
 
 
@@ -46,6 +47,8 @@ class Import:
     abi_tag: str
     result: BuildResult
     to_send: list[FileState]
+    peer: str = ""  # the tool's IP address, where it has one
+    fetched: list[str] = field(default_factory=list)  # files verified on disk so far
     attempts: int = 0
     last_heard: float = field(default_factory=time.monotonic)
 
@@ -57,7 +60,12 @@ class MrChase(Task):
         super().__init__(config, context)
         self.db = DbClient(config.oracle_queue, self.context)
         self.pages = PageRequests.connect(self, config.web_queue)
-        self.queue = self.socket(zmq.ROUTER, protocols.mr_chase).bind(config.import_queue)
+        self.queue = self.socket(
+            zmq.ROUTER,
+            protocols.mr_chase,
+            max_message_size=MAX_REQUEST,
+            peer_addresses=True,
+        ).bind(config.import_queue)
         self.fs = self.socket(zmq.REQ, reversed(protocols.file_juggler_control))
         self.fs.connect(config.fs_queue)
         self.register(self.queue, self.handle_request)
@@ -85,7 +93,11 @@ class MrChase(Task):
             reply = self.handlers[action](address, data)
         except (Refused, DatabaseError) as exc:
             self.log.warning("%s refused: %s", action, exc)
-            reply = ("ERROR", str(exc)[:1000])
+            reply = ("ERROR", str(exc))
+        except Exception as exc:  # one tool's request must never end the task
+            why = describe_error(exc)
+            self.log.error("refused %s from %s: %s", action, self.queue.peer or "a local tool", why)
+            reply = ("ERROR", f"{action} failed: {why}")
         self.queue.send_to(address, *reply)
 
     # -- importing -----------------------------------------------------------------------------
@@ -98,6 +110,7 @@ class MrChase(Task):
                 raise Refused("another import is in progress; try again when it has finished")
             self.log.warning("forgetting an import of %s abandoned by its tool", current.package)
             self._ask_fs("FORGET", IMPORTER_ID)
+            self._discard(current)
         package = canonicalize_name(package)
         if not self.db.version_exists(package, version):
             raise Refused(f"no such version: {package} {version} (piw-add it first)")
@@ -117,7 +130,9 @@ class MrChase(Task):
         if clashes:
             raise Refused(f"already published with different bytes: {', '.join(clashes)}")
         to_send = [f for f in result.files if f.filename not in published]
-        self.importing = Import(address, package, version, abi_tag, result, to_send)
+        self.importing = Import(
+            address, package, version, abi_tag, result, to_send, peer=self.queue.peer
+        )
         self.log.info("importing %s %s for %s (%d files)", package, version, abi_tag, len(to_send))
         return self._next_file() if to_send else self._record()
 
@@ -128,11 +143,12 @@ class MrChase(Task):
         job.last_heard = time.monotonic()
         status, detail = self._ask_fs("VERIFY", IMPORTER_ID)
         if status == "OK":
-            job.to_send.pop(0)
+            job.fetched.append(job.to_send.pop(0).filename)
             job.attempts = 0
             return self._next_file() if job.to_send else self._record()
         if job.attempts >= MAX_SEND_ATTEMPTS:
             self.importing = None
+            self._discard(job)
             raise Refused(f"{job.to_send[0].filename} did not arrive intact: {detail}")
         return self._next_file()
 
@@ -141,9 +157,11 @@ class MrChase(Task):
         assert job is not None
         file = job.to_send[0]
         job.attempts += 1
-        status, detail = self._ask_fs("EXPECT", (IMPORTER_ID, job.package, file))
+        expect = (IMPORTER_ID, job.package, file, job.address, job.peer)
+        status, detail = self._ask_fs("EXPECT", expect)
         if status != "OK":
             self.importing = None
+            self._discard(job)
             raise Refused(f"cannot receive {file.filename}: {detail}")
         return "SEND", file.filename
 
@@ -151,10 +169,30 @@ class MrChase(Task):
         job = self.importing
         assert job is not None
         self.importing = None
-        build_id = self.db.log_build(IMPORTER_ID, job.package, job.version, job.abi_tag, job.result)
+        try:
+            build_id = self.db.log_build(
+                IMPORTER_ID, job.package, job.version, job.abi_tag, job.result
+            )
+        except DatabaseError:
+            self._discard(job)
+            raise
         self.log.info("imported %s %s as build %d", job.package, job.version, build_id)
         self.pages.project(job.package)
         return "DONE", NO_DATA
+
+    def _discard(self, job: Import) -> None:
+        """Delete the files of an import that was not recorded, unless the database lists
+        them: nothing stays under ``simple/`` that it does not."""
+        if not job.fetched:
+            return
+        try:
+            published = self.db.get_file_hashes(job.fetched)
+        except DatabaseError as exc:
+            self.log.error("%s left on disk: %s", ", ".join(job.fetched), exc)
+            return
+        gone = [name for name in job.fetched if name not in published]
+        if gone:
+            self._ask_fs("DISCARD", (job.package, gone))
 
     def _ask_fs(self, action: str, data: Any) -> tuple[str, Any]:
         self.fs.send(action, data)

@@ -31,7 +31,7 @@ from piwheels.master.request_pool import Answer, RequestPool
 from piwheels.master.seraph import urgent_routing_id
 from piwheels.master.slaves import BuildKey, SlaveRecord, check_files
 from piwheels.master.status import StatusReporter
-from piwheels.master.task import Task
+from piwheels.master.task import Task, describe_error
 from piwheels.master.web_requests import PageRequests
 from piwheels.protocols import NO_DATA
 from piwheels.states import BuildResult, SlaveHello, SlaveState, SlaveStats
@@ -63,6 +63,7 @@ STATUS_BATCH = 50
 CAUTIOUS = 12.0
 JUST_HANDED_OUT = 0.05
 SLAVE_BURST = 32  # messages from slaves handled in one go, at most
+SLAVE_RCVHWM = 4  # messages queued from one slave before libzmq stops reading its connection
 FS_LANES = 4  # requests to the File Juggler in flight at once (one per slave)
 
 Reply = tuple[str, Any]
@@ -84,9 +85,15 @@ class SlaveDriver(Task):
             routing_id=urgent_routing_id,  # slaves wait on these: Seraph serves them first
         )
         self.slave_queue = self.socket(
-            zmq.ROUTER, protocols.slave_driver, max_message_size=MAX_SLAVE_MESSAGE
+            zmq.ROUTER,
+            protocols.slave_driver,
+            max_message_size=MAX_SLAVE_MESSAGE,
+            peer_addresses=True,
         )
         self.slave_queue.zsock.setsockopt(zmq.BACKLOG, SLAVE_BACKLOG)
+        # A slave has one message unanswered at a time: more queued from one peer is a flood,
+        # held back in its own buffers rather than ours.
+        self.slave_queue.zsock.setsockopt(zmq.RCVHWM, SLAVE_RCVHWM)
         self.slave_queue.bind(config.slave_queue)
         self.builds_queue = self.socket(zmq.PULL, reversed(protocols.architect))
         self.builds_queue.bind(config.builds_queue)
@@ -198,10 +205,25 @@ class SlaveDriver(Task):
             address, action, data = self.slave_queue.recv_from()
         except ProtocolError as exc:
             slave = self.slaves.get(exc.address) if exc.address else None
-            self.log.error("refused a message from %s: %s", slave or "an unknown slave", exc)
+            self.log.error("refused a message from %s: %s", slave or self.stranger(), exc)
             if slave is not None:
                 self.forget(slave, "it sent a malformed message")
             return
+        try:
+            self.handle_message(address, action, data)
+        except Exception as exc:  # one slave's message must never end the task
+            slave = self.slaves.get(address)
+            self.log.error(
+                "refused %s from %s: %s", action, slave or self.stranger(), describe_error(exc)
+            )
+            if slave is not None:
+                self.forget(slave, "its message could not be handled")
+
+    def stranger(self) -> str:
+        """The sender of the message just received, which is not a known slave, for the log."""
+        return f"an unknown slave at {self.slave_queue.peer or 'a local address'}"
+
+    def handle_message(self, address: bytes, action: str, data: Any) -> None:
         if action == "HELLO":
             self.send(address, *self.do_hello(address, data))
             self.changed(self.slaves[address])
@@ -210,7 +232,7 @@ class SlaveDriver(Task):
         if slave is None:
             # Typically a slave still talking to the master we replaced; it gets no reply and
             # starts again from HELLO when its master timeout passes (the spec's behaviour).
-            self.log.warning("ignored %s from an unknown slave", action)
+            self.log.warning("ignored %s from %s", action, self.stranger())
             return
         slave.last_seen = time.monotonic()
         if action == "BYE":
@@ -246,7 +268,12 @@ class SlaveDriver(Task):
         def answered(status: str, result: Any) -> None:
             if self.slaves.get(slave.address) is not slave:
                 return
-            reply = step(status, result)
+            try:
+                reply = step(status, result)
+            except Exception as exc:  # what a slave reported must never end the task
+                self.log.error("%s: its build cannot go on: %s", slave, describe_error(exc))
+                self.forget(slave, "its build could not be handled")
+                return
             if reply is not None:
                 self.reply(slave, reply)
 
@@ -262,16 +289,17 @@ class SlaveDriver(Task):
         old = self.slaves.get(address)
         if old is not None:
             self.forget(old, "it said HELLO again")
-        slave = SlaveRecord(self.next_slave_id, address, hello)
+        slave = SlaveRecord(self.next_slave_id, address, hello, peer=self.slave_queue.peer)
         self.next_slave_id += 1
         self.slaves[address] = slave
         # A slave new to this master is load it has not measured, and they come in crowds (a
         # restart, a farm switched on): as cautious as after being behind (see behind()).
         self.cautious_until = time.monotonic() + CAUTIOUS
         self.log.info(
-            "slave %d (%s) connected: %s %s, build timeout %s",
+            "slave %d (%s, %s) connected: %s %s, build timeout %s",
             slave.slave_id,
             hello.label,
+            slave.peer or "local",
             hello.abi_tag,
             hello.platform_tag,
             hello.build_timeout,
@@ -367,6 +395,7 @@ class SlaveDriver(Task):
         assert slave.sending is not None
         if status == "OK":
             self.log.info("slave %d: %s verified", slave.slave_id, slave.sending.filename)
+            slave.fetched.append(slave.sending.filename)
             slave.to_send.pop(0)
             slave.attempts = 0
             return self.next_transfer(slave) if slave.to_send else self.record(slave)
@@ -382,25 +411,34 @@ class SlaveDriver(Task):
         slave.state, slave.sending = SlaveState.SENDING, file
         slave.attempts += 1
         assert slave.build is not None
-        expect = (slave.slave_id, slave.build[0], file)
+        expect = (slave.slave_id, slave.build[0], file, slave.address, slave.peer)
         self.fs(slave).ask("EXPECT", expect, self.later(slave, partial(self.expected, slave)))
 
     def record(self, slave: SlaveRecord) -> None:
         assert slave.build is not None and slave.result is not None
         build, result = slave.build, slave.result
         slave.waiting = True
+        # From here the request decides the fate of the fetched files, not the slave.
+        fetched, slave.fetched = slave.fetched, []
         self.db.ask(
             "LOGBUILD",
             (slave.slave_id, *build, result),
-            partial(self.recorded, slave, build, result),
+            partial(self.recorded, slave, build, result, fetched),
         )
 
     def recorded(
-        self, slave: SlaveRecord, build: BuildKey, result: BuildResult, status: str, detail: Any
+        self,
+        slave: SlaveRecord,
+        build: BuildKey,
+        result: BuildResult,
+        fetched: list[str],
+        status: str,
+        detail: Any,
     ) -> None:
         # The build is recorded (or not) whatever became of the slave while the Oracle worked.
         current = self.slaves.get(slave.address) is slave and slave.build == build
         if status != "OK":
+            self.discard(build[0], fetched)
             if current:
                 self.reply(slave, self.abandon(slave, f"cannot record the build: {detail}"))
             else:
@@ -448,7 +486,24 @@ class SlaveDriver(Task):
         """End *slave*'s build unrecorded: the next queue refresh brings it back."""
         if slave.build is not None:
             self.active.pop(slave.build, None)
+            self.discard(slave.build[0], slave.fetched)
         slave.end_build()
+
+    def discard(self, package: str, filenames: list[str]) -> None:
+        """Have the File Juggler delete files fetched for a build that was not recorded,
+        unless the database lists them (another build of the same wheel may have been)."""
+        if not filenames:
+            return
+
+        def unlisted(status: str, published: Any) -> None:
+            if status != "OK":
+                self.log.error("%s left on disk: cannot tell if published", ", ".join(filenames))
+                return
+            gone = [name for name in filenames if name not in published]
+            if gone:
+                self.fs_lanes[0].ask("DISCARD", (package, gone))
+
+        self.db.ask("GETHASHES", filenames, unlisted)
 
     def forget(self, slave: SlaveRecord, reason: str) -> None:
         self.log.warning("slave %d (%s) dropped: %s", slave.slave_id, slave.label, reason)

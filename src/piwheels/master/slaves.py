@@ -14,11 +14,31 @@ from packaging.utils import (
     parse_wheel_filename,
 )
 
+from piwheels.codec import describe_value
 from piwheels.states import BuildResult, FileState, SlaveHello, SlaveState, SlaveStats
 
 BuildKey = tuple[str, str, str]  # package, version, abi_tag
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 MAX_WHEEL_SIZE = 4 << 30  # PyPI's own limit is far lower; this only catches nonsense
+# A wheel's name must fit a file name (255 bytes) with what the master adds to it: the File
+# Juggler's ".NAME.1234abcd.part" while it arrives and the index's "NAME.metadata".
+MAX_FILENAME = 255 - len("..12345678.part")
+# A name with more dots than this is refused before its tags are expanded: the tags a wheel's
+# name stands for are the product of its three sets of dot-separated parts, which packaging
+# builds in full (with 20 dots, a few hundred at most; real wheels have fewer than 10 dots).
+MAX_DOTS = 20
+DEPENDENCY_TOOLS = frozenset({"apt", "pip"})
+# The widths of the files and dependencies tables' columns: a file the database cannot record
+# must be refused before it is fetched, not after it is on disk.
+COLUMN_WIDTHS = {
+    "package_tag": 200,
+    "package_version_tag": 200,
+    "py_version_tag": 100,
+    "abi_tag": 100,
+    "platform_tag": 100,
+    "requires_python": 500,
+}
+MAX_DEPENDENCY_NAME = 255
 
 
 @dataclass
@@ -26,6 +46,7 @@ class SlaveRecord:
     slave_id: int
     address: bytes
     hello: SlaveHello
+    peer: str = ""  # its IP address, where it has one
     state: SlaveState = SlaveState.HELLO
     first_seen: float = field(default_factory=time.monotonic)
     last_seen: float = field(default_factory=time.monotonic)
@@ -36,6 +57,7 @@ class SlaveRecord:
     result: BuildResult | None = None
     to_send: list[FileState] = field(default_factory=list)
     sending: FileState | None = None
+    fetched: list[str] = field(default_factory=list)  # files of this build verified on disk
     attempts: int = 0
     waiting: bool = False  # for the database or the File Juggler, before it can be answered
     sleep_requested: bool = False
@@ -80,6 +102,7 @@ class SlaveRecord:
         self.state = SlaveState.IDLE
         self.build = self.build_started = self.result = self.sending = None
         self.to_send = []
+        self.fetched = []
         self.attempts = 0
 
     def plan_transfers(self, published: dict[str, str]) -> tuple[BuildResult, list[FileState]]:
@@ -87,7 +110,8 @@ class SlaveRecord:
 
         A published file is immutable: pip and lock files pin its hash. A file with the same
         name and bytes needs no transfer; one with the same name and different bytes is refused
-        (logged in the build's output) and the published one stays.
+        (logged in the build's output), the published one stays, and the build counts as
+        failed: what it made cannot be published.
         """
         assert self.result is not None
         notes = []
@@ -101,28 +125,35 @@ class SlaveRecord:
                     "bytes is already published, and published files never change"
                 )
         output = self.result.output + "".join(f"\n{note}" for note in notes)
+        if notes:
+            to_send = []
+            self.result = self.result._replace(status=False, output=output, files=[])
+        else:
+            self.result = self.result._replace(output=output)
         self.to_send = to_send
-        return self.result._replace(output=output), to_send
+        return self.result, to_send
 
 
 def check_files(package: str, version: str, result: BuildResult) -> tuple[BuildResult, list[str]]:
     """Keep only the files that are plausible wheels of *package* *version*.
 
     Returns the result with refused files removed (and the refusals noted in its output; a
-    success left with no files becomes a failure) and the refusals, for the log.
+    success left with no files becomes a failure) and the refusals, for the log. A failed
+    build has no files: any it lists are refused.
     """
     refusals = []
     kept = []
     seen = set()
     for file in result.files:
-        problem = file_problem(package, version, file)
+        problem = file_problem(package, version, file) if result.status else "the build failed"
         if problem is None and file.filename in seen:
             problem = "it is listed twice"
         if problem is None:
             kept.append(file)
             seen.add(file.filename)
         else:
-            refusals.append(f"refused file {file.filename!r} of {package} {version}: {problem}")
+            name = describe_value(file.filename)
+            refusals.append(f"refused file {name} of {package} {version}: {problem}")
     if not refusals:
         return result, []
     output = result.output + "".join(f"\npiwheels: {refusal}" for refusal in refusals)
@@ -135,10 +166,14 @@ def file_problem(package: str, version: str, file: FileState) -> str | None:
     name = file.filename
     if "/" in name or "\\" in name or "\x00" in name or name.startswith("."):
         return "it holds a path"
+    if len(name.encode()) > MAX_FILENAME:
+        return f"its name is longer than {MAX_FILENAME} bytes"
+    if name.count(".") > MAX_DOTS:
+        return f"more than {MAX_DOTS} dots in its name"
     try:
         wheel_name, wheel_version, _, tags = parse_wheel_filename(name)
     except InvalidWheelFilename as exc:
-        return f"not a wheel filename ({exc})"
+        return f"not a wheel filename ({describe_value(str(exc))})"
     if wheel_name != canonicalize_name(package):
         return f"it is a wheel of {wheel_name}, not {package}"
     if canonicalize_version(wheel_version) != canonicalize_version(version):
@@ -146,12 +181,27 @@ def file_problem(package: str, version: str, file: FileState) -> str | None:
     if not SHA256_HEX.match(file.filehash):
         return "its SHA256 is not 64 lower-case hex digits"
     if not 0 < file.filesize <= MAX_WHEEL_SIZE:
-        return f"implausible size {file.filesize}"
-    if {(t.interpreter, t.abi, t.platform) for t in tags} != {
-        (i, a, p)
-        for i in file.py_version_tag.split(".")
-        for a in file.abi_tag.split(".")
-        for p in file.platform_tag.split(".")
-    }:
+        return f"implausible size {describe_value(file.filesize)}"
+    # The name's tags are the product of its three sets of parts, and so are the reported
+    # ones: two products are equal when their factors are, which is linear to compare.
+    if (
+        {t.interpreter for t in tags} != set(file.py_version_tag.split("."))
+        or {t.abi for t in tags} != set(file.abi_tag.split("."))
+        or {t.platform for t in tags} != set(file.platform_tag.split("."))
+    ):
         return "its reported tags do not match its filename"
+    return _record_problem(file)
+
+
+def _record_problem(file: FileState) -> str | None:
+    """Why the database could not record *file* as reported, or None."""
+    for column, width in COLUMN_WIDTHS.items():
+        value = getattr(file, column)
+        if value is not None and len(value) > width:
+            return f"its {column} is longer than {width} characters"
+    for dependency in file.dependencies:
+        if dependency.tool not in DEPENDENCY_TOOLS:
+            return f"a dependency's tool is {describe_value(dependency.tool)}, not apt or pip"
+        if not 0 < len(dependency.package) <= MAX_DEPENDENCY_NAME:
+            return f"a dependency's name {describe_value(dependency.package)} is implausible"
     return None

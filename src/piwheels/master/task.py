@@ -25,6 +25,22 @@ from piwheels.transport import ProtocolError, Socket, decode
 
 Handler = Callable[[], None]
 ALL_TASKS = b"*"
+MAX_ERROR_TEXT = 300
+
+
+def describe_error(exc: BaseException) -> str:
+    """*exc* as one short line for the log or an ERROR reply, whatever it carries.
+
+    An exception raised while handling a peer's message may quote the message: its text is cut
+    short, and even str() of it may fail (an integer of 5,000 digits in its arguments).
+    """
+    try:
+        text = str(exc)
+    except Exception:  # any failure here only loses the text
+        text = "(its text cannot be shown)"
+    if len(text) > MAX_ERROR_TEXT:
+        text = text[: MAX_ERROR_TEXT - 3] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 class TaskQuit(Exception):

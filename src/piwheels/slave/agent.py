@@ -31,7 +31,7 @@ from piwheels.slave.builder import Build, Builder
 from piwheels.slave.interpreter import Interpreter
 from piwheels.slave.sandbox import Sandbox, make_sandbox
 from piwheels.states import BuildResult, SlaveHello, SlaveStats
-from piwheels.transport import ProtocolError, Socket
+from piwheels.transport import ProtocolError, Socket, private_routing_id
 
 __all__ = ["PiwSlave", "SlaveConfig"]
 
@@ -120,6 +120,7 @@ class PiwSlave:
         # Event.wait() of the interrupted thread may hold would deadlock.
         self._stopping = False
         self._sock: Socket | None = None
+        self._routing_id: bytes | None = None  # the request socket's, for file connections
         # A REQ socket alternates send and receive; this says which one is next.
         self._awaiting_reply = False
         self._build: Build | None = None
@@ -256,6 +257,9 @@ class PiwSlave:
         sock = Socket(zmq.REQ, reversed(protocols.slave_driver), context=self._context)
         # The master may be named by an IPv6 address or a name that resolves to one.
         sock.zsock.setsockopt(zmq.IPV6, 1)
+        # Our file connections bear the same id: only they may send this slave's files.
+        self._routing_id = private_routing_id()
+        sock.zsock.setsockopt(zmq.ROUTING_ID, self._routing_id)
         sock.connect(self.config.slave_queue)
         self._sock = sock
         self._awaiting_reply = False
@@ -355,6 +359,7 @@ class PiwSlave:
                 timeout=self.config.master_timeout.total_seconds(),
                 clock=self._clock,
                 check_stop=self._check_stop,
+                routing_id=self._routing_id,
             )
 
     # -- waiting -------------------------------------------------------------------------------
