@@ -197,10 +197,14 @@ class ScriptedSlave:
         label: str = "scripted",
         *,
         kind: int = zmq.REQ,  # a DEALER may break the protocol as a REQ cannot
+        routing_id: bytes | None = None,  # as our slaves give their request and file sockets
     ) -> None:
         self.config = config
         self.context: zmq.Context[Any] = zmq.Context()
         self.sock = Socket(kind, reversed(protocols.slave_driver), context=self.context)
+        self.routing_id = routing_id
+        if routing_id is not None:
+            self.sock.zsock.setsockopt(zmq.ROUTING_ID, routing_id)
         self.sock.connect(config.slave_queue)
         self.abi = abi
         self.label = label
@@ -256,6 +260,8 @@ class ScriptedSlave:
     def send_file(self, content: bytes, *, corrupt_first_chunk: bool = False) -> str:
         """Answer the File Juggler's FETCHes with *content*; return how the transfer ended."""
         sock = Socket(zmq.DEALER, reversed(protocols.file_juggler), context=self.context)
+        if self.routing_id is not None:
+            sock.zsock.setsockopt(zmq.ROUTING_ID, self.routing_id)
         sock.connect(self.config.file_queue)
         try:
             sock.send("HELLO", self.slave_id)

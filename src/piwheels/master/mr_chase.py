@@ -65,7 +65,10 @@ class MrChase(Task):
             protocols.mr_chase,
             max_message_size=MAX_REQUEST,
             peer_addresses=True,
-        ).bind(config.import_queue)
+        )
+        # A tool has one request unanswered at a time: more queued from one peer is a flood.
+        self.queue.zsock.setsockopt(zmq.RCVHWM, 4)
+        self.queue.bind(config.import_queue)
         self.fs = self.socket(zmq.REQ, reversed(protocols.file_juggler_control))
         self.fs.connect(config.fs_queue)
         self.register(self.queue, self.handle_request)

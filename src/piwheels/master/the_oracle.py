@@ -19,7 +19,7 @@ import zmq
 from piwheels import protocols
 from piwheels.db.database import Database, ProjectRow
 from piwheels.master.config import MasterConfig
-from piwheels.master.task import Task
+from piwheels.master.task import Task, describe_error
 from piwheels.protocols import NO_DATA
 from piwheels.transport import ProtocolError, decode, encode, recv_frames, send_frames
 
@@ -124,6 +124,10 @@ class TheOracle(Task):
             message = exc.diag.message_primary or str(exc)
             self.log.error("%s failed: %s", action, message)
             return encode(protocols.oracle, "ERROR", f"{action} failed: {message}")
+        except Exception as exc:  # a request carrying a peer's data must never end the Oracle
+            why = describe_error(exc)
+            self.log.error("%s failed: %s", action, why)
+            return encode(protocols.oracle, "ERROR", f"{action} failed: {why}")
         return encode(protocols.oracle, "OK", result)
 
     def close(self) -> None:

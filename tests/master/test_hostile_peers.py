@@ -1,0 +1,386 @@
+"""Nothing a peer sends may stop, stall or bloat the master, or put a file in the index that
+it did not verify: one test per way a fuzz campaign against a running master found (#13).
+
+Each sends its message over a real socket to a real master, then checks that the master still
+answers and that what it serves is what its database lists.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import cbor2
+import psycopg
+import pytest
+import zmq
+
+from farm import (
+    MasterThread,
+    ScriptedSlave,
+    build_result,
+    configure,
+    file_state,
+    rows,
+    stats,
+    wait_for,
+)
+from piwheels import protocols
+from piwheels.master.config import MasterConfig
+from piwheels.master.slaves import file_problem
+from piwheels.states import Dependency
+from piwheels.transport import Socket
+from pypi_index import LocalPyPI
+
+WHEEL = "piwtest_pure-1.0-py3-none-any.whl"
+CONTENT = os.urandom(100_000)
+HUGE = 10**5000  # Python refuses str() of an int past 4,300 digits
+
+
+@pytest.fixture
+def config(master_dsn: str, tmp_path: Path, pypi_index: LocalPyPI) -> MasterConfig:
+    return configure(master_dsn, tmp_path, pypi_index, ["cp39", "cp311"], packages=["piwtest-pure"])
+
+
+@pytest.fixture
+def master(config: MasterConfig) -> Iterator[MasterThread]:
+    running = MasterThread(config).start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def slave(config: MasterConfig, master: MasterThread) -> Iterator[ScriptedSlave]:
+    scripted = ScriptedSlave(config, abi="cp39")
+    yield scripted
+    scripted.close()
+
+
+@pytest.fixture
+def context() -> Iterator[zmq.Context[Any]]:
+    ctx: zmq.Context[Any] = zmq.Context()
+    yield ctx
+    ctx.destroy(linger=0)
+
+
+def raw_peer(context: zmq.Context[Any], kind: int, address: str) -> zmq.Socket[Any]:
+    sock = context.socket(kind)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(address)
+    return sock
+
+
+def still_serving(config: MasterConfig, master: MasterThread) -> None:
+    """The master is running and answers a well-behaved slave."""
+    assert master.thread.is_alive(), "the master stopped"
+    assert master.exit_status is None
+    other = ScriptedSlave(config, abi="cp39", label="well-behaved")
+    try:
+        other.hello()
+        assert other.idle()[0] in ("BUILD", "SLEEP")
+    finally:
+        other.close()
+
+
+def served_unlisted(config: MasterConfig) -> set[str]:
+    """Wheels under simple/ that the database does not list."""
+    on_disk = {p.name for p in (config.output_path / "simple").rglob("*.whl")}
+    listed = {name for (name,) in rows(config.dsn, "SELECT filename FROM files")}
+    return on_disk - listed
+
+
+def builds(dsn: str) -> list[tuple[Any, ...]]:
+    return rows(
+        dsn,
+        "SELECT b.abi_tag, b.status, o.output FROM builds b JOIN output o USING (build_id) "
+        "ORDER BY b.build_id",
+    )
+
+
+# -- 1. a big integer stops any task, no HELLO needed ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    "message",
+    [HUGE, ["HELLO", HUGE], ["IDLE", *[HUGE] * 7], ["BUILT", True, HUGE, "log", []]],
+    ids=["bare", "hello", "idle", "built"],
+)
+def test_a_big_integer_to_the_slave_queue(
+    config: MasterConfig,
+    master: MasterThread,
+    context: zmq.Context[Any],
+    message: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    peer = raw_peer(context, zmq.REQ, config.slave_queue)
+    peer.send(cbor2.dumps(message))
+    assert not peer.poll(500)  # refused: no answer
+    assert "refused a message from an unknown slave at 127.0.0.1" in caplog.text
+    still_serving(config, master)
+
+
+def test_a_big_integer_to_the_file_queue(
+    config: MasterConfig, master: MasterThread, slave: ScriptedSlave, context: zmq.Context[Any]
+) -> None:
+    for message in (HUGE, ["HELLO", HUGE], ["CHUNK", HUGE, b"x"]):
+        peer = raw_peer(context, zmq.DEALER, config.file_queue)
+        peer.send_multipart([b"", cbor2.dumps(message)])
+    # the File Juggler still takes a slave's file
+    slave.hello()
+    slave.wait_for_build()
+    assert slave.request("BUILT", build_result(file_state(WHEEL, CONTENT)))[0] == "SEND"
+    assert slave.send_file(CONTENT) == "DONE"
+    assert slave.request("SENT")[0] == "DONE"
+    assert rows(config.dsn, "SELECT filename FROM files") == [(WHEEL,)]
+
+
+def test_a_big_integer_to_the_import_queue(
+    config: MasterConfig, master: MasterThread, context: zmq.Context[Any]
+) -> None:
+    tool = raw_peer(context, zmq.REQ, config.import_queue)
+    tool.send(cbor2.dumps(["RETRY", "piwtest-pure", HUGE, None]))
+    assert tool.poll(10_000)
+    action = cbor2.loads(tool.recv())
+    assert action[0] == "ERROR" and "a CBOR tag no message carries" in action[1]
+    still_serving(config, master)
+
+
+def test_a_big_integer_to_the_control_queue(
+    config: MasterConfig, master: MasterThread, context: zmq.Context[Any]
+) -> None:
+    control = raw_peer(context, zmq.PUSH, config.control_queue)
+    control.send(cbor2.dumps(["SLEEP", HUGE]))
+    control.send(cbor2.dumps(HUGE))
+    time.sleep(0.5)
+    still_serving(config, master)
+
+
+# -- 2. a load or temperature float() cannot take ------------------------------------------
+
+
+def test_a_load_average_beyond_a_float(
+    config: MasterConfig, master: MasterThread, slave: ScriptedSlave
+) -> None:
+    slave.hello()
+    bad = stats()._replace(load_avg=2**1100)  # travels as a CBOR bignum
+    slave.send_raw(cbor2.dumps(["IDLE", *bad]))
+    assert not slave.sock.poll(1000)  # refused, and the slave forgotten
+    still_serving(config, master)
+
+
+# -- 3. a wheel's name that fits no file name ----------------------------------------------
+
+
+def test_a_wheel_name_too_long_for_the_disk(
+    config: MasterConfig, master: MasterThread, slave: ScriptedSlave
+) -> None:
+    slave.hello()
+    slave.wait_for_build()
+    name = f"piwtest_pure-1.0-py3-none-{'x' * 975}.whl"  # 1,000 characters
+    state = file_state(name, CONTENT)
+    assert slave.request("BUILT", build_result(state))[0] == "DONE"
+    [(_, status, output)] = builds(config.dsn)
+    assert status is False
+    assert "longer than 240 bytes" in output
+    assert master.thread.is_alive()
+    assert not served_unlisted(config)
+
+
+# -- 4. an Oracle's error quoting a long name ----------------------------------------------
+
+
+def test_a_long_package_name_to_remove(
+    config: MasterConfig, master: MasterThread, context: zmq.Context[Any]
+) -> None:
+    tool = Socket(zmq.REQ, reversed(protocols.mr_chase), context=context)
+    tool.connect(config.import_queue)
+    tool.send("REMOVE", ("x" * 1024, "1.0", ""))
+    assert tool.poll(10_000)
+    action, reason = tool.recv()
+    assert action == "ERROR" and len(reason) <= 1024
+    tool.close()
+    still_serving(config, master)
+
+
+# -- 5. a failed build's files --------------------------------------------------------------
+
+
+def test_a_failed_build_lists_no_files(
+    config: MasterConfig, master: MasterThread, slave: ScriptedSlave
+) -> None:
+    slave.hello()
+    slave.wait_for_build()
+    state = file_state(WHEEL, CONTENT)
+    assert slave.request("BUILT", build_result(state, status=False))[0] == "DONE"
+    [(_, status, output)] = builds(config.dsn)
+    assert status is False
+    assert "the build failed" in output
+    assert rows(config.dsn, "SELECT count(*) FROM files") == [(0,)]
+    page = config.output_path / "project" / "piwtest-pure" / "json" / "index.json"
+    wait_for(page.exists, what="the project's JSON")
+    assert "piwtest_pure-1.0" not in page.read_text()
+    assert not list((config.output_path / "simple").rglob("*.whl"))
+
+
+# -- 6. a rogue's bytes left in the output ---------------------------------------------------
+
+
+def test_a_file_the_database_cannot_record_is_not_fetched(
+    config: MasterConfig, master: MasterThread, slave: ScriptedSlave
+) -> None:
+    slave.hello()
+    slave.wait_for_build()
+    state = file_state(WHEEL, CONTENT, dependencies=frozenset({Dependency("evil", "x")}))
+    assert slave.request("BUILT", build_result(state))[0] == "DONE"  # not SEND
+    [(_, status, output)] = builds(config.dsn)
+    assert status is False and "'evil', not apt or pip" in output
+    assert not list((config.output_path / "simple").rglob("*.whl"))
+
+
+def test_a_build_not_recorded_leaves_no_file(
+    config: MasterConfig, master: MasterThread, slave: ScriptedSlave, fresh_database: str
+) -> None:
+    slave.hello()
+    slave.wait_for_build()
+    assert slave.request("BUILT", build_result(file_state(WHEEL, CONTENT)))[0] == "SEND"
+    # the version goes away while its file arrives: the build can no longer be recorded
+    with psycopg.connect(fresh_database) as conn:
+        conn.execute("DELETE FROM versions WHERE package = 'piwtest-pure'")
+    assert slave.send_file(CONTENT) == "DONE"
+    assert slave.request("SENT")[0] == "DONE"
+    assert rows(config.dsn, "SELECT count(*) FROM files") == [(0,)]
+    wait_for(lambda: not served_unlisted(config), timeout=10, what="the unrecorded file deleted")
+
+
+# -- 7. the tag check is linear ---------------------------------------------------------------
+
+
+def test_tags_of_many_parts_are_refused_at_once(
+    config: MasterConfig, master: MasterThread, slave: ScriptedSlave
+) -> None:
+    slave.hello()
+    slave.wait_for_build()
+    parts = ".".join(["a"] * 500)  # 500 x 500 x 500 combinations if multiplied out
+    state = file_state(WHEEL, CONTENT, py_version_tag=parts, abi_tag=parts, platform_tag=parts)
+    assert slave.request("BUILT", build_result(state), timeout=30)[0] == "DONE"
+    [(_, status, output)] = builds(config.dsn)
+    assert status is False and "tags do not match" in output
+    many_dots = file_state("piwtest_pure-1.0-py3-none-" + ".".join(["x"] * 30) + ".whl", CONTENT)
+    assert "more than 20 dots" in (file_problem("piwtest-pure", "1.0", many_dots) or "")
+    still_serving(config, master)
+
+
+# -- 8. a transfer taken over by a stranger --------------------------------------------------
+
+
+def _stranger_says_hello(
+    context: zmq.Context[Any], endpoint: str, slave_id: int, routing_id: bytes | None = None
+) -> str:
+    stranger = Socket(zmq.DEALER, reversed(protocols.file_juggler), context=context)
+    if routing_id is not None:
+        stranger.zsock.setsockopt(zmq.ROUTING_ID, routing_id)
+    stranger.connect(endpoint)
+    stranger.send("HELLO", slave_id)
+    try:
+        return stranger.recv()[0] if stranger.poll(5000) else "TIMEOUT"
+    finally:
+        stranger.close()
+
+
+@pytest.mark.parametrize("ours", [True, False], ids=["our-slave", "original-slave"])
+def test_a_stranger_cannot_take_over_a_transfer(
+    config: MasterConfig,
+    master: MasterThread,
+    context: zmq.Context[Any],
+    ours: bool,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    slave = ScriptedSlave(config, abi="cp39", routing_id=b"\x07secret-id-of-16" if ours else None)
+    try:
+        slave_id = slave.hello()
+        slave.wait_for_build()
+        assert slave.request("BUILT", build_result(file_state(WHEEL, CONTENT)))[0] == "SEND"
+        if ours:  # from the same host, yet not the slave's connection
+            endpoint = config.file_queue
+        else:  # the original slaves' connections can only be told apart by host
+            endpoint = config.file_queue.replace("tcp://", "tcp://127.0.0.2:0;")
+        assert _stranger_says_hello(context, endpoint, slave_id) == "DONE"
+        assert "not that slave's connection" in caplog.text
+        assert slave.send_file(CONTENT) == "DONE"
+        assert slave.request("SENT")[0] == "DONE"
+    finally:
+        slave.close()
+    assert rows(config.dsn, "SELECT filename FROM files") == [(WHEEL,)]
+
+
+# -- 9. is covered by test_hostile_slave.test_published_file_is_never_replaced --------------
+
+# -- 10. memory ------------------------------------------------------------------------------
+
+
+def _rss() -> int:
+    status = Path("/proc/self/status").read_text()
+    return int(status.split("VmRSS:")[1].split()[0]) * 1024
+
+
+def test_a_message_of_millions_of_items_is_refused_before_it_is_built(
+    config: MasterConfig, master: MasterThread, context: zmq.Context[Any]
+) -> None:
+    count = 8_000_000
+    message = b"\x9a" + count.to_bytes(4, "big") + b"\x80" * count  # [[], [], ...]
+    before = _rss()
+    peer = raw_peer(context, zmq.REQ, config.slave_queue)
+    peer.send(message)
+    time.sleep(1)
+    still_serving(config, master)
+    # decoded, 8 million lists took ~600 MB; refused first, the message itself is 8 MB
+    assert _rss() - before < 200 << 20
+
+
+def test_frames_beyond_a_message_are_not_kept(
+    config: MasterConfig, master: MasterThread, context: zmq.Context[Any], caplog: Any
+) -> None:
+    caplog.set_level(logging.ERROR)
+    peer = raw_peer(context, zmq.DEALER, config.slave_queue)
+    peer.send_multipart([b"", cbor2.dumps("IDLE"), *[b"x" * (1 << 20)] * 8])
+    wait_for(lambda: "malformed envelope (11 frames)" in caplog.text, timeout=10)
+    still_serving(config, master)
+
+
+# A subscriber of its own process: libzmq's SUB side keeps the subscription in a tree as well,
+# whose recursive teardown overflows the stack of the process that made it.
+HOSTILE_SUBSCRIBER = """
+import os, sys, time, zmq
+sock = zmq.Context().socket(zmq.SUB)
+sock.connect(sys.argv[1])
+sock.setsockopt(zmq.SUBSCRIBE, b"A" * (4 << 20))
+time.sleep(2)
+os._exit(0)
+"""
+
+
+def test_a_huge_subscription_to_the_status_queue_is_refused(
+    config: MasterConfig,
+    master: MasterThread,
+    context: zmq.Context[Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    before = _rss()
+    subprocess.run(
+        [sys.executable, "-c", HOSTILE_SUBSCRIBER, config.status_queue], check=True, timeout=60
+    )
+    monitor = context.socket(zmq.SUB)
+    monitor.connect(config.status_queue)
+    monitor.setsockopt(zmq.SUBSCRIBE, b"")
+    control = raw_peer(context, zmq.PUSH, config.control_queue)
+    time.sleep(0.5)
+    control.send(cbor2.dumps("HELLO"))  # the master replays its state to every subscriber
+    assert monitor.poll(10_000), "a monitor's subscription was not taken"
+    assert _rss() - before < 100 << 20  # ~200 MB when libzmq kept it
+    still_serving(config, master)
