@@ -188,7 +188,7 @@ oracle = Protocol(
         "GETSTATS": None,  # -> the database's figures for Big Brother
         "SAVEPAGES": ListOf(Record([Str, Str])),  # [kind, package]: the Secretary's backlog
         "TAKEPAGES": None,  # -> [[kind, package], ...], forgotten once taken
-        "MAXSLAVEID": None,  # -> the highest slave id any build was recorded by
+        "SLAVEIDS": None,  # -> the first of a block of slave ids never given (0008_slave_ids)
         # Mr. Chase's repairs (see migrations/0003_operator_repairs.sql)
         "PKGEXISTS": Str,
         "VEREXISTS": PACKAGE_VERSION,

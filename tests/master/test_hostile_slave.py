@@ -239,9 +239,7 @@ def test_slave_ids_carry_on_after_a_master_restart(config: MasterConfig) -> None
     master = MasterThread(config).start()
     slave = ScriptedSlave(config, abi="cp39")
     try:
-        first_id = slave.hello()
-        slave.wait_for_build()
-        assert slave.request("BUILT", build_result(status=False))[0] == "DONE"
+        first_id = slave.hello()  # recording nothing: its id is still never given again
     finally:
         slave.close()
         master.stop()

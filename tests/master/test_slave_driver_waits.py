@@ -189,6 +189,7 @@ def test_after_being_behind_builds_just_handed_out_count_as_owed(
     context: zmq.Context[Any] = zmq.Context()
     config = make_config("", tmp_path, tmp_path, ["cp311"], max_backlog=2)
     driver = SlaveDriver(config, context)
+    driver.add_slave_ids("OK", 1)  # as once() reserves them from the database
     hello = SlaveHello(
         timedelta(minutes=5), timedelta(seconds=5), "311", "cp311", "linux_x86_64", "t", "", "",
         "", "",
@@ -228,6 +229,7 @@ def test_slave_states_reach_the_monitors_a_batch_at_a_time(tmp_path: Path) -> No
     board = Socket(zmq.PULL, reversed(protocols.status), context=context)
     board.bind(config.status_internal_queue)
     driver = SlaveDriver(config, context)
+    driver.add_slave_ids("OK", 1)  # as once() reserves them from the database
     hello = SlaveHello(
         timedelta(minutes=5), timedelta(seconds=5), "311", "cp311", "linux_x86_64", "t", "", "",
         "", "",
@@ -267,6 +269,7 @@ def test_a_crowd_of_slaves_is_answered_in_bursts(tmp_path: Path) -> None:
     context: zmq.Context[Any] = zmq.Context()
     config = make_config("", tmp_path, tmp_path, ["cp311"])
     driver = SlaveDriver(config, context)
+    driver.add_slave_ids("OK", 1)  # as once() reserves them from the database
     hello = SlaveHello(
         timedelta(minutes=5), timedelta(seconds=5), "311", "cp311", "linux_x86_64", "t", "", "",
         "", "",

@@ -252,9 +252,12 @@ class Database:
 
     # -- builds and files ----------------------------------------------------------------------
 
-    def get_max_slave_id(self) -> int:
-        row = self.conn.execute("SELECT coalesce(max(built_by), 0) FROM builds").fetchone()
-        return int(row[0]) if row else 0
+    def reserve_slave_ids(self) -> int:
+        """The first of a block of SLAVE_ID_BLOCK slave ids (see migration 0008)."""
+        with self.conn.transaction():
+            row = self.conn.execute("SELECT reserve_slave_ids()").fetchone()
+        assert row is not None
+        return int(row[0])
 
     def get_file_hashes(self, filenames: Sequence[str]) -> dict[str, str]:
         """The SHA256 of each of *filenames* already published."""

@@ -71,8 +71,9 @@ class DbClient:
             {abi: [tuple(entry) for entry in entries] for abi, entries in heads.items()}, lengths
         )
 
-    def get_max_slave_id(self) -> int:
-        return int(self._call("MAXSLAVEID"))
+    def reserve_slave_ids(self) -> int:
+        """The first of a block of SLAVE_ID_BLOCK slave ids no one was ever given."""
+        return int(self._call("SLAVEIDS"))
 
     def get_file_hashes(self, filenames: Sequence[str]) -> dict[str, str]:
         return dict(self._call("GETHASHES", list(filenames)))

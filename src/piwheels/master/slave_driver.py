@@ -65,6 +65,7 @@ JUST_HANDED_OUT = 0.05
 SLAVE_BURST = 32  # messages from slaves handled in one go, at most
 SLAVE_RCVHWM = 4  # messages queued from one slave before libzmq stops reading its connection
 FS_LANES = 4  # requests to the File Juggler in flight at once (one per slave)
+SLAVE_ID_BLOCK = 100  # as the slave_ids sequence's increment (migration 0008)
 
 Reply = tuple[str, Any]
 
@@ -123,7 +124,8 @@ class SlaveDriver(Task):
         self.every(60.0, self.report_held_back)
         self.changes: dict[bytes, SlaveRecord] = {}  # slaves to tell the monitors about
         self.slaves: dict[bytes, SlaveRecord] = {}
-        self.next_slave_id = 1
+        self.slave_ids: deque[int] = deque()  # reserved in the database, not yet given
+        self.reserving = False
         self.queue: dict[str, list[tuple[str, str]]] = {}
         self.queue_lengths: dict[str, int] = {}
         self.active: dict[BuildKey, int] = {}  # build -> slave_id building it
@@ -140,14 +142,28 @@ class SlaveDriver(Task):
         }
 
     def once(self) -> None:
-        # Ids carry on from the last master's, so a build's built_by names one slave for good.
+        # Ids are the database's, never given twice, so a build's built_by names one slave.
         db = DbClient(self.config.oracle_queue, self.context)
         try:
-            self.next_slave_id = db.get_max_slave_id() + 1
+            self.add_slave_ids("OK", db.reserve_slave_ids())
         except DatabaseError as exc:
-            self.log.error("cannot read the last slave id (starting from 1): %s", exc)
+            self.log.error("cannot reserve slave ids (asking again at the next HELLO): %s", exc)
         finally:
             db.close()
+
+    def add_slave_ids(self, status: str, first: Any) -> None:
+        self.reserving = False
+        if status != "OK":
+            self.log.error("cannot reserve slave ids: %s", first)
+            return
+        self.slave_ids.extend(range(int(first), int(first) + SLAVE_ID_BLOCK))
+
+    def take_slave_id(self) -> int | None:
+        """The next slave id, reserving more before they run out; None if there are none."""
+        if len(self.slave_ids) < SLAVE_ID_BLOCK // 4 and not self.reserving:
+            self.reserving = True
+            self.db.ask("SLAVEIDS", then=self.add_slave_ids)
+        return self.slave_ids.popleft() if self.slave_ids else None
 
     # -- messages from the Architect -----------------------------------------------------------
 
@@ -225,8 +241,10 @@ class SlaveDriver(Task):
 
     def handle_message(self, address: bytes, action: str, data: Any) -> None:
         if action == "HELLO":
-            self.send(address, *self.do_hello(address, data))
-            self.changed(self.slaves[address])
+            reply = self.do_hello(address, data)
+            if reply is not None:
+                self.send(address, *reply)
+                self.changed(self.slaves[address])
             return
         slave = self.slaves.get(address)
         if slave is None:
@@ -285,12 +303,15 @@ class SlaveDriver(Task):
             slave.last_reply = action
         self.slave_queue.send_to(address, action, data)
 
-    def do_hello(self, address: bytes, hello: SlaveHello) -> Reply:
+    def do_hello(self, address: bytes, hello: SlaveHello) -> Reply | None:
         old = self.slaves.get(address)
         if old is not None:
             self.forget(old, "it said HELLO again")
-        slave = SlaveRecord(self.next_slave_id, address, hello, peer=self.slave_queue.peer)
-        self.next_slave_id += 1
+        slave_id = self.take_slave_id()
+        if slave_id is None:  # it says HELLO again after its master timeout
+            self.log.error("no slave id for %s (%s) yet", hello.label, self.stranger())
+            return None
+        slave = SlaveRecord(slave_id, address, hello, peer=self.slave_queue.peer)
         self.slaves[address] = slave
         # A slave new to this master is load it has not measured, and they come in crowds (a
         # restart, a farm switched on): as cautious as after being behind (see behind()).

@@ -54,7 +54,7 @@ class TheOracle(Task):
             "GETSTATS": lambda _: self.db.get_statistics(),
             "SAVEPAGES": self.db.save_pending_pages,
             "TAKEPAGES": lambda _: self.db.take_pending_pages(),
-            "MAXSLAVEID": lambda _: self.db.get_max_slave_id(),
+            "SLAVEIDS": lambda _: self.db.reserve_slave_ids(),
             "PKGEXISTS": self.db.package_exists,
             "VEREXISTS": lambda data: self.db.version_exists(*data),
             "REMOVEVER": lambda data: self.db.remove_version(*data),
