@@ -138,8 +138,18 @@ class MasterThread:
 class SlaveProcess:
     """A real ``piw-slave`` process, for one interpreter, talking to the test's master."""
 
-    def __init__(self, config: MasterConfig, python: Path, work: Path, *extra: str) -> None:
-        self.log_path = work / f"slave-{python.parent.parent.name}-{time.monotonic_ns()}.log"
+    def __init__(
+        self,
+        config: MasterConfig,
+        python: Path,
+        work: Path,
+        *extra: str,
+        work_root: Path | None = None,
+    ) -> None:
+        name = f"slave-{python.parent.parent.name}-{time.monotonic_ns()}"
+        self.log_path = work / f"{name}.log"
+        # each slave holds its own directory (another slave's is refused)
+        self.work_root = work_root or work / name
         command = [
             str(Path(sys.executable).with_name("piw-slave")),
             "--slave-queue",
@@ -149,7 +159,7 @@ class SlaveProcess:
             "--python",
             str(python),
             "--dir",
-            str(work),
+            str(self.work_root),
             "--busy-interval",
             "0.5",
             "--sleep-interval",

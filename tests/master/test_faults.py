@@ -53,7 +53,7 @@ def test_slave_killed_mid_build(
     config: MasterConfig, python311: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="piwheels")
-    config.slave_timeout = timedelta(seconds=3)
+    config.busy_timeout = timedelta(seconds=3)  # the general slave timeout stays 30 s
     master = MasterThread(config).start()
     first = SlaveProcess(config, python311, tmp_path)
     second = None
@@ -62,8 +62,12 @@ def test_slave_killed_mid_build(
         [first_id] = building.values()
         second = SlaveProcess(config, python311, tmp_path)
         first.kill()
+        assert list(first.work_root.glob("build-*")), "the killed slave left its build"
         # the silent slave is dropped, its build goes back to the queue and completes elsewhere
-        wait_for(lambda: rows(config.dsn, SLOW_BUILDS), timeout=120, what="the build")
+        wait_for(lambda: rows(config.dsn, SLOW_BUILDS), timeout=60, what="the build")
+        # started again, the killed slave removes what its earlier run left
+        first = SlaveProcess(config, python311, tmp_path, work_root=first.work_root)
+        wait_for(lambda: "removed 1 build directories" in first.output(), timeout=30)
     finally:
         first.stop()
         if second is not None:
@@ -71,6 +75,7 @@ def test_slave_killed_mid_build(
         master.stop()
     [(built_by, status)] = rows(config.dsn, SLOW_BUILDS)
     assert status and built_by != first_id
+    assert "building, yet silent for 0:00:03" in caplog.text
     assert "goes back to the queue" in caplog.text
 
 

@@ -113,6 +113,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="silence after which a slave is dropped and its build requeued",
     )
     parser.add_argument(
+        "--busy-timeout",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="silence after which a building slave (which says BUSY every 10 seconds) is "
+        "dropped and its build requeued",
+    )
+    parser.add_argument(
         "--min-free-space",
         type=int,
         default=1 << 30,
@@ -206,6 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             pypi_interval=args.pypi_interval,
             queue_interval=args.queue_interval,
             slave_timeout=timedelta(seconds=args.slave_timeout),
+            busy_timeout=timedelta(seconds=args.busy_timeout),
             min_free_space=args.min_free_space,
             slave_queue=args.slave_queue,
             file_queue=args.file_queue,

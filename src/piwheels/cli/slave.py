@@ -10,7 +10,6 @@ import re
 import signal
 import socket
 import sys
-import tempfile
 import threading
 from collections.abc import Iterator, Sequence
 from datetime import timedelta
@@ -20,7 +19,8 @@ from types import FrameType
 from piwheels.cli.options import ConfigError, configure_logging, make_parser, parse_args
 from piwheels.slave.agent import PiwSlave, SlaveConfig
 from piwheels.slave.interpreter import InterpreterError, inspect_interpreter
-from piwheels.slave.sandbox import make_sandbox, remove_tree
+from piwheels.slave.sandbox import make_sandbox
+from piwheels.slave.work_root import WorkRoot, WorkRootBusy
 
 __all__ = ["main", "parse_duration"]
 
@@ -197,7 +197,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("%s", exc)
         return 2
     temporary = args.dir is None
-    work_root = Path(tempfile.mkdtemp(prefix="piw-slave-")) if temporary else args.dir
+    try:
+        root = WorkRoot.temporary() if temporary else WorkRoot(args.dir)
+    except (WorkRootBusy, OSError) as exc:
+        log.error("%s", exc)
+        return 2
+    root.remove_leftover_builds()
+    work_root = root.path
     config = SlaveConfig(
         slave_queue=args.slave_queue or _address(args.master, args.slave_port),
         file_queue=args.file_queue or _address(args.master, args.file_port),
@@ -223,8 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with _stop_on_signals(slave):
             return slave.run()
     finally:
-        if temporary:
-            remove_tree(work_root)
+        root.release(remove=temporary)
 
 
 @contextlib.contextmanager

@@ -30,6 +30,8 @@ class MasterConfig:
     # below this many free bytes on the output disk, slaves are told to SLEEP
     min_free_space: int = 1 << 30
     slave_timeout: timedelta = timedelta(minutes=15)  # silence before a slave is dropped
+    # silence before a building slave is dropped: it says BUSY every 10 s (the original's 5-10 s)
+    busy_timeout: timedelta = timedelta(minutes=1)
     slave_queue: str = "tcp://*:5555"
     file_queue: str = "tcp://*:5556"
     control_queue: str = "ipc:///tmp/piw-control"

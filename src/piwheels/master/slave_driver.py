@@ -70,6 +70,12 @@ SLAVE_ID_BLOCK = 100  # as the slave_ids sequence's increment (migration 0008)
 Reply = tuple[str, Any]
 
 
+def building_yet_silent(slave: SlaveRecord, deadline: float) -> bool:
+    """Whether *slave* should have said BUSY since *deadline*: it is building, and owed
+    nothing (while the master works on its last message, the slave waits in silence)."""
+    return slave.state == SlaveState.BUILDING and not slave.waiting and slave.last_seen < deadline
+
+
 class SlaveDriver(Task):
     name = "Slave Driver"
 
@@ -547,10 +553,16 @@ class SlaveDriver(Task):
         self.forget(slave, "it broke the protocol")
 
     def expire_slaves(self) -> None:
-        deadline = time.monotonic() - self.config.slave_timeout.total_seconds()
+        now = time.monotonic()
+        deadline = now - self.config.slave_timeout.total_seconds()
+        # A building slave reports BUSY every few seconds: its silence says it is gone (killed,
+        # or its machine lost), long before the general timeout would.
+        busy_deadline = now - self.config.busy_timeout.total_seconds()
         for slave in list(self.slaves.values()):
             if slave.last_seen < deadline:
                 self.forget(slave, f"silent for more than {self.config.slave_timeout}")
+            elif building_yet_silent(slave, busy_deadline):
+                self.forget(slave, f"building, yet silent for {self.config.busy_timeout}")
 
     def next_build(self, abi: str) -> BuildKey | None:
         entries = self.queue.get(abi, [])

@@ -32,6 +32,7 @@ from packaging.version import InvalidVersion, Version
 
 from piwheels.slave.interpreter import Interpreter
 from piwheels.slave.sandbox import RunResult, Sandbox, SandboxedProcess, remove_tree
+from piwheels.slave.work_root import BUILD_PREFIX
 from piwheels.states import BuildResult, Dependency, FileState
 from piwheels.wheels import joined_tags, pip_dependencies
 
@@ -65,7 +66,7 @@ class Builder:
     def start(self, package: str, version: str) -> Build:
         """Start building *package* at *version* in the background and return at once."""
         self.work_root.mkdir(parents=True, exist_ok=True)
-        build_dir = Path(tempfile.mkdtemp(prefix="build-", dir=self.work_root))
+        build_dir = Path(tempfile.mkdtemp(prefix=BUILD_PREFIX, dir=self.work_root))
         build = Build(self, package, version, build_dir)
         build.start()
         return build
