@@ -135,6 +135,64 @@ class MasterThread:
         return self.exit_status
 
 
+class MasterProcess:
+    """A real ``piw-master`` process with *config*'s queues and database, so a test can kill it
+    with SIGKILL at the worst moment and start another on the same state."""
+
+    def __init__(self, config: MasterConfig, work: Path, *extra: str) -> None:
+        self.log_path = work / f"master-{time.monotonic_ns()}.log"
+        command = [
+            str(Path(sys.executable).with_name("piw-master")),
+            "-v",
+            "--dsn",
+            config.dsn,
+            "--output-path",
+            str(config.output_path),
+            "--pypi-simple",
+            config.pypi_simple,
+            "--pypi-json",
+            config.pypi_json,
+            "--pypi-interval",
+            str(config.pypi_interval),
+            "--queue-interval",
+            str(config.queue_interval),
+            "--slave-timeout",
+            str(config.slave_timeout.total_seconds()),
+            "--busy-timeout",
+            str(config.busy_timeout.total_seconds()),
+            "--min-free-space",
+            str(config.min_free_space),
+            *(arg for abi in config.build_abis for arg in ("--build-abi", abi)),
+            *(arg for package in config.packages for arg in ("--package", package)),
+            *(
+                arg
+                for option in ("slave", "file", "control", "status", "import")
+                for arg in (f"--{option}-queue", getattr(config, f"{option}_queue"))
+            ),
+            *extra,
+        ]
+        self.log = self.log_path.open("w")
+        self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(30)
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(60)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self.log.close()
+        return self.process.returncode
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
 class SlaveProcess:
     """A real ``piw-slave`` process, for one interpreter, talking to the test's master."""
 

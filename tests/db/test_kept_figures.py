@@ -202,7 +202,7 @@ def test_the_upgrade_counts_what_is_already_there(
     fresh_database: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     every_migration = migrate_module.migrations()
-    before = [m for m in every_migration if m.name != "0007_kept_figures.sql"]
+    before = [m for m in every_migration if m.name < "0007"]
     monkeypatch.setattr(migrate_module, "migrations", lambda: before)
     migrate_module.migrate(fresh_database)
     db = Database(make_conninfo(fresh_database, user="piwheels"))

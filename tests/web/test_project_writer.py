@@ -165,9 +165,9 @@ def test_requests_are_written_and_each_is_done(
     records = child.until_done(3)
     done = [said for said in child.said if "done" in said]
     assert done == [
-        {"done": "piwtest-pure", "new": True},  # its first file: the root must list it
-        {"done": "no-such-project", "new": False},
-        {"done": "piwtest-pure", "new": False},  # listed already
+        {"done": "piwtest-pure", "new": True, "retry": False},  # its first file: in the root
+        {"done": "no-such-project", "new": False, "retry": False},
+        {"done": "piwtest-pure", "new": False, "retry": False},  # listed already
     ]
     assert messages(records, logging.INFO) == ["wrote the pages of piwtest-pure"] * 2
     assert messages(records, logging.WARNING) == [
@@ -231,7 +231,8 @@ def test_a_broken_connection_costs_one_request(
     child.send(["PROJECT", "piwtest-pure"], ["PROJECT", "piwtest-pure"])
     records = child.until_done(2)
     [error] = messages(records, logging.ERROR)
-    assert error.startswith("cannot write the pages of piwtest-pure: ")
+    assert error.startswith("cannot write the pages of piwtest-pure (asked again later): ")
+    assert [said.get("retry") for said in child.said if "done" in said][-2:] == [True, False]
     assert messages(records, logging.INFO) == ["wrote the pages of piwtest-pure"]
     assert child.finish() == 0
 
@@ -267,4 +268,4 @@ def test_a_failure_is_logged_with_its_traceback_and_the_request_still_done(
     assert logged["level"] == logging.ERROR
     assert logged["message"].startswith("cannot write the pages of foo\nTraceback")
     assert "RuntimeError: no pages for foo today" in logged["message"]
-    assert done == {"done": "foo", "new": False}
+    assert done == {"done": "foo", "new": False, "retry": False}

@@ -327,6 +327,16 @@ class Database:
         cur = self.conn.execute("SELECT kind, package FROM take_pending_pages()")
         return [(kind, package) for kind, package in cur]
 
+    def page_requests(self, package: str) -> dict[str, int]:
+        """How many times each of *package*'s pages was asked for and not yet written."""
+        row = self.conn.execute("SELECT page_requests(%s)", (package,)).fetchone()
+        return dict(row[0]) if row else {}
+
+    def pages_written(self, package: str, seen: dict[str, int]) -> None:
+        """Forget the requests *seen* before *package*'s pages were written, unless asked
+        for again since (see migration 0009)."""
+        self.conn.execute("SELECT pages_written(%s, %s)", (package, Jsonb(seen)))
+
     # -- operators' repairs (Mr. Chase) --------------------------------------------------------
 
     def package_exists(self, package: str) -> bool:

@@ -132,6 +132,24 @@ class FileJuggler(Task):
         self.wake_read, self.wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.register_raw(self.wake_read, self.handle_reports)
 
+    def once(self) -> None:
+        # Off the loop: at PyPI's scale simple/ holds hundreds of thousands of directories.
+        self.storer.submit(self.remove_leftovers, time.time())
+
+    def remove_leftovers(self, started: float) -> None:
+        """Delete the temporary files of transfers a stopped master never finished (a kill
+        leaves them); only those older than this master, so none of its own transfers."""
+        removed = 0
+        for part in self.simple.glob("*/.*.part"):
+            try:
+                if part.lstat().st_mtime < started:
+                    part.unlink()
+                    removed += 1
+            except OSError as exc:
+                self.log.warning("cannot remove %s: %s", part, exc)
+        if removed:
+            self.log.warning("removed %d unfinished transfers left by an earlier master", removed)
+
     # -- the Slave Driver's requests -----------------------------------------------------------
 
     def handle_fs(self) -> None:

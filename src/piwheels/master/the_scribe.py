@@ -50,6 +50,8 @@ WRITER_BACKLOG = 4
 INBOX_BACKLOG = 8
 # A writer that dies is started again, but not more often than this (seconds).
 WRITER_RESTART_GAP = 1.0
+# A request the writer could not do for want of the database is made again after this long.
+RETRY_AFTER = 5.0
 # A request the writer died on this many times is given up (logged): one project that kills it
 # must not stop every other project's pages.
 WRITER_TRIES = 3
@@ -113,6 +115,7 @@ class TheScribe(Task):
         self.writer_started = float("-inf")
         self.writer_wanted = False  # from once() until close()
         self.in_flight: deque[PageRequest] = deque()
+        self.retries: dict[tuple[str, str], float] = {}  # (action, package) -> when to retry
         self.every(1.0, self.root.check)
         self.every(1.0, self.search.check)
         self.every(WRITER_RESTART_GAP, self.check_writer)
@@ -196,12 +199,20 @@ class TheScribe(Task):
             self._send_to_writer(request)
 
     def check_writer(self) -> None:
-        """Notice a writer gone without a word, and start a new one once the gap has passed."""
+        """Notice a writer gone without a word, and start a new one once the gap has passed;
+        hand it again the requests it could not write for want of the database."""
         if self.writer is not None and self.writer.poll() is not None:
             self.read_writer()  # what it said before it went, then its end
-        due = time.monotonic() - self.writer_started >= WRITER_RESTART_GAP
+        now = time.monotonic()
+        due = now - self.writer_started >= WRITER_RESTART_GAP
         if self.writer_wanted and self.writer is None and due:
             self._start_writer()
+        for key, due in list(self.retries.items()):
+            if due > now or len(self.in_flight) >= WRITER_BACKLOG:
+                continue
+            del self.retries[key]
+            if not any((r.action, r.package) == key for r in self.in_flight):
+                self._forward(PageRequest(*key))
 
     def read_writer(self) -> None:
         """Take in what the writer has said; at the end of its output, deal with its end."""
@@ -232,7 +243,7 @@ class TheScribe(Task):
         except ValueError:
             said = None
         if isinstance(said, dict) and isinstance(said.get("done"), str):
-            self._done(said["done"], said.get("new") is True)
+            self._done(said["done"], new=said.get("new") is True, retry=said.get("retry") is True)
         elif (
             isinstance(said, dict)
             and isinstance(said.get("level"), int)
@@ -243,10 +254,12 @@ class TheScribe(Task):
             text = line[:MAX_QUOTE].decode("utf-8", "replace").rstrip()
             self.log.error("project writer: %s%s", text, " ..." if len(line) > MAX_QUOTE else "")
 
-    def _done(self, package: str, new: bool) -> None:
+    def _done(self, package: str, *, new: bool, retry: bool) -> None:
         for request in self.in_flight:
             if request.package == package:
                 self.in_flight.remove(request)
+                if retry:  # the database was away: asked again when it may be back
+                    self.retries[request.action, package] = time.monotonic() + RETRY_AFTER
                 break
         else:
             self.log.warning("the project writer did %r, which it was not asked for", package)
@@ -354,8 +367,9 @@ class TheScribe(Task):
     def _save_unwritten(self) -> None:
         """Requests not written at the stop are redone at the next start: those the writer had
         not finished and those still queued here."""
-        pages = [(r.action, r.package) for r in self.in_flight]
+        pages = [(r.action, r.package) for r in self.in_flight] + list(self.retries)
         self.in_flight.clear()
+        self.retries.clear()
         while True:
             try:
                 action, data = self.inbox.recv(flags=zmq.NOBLOCK)

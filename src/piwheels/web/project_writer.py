@@ -9,10 +9,11 @@ own, and only passes requests to it and reads back what it says.
 
 The two talk in JSON, one document a line. On stdin, ``["BOTH", package]`` (the project's pages
 and its simple index page) or ``["PROJECT", package]``; on stdout, ``{"done": package, "new":
-bool}`` once each request is over, whatever its outcome (``new``: the project has just entered
-the index, so the index root must be rewritten), and ``{"level": n, "message": text}`` for each
-log record, which the Scribe logs as its own. A project that cannot be written is logged and
-skipped, as in the Scribe before. The database address comes in the environment
+bool, "retry": bool}`` once each request is over, whatever its outcome (``new``: the project has
+just entered the index, so the index root must be rewritten; ``retry``: the database could not
+be read, so the request is to be made again once it is back), and ``{"level": n, "message":
+text}`` for each log record, which the Scribe logs as its own. A project that cannot be written
+is logged and skipped, as in the Scribe before. The database address comes in the environment
 (:data:`piwheels.web.bulk.DSN_VARIABLE`), never on the command line. End of input: exit 0.
 """
 
@@ -52,10 +53,17 @@ class ProjectWriter:
         self.log = log
 
     def write(self, package: str, with_index: bool) -> bool:
-        """Write *package*'s pages; True when it has just entered the index (its first file)."""
+        """Write *package*'s pages; True when it has just entered the index (its first file).
+
+        The requests recorded for them (see migration 0009) are read first and forgotten once
+        the pages are written: a build recorded meanwhile asks again, and is written next.
+        """
+        requests = self.db.page_requests(package)
+        written = {kind: n for kind, n in requests.items() if with_index or kind == "PROJECT"}
         project = self.db.get_project_data(package)
         if project is None:
             self.log.warning("no such project %r: nothing written", package)
+            self.db.pages_written(package, requests)
             return False
         project = self._with_metadata(project)
         directory = self.simple / project.name
@@ -75,6 +83,7 @@ class ProjectWriter:
         for version in project.versions:
             for build in version.builds:
                 self._write_log(build.build_id)
+        self.db.pages_written(package, written)
         self.log.info("wrote the pages of %s", project.name)
         return new
 
@@ -177,19 +186,20 @@ def serve(writer: ProjectWriter, requests: Iterable[bytes], out: IO[str]) -> Non
         except ValueError as exc:
             log.error("bad request %r: %s", line[:200], exc)
             continue
-        new = False
+        new = retry = False
         try:
             new = writer.write(package, with_index=action == "BOTH")
         except (psycopg.OperationalError, SchemaError) as exc:
-            log.error("cannot write the pages of %s: %s", package, exc)
+            log.error("cannot write the pages of %s (asked again later): %s", package, exc)
             writer.db.close()  # connected afresh (and the schema checked) for the next request
+            retry = True
         except (psycopg.Error, OSError, MetadataError) as exc:
             log.error("cannot write the pages of %s: %s", package, exc)
         except Exception:
             # A page that cannot be made (a bug, data we did not foresee) must not stop the
             # others: the traceback goes to the log and the next request is taken.
             log.exception("cannot write the pages of %s", package)
-        say(out, {"done": package, "new": new})
+        say(out, {"done": package, "new": new, "retry": retry})
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,137 @@
+"""After any crash the farm is whole again (#21): each test kills something at the worst
+moment, then checks what users and operators see."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import zmq
+
+from farm import (
+    MasterProcess,
+    MasterThread,
+    ScriptedSlave,
+    build_result,
+    configure,
+    file_state,
+    rows,
+    wait_for,
+)
+from piwheels import protocols
+from piwheels.db.embedded import EmbeddedPostgres
+from piwheels.master.config import MasterConfig
+from piwheels.transport import Socket
+from piwheels.web.model import log_path
+from pypi_index import LocalPyPI
+
+WHEEL = "piwtest_pure-1.0-py3-none-any.whl"
+
+
+@pytest.fixture
+def config(master_dsn: str, tmp_path: Path, pypi_index: LocalPyPI) -> MasterConfig:
+    return configure(master_dsn, tmp_path, pypi_index, ["cp39"], packages=["piwtest-pure"])
+
+
+@pytest.fixture
+def processes() -> Iterator[list[MasterProcess]]:
+    started: list[MasterProcess] = []
+    yield started
+    for master in started:
+        master.kill()
+
+
+def index_lists(config: MasterConfig, filename: str) -> bool:
+    index = config.output_path / "simple" / "piwtest-pure" / "index.json"
+    try:
+        return filename in {f["filename"] for f in json.loads(index.read_text())["files"]}
+    except (OSError, ValueError):
+        return False
+
+
+def built_ids(page: Path) -> set[int]:
+    try:
+        versions = json.loads(page.read_text())["versions"]
+    except (OSError, ValueError):
+        return set()
+    return {build["build_id"] for version in versions for build in version["builds"]}
+
+
+def build_and_send(slave: ScriptedSlave, content: bytes) -> None:
+    slave.hello()
+    assert slave.wait_for_build() == ("piwtest-pure", "1.0")
+    assert slave.request("BUILT", build_result(file_state(WHEEL, content)))[0] == "SEND"
+    assert slave.send_file(content) == "DONE"
+    assert slave.request("SENT")[0] == "DONE"
+
+
+def test_pages_of_a_build_recorded_just_before_a_kill(
+    config: MasterConfig, tmp_path: Path, processes: list[MasterProcess]
+) -> None:
+    content = os.urandom(50_000)
+    processes.append(MasterProcess(config, tmp_path))
+    slave = ScriptedSlave(config, abi="cp39")
+    try:
+        build_and_send(slave, content)
+        processes[0].kill()  # the page request is a second old: still held by the Secretary
+    finally:
+        slave.close()
+    assert rows(config.dsn, "SELECT filename FROM files") == [(WHEEL,)]
+    assert not index_lists(config, WHEEL)
+    processes.append(MasterProcess(config, tmp_path))
+    wait_for(lambda: index_lists(config, WHEEL), timeout=60, what="the index to list the wheel")
+    [(build_id,)] = rows(config.dsn, "SELECT build_id FROM builds")
+    page = config.output_path / "project" / "piwtest-pure" / "json" / "index.json"
+    wait_for(lambda: build_id in built_ids(page), timeout=30, what="the build on its page")
+    log = config.output_path / log_path(build_id)
+    wait_for(log.exists, timeout=30, what="the build's log")
+    assert rows(config.dsn, "SELECT count(*) FROM pending_pages WHERE kind = 'BOTH'") == [(0,)]
+
+
+def test_a_transfer_cut_by_a_kill_leaves_nothing_behind(
+    config: MasterConfig, tmp_path: Path, processes: list[MasterProcess]
+) -> None:
+    content = os.urandom(3 * 1024 * 1024)  # several chunks: the kill comes after the first
+    processes.append(MasterProcess(config, tmp_path))
+    slave = ScriptedSlave(config, abi="cp39")
+    directory = config.output_path / "simple" / "piwtest-pure"
+    try:
+        slave.hello()
+        slave.wait_for_build()
+        assert slave.request("BUILT", build_result(file_state(WHEEL, content)))[0] == "SEND"
+        sender = Socket(zmq.DEALER, reversed(protocols.file_juggler), context=slave.context)
+        sender.connect(config.file_queue)
+        sender.send("HELLO", slave.slave_id)
+        assert sender.poll(10_000)
+        _, (offset, length) = sender.recv()
+        sender.send("CHUNK", (offset, content[offset : offset + length]))
+        wait_for(lambda: list(directory.glob(".*.part")), timeout=10, what="the transfer")
+        processes[0].kill()
+        sender.close()
+    finally:
+        slave.close()
+    assert list(directory.glob(".*.part"))
+    processes.append(MasterProcess(config, tmp_path))
+    wait_for(lambda: not list(directory.glob(".*.part")), timeout=30, what="the leftover gone")
+    assert "removed 1 unfinished transfers left by an earlier master" in processes[1].output()
+
+
+def test_pages_asked_for_while_the_database_is_down(
+    config: MasterConfig, pg_server: EmbeddedPostgres
+) -> None:
+    config.page_delay = 3.0  # the request reaches the page writer while the database is down
+    master = MasterThread(config).start()
+    slave = ScriptedSlave(config, abi="cp39")
+    try:
+        build_and_send(slave, os.urandom(50_000))
+        pg_server.stop()
+        time.sleep(config.page_delay + 2)
+        pg_server.start()
+        wait_for(lambda: index_lists(config, WHEEL), timeout=60, what="the index to list it")
+    finally:
+        slave.close()
+        master.stop()
