@@ -137,15 +137,15 @@ class MasterThread:
 
 class MasterProcess:
     """A real ``piw-master`` process with *config*'s queues and database, so a test can kill it
-    with SIGKILL at the worst moment and start another on the same state."""
+    with SIGKILL at the worst moment and start another on the same state. Without a DSN in
+    *config*, it runs its own PostgreSQL (give it ``--data-dir`` in *extra*)."""
 
     def __init__(self, config: MasterConfig, work: Path, *extra: str) -> None:
         self.log_path = work / f"master-{time.monotonic_ns()}.log"
         command = [
             str(Path(sys.executable).with_name("piw-master")),
             "-v",
-            "--dsn",
-            config.dsn,
+            *(["--dsn", config.dsn] if config.dsn else []),
             "--output-path",
             str(config.output_path),
             "--pypi-simple",

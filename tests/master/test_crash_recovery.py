@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,7 @@ from farm import (
     build_result,
     configure,
     file_state,
+    make_config,
     rows,
     wait_for,
 )
@@ -135,3 +137,68 @@ def test_pages_asked_for_while_the_database_is_down(
     finally:
         slave.close()
         master.stop()
+
+
+def embedded_config(tmp_path: Path, pypi_index: LocalPyPI) -> MasterConfig:
+    """A farm whose master runs its own PostgreSQL (in tmp_path/data)."""
+    (tmp_path / "www").mkdir()
+    return make_config(
+        "",
+        tmp_path / "www",
+        tmp_path,
+        ["cp39"],
+        pypi_simple=pypi_index.simple_url,
+        pypi_json=pypi_index.json_url,
+        packages=["piwtest-pure"],
+    )
+
+
+def test_the_embedded_database_killed(
+    tmp_path: Path, pypi_index: LocalPyPI, processes: list[MasterProcess]
+) -> None:
+    data = tmp_path / "data"
+    config = embedded_config(tmp_path, pypi_index)
+    processes.append(MasterProcess(config, tmp_path, "--data-dir", str(data)))
+    server = EmbeddedPostgres(data / "postgres")
+    slave = ScriptedSlave(config, abi="cp39")
+    try:
+        slave.hello()
+        assert slave.wait_for_build(timeout=60) == ("piwtest-pure", "1.0")
+        first = server.pid()
+        assert first is not None
+        os.kill(first, signal.SIGKILL)
+        wait_for(lambda: server.pid() not in (None, first), timeout=60, what="a new PostgreSQL")
+        # the farm carries on: the build in hand is recorded on the new server (or, caught
+        # while the Oracles reconnect, abandoned, queued again and handed out again)
+        content = os.urandom(50_000)
+        for _ in range(5):
+            reply = slave.request("BUILT", build_result(file_state(WHEEL, content)), timeout=60)
+            if reply[0] == "SEND":
+                break
+            assert slave.wait_for_build(timeout=60) == ("piwtest-pure", "1.0")
+        assert slave.send_file(content) == "DONE"
+        assert slave.request("SENT", timeout=60)[0] == "DONE"
+    finally:
+        slave.close()
+    assert rows(server.dsn(), "SELECT filename FROM files") == [(WHEEL,)]
+    assert processes[0].process.poll() is None
+    assert processes[0].stop() == 0
+    assert "is not running; starting it again" in processes[0].output()
+
+
+def test_an_embedded_database_that_cannot_start_again_stops_the_master(
+    tmp_path: Path, pypi_index: LocalPyPI, processes: list[MasterProcess]
+) -> None:
+    data = tmp_path / "data"
+    config = embedded_config(tmp_path, pypi_index)
+    master = MasterProcess(config, tmp_path, "--data-dir", str(data))
+    processes.append(master)
+    server = EmbeddedPostgres(data / "postgres")
+    wait_for(lambda: "master running" in master.output(), timeout=60, what="the master")
+    pid = server.pid()
+    assert pid is not None
+    (server.data_dir / "PG_VERSION").write_text("7\n")  # a cluster no server can run
+    os.kill(pid, signal.SIGKILL)
+    assert master.process.wait(120) == 1
+    assert "stopping the master" in master.output()
+    assert master.output().count("starting it again") == 5

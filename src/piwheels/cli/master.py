@@ -225,7 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.info("database %s, output %s, ABIs %s", _safe_dsn(dsn), output, config.build_abis)
         if config.packages:
             log.info("following only: %s", ", ".join(config.packages))
-        return PiwMaster(config, follow_pypi=not args.no_follow).run()
+        return PiwMaster(config, follow_pypi=not args.no_follow, database=embedded).run()
     except (SchemaError, EmbeddedPostgresError, psycopg.Error, OSError) as exc:
         log.critical("cannot start: %s", exc)
         return 2

@@ -11,12 +11,14 @@ import logging
 import signal
 import sys
 import threading
+import time
 from datetime import UTC, datetime
 from typing import Any
 
 import zmq
 
 from piwheels import __version__, protocols
+from piwheels.db.embedded import EmbeddedPostgres, EmbeddedPostgresError
 from piwheels.master.big_brother import BigBrother
 from piwheels.master.cloud_gazer import CloudGazer
 from piwheels.master.config import MasterConfig
@@ -34,6 +36,11 @@ from piwheels.transport import ProtocolError, Socket, encode, recv_frames
 
 log = logging.getLogger(__name__)
 JOIN_TIMEOUT = 10.0
+# How often the embedded PostgreSQL is looked at, and how many times it may be started again
+# within DATABASE_RESTART_WINDOW seconds before the master gives up.
+DATABASE_CHECK_INTERVAL = 2.0
+DATABASE_RESTARTS = 5
+DATABASE_RESTART_WINDOW = 600
 SWITCH_INTERVAL = 0.0005
 MAX_COMMAND = 4096  # the control queue's messages are a word and a slave id
 # The status queue's messages start with their kind, and a monitor subscribes to all or a kind.
@@ -43,9 +50,19 @@ MAX_TOPIC = 64
 class PiwMaster:
     """Runs the master's tasks; :meth:`run` blocks until the master stops."""
 
-    def __init__(self, config: MasterConfig, *, follow_pypi: bool = True) -> None:
+    def __init__(
+        self,
+        config: MasterConfig,
+        *,
+        follow_pypi: bool = True,
+        database: EmbeddedPostgres | None = None,
+    ) -> None:
         self.config = config
         self.follow_pypi = follow_pypi
+        # The embedded PostgreSQL this master started (no --dsn): it is ours to keep running.
+        self.database = database
+        self.database_restarts: list[float] = []
+        self.database_checked = 0.0
         self.context: zmq.Context[Any] = zmq.Context()
         self.tasks: list[Task] = []
         self.failed: str | None = None
@@ -72,6 +89,7 @@ class PiwMaster:
             while not self.stopping.is_set():
                 for zsock in dict(self.poller.poll(500)):
                     self.handlers[zsock]()
+                self._supervise_database()
         finally:
             log.info("stopping")
             stuck = self._stop_tasks(self.control)
@@ -212,6 +230,35 @@ class PiwMaster:
                 self.slave_commands.send(action, data)
             except zmq.Again:
                 log.error("the Slave Driver is not taking commands: %s dropped", action)
+
+    def _supervise_database(self) -> None:
+        """Start the embedded PostgreSQL again if it died; stop the master, saying why, if it
+        keeps dying. The tasks reconnect by themselves, and nothing committed is lost."""
+        now = time.monotonic()
+        if self.database is None or now - self.database_checked < DATABASE_CHECK_INTERVAL:
+            return
+        self.database_checked = now
+        if self.database.is_running():
+            return
+        recent = [t for t in self.database_restarts if t > now - DATABASE_RESTART_WINDOW]
+        if len(recent) >= DATABASE_RESTARTS:
+            log.critical(
+                "PostgreSQL in %s stopped %d times in %d minutes; stopping the master "
+                "(its log: %s)",
+                self.database.data_dir,
+                len(recent),
+                DATABASE_RESTART_WINDOW // 60,
+                self.database.log_file,
+            )
+            self.failed = "PostgreSQL"
+            self.stopping.set()
+            return
+        self.database_restarts = [*recent, now]
+        log.error("PostgreSQL in %s is not running; starting it again", self.database.data_dir)
+        try:
+            self.database.start()
+        except EmbeddedPostgresError as exc:  # tried again at the next check
+            log.error("cannot start PostgreSQL again: %s", exc)
 
     def _publish_state(self) -> None:
         state = "paused" if self.paused else "running"
