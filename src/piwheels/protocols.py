@@ -93,6 +93,9 @@ slave_driver = Protocol(
         "BUILT": BUILD_RESULT,
         "SENT": None,
         "BYE": None,
+        # Ours, not the spec's: a slave that lost its master mid-build says HELLO to the new
+        # one, then RESUME with the build in hand instead of IDLE; CONT keeps it, DONE drops it.
+        "RESUME": PACKAGE_VERSION,
     },
     send={
         "ACK": Record([Int, Str]),  # slave_id, pypi_url
@@ -183,6 +186,7 @@ oracle = Protocol(
         "GETABIS": None,
         "GETQUEUE": Int,  # how many entries per ABI
         "GETHASHES": ListOf(Str),  # filenames -> published SHA256
+        "QUEUED": Record([Str, Str, Str]),  # package, version, abi -> whether it awaits a build
         # slave_id, package, version, abi_tag, build result
         "LOGBUILD": Record([Int, Str, Str, Str, BUILD_RESULT]),
         "GETSTATS": None,  # -> the database's figures for Big Brother

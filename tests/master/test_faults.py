@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+import time
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from farm import MasterThread, SlaveProcess, configure, rows, wait_for
+from farm import MasterProcess, MasterThread, SlaveProcess, configure, rows, wait_for
 from piwheels.db.embedded import EmbeddedPostgres
 from piwheels.master.config import MasterConfig
 from piwheels.master.slave_driver import SlaveDriver
@@ -35,18 +36,22 @@ def active_builds(master: MasterThread) -> dict:
 
 def test_master_restarted_mid_build(config: MasterConfig, python311: Path, tmp_path: Path) -> None:
     master = MasterThread(config).start()
-    slave = SlaveProcess(config, python311, tmp_path)
+    # a master timeout far beyond the test's waits: only noticing the lost connection brings
+    # the slave back in time
+    slave = SlaveProcess(config, python311, tmp_path, "--master-timeout", "600")
     try:
         wait_for(lambda: active_builds(master), timeout=60, what="the build to start")
         assert master.stop() == 0
         master = MasterThread(config).start()
-        # the slave notices the silence, starts again from HELLO, and the work completes
-        wait_for(lambda: rows(config.dsn, SLOW_BUILDS), timeout=120, what="the build")
+        # the slave says HELLO to the new master at once and keeps its build
+        wait_for(lambda: active_builds(master), timeout=20, what="the slave back")
+        wait_for(lambda: rows(config.dsn, SLOW_BUILDS), timeout=60, what="the build")
     finally:
         slave.stop()
         master.stop()
     assert [status for _, status in rows(config.dsn, SLOW_BUILDS)] == [True]
-    assert "HELLO" in slave.output() or "hello" in slave.output().lower()
+    assert "the master kept our build of piwtest-slow 1.0" in slave.output()
+    assert slave.output().count("building piwtest-slow 1.0") == 1  # not built twice
 
 
 def test_slave_killed_mid_build(
@@ -106,3 +111,24 @@ def test_database_restarted(
     after = rows(config.dsn, "SELECT build_id, status FROM builds ORDER BY 1")
     assert after[: len(before)] == before  # nothing already recorded was lost
     assert status == 0
+
+
+def test_a_build_finished_while_the_master_was_killed_is_kept(
+    config: MasterConfig, python311: Path, tmp_path: Path
+) -> None:
+    master = MasterProcess(config, tmp_path)
+    slave = SlaveProcess(config, python311, tmp_path, "--master-timeout", "600")
+    try:
+        wait_for(lambda: "building piwtest-slow" in slave.output(), timeout=60)
+        master.kill()
+        # the build (8 s) finishes while no master runs
+        wait_for(lambda: "saying HELLO to the master there now" in slave.output(), timeout=30)
+        time.sleep(10)
+        master = MasterProcess(config, tmp_path)
+        wait_for(lambda: rows(config.dsn, SLOW_BUILDS), timeout=30, what="the build recorded")
+    finally:
+        slave.stop()
+        master.stop()
+    assert [status for _, status in rows(config.dsn, SLOW_BUILDS)] == [True]
+    assert "the master kept our build of piwtest-slow 1.0" in slave.output()
+    assert slave.output().count("building piwtest-slow 1.0") == 1  # not built twice

@@ -259,6 +259,15 @@ class Database:
         assert row is not None
         return int(row[0])
 
+    def is_queued(self, package: str, version: str, abi_tag: str) -> bool:
+        """Whether *package* *version* awaits a build for *abi_tag*."""
+        row = self.conn.execute(
+            "SELECT 1 FROM build_queue q JOIN versions v USING (version_id) "
+            "WHERE v.package = %s AND v.version = %s AND q.abi_tag = %s",
+            (package, version, abi_tag),
+        ).fetchone()
+        return row is not None
+
     def get_file_hashes(self, filenames: Sequence[str]) -> dict[str, str]:
         """The SHA256 of each of *filenames* already published."""
         cur = self.conn.execute(

@@ -145,6 +145,7 @@ class SlaveDriver(Task):
             "BUSY": self.do_busy,
             "BUILT": self.do_built,
             "SENT": self.do_sent,
+            "RESUME": self.do_resume,
         }
 
     def once(self) -> None:
@@ -387,6 +388,30 @@ class SlaveDriver(Task):
             self.db.ask("GETHASHES", filenames, self.later(slave, partial(self.plan, slave)))
             return None
         return self.record(slave)
+
+    def do_resume(self, slave: SlaveRecord, build: tuple[str, str]) -> Reply | None:
+        """A slave back after losing its master mid-build: it keeps the build if the build
+        still waits (a finished one is then taken, not redone), else drops it."""
+        if slave.state != SlaveState.HELLO:
+            return self.out_of_order(slave, "RESUME")
+        key = (*build, slave.abi_tag)
+        holder = next((s for s in self.slaves.values() if s.build == key), None)
+        if holder is not None and not holder.same_machine(slave):
+            return "DONE", NO_DATA
+        self.db.ask("QUEUED", key, self.later(slave, partial(self.resumed, slave, key)))
+        return None
+
+    def resumed(self, slave: SlaveRecord, key: BuildKey, status: str, queued: Any) -> Reply:
+        holder = next((s for s in self.slaves.values() if s.build == key), None)
+        if status != "OK" or queued is not True or key in self.finished:
+            slave.state = SlaveState.IDLE
+            return "DONE", NO_DATA
+        if holder is not None:  # the same machine on its old connection
+            self.forget(holder, "it came back on a new connection")
+        slave.start_build(key)
+        self.active[key] = slave.slave_id
+        self.log.info("slave %d: resumed %s %s for %s", slave.slave_id, *key)
+        return "CONT", NO_DATA
 
     def do_sent(self, slave: SlaveRecord, _: object) -> Reply | None:
         if slave.state != SlaveState.SENDING or slave.sending is None:

@@ -95,6 +95,14 @@ class SlaveRecord:
             self.sleep_requested,
         )
 
+    def same_machine(self, other: SlaveRecord) -> bool:
+        """Whether *other* is this slave on another connection (as after a lost one)."""
+        return (self.hello.label, self.peer, self.abi_tag) == (
+            other.hello.label,
+            other.peer,
+            other.abi_tag,
+        )
+
     def start_build(self, build: BuildKey) -> None:
         self.state, self.build, self.build_started = SlaveState.BUILDING, build, time.monotonic()
 

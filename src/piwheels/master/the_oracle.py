@@ -50,6 +50,7 @@ class TheOracle(Task):
             "GETABIS": lambda _: [abi.abi_tag for abi in self.db.get_build_abis()],
             "GETQUEUE": lambda limit: list(self.db.get_queue(limit)),
             "GETHASHES": self.db.get_file_hashes,
+            "QUEUED": lambda data: self.db.is_queued(*data),
             "LOGBUILD": lambda data: self.db.log_build(*data),
             "GETSTATS": lambda _: self.db.get_statistics(),
             "SAVEPAGES": self.db.save_pending_pages,

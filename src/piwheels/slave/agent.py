@@ -39,6 +39,13 @@ log = logging.getLogger(__name__)
 
 # How often every wait checks stop() and the clock: the slave's reaction time to a signal.
 _SLICE = 0.1
+# ZeroMQ heartbeats on the connection to the master: a master gone without closing it (its
+# machine lost, the process frozen) is noticed after HEARTBEAT_TIMEOUT, not master_timeout.
+HEARTBEAT_INTERVAL_MS = 2000
+HEARTBEAT_TIMEOUT_MS = 10_000
+# After losing the master, how long to wait before saying HELLO to the next one: a connection
+# that keeps dropping must not turn into a flood of HELLOs.
+RECONNECT_PAUSE = timedelta(seconds=1)
 # BUILT carries the whole log, but the protocol bounds it (in characters) and the master bounds
 # the message (in bytes); the builder keeps more than either allows. A budget in UTF-8 bytes
 # satisfies both, whatever the log's script.
@@ -77,6 +84,11 @@ class _MasterTimeoutError(Exception):
 
 class _MasterConfusedError(Exception):
     """The master said something invalid at this point: start again from HELLO."""
+
+
+class _MasterGoneError(Exception):
+    """The connection to the master was lost (it stopped, or was replaced): say HELLO to the
+    one there now at once, keeping any build in hand (see :meth:`PiwSlave._resume`)."""
 
 
 class _StopRequestedError(Exception):
@@ -121,6 +133,7 @@ class PiwSlave:
         self._stopping = False
         self._sock: Socket | None = None
         self._routing_id: bytes | None = None  # the request socket's, for file connections
+        self._monitor: zmq.Socket[Any] | None = None  # the request socket's lost connections
         # A REQ socket alternates send and receive; this says which one is next.
         self._awaiting_reply = False
         self._build: Build | None = None
@@ -164,6 +177,10 @@ class PiwSlave:
                 except _MasterTimeoutError as exc:
                     log.warning("%s; starting again from HELLO", exc)
                     self._reset()
+                except _MasterGoneError as exc:
+                    log.warning("%s; saying HELLO to the master there now", exc)
+                    self._reset(keep_build=True)
+                    self._pause(RECONNECT_PAUSE)
                 except _MasterConfusedError as exc:
                     log.error("the master is confused (%s); starting again from HELLO", exc)
                     self._reset()
@@ -196,6 +213,8 @@ class PiwSlave:
             self.interpreter.abi_tag,
             self.pypi_url,
         )
+        if self._build is not None:
+            self._resume(self._build)
         while True:
             action, data = self._request("IDLE", self.stats())
             if action == "SLEEP":
@@ -207,10 +226,29 @@ class PiwSlave:
             else:
                 raise _MasterConfusedError(f"{action} in reply to IDLE")
 
+    def _resume(self, build: Build) -> None:
+        """Offer the new master the build begun for the last one: if it still awaits a build,
+        the master keeps it (and a finished one is taken, not redone); if not, it is dropped."""
+        action, _ = self._request("RESUME", (build.package, build.version))
+        if action == "CONT":
+            log.info("the master kept our build of %s %s", build.package, build.version)
+            self._follow_build(build)
+        elif action == "DONE":
+            log.info("the master no longer wants %s %s", build.package, build.version)
+            self._discard_build()
+        else:
+            raise _MasterConfusedError(f"{action} in reply to RESUME")
+
     def _run_build(self, package: str, version: str) -> None:
         assert self.pypi_url is not None  # set by ACK before any BUILD
         log.info("building %s %s", package, version)
         build = self._build = self._builder_factory(self.pypi_url).start(package, version)
+        self._follow_build(build)
+
+    def _follow_build(self, build: Build) -> None:
+        """Tell the master how *build* goes until it is reported (and its files sent)."""
+        package, version = build.package, build.version
+        kept = False
         try:
             # BUSY at once, so that BUILT always answers a CONT as the spec has it, even for a
             # build over before the first ping.
@@ -238,8 +276,12 @@ class PiwSlave:
                 action, data = self._request("SENT")
             if action != "DONE":
                 raise _MasterConfusedError(f"{action} in reply to BUILT or SENT")
+        except _MasterGoneError:
+            kept = True  # for the master there now
+            raise
         finally:
-            self._discard_build()
+            if not kept:
+                self._discard_build()
 
     def _send_built(self, result: BuildResult) -> tuple[str, Any]:
         result = result._replace(output=_trim(result.output, _OUTPUT_LIMIT))
@@ -260,21 +302,33 @@ class PiwSlave:
         # Our file connections bear the same id: only they may send this slave's files.
         self._routing_id = private_routing_id()
         sock.zsock.setsockopt(zmq.ROUTING_ID, self._routing_id)
+        sock.zsock.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_INTERVAL_MS)
+        sock.zsock.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
+        # A lost connection means a master that stopped or was replaced: a request sent on
+        # would go to the next one, which knows nothing of us and would never answer it.
+        self._monitor = sock.zsock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
         sock.connect(self.config.slave_queue)
         self._sock = sock
         self._awaiting_reply = False
+
+    def _check_connection(self) -> None:
+        """Raise _MasterGoneError if the connection to the master was lost since it was made."""
+        if self._monitor is not None and self._monitor.poll(0):
+            raise _MasterGoneError("the connection to the master was lost")
 
     def _request(self, action: str, data: Any = NO_DATA) -> tuple[str, Any]:
         """Send *action* and return the master's reply; DIE is handled here, wherever it comes."""
         sock = self._sock
         assert sock is not None
         self._check_stop()
+        self._check_connection()
         sock.send(action, data)
         self._awaiting_reply = True
         timeout = self.config.master_timeout.total_seconds()
         deadline = self._clock() + timeout
         while not sock.poll(_SLICE * 1000):
             self._check_stop()
+            self._check_connection()
             if self._clock() >= deadline:
                 raise _MasterTimeoutError(f"no answer to {action} within {timeout:g}s")
         try:
@@ -312,9 +366,14 @@ class PiwSlave:
         sock.zsock.close(linger=int(linger * 1000))
         self._sock = None
 
-    def _reset(self) -> None:
-        """Forget the master: kill any build, drop the socket (a REQ missing a reply is stuck)."""
-        self._discard_build()
+    def _reset(self, *, keep_build: bool = False) -> None:
+        """Forget the master: kill any build (unless *keep_build*: it is offered to the next
+        master), drop the socket (a REQ missing a reply is stuck)."""
+        if not keep_build:
+            self._discard_build()
+        if self._monitor is not None:
+            self._monitor.close(linger=0)
+            self._monitor = None
         if self._sock is not None:
             self._sock.close()
             self._sock = None
