@@ -62,6 +62,8 @@ SAMPLES: dict[str, Any] = {
     "REMOVEPROJECT": "foo",
     "GETQUEUE": 100,
     "GETHASHES": [FILE.filename],
+    "QUEUED": ("foo", "1.0", "cp311"),
+    "RESUME": ("foo", "1.0"),
     "LOGBUILD": (1, "foo", "1.0", "cp311", RESULT),
     "OK": {"anything": [1, 2]},
     "QUEUE": ({"cp311": [("foo", "1.0")]}, {"cp311": 1}),

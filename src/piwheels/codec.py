@@ -77,10 +77,19 @@ def describe_value(value: Any) -> str:
 class Scalar(Shape):
     """A value of one Python type, optionally with a length bound (for strings and bytes)."""
 
-    def __init__(self, kind: type, *, max_len: int | None = None, clip: bool = False) -> None:
+    def __init__(
+        self,
+        kind: type,
+        *,
+        max_len: int | None = None,
+        clip: bool = False,
+        printable: bool = False,
+    ) -> None:
         self.kind = kind
         self.max_len = max_len
         self.clip = clip  # cut an over-long value to max_len rather than refuse it
+        # no control characters: a name or label a peer sends ends up in one line of the log
+        self.printable = printable
 
     def take(self, value: Any) -> Any:
         kind = self.kind
@@ -98,6 +107,8 @@ class Scalar(Shape):
             if self.clip:
                 return value[: self.max_len - 3] + "..."
             raise ShapeError(f"longer than {self.max_len} ({len(value)})")
+        if self.printable and not value.isprintable():
+            raise ShapeError(f"unprintable characters in {describe_value(value)}")
         return value
 
     def describe(self) -> str:
@@ -239,7 +250,7 @@ class AnyValue(Shape):
 
 
 # Short names for declaring protocols readably.
-Str = Scalar(str, max_len=1024)
+Str = Scalar(str, max_len=1024, printable=True)
 Text = Scalar(str, max_len=16 * 1024 * 1024)  # build logs
 Int = Integer()
 Bool = Scalar(bool)

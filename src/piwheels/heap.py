@@ -21,7 +21,7 @@ import logging
 import platform
 import threading
 
-__all__ = ["serve_from_heap"]
+__all__ = ["release_free_memory", "serve_from_heap"]
 
 log = logging.getLogger(__name__)
 
@@ -57,3 +57,15 @@ def serve_from_heap(size: int) -> bool:
             return False
         _served = size
         return True
+
+
+def release_free_memory() -> None:
+    """Give the memory malloc holds free back to the kernel (glibc's ``malloc_trim``).
+
+    A burst of work (a thousand slaves connecting at once, a flood of hostile messages) leaves
+    the heaps of the threads that handled it mostly free but still resident: glibc returns only
+    what lies at the very top of a heap. After one such burst the master stayed at 4.6 times its
+    resting size.
+    """
+    if platform.libc_ver()[0] == "glibc":
+        ctypes.CDLL(None).malloc_trim(0)

@@ -191,7 +191,8 @@ oracle = Protocol(
         "LOGBUILD": Record([Int, Str, Str, Str, BUILD_RESULT]),
         "GETSTATS": None,  # -> the database's figures for Big Brother
         "SAVEPAGES": ListOf(Record([Str, Str])),  # [kind, package]: the Secretary's backlog
-        "TAKEPAGES": None,  # -> [[kind, package], ...], forgotten once taken
+        "TAKEPAGES": None,  # -> [[kind, package], ...] (see migration 0009)
+        "PUBLISHED": None,  # -> [[package, when its newest file was recorded (epoch)], ...]
         "SLAVEIDS": None,  # -> the first of a block of slave ids never given (0008_slave_ids)
         # Mr. Chase's repairs (see migrations/0003_operator_repairs.sql)
         "PKGEXISTS": Str,

@@ -7,6 +7,7 @@ what arrives (not CBOR, an unknown action, data of the wrong shape) becomes one 
 
 from __future__ import annotations
 
+import io
 import ipaddress
 import logging
 import secrets
@@ -263,18 +264,32 @@ def check_structure(raw: bytes | memoryview, max_items: int) -> None:
     raise ProtocolError(f"more than {max_items} items in one message")
 
 
+_LOAD_OPTIONS: dict[str, Any] = {
+    "tag_hook": _decode_tag,
+    "semantic_decoders": _SEMANTIC_DECODERS,
+    "max_depth": MAX_DEPTH,
+    "allow_indefinite": False,
+}
+
+
+def _load_alone(raw: bytes) -> Any:
+    """The one item *raw* holds; junk after it is refused (cbor2.loads would ignore it)."""
+    stream = io.BytesIO(raw)
+    message = cbor2.CBORDecoder(stream, **_LOAD_OPTIONS).decode()
+    if stream.tell() != len(raw):
+        raise ProtocolError("junk after the message")
+    return message
+
+
 def _load(protocol: Protocol, raw: bytes) -> Any:
     """*raw* as cbor2 decodes it, within the bounds a message must keep to."""
     try:
-        if protocol.max_items is not None and len(raw) > SCAN_ABOVE:
-            check_structure(raw, protocol.max_items)
-        return cbor2.loads(
-            raw,
-            tag_hook=_decode_tag,
-            semantic_decoders=_SEMANTIC_DECODERS,
-            max_depth=MAX_DEPTH,
-            allow_indefinite=False,
-        )
+        if protocol.max_items is None:  # between the master's own tasks
+            return cbor2.loads(raw, **_LOAD_OPTIONS)
+        if len(raw) <= SCAN_ABOVE:
+            return _load_alone(raw)
+        check_structure(raw, protocol.max_items)  # which also refuses junk after it
+        return cbor2.loads(raw, **_LOAD_OPTIONS)
     except ProtocolError as exc:
         raise ProtocolError(f"{protocol.name}: {exc}") from None
     except Exception as exc:  # cbor2 raises several kinds for garbage; all mean the same here

@@ -336,6 +336,15 @@ class Database:
         cur = self.conn.execute("SELECT kind, package FROM take_pending_pages()")
         return [(kind, package) for kind, package in cur]
 
+    def last_published(self) -> list[tuple[str, float]]:
+        """Each project with files, and when its newest file was recorded (epoch seconds)."""
+        cur = self.conn.execute(
+            "SELECT v.package, extract(epoch FROM max(b.built_at))::float8 "
+            "FROM files f JOIN builds b USING (build_id) JOIN versions v USING (version_id) "
+            "GROUP BY v.package"
+        )
+        return [(package, float(when)) for package, when in cur]
+
     def page_requests(self, package: str) -> dict[str, int]:
         """How many times each of *package*'s pages was asked for and not yet written."""
         row = self.conn.execute("SELECT page_requests(%s)", (package,)).fetchone()

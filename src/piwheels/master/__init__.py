@@ -19,6 +19,7 @@ import zmq
 
 from piwheels import __version__, protocols
 from piwheels.db.embedded import EmbeddedPostgres, EmbeddedPostgresError
+from piwheels.heap import release_free_memory
 from piwheels.master.big_brother import BigBrother
 from piwheels.master.cloud_gazer import CloudGazer
 from piwheels.master.config import MasterConfig
@@ -41,6 +42,7 @@ JOIN_TIMEOUT = 10.0
 DATABASE_CHECK_INTERVAL = 2.0
 DATABASE_RESTARTS = 5
 DATABASE_RESTART_WINDOW = 600
+TRIM_INTERVAL = 30.0  # how often memory freed after a burst is given back to the kernel
 SWITCH_INTERVAL = 0.0005
 MAX_COMMAND = 4096  # the control queue's messages are a word and a slave id
 # The status queue's messages start with their kind, and a monitor subscribes to all or a kind.
@@ -63,6 +65,7 @@ class PiwMaster:
         self.database = database
         self.database_restarts: list[float] = []
         self.database_checked = 0.0
+        self.trim_due = 0.0
         self.context: zmq.Context[Any] = zmq.Context()
         self.tasks: list[Task] = []
         self.failed: str | None = None
@@ -90,6 +93,9 @@ class PiwMaster:
                 for zsock in dict(self.poller.poll(500)):
                     self.handlers[zsock]()
                 self._supervise_database()
+                if time.monotonic() >= self.trim_due:
+                    self.trim_due = time.monotonic() + TRIM_INTERVAL
+                    release_free_memory()
         finally:
             log.info("stopping")
             stuck = self._stop_tasks(self.control)

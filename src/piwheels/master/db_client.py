@@ -92,6 +92,9 @@ class DbClient:
     def take_pending_pages(self) -> list[tuple[str, str]]:
         return [(kind, package) for kind, package in self._call("TAKEPAGES")]
 
+    def last_published(self) -> list[tuple[str, float]]:
+        return [(package, float(when)) for package, when in self._call("PUBLISHED")]
+
     def package_exists(self, package: str) -> bool:
         return bool(self._call("PKGEXISTS", package))
 

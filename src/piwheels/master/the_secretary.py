@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from pathlib import Path
 from typing import Any
 
 import zmq
@@ -31,6 +32,13 @@ MAX_HOLD = 30.0
 # Requests passed on to the Scribe and not yet taken by it; the rest wait here, where repeats
 # still merge.
 SCRIBE_BACKLOG = INBOX_BACKLOG
+
+
+def _modified(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return float("-inf")
 
 
 class TheSecretary(Task):
@@ -61,6 +69,32 @@ class TheSecretary(Task):
             self.log.info("redoing %d page requests saved at the last stop", len(saved))
         for action, package in saved:
             self.hold(action, package or None, NO_DATA if action == "SEARCH" else package)
+        self.hold_stale_indexes()
+
+    def hold_stale_indexes(self) -> None:
+        """Ask for the pages of every project whose index is older than its newest recorded
+        file: whatever happened (a crash, a lost disk, pages from before requests were kept in
+        the database), pip finds every recorded wheel after a start."""
+        try:
+            published = self.db.last_published()
+        except DatabaseError as exc:
+            self.log.error("cannot check the projects' indexes: %s", exc)
+            return
+        simple = Path(self.config.output_path) / "simple"
+        stale = [
+            package
+            for package, newest in published
+            if _modified(simple / package / "index.json") < newest
+        ]
+        if stale:
+            self.log.warning(
+                "%d projects' indexes miss recorded files (%s%s): writing them again",
+                len(stale),
+                ", ".join(stale[:3]),
+                ", ..." if len(stale) > 3 else "",
+            )
+        for package in stale:
+            self.hold("BOTH", package, package)
 
     def handle_request(self) -> None:
         try:
