@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 import zmq
 
@@ -202,3 +203,27 @@ def test_an_embedded_database_that_cannot_start_again_stops_the_master(
     assert master.process.wait(120) == 1
     assert "stopping the master" in master.output()
     assert master.output().count("starting it again") == 5
+
+
+def test_an_index_missing_recorded_files_is_written_at_start(
+    config: MasterConfig, fresh_database: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    master = MasterThread(config).start()
+    slave = ScriptedSlave(config, abi="cp39")
+    try:
+        build_and_send(slave, os.urandom(50_000))
+        wait_for(lambda: index_lists(config, WHEEL), timeout=30, what="the index")
+    finally:
+        slave.close()
+        master.stop()
+    # whatever lost it (a disk restored from an old backup, pages from an older version)
+    index = config.output_path / "simple" / "piwtest-pure" / "index.json"
+    index.unlink()
+    with psycopg.connect(fresh_database) as conn:
+        conn.execute("DELETE FROM pending_pages")
+    master = MasterThread(config).start()
+    try:
+        wait_for(lambda: index_lists(config, WHEEL), timeout=30, what="the index written again")
+    finally:
+        master.stop()
+    assert "1 projects' indexes miss recorded files (piwtest-pure)" in caplog.text
