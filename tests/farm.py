@@ -172,7 +172,10 @@ class MasterProcess:
             *extra,
         ]
         self.log = self.log_path.open("w")
-        self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT)
+        # a session of its own, so a test can signal its whole process group as systemd would
+        self.process = subprocess.Popen(
+            command, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
     def kill(self) -> None:
         if self.process.poll() is None:

@@ -7,12 +7,14 @@ all on SIGTERM / SIGINT, on QUIT, or as soon as one task crashes.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import sys
 import threading
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import zmq
@@ -106,6 +108,7 @@ class PiwMaster:
                 log.error("not waiting for %s", ", ".join(stuck))
             else:
                 self.context.term()
+                self._remove_socket_files()
         log.info("stopped")
         return 1 if self.failed else 0
 
@@ -236,6 +239,15 @@ class PiwMaster:
                 self.slave_commands.send(action, data)
             except zmq.Again:
                 log.error("the Slave Driver is not taking commands: %s dropped", action)
+
+    def _remove_socket_files(self) -> None:
+        """Remove the ipc:// socket files this master bound: left behind, they look like a
+        master still running to the tools and the monitor."""
+        config = self.config
+        for address in (config.control_queue, config.status_queue, config.import_queue):
+            if address.startswith("ipc://") and not address.startswith("ipc://@"):
+                with contextlib.suppress(OSError):
+                    Path(address.removeprefix("ipc://")).unlink(missing_ok=True)
 
     def _supervise_database(self) -> None:
         """Start the embedded PostgreSQL again if it died; stop the master, saying why, if it

@@ -10,13 +10,24 @@ while on a small farm it follows every ``min_gap``. The task checks on it from a
 from __future__ import annotations
 
 import logging
+import signal
 import subprocess
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from typing import IO
 
-STOP_GRACE = 5.0  # seconds a job has to end after SIGTERM before it is killed
+
+def ignore_stop_signals() -> None:
+    """In a child process of the master: leave stopping to the master.
+
+    Ctrl-C and systemd's stop (SIGTERM to every process of the service at once) reach the
+    children with the master. Ended by them, a child looked to its task like a crash (an ERROR
+    line, and a restart during the stop); the master ends its children itself once its tasks
+    have stopped: it closes their input, and kills what is left.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 class ChildJob:
@@ -101,16 +112,11 @@ class ChildJob:
         if self.process is None:
             return
         if self.process.poll() is None:
-            end_process(self.process, STOP_GRACE)
+            end_process(self.process)
         self._collect(stopped=True)
 
 
-def end_process(process: subprocess.Popen[bytes], grace: float) -> int:
-    """SIGTERM *process*, and SIGKILL it if it has not ended within *grace* seconds; its
-    exit status."""
-    process.terminate()
-    try:
-        return process.wait(grace)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        return process.wait()
+def end_process(process: subprocess.Popen[bytes]) -> int:
+    """Kill *process* (it ignores SIGTERM: see ignore_stop_signals) and return its status."""
+    process.kill()
+    return process.wait()

@@ -15,7 +15,6 @@ from __future__ import annotations
 import itertools
 import logging
 import multiprocessing
-import signal
 import threading
 import time
 from collections.abc import Callable
@@ -27,6 +26,7 @@ from typing import NamedTuple
 
 from piwheels.abis import BuildABI
 from piwheels.db.database import ProjectRow, ProjectUpdate, ProjectVersion, project_row
+from piwheels.master.child_jobs import ignore_stop_signals
 from piwheels.master.task import Task
 from piwheels.pypi import ProjectInfo, ProjectNotFound, PyPIClient, PyPIError
 
@@ -171,12 +171,9 @@ class FetchWorkers:
     def _stop(self, worker: _Worker) -> None:
         self.task.mute(worker.conn.fileno())
         worker.conn.close()
-        # a fetch waiting on PyPI is not worth waiting for
-        worker.process.terminate()
-        worker.process.join(1.0)
-        if worker.process.is_alive():
-            worker.process.kill()
-            worker.process.join()
+        # a fetch waiting on PyPI is not worth waiting for (and SIGTERM is ignored)
+        worker.process.kill()
+        worker.process.join()
 
 
 # -- in the fetch processes ---------------------------------------------------------------------
@@ -192,7 +189,7 @@ class _Job(NamedTuple):
 
 def _serve(conn: Connection, simple_url: str, json_url: str, timeout: float) -> None:
     """A fetch process: chunks in, each fetched by the first free thread, results out."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the master stops its workers itself
+    ignore_stop_signals()
     client = PyPIClient(simple_url, json_url, timeout=timeout)
     todo: SimpleQueue[tuple[_Job, int]] = SimpleQueue()
     lock = threading.Lock()  # the counts, and the pipe shared by the threads

@@ -331,7 +331,7 @@ class TheScribe(Task):
         if self.writer is None:
             return
         self.log.info("the project writer did not finish in %.0fs: ending it", WRITER_STOP_GRACE)
-        end_process(writer, WRITER_TERM_GRACE)
+        end_process(writer)
         self.read_writer()  # what it said before it ended, then its end
         if self.writer is not None:  # (its output still open: something else holds it)
             self._reap_writer()

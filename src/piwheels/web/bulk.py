@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 from piwheels.db.database import Database
+from piwheels.master.child_jobs import ignore_stop_signals
 from piwheels.web import index, pages
 from piwheels.web.model import SearchEntry
 from piwheels.web.writer import write_atomic
@@ -81,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("output", type=Path, help="the web output directory")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    ignore_stop_signals()
     give_way()
     db = database_from_environment()
     if db is None:

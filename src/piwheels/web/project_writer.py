@@ -23,7 +23,6 @@ import argparse
 import hashlib
 import json
 import logging
-import signal
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -33,6 +32,7 @@ import psycopg
 
 from piwheels.db.database import Database
 from piwheels.db.migrate import SchemaError
+from piwheels.master.child_jobs import ignore_stop_signals
 from piwheels.web import index, pages
 from piwheels.web.bulk import DSN_VARIABLE, database_from_environment, give_way
 from piwheels.web.model import ProjectData, WheelFile, log_path
@@ -216,9 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     root = logging.getLogger()
     root.addHandler(JsonLinesHandler(out))
     root.setLevel(logging.INFO)
-    # Ctrl-C reaches the whole process group; the master stops its children itself (it closes
-    # our stdin) once it has finished with them.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    ignore_stop_signals()  # the master closes our stdin once it has finished with us
     give_way()
     db = database_from_environment()
     if db is None:
