@@ -12,8 +12,11 @@ import json
 import logging
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
@@ -395,3 +398,41 @@ def test_stop_interrupts_a_download_in_progress(tmp_path: Path) -> None:
 def test_serving_a_missing_directory_fails(tmp_path: Path) -> None:
     with pytest.raises(NotADirectoryError, match="nowhere"):
         serve(tmp_path / "nowhere")
+
+
+def test_serving_a_directory_by_hand(tmp_path: Path) -> None:
+    """``python -m piwheels.web.server`` serves a directory until SIGTERM (#14)."""
+    (tmp_path / "simple").mkdir()
+    (tmp_path / "simple" / "index.html").write_text("<html>the index</html>")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "piwheels.web.server", str(tmp_path), "--port", str(port)]
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        for _ in range(100):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/simple/") as reply:
+                    assert reply.read() == b"<html>the index</html>"
+                break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            pytest.fail("the server never answered")
+        server.terminate()
+        output, _ = server.communicate(timeout=30)
+    finally:
+        server.kill()
+    assert server.returncode == 0
+    assert f"serving {tmp_path.resolve()} on http://127.0.0.1:{port}/" in output
+    assert "GET /simple/" in output
+
+
+def test_serving_by_hand_says_what_is_wrong(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "piwheels.web.server"]
+    usage = subprocess.run([*command, "--help"], capture_output=True, text=True, check=False)
+    assert usage.returncode == 0 and "--bind ADDRESS" in usage.stdout
+    missing = subprocess.run(
+        [*command, str(tmp_path / "nowhere")], capture_output=True, text=True, check=False
+    )
+    assert missing.returncode == 2 and "not a directory" in missing.stderr

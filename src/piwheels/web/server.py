@@ -13,20 +13,25 @@ what pip, uv and browsers rely on:
 Nothing outside the directory is ever served: ``..`` (plain or encoded), NUL bytes and symlinks
 leading out are refused and logged. :func:`serve` starts a server in a thread;
 :meth:`OutputServer.stop` closes the listening socket and every open connection, then joins the
-threads.
+threads. ``python -m piwheels.web.server DIRECTORY [--bind ADDRESS] [--port PORT]`` serves an
+output directory by hand until Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import email.utils
 import gzip
 import logging
 import os
 import re
+import signal
 import socket
 import stat
+import sys
 import threading
+from collections import deque
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -38,6 +43,7 @@ from urllib.parse import quote, unquote, urlsplit
 from packaging.utils import canonicalize_name
 
 log = logging.getLogger("piwheels.web.server")
+KEPT_REQUESTS = 10_000
 
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 HTML_V1_TYPE = "application/vnd.pypi.simple.v1+html"
@@ -252,7 +258,8 @@ class OutputServer(ThreadingHTTPServer):
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._in_flight = 0
-        self._requests: list[LoggedRequest] = []
+        # the latest requests, for tests and their failures: bounded, for a server left running
+        self._requests: deque[LoggedRequest] = deque(maxlen=KEPT_REQUESTS)
         self._connections: set[socket.socket] = set()
         self._thread: threading.Thread | None = None
         super().__init__(address, _Handler)
@@ -691,3 +698,42 @@ def _accepts_gzip(accept_encoding: str | None) -> bool:
             except ValueError:
                 return False
     return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve an output directory until Ctrl-C or SIGTERM, logging each request."""
+    parser = argparse.ArgumentParser(
+        prog="python -m piwheels.web.server",
+        description="Serve a piwheels output directory (piw-master's --output-path) over HTTP, "
+        "as deploy/nginx.conf does: PEP 691 content negotiation, byte ranges, gzipped logs.",
+    )
+    parser.add_argument("directory", type=Path, help="the output directory to serve")
+    parser.add_argument(
+        "--bind",
+        default="127.0.0.1",
+        metavar="ADDRESS",
+        help="the address to listen on (default: %(default)s; 0.0.0.0 or :: for every one)",
+    )
+    parser.add_argument(
+        "--port", type=int, default=8080, help="the port to listen on (default: %(default)s)"
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG, format="%(asctime)s %(levelname)-7s %(message)s")
+    try:
+        server = OutputServer(args.directory, (args.bind, args.port))
+    except OSError as exc:
+        log.error("cannot serve %s on %s port %d: %s", args.directory, args.bind, args.port, exc)
+        return 2
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    with server:
+        log.info("serving %s on %s/ (Ctrl-C to stop)", server.root, server.url)
+        while not stop.wait(1.0):
+            pass
+    log.info("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
