@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import html
 import json
 import logging
+import re
 import time
 import zipfile
 from pathlib import Path
@@ -207,6 +209,13 @@ def test_a_recorded_build_lands_in_the_index_and_pages(
     project_page = (out / "project" / "piwtest-pure" / "index.html").read_text()
     assert "piwtest-pure" in project_page
     assert "<script>alert" not in project_page
+    # an install line one can paste, at the farm's public URL (#14)
+    install = f"pip install --index-url {config.public_url}/simple/ piwtest-pure"
+    assert install in html.unescape(re.sub("<[^>]+>", "", project_page))
+    data = json.loads((out / "project" / "piwtest-pure" / "json" / "index.json").read_text())
+    assert data["index_url"] == f"{config.public_url}/simple/piwtest-pure/"
+    home = html.unescape(re.sub("<[^>]+>", "", (out / "index.html").read_text()))
+    assert f"pip install --index-url {config.public_url}/simple/ NAME" in home
     assert not list(out.rglob(".*.tmp")) and not list(out.rglob("*.part"))
 
 

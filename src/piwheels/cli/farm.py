@@ -61,6 +61,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         str(data),
         "--output-path",
         str(output),
+        "--public-url",
+        f"http://127.0.0.1:{args.port}",
         "--pypi-simple",
         args.pypi_simple,
         "--pypi-json",

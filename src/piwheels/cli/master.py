@@ -54,6 +54,13 @@ def build_parser() -> argparse.ArgumentParser:
         "-o", "--output-path", type=Path, help="the web output directory (default: DATA_DIR/www)"
     )
     parser.add_argument(
+        "--public-url",
+        default="http://127.0.0.1:8080",
+        metavar="URL",
+        help="where users reach the web output (the install lines on its pages); the default "
+        "is what scripts/farm serves",
+    )
+    parser.add_argument(
         "--pypi-simple",
         default="https://pypi.org/simple/",
         metavar="URL",
@@ -206,6 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = MasterConfig(
             dsn=dsn,
             output_path=output,
+            public_url=args.public_url,
             build_abis=[abi.abi_tag for abi in abis],
             pypi_simple=args.pypi_simple,
             pypi_json=args.pypi_json,

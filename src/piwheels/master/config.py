@@ -29,6 +29,8 @@ class MasterConfig:
     max_backlog: int = 12
     # below this many free bytes on the output disk, slaves are told to SLEEP
     min_free_space: int = 1 << 30
+    # where users reach the output (the install lines on the pages); scripts/farm serves here
+    public_url: str = "http://127.0.0.1:8080"
     slave_timeout: timedelta = timedelta(minutes=15)  # silence before a slave is dropped
     # silence before a building slave is dropped: it says BUSY every 10 s (the original's 5-10 s)
     busy_timeout: timedelta = timedelta(minutes=1)

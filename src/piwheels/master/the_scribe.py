@@ -108,6 +108,8 @@ class TheScribe(Task):
             "-m",
             "piwheels.web.project_writer",
             str(self.output),
+            "--public-url",
+            config.public_url,
         ]
         self.writer: subprocess.Popen[bytes] | None = None
         self.writer_fd = -1
@@ -339,7 +341,8 @@ class TheScribe(Task):
     # -- the jobs done here --------------------------------------------------------------------
 
     def write_home(self, stats: Statistics) -> None:
-        write_atomic(self.output / "index.html", pages.home_page(stats))
+        home = pages.home_page(stats, base_url=self.config.public_url)
+        write_atomic(self.output / "index.html", home)
 
     def write_search_page(self) -> None:
         (self.output / "search").mkdir(parents=True, exist_ok=True)

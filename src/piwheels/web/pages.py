@@ -207,8 +207,11 @@ _FILES_HEAD = (
 _PLAIN_FILENAME = re.compile(r"[A-Za-z0-9_.+!-]+")
 
 
-def project_json(project: ProjectData, apt_dependencies: Sequence[str] = ()) -> bytes:
-    """The same data as :func:`project_page`, as JSON; see docs/project-json.md."""
+def project_json(
+    project: ProjectData, apt_dependencies: Sequence[str] = (), *, base_url: str | None = None
+) -> bytes:
+    """The same data as :func:`project_page`, as JSON; see docs/project-json.md. With
+    *base_url*, ``index_url`` is absolute (what ``pip install --index-url`` takes)."""
     name = canonicalize_name(project.name)
     description, truncated = _cap(project.description, MAX_DESCRIPTION)
     data = {
@@ -220,7 +223,7 @@ def project_json(project: ProjectData, apt_dependencies: Sequence[str] = ()) -> 
         "description_truncated": truncated,
         "abis": list(project.abis),
         "apt_dependencies": list(apt_dependencies),
-        "index_url": f"/simple/{name}/",
+        "index_url": f"{(base_url or '').rstrip('/')}/simple/{name}/",
         "versions": [_version_json(name, project.abis, version) for version in project.versions],
     }
     return json.dumps(data, separators=(",", ":")).encode("ascii") + b"\n"
@@ -296,8 +299,11 @@ def log_url(build_id: int) -> str:
 # -- home and search ----------------------------------------------------------------------
 
 
-def home_page(stats: Statistics, recent: Sequence[RecentBuild] = ()) -> str:
-    """The home page: Big Brother's figures and, when given, the latest builds."""
+def home_page(
+    stats: Statistics, recent: Sequence[RecentBuild] = (), *, base_url: str | None = None
+) -> str:
+    """The home page: Big Brother's figures and, when given, the latest builds; *base_url*
+    as for :func:`project_page`."""
     disk_used = 1 - stats.disk_free / stats.disk_total if stats.disk_total else 0.0
     return _render(
         "home.html",
@@ -307,6 +313,7 @@ def home_page(stats: Statistics, recent: Sequence[RecentBuild] = ()) -> str:
         disk_used=disk_used,
         when=_when,
         size=_size,
+        base_url=base_url.rstrip("/") if base_url else None,
     )
 
 

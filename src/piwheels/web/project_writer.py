@@ -46,8 +46,11 @@ log = logging.getLogger("piwheels.project_writer")
 class ProjectWriter:
     """Writes a project's pages (and, when asked, its simple index page) from the database."""
 
-    def __init__(self, output: Path, db: Database, log: logging.Logger) -> None:
+    def __init__(
+        self, output: Path, db: Database, log: logging.Logger, public_url: str | None = None
+    ) -> None:
         self.output = output
+        self.public_url = public_url  # for the install lines; else filled in by the browser
         self.simple = output / "simple"
         self.db = db
         self.log = log
@@ -78,8 +81,10 @@ class ProjectWriter:
         apt = newest_apt_dependencies(project)
         pages_dir = self.output / "project" / project.name
         (pages_dir / "json").mkdir(parents=True, exist_ok=True)
-        write_atomic(pages_dir / "index.html", pages.project_page(project, apt_dependencies=apt))
-        write_atomic(pages_dir / "json" / "index.json", pages.project_json(project, apt))
+        html = pages.project_page(project, apt_dependencies=apt, base_url=self.public_url)
+        write_atomic(pages_dir / "index.html", html)
+        json_page = pages.project_json(project, apt, base_url=self.public_url)
+        write_atomic(pages_dir / "json" / "index.json", json_page)
         for version in project.versions:
             for build in version.builds:
                 self._write_log(build.build_id)
@@ -211,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         ),
     )
     parser.add_argument("output", type=Path, help="the web output directory")
+    parser.add_argument("--public-url", help="where users reach it, for the install lines")
     args = parser.parse_args(argv)
     out = sys.stdout
     root = logging.getLogger()
@@ -222,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     if db is None:
         return 2
     try:
-        serve(ProjectWriter(args.output, db, log), sys.stdin.buffer, out)
+        serve(ProjectWriter(args.output, db, log, args.public_url), sys.stdin.buffer, out)
     finally:
         db.close()
     return 0
