@@ -11,6 +11,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 
@@ -186,9 +187,23 @@ def test_project_page_shows_every_version_and_abi(project: ProjectData) -> None:
 
 def test_project_page_marks_yanked_versions(project: ProjectData) -> None:
     html = pages.project_page(project, apt_dependencies=[])
-    assert re.search(r'<tr class="yanked"><th><a href="#v-1.0">1.0</a> <span class="badge">', html)
-    files = html[html.index('<h3 id="v-1.0">') :]
+    assert re.search(
+        r'<tr id="v-1.0" class="yanked"><th><a href="#files-1.0">1.0</a> <span class="badge">',
+        html,
+    )
+    files = html[html.index('<h3 id="files-1.0">') :]
     assert "yanked" in Page(files[: files.index("</table>")]).text
+
+
+def test_every_link_within_the_page_has_its_target(project: ProjectData) -> None:
+    """#14: the version links pointed at no element when a version had no files."""
+    page = Page(pages.project_page(project, apt_dependencies=[]))
+    ids = {attrs["id"] for _, attrs in page.elements if attrs.get("id")}
+    fragments = [unquote(href[1:]) for href in page.hrefs if href.startswith("#")]
+    assert fragments, "the page links its versions' files"
+    assert not [f for f in fragments if f not in {unquote(str(i)) for i in ids}]
+    rows = {unquote(str(attrs["id"])) for attrs in page.all("tr") if attrs.get("id")}
+    assert rows == {f"v-{version.version}" for version in project.versions}
 
 
 def test_project_page_links_every_build_log_and_file(project: ProjectData) -> None:

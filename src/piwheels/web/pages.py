@@ -106,12 +106,15 @@ def project_page(
 def _matrix(project: ProjectData) -> Markup:
     """The <tr>s of the version x ABI table; each cell links the logs of its ABI's builds."""
     abis = project.abis
+    listed = _with_files_section(project)
     rows = []
     for version in project.versions:
         number = _h(version.version)
+        if version.version in listed:  # the version's files, further down
+            number = f'<a href="#{_anchor(version.version, "files")}">{number}</a>'
         row_class, badge = (' class="yanked"', _YANKED_BADGE) if version.yanked else ("", "")
         head = (
-            f'<tr{row_class}><th><a href="#{_anchor(version.version)}">{number}</a>{badge}</th>'
+            f'<tr id="{_anchor(version.version)}"{row_class}><th>{number}{badge}</th>'
             f"<td>{_when(version.released)}</td>"
         )
         if version.skip:
@@ -141,19 +144,13 @@ def _matrix(project: ProjectData) -> Markup:
 def _releases(name: str, project: ProjectData) -> Markup:
     """Per version with files: the files (link, size, SHA256); and builds no cell links."""
     parts = []
-    abis = set(project.abis)
     for version in project.versions:
-        # Builds for an ABI the farm no longer has have no column of their own.
-        orphans = []
-        if not version.skip:
-            for abi, builds in _earlier_builds(version).items():
-                if abi not in abis:
-                    orphans.extend(builds)
+        orphans = _orphan_builds(project, version)
         if not (version.files or orphans):
             continue
         number = _h(version.version)
         badge = _YANKED_BADGE if version.yanked else ""
-        parts.append(f'<h3 id="{_anchor(version.version)}">{number}{badge}</h3>\n')
+        parts.append(f'<h3 id="{_anchor(version.version, "files")}">{number}{badge}</h3>\n')
         if version.files:
             parts.append(_FILES_HEAD)
             for file in version.files:
@@ -173,9 +170,24 @@ def _releases(name: str, project: ProjectData) -> Markup:
     return Markup("".join(parts))  # noqa: S704 (escaped value by value above)
 
 
-def _anchor(version: str) -> str:
-    """The id of a version's files; %-encoded so that the #fragment pointing at it is a URL."""
-    return "v-" + quote(version, safe="+!")
+def _anchor(version: str, part: str = "v") -> str:
+    """The id of a version's row (``v-``) or of its files (``files-``); %-encoded so that the
+    #fragment pointing at it is a URL."""
+    return f"{part}-" + quote(version, safe="+!")
+
+
+def _orphan_builds(project: ProjectData, version: VersionInfo) -> list[BuildInfo]:
+    """Builds for an ABI the farm no longer has: no column of their own to link them."""
+    if version.skip:
+        return []
+    abis = set(project.abis)
+    earlier = _earlier_builds(version)
+    return [build for abi, builds in earlier.items() if abi not in abis for build in builds]
+
+
+def _with_files_section(project: ProjectData) -> set[str]:
+    """The versions :func:`_releases` gives a section of their own."""
+    return {v.version for v in project.versions if v.files or _orphan_builds(project, v)}
 
 
 def _earlier_builds(version: VersionInfo) -> dict[str, list[BuildInfo]]:
