@@ -79,6 +79,7 @@ class BuildState(enum.StrEnum):
     FAILED = "failed"
     SKIPPED = "skipped"
     COVERED = "covered"  # an earlier none/abi3 wheel serves this ABI
+    YANKED = "yanked"  # yanked on PyPI: never built (builds from before the yank stay)
 
 
 class SlaveState(enum.StrEnum):

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import psycopg
 from test_queue import FAILED, built, version
 
+from piwheels.abis import sorted_abis
 from piwheels.db.database import Database
 from piwheels.states import BuildState
 
@@ -52,6 +54,11 @@ def test_project_data_shows_every_version_and_abi(db: Database) -> None:
     assert by_version["3.0"].skip == "binary only: no sdist on PyPI"
     assert by_version["3.0"].cells["cp39"].state == BuildState.SKIPPED
     assert by_version["0.9"].yanked
+    # a yanked version is never built: it says so, on every ABI (#14)
+    yanked = by_version["0.9"].cells
+    assert {yanked[abi] for abi in project.abis} == {
+        (BuildState.YANKED, "yanked on PyPI: not built", None)
+    }
     files = by_version["1.0"].files
     assert [f.filename for f in files] == [
         "foo-1.0-cp311-abi3-linux_x86_64.whl",
@@ -155,3 +162,16 @@ def test_published_file_counts_follow_every_write(db: Database) -> None:
     assert _published_counts(db) == _published_by_join(db) == {"foo": 1}
     assert db.get_indexed_projects() == ["foo"]
     assert [tuple(e) for e in db.get_search_entries()] == [("foo", "", 2, 1)]
+
+
+def test_a_version_not_queued_is_not_said_to_wait_for_a_lower_abi(
+    db: Database, superuser_dsn: str
+) -> None:
+    db.set_build_abis(sorted_abis(["cp311"]))
+    db.set_project("foo", "Foo", 1, "", "", [version("1.0")])
+    with psycopg.connect(superuser_dsn) as conn:  # as if the queue were not worked out yet
+        conn.execute("DELETE FROM build_queue")
+    project = db.get_project_data("foo")
+    assert project is not None
+    [only] = project.versions
+    assert only.cells["cp311"] == (BuildState.PENDING, "not queued yet", None)

@@ -92,6 +92,7 @@ def project_data(conn: Conn, package: str) -> ProjectData | None:
                     skip_reasons,
                     queued,
                     _version_skip(removed, has_sdist, skip),
+                    yanked,
                 ),
                 builds=[BuildInfo(b[1], b[2], b[3], b[4], b[5], b[6]) for b in builds_of[vid]],
                 files=files_of[vid],
@@ -118,9 +119,12 @@ def _cells(
     skip_reasons: dict[tuple[int, str], str],
     queued: set[tuple[int, str]],
     version_skip: str,
+    yanked: bool,
 ) -> dict[str, AbiCell]:
     """Each ABI's state for one version, by the same rules the queue follows."""
     cells = {}
+    # at most one ABI at a time: the lowest not yet attempted (see the build queue)
+    queued_order = next((order for abi, order in abis if (vid, abi) in queued), None)
     for abi, order in abis:
         attempts = [b for b in builds if b[2] == abi]
         covering = [b for b in builds if b[3] and b[7] is not None and b[7] <= order]
@@ -136,10 +140,14 @@ def _cells(
             cells[abi] = AbiCell(BuildState.SKIPPED, skip_reasons[vid, abi], None)
         elif version_skip:
             cells[abi] = AbiCell(BuildState.SKIPPED, version_skip, None)
+        elif yanked:
+            cells[abi] = AbiCell(BuildState.YANKED, "yanked on PyPI: not built", None)
         elif (vid, abi) in queued:
             cells[abi] = AbiCell(BuildState.PENDING, "queued", None)
-        else:
+        elif queued_order is not None and queued_order < order:
             cells[abi] = AbiCell(BuildState.PENDING, "waiting for a lower ABI", None)
+        else:
+            cells[abi] = AbiCell(BuildState.PENDING, "not queued yet", None)
     return cells
 
 
