@@ -67,6 +67,11 @@ MAX_QUOTE = 16 * 1024
 # rendering take a few seconds (1.7 s for the query with migration 0006; 25-40 s before it),
 # so there it is rewritten every half minute or so rather than every root_interval.
 ROOT_DUTY = 0.1
+# A project that gets its first wheel is in the search index within SEARCH_GAP, or four times
+# the search job's last run where that is longer (at PyPI's scale); Big Brother asks for it now
+# and then besides.
+SEARCH_GAP = 30.0
+SEARCH_DUTY = 0.25
 
 
 @dataclass
@@ -101,7 +106,12 @@ class TheScribe(Task):
             duty=ROOT_DUTY,
         )
         self.search = ChildJob(
-            "the search index", [*command, "search", str(self.output)], self.child_env, self.log
+            "the search index",
+            [*command, "search", str(self.output)],
+            self.child_env,
+            self.log,
+            min_gap=SEARCH_GAP,
+            duty=SEARCH_DUTY,
         )
         self.writer_command = [
             sys.executable,
@@ -266,7 +276,9 @@ class TheScribe(Task):
         else:
             self.log.warning("the project writer did %r, which it was not asked for", package)
         if new and self.writer_wanted:
-            self.root.request()  # a project new to the index (at a stop: rewritten at the start)
+            # a project new to the index (at a stop: both rewritten at the start)
+            self.root.request()
+            self.search.request()
         if len(self.in_flight) < WRITER_BACKLOG:
             self.unmute(self.inbox)
 
