@@ -14,8 +14,10 @@ from typing import Any
 
 import pytest
 import zmq
+from psycopg.conninfo import make_conninfo
 
 from piwheels.db.embedded import EmbeddedPostgres
+from piwheels.db.migrate import migrate
 from pypi_index import (
     BUILD_DEPS_DIR,
     DEFAULT_CATALOGUE,
@@ -76,6 +78,13 @@ def fresh_database(pg_server: EmbeddedPostgres) -> Iterator[str]:
     finally:
         pg_server.start()
         pg_server.drop_database(name)
+
+
+@pytest.fixture
+def master_dsn(fresh_database: str) -> str:
+    """A migrated database, as the master's unprivileged role sees it."""
+    migrate(fresh_database)
+    return make_conninfo(fresh_database, user="piwheels")
 
 
 @pytest.fixture(scope="session")

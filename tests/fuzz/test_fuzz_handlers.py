@@ -46,7 +46,6 @@ from fuzz_messages import (
 )
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
-from psycopg.conninfo import make_conninfo
 from zmq.utils.monitor import recv_monitor_message
 
 from farm import (
@@ -58,7 +57,6 @@ from farm import (
     rows,
 )
 from piwheels import protocols
-from piwheels.db.migrate import migrate
 from piwheels.master import PiwMaster
 from piwheels.master.config import MasterConfig
 from piwheels.states import SlaveHello
@@ -92,13 +90,6 @@ def barrage(examples: int) -> settings:
         phases=[Phase.explicit, Phase.generate],
         suppress_health_check=list(HealthCheck),
     )
-
-
-@pytest.fixture
-def master_dsn(fresh_database: str) -> str:
-    """A migrated database, as the master's unprivileged role sees it."""
-    migrate(fresh_database)
-    return make_conninfo(fresh_database, user="piwheels")
 
 
 @pytest.fixture

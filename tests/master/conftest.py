@@ -6,19 +6,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from psycopg.conninfo import make_conninfo
 
 from farm import MasterThread, configure
-from piwheels.db.migrate import migrate
 from piwheels.master.config import MasterConfig
 from pypi_index import LocalPyPI
-
-
-@pytest.fixture
-def master_dsn(fresh_database: str) -> str:
-    """A migrated database, as the master's unprivileged role sees it."""
-    migrate(fresh_database)
-    return make_conninfo(fresh_database, user="piwheels")
 
 
 @pytest.fixture

@@ -62,13 +62,6 @@ def slave(config: MasterConfig, master: MasterThread) -> Iterator[ScriptedSlave]
     scripted.close()
 
 
-@pytest.fixture
-def context() -> Iterator[zmq.Context[Any]]:
-    ctx: zmq.Context[Any] = zmq.Context()
-    yield ctx
-    ctx.destroy(linger=0)
-
-
 def raw_peer(context: zmq.Context[Any], kind: int, address: str) -> zmq.Socket[Any]:
     sock = context.socket(kind)
     sock.setsockopt(zmq.LINGER, 0)
