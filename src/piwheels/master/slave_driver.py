@@ -65,7 +65,7 @@ JUST_HANDED_OUT = 0.05
 SLAVE_BURST = 32  # messages from slaves handled in one go, at most
 SLAVE_RCVHWM = 4  # messages queued from one slave before libzmq stops reading its connection
 FS_LANES = 4  # requests to the File Juggler in flight at once (one per slave)
-SLAVE_ID_BLOCK = 100  # as the slave_ids sequence's increment (migration 0008)
+SLAVE_ID_BLOCK = 100  # as reserve_slave_ids() reserves them (migration 0008)
 
 Reply = tuple[str, Any]
 
