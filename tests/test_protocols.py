@@ -71,6 +71,7 @@ SAMPLES: dict[str, Any] = {
     "DISCARD": ("foo", ["foo-1.0-py3-none-any.whl"]),
     "VERIFY": 1,
     "FORGET": 1,
+    "STALLED": 1,
     "SAVEPAGES": [("BOTH", "foo"), ("SEARCH", "")],
     "BOTH": "foo",
     "ADD": ("foo", None, ""),

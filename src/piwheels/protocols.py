@@ -124,7 +124,9 @@ IMPORT_REQUEST = Record(
 # Beyond the spec's IMPORT / REMOVE / REBUILD, the operators' other repairs (piw-add):
 # ADD records a package (version None) or a version by hand, optionally skipped; SKIP sets or
 # (with "") clears the reason never to build a package or version; YANK marks a version yanked or
-# not; RETRY forgets a version's failed builds (on one ABI, or all) so they are queued again.
+# not; RETRY forgets a version's failed builds (on one ABI, or all) so they are queued again;
+# PRIORITY puts a version (or a package's every version) at the front of the build queue, or
+# (False) takes it back to its place (see migrations/0010_queue_priority.sql).
 mr_chase = Protocol(
     "mr chase",
     recv={
@@ -136,6 +138,7 @@ mr_chase = Protocol(
         "SKIP": Record([Str, OptStr, Str]),  # package, version (None: the package), reason
         "YANK": Record([Str, Str, Bool]),  # package, version, yanked
         "RETRY": Record([Str, Str, OptStr]),  # package, version, abi (None: every ABI)
+        "PRIORITY": Record([Str, OptStr, Bool]),  # package, version (None: the package), on
     },
     send={"ERROR": Reason, "SEND": Str, "DONE": None},
     max_items=PEER_MAX_ITEMS,
@@ -202,6 +205,7 @@ oracle = Protocol(
         "SETSKIP": Record([Str, OptStr, Str]),
         "SETYANKED": Record([Str, Str, Bool]),
         "RETRY": Record([Str, Str, OptStr]),  # -> how many failed builds were forgotten
+        "SETPRIORITY": Record([Str, OptStr, Bool]),  # package, version (None: the package), on
     },
     send={"OK": AnyValue(), "ERROR": Reason},
 )
@@ -241,6 +245,7 @@ file_juggler_control = Protocol(
         "EXPECT": Record([Int, Str, FILE_STATE, Bytes, Str]),
         "VERIFY": Int,  # slave_id
         "FORGET": Int,  # slave_id: the slave went away, drop its transfer
+        "STALLED": Int,  # slave_id -> seconds since its transfer's last chunk (None: none)
         # package, filenames: verified files of a build that was not recorded, to delete
         "DISCARD": Record([Str, ListOf(Str, max_items=100)]),
         "FREE": None,  # free space on the output disk

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -377,3 +378,24 @@ def test_a_huge_subscription_to_the_status_queue_is_refused(
     assert monitor.poll(10_000), "a monitor's subscription was not taken"
     assert _rss() - before < 100 << 20  # ~200 MB when libzmq kept it
     still_serving(config, master)
+
+
+def test_a_slave_that_dies_while_sending_gives_its_build_back(
+    config: MasterConfig, master: MasterThread, caplog: pytest.LogCaptureFixture
+) -> None:
+    """#21: killed mid-transfer, a slave held its build until --slave-timeout (30 s here)."""
+    config.busy_timeout = timedelta(seconds=2)  # the running master reads its own config
+    dead = ScriptedSlave(config, abi="cp39", label="dies-while-sending")
+    try:
+        dead.hello()
+        dead.wait_for_build()
+        assert dead.request("BUILT", build_result(file_state(WHEEL, CONTENT)))[0] == "SEND"
+    finally:
+        dead.close()  # and never a chunk
+    wait_for(lambda: "sending, yet no chunk for 0:00:02" in caplog.text, timeout=20)
+    other = ScriptedSlave(config, abi="cp39")
+    try:
+        other.hello()
+        assert other.wait_for_build() == ("piwtest-pure", "1.0")
+    finally:
+        other.close()

@@ -169,6 +169,8 @@ class FileJuggler(Task):
                 result = self.forget(data)
             elif action == "DISCARD":
                 result = self.discard(*data)
+            elif action == "STALLED":
+                result = self.stalled(data)
             else:  # FREE
                 stat = os.statvfs(self.simple)
                 result = stat.f_bavail * stat.f_frsize
@@ -206,6 +208,11 @@ class FileJuggler(Task):
         self.transfers[slave_id] = Transfer(
             slave_id, file, target, temp, fd, slave_address, slave_peer
         )
+
+    def stalled(self, slave_id: int) -> float | None:
+        """Seconds since *slave_id*'s transfer last moved (began, or took a chunk)."""
+        transfer = self.transfers.get(slave_id)
+        return None if transfer is None else time.monotonic() - transfer.last_activity
 
     def discard(self, package: str, filenames: list[str]) -> None:
         """Delete verified files of a build that was not recorded: nothing stays under

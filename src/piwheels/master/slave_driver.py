@@ -76,6 +76,17 @@ def building_yet_silent(slave: SlaveRecord, deadline: float) -> bool:
     return slave.state == SlaveState.BUILDING and not slave.waiting and slave.last_seen < deadline
 
 
+def sending_yet_silent(slave: SlaveRecord, deadline: float) -> bool:
+    """Whether *slave*, sending a file, has been silent here since *deadline* (and its
+    transfer not yet looked at)."""
+    return (
+        slave.state == SlaveState.SENDING
+        and not slave.waiting
+        and not slave.checking
+        and slave.last_seen < deadline
+    )
+
+
 class SlaveDriver(Task):
     name = "Slave Driver"
 
@@ -588,6 +599,20 @@ class SlaveDriver(Task):
                 self.forget(slave, f"silent for more than {self.config.slave_timeout}")
             elif building_yet_silent(slave, busy_deadline):
                 self.forget(slave, f"building, yet silent for {self.config.busy_timeout}")
+            elif sending_yet_silent(slave, busy_deadline):
+                # silent here while its file comes on the file queue: ask how that goes
+                slave.checking = True
+                self.fs(slave).ask("STALLED", slave.slave_id, partial(self.stalled, slave))
+
+    def stalled(self, slave: SlaveRecord, status: str, idle: Any) -> None:
+        """Drop a sending slave whose transfer has not moved for --busy-timeout (killed
+        mid-transfer, it would hold its build until --slave-timeout)."""
+        slave.checking = False
+        if self.slaves.get(slave.address) is not slave or slave.state != SlaveState.SENDING:
+            return
+        limit = self.config.busy_timeout
+        if status == "OK" and (idle is None or idle > limit.total_seconds()):
+            self.forget(slave, f"sending, yet no chunk for {limit}")
 
     def next_build(self, abi: str) -> BuildKey | None:
         entries = self.queue.get(abi, [])

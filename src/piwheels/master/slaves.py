@@ -60,6 +60,7 @@ class SlaveRecord:
     fetched: list[str] = field(default_factory=list)  # files of this build verified on disk
     attempts: int = 0
     waiting: bool = False  # for the database or the File Juggler, before it can be answered
+    checking: bool = False  # whether its silent transfer has stalled (see expire_slaves)
     sleep_requested: bool = False
     kill_requested: bool = False
 
