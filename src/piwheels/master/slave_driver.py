@@ -65,7 +65,8 @@ JUST_HANDED_OUT = 0.05
 SLAVE_BURST = 32  # messages from slaves handled in one go, at most
 SLAVE_RCVHWM = 4  # messages queued from one slave before libzmq stops reading its connection
 FS_LANES = 4  # requests to the File Juggler in flight at once (one per slave)
-SLAVE_ID_BLOCK = 100  # as reserve_slave_ids() reserves them (migration 0008)
+SLAVE_ID_BLOCK = 1000  # as reserve_slave_ids() reserves them (migration 0008)
+HELLOS_WAITING = 10_000  # HELLOs held while the next block of ids is being reserved
 
 Reply = tuple[str, Any]
 
@@ -143,6 +144,7 @@ class SlaveDriver(Task):
         self.slaves: dict[bytes, SlaveRecord] = {}
         self.slave_ids: deque[int] = deque()  # reserved in the database, not yet given
         self.reserving = False
+        self.hellos_waiting: dict[bytes, tuple[SlaveHello, str]] = {}  # address -> HELLO, IP
         self.queue: dict[str, list[tuple[str, str]]] = {}
         self.queue_lengths: dict[str, int] = {}
         self.active: dict[BuildKey, int] = {}  # build -> slave_id building it
@@ -175,10 +177,13 @@ class SlaveDriver(Task):
             self.log.error("cannot reserve slave ids: %s", first)
             return
         self.slave_ids.extend(range(int(first), int(first) + SLAVE_ID_BLOCK))
+        waiting, self.hellos_waiting = self.hellos_waiting, {}
+        for address, (hello, peer) in waiting.items():
+            self.greet(address, hello, peer)
 
     def take_slave_id(self) -> int | None:
         """The next slave id, reserving more before they run out; None if there are none."""
-        if len(self.slave_ids) < SLAVE_ID_BLOCK // 4 and not self.reserving:
+        if len(self.slave_ids) < SLAVE_ID_BLOCK // 2 and not self.reserving:
             self.reserving = True
             self.db.ask("SLAVEIDS", then=self.add_slave_ids)
         return self.slave_ids.popleft() if self.slave_ids else None
@@ -259,10 +264,7 @@ class SlaveDriver(Task):
 
     def handle_message(self, address: bytes, action: str, data: Any) -> None:
         if action == "HELLO":
-            reply = self.do_hello(address, data)
-            if reply is not None:
-                self.send(address, *reply)
-                self.changed(self.slaves[address])
+            self.greet(address, data, self.slave_queue.peer)
             return
         slave = self.slaves.get(address)
         if slave is None:
@@ -321,15 +323,22 @@ class SlaveDriver(Task):
             slave.last_reply = action
         self.slave_queue.send_to(address, action, data)
 
-    def do_hello(self, address: bytes, hello: SlaveHello) -> Reply | None:
+    def greet(self, address: bytes, hello: SlaveHello, peer: str) -> None:
+        reply = self.do_hello(address, hello, peer)
+        if reply is not None:
+            self.send(address, *reply)
+            self.changed(self.slaves[address])
+
+    def do_hello(self, address: bytes, hello: SlaveHello, peer: str) -> Reply | None:
         old = self.slaves.get(address)
         if old is not None:
             self.forget(old, "it said HELLO again")
         slave_id = self.take_slave_id()
-        if slave_id is None:  # it says HELLO again after its master timeout
-            self.log.error("no slave id for %s (%s) yet", hello.label, self.stranger())
+        if slave_id is None:  # answered when the ids come (or, if too many wait, not at all)
+            if len(self.hellos_waiting) < HELLOS_WAITING:
+                self.hellos_waiting[address] = (hello, peer)
             return None
-        slave = SlaveRecord(slave_id, address, hello, peer=self.slave_queue.peer)
+        slave = SlaveRecord(slave_id, address, hello, peer=peer)
         self.slaves[address] = slave
         # A slave new to this master is load it has not measured, and they come in crowds (a
         # restart, a farm switched on): as cautious as after being behind (see behind()).
