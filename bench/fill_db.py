@@ -43,7 +43,7 @@ from piwheels.db.migrate import current_version, migrate, migrations
 BENCH_PG = Path(os.environ.get("PIWHEELS_BENCH_PG", "/tmp/piwheels-bench-pg"))
 MASTER_ROLE = "piwheels"
 # Bumped whenever the generator below changes what it makes, so old templates are not reused.
-FILL_FORMAT = 2
+FILL_FORMAT = 3
 
 # The tables the fill writes (in load order); their indexes and foreign keys go for the load.
 FILLED_TABLES = (
@@ -60,6 +60,9 @@ FILLED_TABLES = (
 # Requires-Python values and their share of versions (the rest have none). Enough variety that
 # every ABI but the newest is skipped by something.
 REQUIRES_PYTHON = ((">=3.6", 0.20), (">=3.8", 0.15), (">=3.10", 0.10), (">=3.12", 0.05))
+
+# Pre-release suffixes and their share of versions (the rest are final releases).
+PRE_RELEASES = (("a1", 0.03), ("b1", 0.02), ("rc1", 0.03))
 
 # Of the versions with builds that are not none wheels: a single cpXY-abi3 wheel now and then,
 # and otherwise ABI-specific builds, a share of which fail.
@@ -258,6 +261,7 @@ def _fill(conn: psycopg.Connection[Any], sizes: Sizes, log: Log) -> None:
     _helpers(conn, sizes)
     with _phase("dropped indexes and foreign keys", log):
         restore = _drop_indexes(conn)
+        row_triggers = _disable_row_triggers(conn)
     with _phase(f"{sizes.packages:,} packages", log):
         _packages(conn, sizes)
     with _phase(f"{sizes.versions:,} versions", log):
@@ -266,6 +270,12 @@ def _fill(conn: psycopg.Connection[Any], sizes: Sizes, log: Log) -> None:
         _skips(conn, sizes)
     with _phase(f"{sizes.builds:,} builds, their logs and files", log):
         _builds(conn, sizes)
+    for table, trigger in row_triggers:
+        conn.execute(
+            sql.SQL("ALTER TABLE {} ENABLE TRIGGER {}").format(
+                sql.Identifier(table), sql.Identifier(trigger)
+            )
+        )
     with _phase("recreated indexes and foreign keys (checked)", log):
         for table, statement in restore:
             if table != "build_queue":
@@ -375,6 +385,29 @@ def _drop_indexes(conn: psycopg.Connection[Any]) -> list[tuple[str, str]]:
     return restore
 
 
+def _disable_row_triggers(conn: psycopg.Connection[Any]) -> list[tuple[str, str]]:
+    """Turn off the filled tables' row triggers for the load; return them, to turn on again.
+
+    One is a recorded build's request for its project's pages (migration 0009): a database
+    followed for years has had its pages written, and 5 million requests, each looking up its
+    version in a table without its indexes, took hours. Statement triggers (the kept figures)
+    stay on: they see each load as one statement.
+    """
+    triggers = conn.execute(
+        "SELECT tgrelid::regclass::text, tgname FROM pg_trigger"
+        " WHERE NOT tgisinternal AND tgtype & 1 = 1 AND tgrelid::regclass::text = ANY(%s)"
+        " ORDER BY 1, 2",
+        (list(FILLED_TABLES),),
+    ).fetchall()
+    for table, trigger in triggers:
+        conn.execute(
+            sql.SQL("ALTER TABLE {} DISABLE TRIGGER {}").format(
+                sql.Identifier(table), sql.Identifier(trigger)
+            )
+        )
+    return [(table, trigger) for table, trigger in triggers]
+
+
 def _packages(conn: psycopg.Connection[Any], sizes: Sizes) -> None:
     conn.execute(
         "INSERT INTO packages (package, display_name, serial, summary, skip, removed)"
@@ -394,7 +427,13 @@ def _versions(conn: psycopg.Connection[Any], sizes: Sizes) -> None:
     the biggest package gets ~7,000 versions, package 100 ~350, package 10,000 ~35 and most
     just a few (PyPI's own median is about three). Versions are numbered in release order, as
     a database filled over the years would have them, and every V/N-th is a package's first,
-    so packages appear steadily over the years too.
+    so packages appear steadily over the years too. A share are pre-releases (1.2.3rc1).
+
+    Each version's place in its project's order, pre-release flag and rank (migration 0010)
+    are what the master would have recorded: a version's number is its place in release order
+    and in PEP 440 order alike, so the places are counted among the versions PyPI lists (not
+    removed), as Cloud Gazer counts them with packaging, and the ranks among the buildable ones,
+    final releases first, as rank_versions() does.
     """
     bounds = []
     total = 0.0
@@ -402,18 +441,26 @@ def _versions(conn: psycopg.Connection[Any], sizes: Sizes) -> None:
         total += share
         bounds.append(f"WHEN pg_temp.u(i, 12) < {total} THEN '{spec}'")
     requires_python = f"CASE {' '.join(bounds)} END"
+    suffixes = []
+    total = 0.0
+    for suffix, share in PRE_RELEASES:
+        total += share
+        suffixes.append(f"WHEN pg_temp.u(i, 17) < {total} THEN '{suffix}'")
+    pre_release = f"CASE {' '.join(suffixes)} ELSE '' END"
     conn.execute(
-        "INSERT INTO versions (version_id, package, version, released, requires_python,"
-        " has_sdist, yanked, removed, skip) OVERRIDING SYSTEM VALUE"
+        "CREATE TEMP TABLE gen_versions AS"
         " SELECT i, pg_temp.package_name(CASE"
         "   WHEN i %% %(every)s = 0 AND i / %(every)s <= %(packages)s THEN i / %(every)s"
         "   ELSE least(%(packages)s, 1 + floor(%(packages)s * pg_temp.u(i, 10) ^ 2)::bigint)"
-        "   END),"
-        " (i / 1000000) || '.' || (i / 1000 %% 1000) || '.' || (i %% 1000),"
-        " timestamptz '2005-01-01 00:00Z' + (i::float8 / %(versions)s) * interval '7900 days',"
-        f" {requires_python}, pg_temp.u(i, 13) < 0.93, pg_temp.u(i, 14) < 0.01,"
-        " pg_temp.u(i, 15) < 0.01,"
+        "   END) AS package,"
+        " (i / 1000000) || '.' || (i / 1000 %% 1000) || '.' || (i %% 1000) AS release,"
+        f" {pre_release} AS pre,"
+        " timestamptz '2005-01-01 00:00Z' + (i::float8 / %(versions)s) * interval '7900 days'"
+        "   AS released,"
+        f" {requires_python} AS requires_python, pg_temp.u(i, 13) < 0.93 AS has_sdist,"
+        " pg_temp.u(i, 14) < 0.01 AS yanked, pg_temp.u(i, 15) < 0.01 AS removed,"
         " CASE WHEN pg_temp.u(i, 16) < 0.002 THEN 'not a valid PEP 440 version' ELSE '' END"
+        "   AS skip"
         " FROM generate_series(1, %(versions)s::bigint) AS i",
         {
             "packages": sizes.packages,
@@ -421,6 +468,22 @@ def _versions(conn: psycopg.Connection[Any], sizes: Sizes) -> None:
             "every": sizes.versions // sizes.packages,
         },
     )
+    conn.execute(
+        "INSERT INTO versions (version_id, package, version, released, requires_python,"
+        " has_sdist, yanked, removed, skip, version_order, prerelease, rank)"
+        " OVERRIDING SYSTEM VALUE"
+        " SELECT i, package, release || pre, released, requires_python, has_sdist, yanked,"
+        " removed, skip,"
+        " CASE WHEN NOT removed THEN"
+        "   row_number() OVER (PARTITION BY package, removed ORDER BY i) - 1 END,"
+        " pre <> '',"
+        " CASE WHEN buildable THEN row_number() OVER ("
+        "   PARTITION BY package, buildable ORDER BY pre <> '', i DESC) END"
+        " FROM (SELECT *, has_sdist AND NOT yanked AND NOT removed AND skip = '' AS buildable"
+        "   FROM gen_versions) AS g"
+        " ORDER BY i"
+    )
+    conn.execute("DROP TABLE gen_versions")
 
 
 def _allowed_abis(sizes: Sizes) -> dict[str, list[str]]:

@@ -84,6 +84,8 @@ SAMPLES: dict[str, Any] = {
     "SKIP": ("foo", "1.0", "breaks the builders"),
     "YANK": ("foo", "1.0", True),
     "RETRY": ("foo", "1.0", "cp311"),
+    "PRIORITY": ("foo", None, True),
+    "SETPRIORITY": ("foo", "1.0", False),
     "WAKE": None,
     "KILL": 3,
     "MASTER": ("paused", NOW, "0.1.0"),

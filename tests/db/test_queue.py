@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
+from psycopg.conninfo import make_conninfo
 
 from piwheels.abis import sorted_abis
-from piwheels.db.database import Database, ProjectRow, ProjectUpdate, ProjectVersion, project_row
+from piwheels.db import migrate as migrate_module
+from piwheels.db.database import (
+    Database,
+    ProjectRow,
+    ProjectUpdate,
+    ProjectVersion,
+    project_row,
+    version_orders,
+)
 from piwheels.db.migrate import SchemaError, check_version, latest_version, migrate
 from piwheels.states import BuildResult, FileState
 
@@ -305,4 +315,368 @@ def test_a_batch_naming_a_project_twice_is_recorded_one_by_one(db: Database) -> 
     )
     assert refused == []
     assert db.get_package_serials() == {"foo": 2}
-    assert queue_of(db) == {"cp39": [("foo", "1.0"), ("foo", "2.0")]}
+    assert queue_of(db) == {"cp39": [("foo", "2.0"), ("foo", "1.0")]}
+
+
+# -- the order within an ABI's queue (issue #14) ----------------------------------------------
+
+
+def cp39(db: Database) -> list[tuple[str, str]]:
+    """The cp39 queue in build order."""
+    return db.get_queue(1000).heads["cp39"]
+
+
+def record_campaign(db: Database) -> None:
+    """A busy project (a long history, a pre-release, a backport uploaded after a newer
+    release), a steady one, one with only pre-releases, and a quiet one: one old release."""
+    db.set_project(
+        "busy",
+        "busy",
+        1,
+        "",
+        "",
+        [
+            version("1.0", days_ago=300),
+            version("1.1", days_ago=200),
+            version("1.2", days_ago=100),
+            version("2.0rc1", days_ago=3),
+            version("1.1.1", days_ago=1),  # a backport: not the newest release
+        ],
+    )
+    db.set_project(
+        "steady",
+        "steady",
+        1,
+        "",
+        "",
+        [version("0.1", days_ago=50), version("0.2", days_ago=40), version("0.3", days_ago=30)],
+    )
+    db.set_project(
+        "early", "early", 1, "", "", [version("0.1a1", days_ago=20), version("0.1b1", days_ago=10)]
+    )
+    db.set_project("quiet", "quiet", 1, "", "", [version("1.0", days_ago=2000)])
+
+
+# The documented order: each project's newest release (its newest final release; its newest
+# pre-release if it has no final one), newest upload first; then the rest by their rank in their
+# own project, final releases before pre-releases, each rank by newest upload.
+CAMPAIGN_ORDER = [
+    ("early", "0.1b1"),  # tier 1: each project's newest release, newest upload first
+    ("steady", "0.3"),
+    ("busy", "1.2"),
+    ("quiet", "1.0"),
+    ("busy", "1.1.1"),  # rank 2
+    ("early", "0.1a1"),
+    ("steady", "0.2"),
+    ("steady", "0.1"),  # rank 3
+    ("busy", "1.1"),
+    ("busy", "1.0"),  # rank 4
+    ("busy", "2.0rc1"),  # rank 5: a project's pre-releases after its final releases
+]
+
+
+def test_each_projects_newest_release_first_then_the_backlog_by_rank(db: Database) -> None:
+    record_campaign(db)
+    assert cp39(db) == CAMPAIGN_ORDER
+    places = db.conn.execute(
+        "SELECT v.package, v.version, q.tier, q.rank FROM build_queue q"
+        " JOIN versions v USING (version_id) WHERE v.package = 'busy' ORDER BY q.rank"
+    ).fetchall()
+    assert places == [
+        ("busy", "1.2", 1, 1),
+        ("busy", "1.1.1", 2, 2),
+        ("busy", "1.1", 2, 3),
+        ("busy", "1.0", 2, 4),
+        ("busy", "2.0rc1", 2, 5),
+    ]
+
+
+def test_a_new_release_of_a_quiet_project_jumps_ahead_of_every_backlog(db: Database) -> None:
+    record_campaign(db)
+    db.set_project("quiet", "quiet", 2, "", "", [version("1.0", days_ago=2000), version("1.1")])
+    order = cp39(db)
+    assert order[0] == ("quiet", "1.1")
+    assert order.index(("quiet", "1.0")) > order.index(("busy", "1.2"))  # now quiet's backlog
+    # a release newer by version but uploaded earlier is still the newest release
+    db.set_project(
+        "steady",
+        "steady",
+        2,
+        "",
+        "",
+        [
+            version("0.1", days_ago=50),
+            version("0.2", days_ago=40),
+            version("0.3", days_ago=30),
+            version("1.0", days_ago=60),
+        ],
+    )
+    order = cp39(db)
+    assert order.index(("steady", "1.0")) < order.index(("busy", "1.2"))
+    assert order.index(("steady", "0.3")) > order.index(("busy", "1.2"))  # now in the backlog
+
+
+def test_the_newest_release_gone_or_unbuildable_gives_its_place_to_the_next(
+    db: Database,
+) -> None:
+    record_campaign(db)
+    db.set_yanked("busy", "1.2", True)
+    assert cp39(db)[:4] == [
+        ("busy", "1.1.1"),  # the newest upload, now the newest release too
+        ("early", "0.1b1"),
+        ("steady", "0.3"),
+        ("quiet", "1.0"),
+    ]
+    db.set_yanked("busy", "1.2", False)
+    assert cp39(db) == CAMPAIGN_ORDER
+    db.set_skip("steady", "0.3", "breaks the builders")
+    assert ("steady", "0.2") in cp39(db)[:4]
+    db.set_skip("steady", "0.3", "")
+    assert cp39(db) == CAMPAIGN_ORDER
+    # PyPI no longer lists it, or it has only wheels: the same
+    db.set_project(
+        "busy",
+        "busy",
+        2,
+        "",
+        "",
+        [
+            version("1.0", days_ago=300),
+            version("1.1", days_ago=200),
+            version("1.2", days_ago=100, has_sdist=False),
+            version("2.0rc1", days_ago=3),
+        ],
+    )
+    assert cp39(db)[:4] == [
+        ("early", "0.1b1"),
+        ("steady", "0.3"),
+        ("busy", "1.1"),
+        ("quiet", "1.0"),
+    ]
+    # built on every ABI, it keeps its place: the next version does not become the newest
+    db.set_project(
+        "busy",
+        "busy",
+        3,
+        "",
+        "",
+        [
+            version("1.0", days_ago=300),
+            version("1.1", days_ago=200),
+            version("1.2", days_ago=100),
+            version("2.0rc1", days_ago=3),
+        ],
+    )
+    db.log_build(1, "busy", "1.2", "cp39", built("busy-1.2-py3-none-any.whl"))
+    assert cp39(db)[:3] == [("early", "0.1b1"), ("steady", "0.3"), ("quiet", "1.0")]
+    assert cp39(db)[3:6] == [("early", "0.1a1"), ("steady", "0.2"), ("busy", "1.1")]
+
+
+def test_a_project_of_pre_releases_only_counts_its_newest_until_a_final_release(
+    db: Database,
+) -> None:
+    record_campaign(db)
+    db.set_project(
+        "early",
+        "early",
+        2,
+        "",
+        "",
+        [version("0.1a1", days_ago=20), version("0.1b1", days_ago=10), version("0.1", days_ago=5)],
+    )
+    order = cp39(db)
+    assert order[0] == ("early", "0.1")
+    assert order.index(("early", "0.1b1")) > order.index(("quiet", "1.0"))
+
+
+def test_an_operator_moves_a_version_or_a_project_to_the_front_and_back(db: Database) -> None:
+    record_campaign(db)
+    db.set_priority("busy", "1.0", True)
+    assert cp39(db) == [("busy", "1.0")] + [e for e in CAMPAIGN_ORDER if e != ("busy", "1.0")]
+    # a project: its every queued version, its newest first, after or among other priorities
+    db.set_priority("steady", None, True)
+    assert cp39(db)[:4] == [
+        ("steady", "0.3"),
+        ("steady", "0.2"),
+        ("steady", "0.1"),
+        ("busy", "1.0"),
+    ]
+    # its new releases go first too, for as long as the priority stays
+    db.set_project(
+        "steady",
+        "steady",
+        2,
+        "",
+        "",
+        [
+            version("0.1", days_ago=50),
+            version("0.2", days_ago=40),
+            version("0.3", days_ago=30),
+            version("0.4"),
+        ],
+    )
+    assert cp39(db)[0] == ("steady", "0.4")
+    db.set_priority("steady", None, False)
+    db.set_priority("busy", "1.0", False)
+    assert cp39(db)[0] == ("steady", "0.4")  # the newest upload of tier 1
+    assert cp39(db).index(("busy", "1.0")) == len(cp39(db)) - 2
+    # a priority follows the version to the next ABI
+    db.set_priority("busy", "1.0", True)
+    db.log_build(1, "busy", "1.0", "cp39", built("busy-1.0-cp39-cp39-linux_x86_64.whl"))
+    assert db.get_queue(10).heads["cp310"] == [("busy", "1.0")]
+    assert ("busy", "1.0") not in cp39(db)
+    with pytest.raises(psycopg.errors.NoDataFound, match=r"no such version: busy 9\.9"):
+        db.set_priority("busy", "9.9", True)
+    with pytest.raises(psycopg.errors.NoDataFound, match="no such package: nope"):
+        db.set_priority("nope", None, True)
+
+
+def test_a_version_added_by_hand_takes_its_place_by_version(db: Database) -> None:
+    record_campaign(db)
+    db.add_by_hand("busy", "1.1.5", "")  # released now, but older than 1.2
+    order = cp39(db)
+    assert order.index(("busy", "1.1.5")) > order.index(("quiet", "1.0"))
+    assert order.index(("busy", "1.1.5")) < order.index(("busy", "1.1.1"))
+    db.add_by_hand("busy", "3.0", "")
+    assert cp39(db)[0] == ("busy", "3.0")
+
+
+def _whole_queue(conn: psycopg.Connection) -> list[tuple[object, ...]]:
+    return conn.execute("SELECT * FROM build_queue ORDER BY version_id").fetchall()
+
+
+def test_requeue_all_and_queue_version_agree_on_every_place(
+    db: Database, superuser_dsn: str
+) -> None:
+    record_campaign(db)
+    db.set_priority("steady", None, True)
+    db.set_priority("busy", "1.0", True)
+    db.log_build(1, "busy", "1.2", "cp39", built("busy-1.2-cp39-cp39-linux_x86_64.whl"))
+    with psycopg.connect(superuser_dsn, autocommit=True) as conn:
+        conn.execute("UPDATE packages SET popularity = 7 WHERE package = 'quiet'")
+        conn.execute("SELECT reorder_queue(ARRAY['quiet'])")
+        before = _whole_queue(conn)
+        assert len(before) == len(CAMPAIGN_ORDER)
+        conn.execute("SELECT requeue_all()")
+        assert _whole_queue(conn) == before
+        conn.execute("DELETE FROM build_queue")
+        conn.execute("SELECT requeue_all()")
+        assert _whole_queue(conn) == before
+        conn.execute("SELECT queue_version(version_id) FROM versions")
+        assert _whole_queue(conn) == before
+        # places out of date (as after a crash of logic, or by hand): requeue_all mends them
+        conn.execute("UPDATE build_queue SET tier = 2, rank = 99, popularity = 0")
+        conn.execute("SELECT requeue_all()")
+        assert _whole_queue(conn) == before
+
+
+def test_popularity_breaks_ties_of_tier_and_rank(db: Database, superuser_dsn: str) -> None:
+    record_campaign(db)
+    with psycopg.connect(superuser_dsn, autocommit=True) as conn:
+        # set as the later issue's download counts will (today every project has 0)
+        conn.execute("UPDATE packages SET popularity = 1000 WHERE package = 'quiet'")
+        conn.execute("SELECT reorder_queue(ARRAY['quiet'])")
+    assert cp39(db)[0] == ("quiet", "1.0")
+    assert cp39(db)[1:4] == CAMPAIGN_ORDER[:3]
+
+
+def test_the_queue_is_read_by_one_index_scan_in_its_order(db: Database) -> None:
+    record_campaign(db)
+    plan = "\n".join(
+        row[0]
+        for row in db.conn.execute(
+            "EXPLAIN SELECT v.package, v.version FROM build_queue q"
+            " JOIN versions v USING (version_id) WHERE q.abi_tag = 'cp39'"
+            " ORDER BY q.tier, q.rank, q.popularity DESC, q.released DESC LIMIT 1000"
+        )
+    )
+    assert "build_queue_order" in plan
+    assert "Sort" not in plan
+
+
+def test_version_orders_are_packagings() -> None:
+    versions = ["1.0", "1.0.post1", "1.0rc1", "1.0.dev0", "0.9", "1.0a1", "not a version"]
+    orders = version_orders(versions)
+    assert orders == {
+        "0.9": (0, False),
+        "1.0.dev0": (1, True),
+        "1.0a1": (2, True),
+        "1.0rc1": (3, True),
+        "1.0": (4, False),
+        "1.0.post1": (5, False),
+        "not a version": (None, False),
+    }
+
+
+# Spellings packaging accepts, in its order (the upgrade to migration 0010 works the order out
+# in SQL for the versions already on record, and must agree).
+PEP440_ORDER = [
+    "0.9",
+    "1.0.dev0",
+    "1.0a1.dev1",
+    "1.0a1",
+    "1.0ALPHA3",
+    "1.0b1",
+    "1.0-beta.2",
+    "1.0rc1",
+    "1.0c2",
+    "1.0-preview.4",
+    "1.0",
+    "1.0.post0.dev1",
+    "1.0.post",
+    "1.0-1",
+    "1.0.r5",
+    "1.0.1",
+    "1.1.dev1",
+    "1.1",
+    "1.2",
+    "1.10",
+    "3.0.0.1",
+    "v3.1",
+    "2024.1.15",
+    "20240115",
+    "1!0.1",
+]
+
+
+def test_the_upgrade_orders_recorded_versions_as_packaging_does(
+    fresh_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    every_migration = migrate_module.migrations()
+    monkeypatch.setattr(
+        migrate_module, "migrations", lambda: [m for m in every_migration if m.name < "0010"]
+    )
+    migrate_module.migrate(fresh_database)
+    db = Database(make_conninfo(fresh_database, user="piwheels"))
+    try:
+        db.set_build_abis(sorted_abis(["cp39", "cp311"]))
+        shuffled = sorted(PEP440_ORDER, key=lambda v: hashlib.sha256(v.encode()).digest())
+        foo = [version(v, days_ago=10 + n) for n, v in enumerate(shuffled)]
+        foo.append(version("not a version", skip="not a valid PEP 440 version"))
+        db.set_project("foo", "foo", 1, "", "", foo)
+        db.set_project("bar", "bar", 1, "", "", [version("1.0", days_ago=1), version("2.0b1")])
+        db.log_build(1, "foo", "1.0", "cp39", built("foo-1.0-cp39-cp39-linux_x86_64.whl"))
+        monkeypatch.setattr(migrate_module, "migrations", lambda: every_migration)
+        migrate_module.migrate(fresh_database)
+        db.close()
+        recorded = db.conn.execute(
+            "SELECT version, version_order, prerelease FROM versions WHERE package = 'foo'"
+        ).fetchall()
+        expected = version_orders([*PEP440_ORDER, "not a version"])
+        assert {v: (order, pre) for v, order, pre in recorded} == expected
+        assert sorted(PEP440_ORDER, key=lambda v: expected[v][0] or 0) == PEP440_ORDER
+        # ranks and places as the new rules give them
+        before = _whole_queue(db.conn)
+        assert cp39(db)[:2] == [("bar", "1.0"), ("foo", "1!0.1")]
+        assert db.get_queue(100).heads["cp311"] == [("foo", "1.0")]
+        db.conn.execute("SELECT requeue_all()")
+        assert _whole_queue(db.conn) == before
+        # Cloud Gazer's next look at the project finds nothing to change
+        rows_before = db.conn.execute("SELECT version_id, xmin::text FROM versions").fetchall()
+        db.set_project("foo", "foo", 2, "", "", foo)
+        assert db.conn.execute("SELECT version_id, xmin::text FROM versions").fetchall() == (
+            rows_before
+        )
+        assert _whole_queue(db.conn) == before
+    finally:
+        db.close()

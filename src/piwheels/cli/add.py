@@ -2,7 +2,7 @@
 
 One action per run, so each run is one request to Mr. Chase that happens entirely or not at
 all: ADD (the default, or ``--new``), SKIP (``--skip`` / ``--unskip``), YANK (``--yank`` /
-``--unyank``) or RETRY (``--retry``).
+``--unyank``), RETRY (``--retry``) or PRIORITY (``--priority`` / ``--no-priority``).
 """
 
 from __future__ import annotations
@@ -33,8 +33,10 @@ PACKAGE (or its VERSION) by hand, as if PyPI had announced it: e.g. a version Py
 that piw-import can import wheels for it. --skip / --unskip stop or resume building it (the
 reason is shown on its project page); --yank / --unyank mark a version yanked (pip then
 installs it only when pinned) or not; --retry forgets a version's failed builds so they are
-queued again (asks for confirmation, since their logs are deleted). To add something that must
-not be built, give --new with --skip.
+queued again (asks for confirmation, since their logs are deleted); --priority builds the
+version (or the project's every version, newest first) before anything else, on every ABI,
+until --no-priority puts it back in its place in the queue. To add something that must not be
+built, give --new with --skip.
 """
 
 
@@ -65,6 +67,17 @@ def build_parser() -> argparse.ArgumentParser:
             "--retry",
             action="store_true",
             help="forget the version's failed builds and their logs so it is built again (RETRY)",
+        ),
+        exclusive.add_argument(
+            "--priority",
+            action="store_true",
+            help="build it first: move the version, or the project's every version (its newest "
+            "first, its later releases too), to the front of every ABI's queue (PRIORITY)",
+        ),
+        exclusive.add_argument(
+            "--no-priority",
+            action="store_true",
+            help="undo --priority: back to its place in the queue (PRIORITY)",
         ),
         actions.add_argument(
             "--new",
@@ -106,11 +119,20 @@ def request_for(args: argparse.Namespace) -> tuple[str, tuple[Any, ...], str]:
         raise BadInput("--skip needs a reason (it is shown on the project page)")
     if args.abi is not None and not args.retry:
         raise BadInput("--abi goes with --retry only")
-    if args.new and (args.unskip or args.yank or args.unyank or args.retry):
+    if args.new and (
+        args.unskip or args.yank or args.unyank or args.retry or args.priority or args.no_priority
+    ):
         raise BadInput("--new goes with --skip only")
     if version is None and (args.yank or args.unyank or args.retry):
         raise BadInput(f"{_option(args)} needs a VERSION")
     what = _what(args)
+    if args.priority or args.no_priority:
+        done = (
+            f"{what} goes to the front of the build queue"
+            if args.priority
+            else f"{what} is back in its place in the build queue"
+        )
+        return "PRIORITY", (package, version, args.priority), done
     if args.new or not (reason or args.unskip or args.yank or args.unyank or args.retry):
         skip = reason or ""
         return "ADD", (package, version, skip), f"added {what}" + _skipped(skip)

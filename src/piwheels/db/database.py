@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 import psycopg
+from packaging.version import InvalidVersion, Version
 from psycopg.types.json import Jsonb
 
 from piwheels.abis import BuildABI, abi_skips, covers_from, excluded_by_requires_python
@@ -59,8 +60,30 @@ def abis_key(abis: Iterable[BuildABI]) -> str:
     return " ".join(abi.abi_tag for abi in abis)
 
 
+def version_orders(versions: Iterable[str]) -> dict[str, tuple[int | None, bool]]:
+    """Each of a project's *versions* with its place in PEP 440 order (0 = the oldest; None
+    for a version that is not PEP 440) and whether it is a pre-release, as the build queue's
+    order needs them (see migrations/0010_queue_priority.sql). Worked out with ``packaging``:
+    the schema only compares the places."""
+    parsed: dict[str, Version | None] = {}
+    for version in versions:
+        try:
+            parsed[version] = Version(version)
+        except InvalidVersion:
+            parsed[version] = None
+    # equal versions spelt differently (1.0, 1.0.0) are told apart by their spelling
+    valid = sorted((p, version) for version, p in parsed.items() if p is not None)
+    place = {version: n for n, (_, version) in enumerate(valid)}
+    return {
+        version: (place.get(version), p is not None and p.is_prerelease)
+        for version, p in parsed.items()
+    }
+
+
 def project_row(update: ProjectUpdate, abis: Sequence[BuildABI]) -> ProjectRow:
-    """*update* as ``set_projects`` takes it, each version's skips worked out for *abis*."""
+    """*update* as ``set_projects`` takes it, each version's skips worked out for *abis* and
+    its place in the project's order with ``packaging`` (:func:`version_orders`)."""
+    orders = version_orders(v.version for v in update.versions)
     row = {
         "package": update.package,
         "display_name": update.display_name,
@@ -75,6 +98,8 @@ def project_row(update: ProjectUpdate, abis: Sequence[BuildABI]) -> ProjectRow:
                 "has_sdist": v.has_sdist,
                 "yanked": v.yanked,
                 "skip": v.skip,
+                "version_order": orders[v.version][0],
+                "prerelease": orders[v.version][1],
                 "abi_skips": abi_skips(v.requires_python, abis),
             }
             for v in update.versions
@@ -233,15 +258,20 @@ class Database:
             return True
 
     def get_queue(self, limit: int) -> QueueSnapshot:
-        """The first *limit* entries of each ABI's queue, in build order, and their lengths."""
+        """The first *limit* entries of each ABI's queue, in build order, and their lengths.
+
+        Build order (migration 0010): an operator's priority first (tier 0), then each
+        project's newest release (tier 1), then the rest by their rank in their own project
+        (tier 2); ties go to the more popular project, then to the newest upload. One index
+        (build_queue_order) holds exactly this order."""
         conn = self.conn
         heads: dict[str, list[tuple[str, str]]] = {}
         with conn.transaction():
             for abi in self.get_build_abis():
                 cur = conn.execute(
                     "SELECT v.package, v.version FROM build_queue q "
-                    "JOIN versions v USING (version_id) "
-                    "WHERE q.abi_tag = %s ORDER BY q.released DESC LIMIT %s",
+                    "JOIN versions v USING (version_id) WHERE q.abi_tag = %s "
+                    "ORDER BY q.tier, q.rank, q.popularity DESC, q.released DESC LIMIT %s",
                     (abi.abi_tag, limit),
                 )
                 heads[abi.abi_tag] = [(pkg, ver) for pkg, ver in cur]
@@ -374,7 +404,32 @@ class Database:
         return [filename for (filename,) in cur]
 
     def add_by_hand(self, package: str, version: str | None, skip: str) -> None:
-        self.conn.execute("SELECT add_by_hand(%s, %s, %s)", (package, version, skip))
+        """Record *package* (and *version*) by hand, the version in its place in the
+        project's order (worked out with packaging, as for PyPI's versions)."""
+        conn = self.conn
+        with conn.transaction():
+            orders: list[dict[str, Any]] = []
+            if version is not None:
+                listed = [
+                    v
+                    for (v,) in conn.execute(
+                        "SELECT version FROM versions WHERE package = %s AND NOT removed",
+                        (package,),
+                    )
+                ]
+                places = version_orders([*listed, version])
+                orders = [
+                    {"version": v, "version_order": order, "prerelease": pre}
+                    for v, (order, pre) in places.items()
+                ]
+            conn.execute(
+                "SELECT add_by_hand(%s, %s, %s, %s)", (package, version, skip, Jsonb(orders))
+            )
+
+    def set_priority(self, package: str, version: str | None, wanted: bool) -> None:
+        """Put *package* *version* (or, with None, the project's every version) at the front
+        of each ABI's queue it is in, or (*wanted* false) take it back to its place."""
+        self.conn.execute("SELECT set_priority(%s, %s, %s)", (package, version, wanted))
 
     def set_skip(self, package: str, version: str | None, reason: str) -> None:
         self.conn.execute("SELECT set_skip(%s, %s, %s)", (package, version, reason))

@@ -82,6 +82,7 @@ class MrChase(Task):
             "SKIP": self.do_skip,
             "YANK": self.do_yank,
             "RETRY": self.do_retry,
+            "PRIORITY": self.do_priority,
         }
 
     def handle_request(self) -> None:
@@ -278,6 +279,15 @@ class MrChase(Task):
         if not forgotten:
             raise Refused(f"no failed build of {package} {version} to retry")
         self.pages.project(package, index=False)
+        return "DONE", NO_DATA
+
+    def do_priority(self, _: bytes, data: Any) -> Reply:
+        package, version, wanted = data
+        package = canonicalize_name(package)
+        # the Oracle's SETPRIORITY (migration 0010); DbClient has no method of its own for it
+        self.db._call("SETPRIORITY", (package, version, wanted))
+        what = package if version is None else f"{package} {version}"
+        self.log.info("%s %s", what, "put first in the queue" if wanted else "back in its place")
         return "DONE", NO_DATA
 
     def close(self) -> None:

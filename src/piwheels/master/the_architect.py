@@ -2,7 +2,9 @@
 
 The queue itself lives in the database and is updated in the same transaction that records a
 version or a build (see ``queue_version`` in the schema), so this task only reads the head of
-each ABI's queue every few seconds and pushes it to the Slave Driver.
+each ABI's queue every few seconds and pushes it to the Slave Driver, which hands builds out in
+that order: an operator's priority first, then each project's newest release, then the backlog
+interleaved across projects (see ``Database.get_queue`` and migrations/0010_queue_priority.sql).
 """
 
 from __future__ import annotations

@@ -64,6 +64,7 @@ class TheOracle(Task):
             "SETSKIP": lambda data: self.db.set_skip(*data),
             "SETYANKED": lambda data: self.db.set_yanked(*data),
             "RETRY": lambda data: self.db.retry_failed(*data),
+            "SETPRIORITY": lambda data: self.db.set_priority(*data),
         }
 
     def once(self) -> None:
