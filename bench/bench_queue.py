@@ -552,12 +552,12 @@ def _campaign_rows(
         f" at the start, {measured.releases_during} releases while the queue's order ran"
         f" ({reference.releases_during} while the old order did)"
     )
-    label = f"{len(projects):,} projects ({busy} busy), {versions:,} versions"
+    label = f"{len(projects):,} projects, {busy} busy; {versions:,} versions"
     old = "newest upload first, as before migration 0010"
     return [
         Row(
-            f"campaign, {label}: build-seconds on each project's newest release until every"
-            " newest was tried",
+            f"campaign ({label}): share of build-seconds on each project's newest release"
+            " until all were tried",
             measured.share,
             reference.share,
             "%",
