@@ -62,33 +62,24 @@ def recv_frames(zsock: zmq.Socket[Any], flags: int = 0) -> list[bytes]:
     return frames
 
 
-def recv_at_most(zsock: zmq.Socket[Any], keep: int, flags: int = 0) -> tuple[list[bytes], int]:
+def recv_at_most(
+    zsock: zmq.Socket[Any], keep: int, flags: int = 0, *, copy: bool = True
+) -> tuple[list[Any], int]:
     """:func:`recv_frames` for a peer's message: at most the first *keep* frames are kept, and
-    how many the message had is returned with them.
+    how many the message had is returned with them. Without *copy*, the frames come as libzmq
+    received them (``zmq.Frame``).
 
     A peer may send a message of any number of frames, each up to the socket's MAXMSGSIZE:
     those past what a message may have are received and dropped one by one, never held.
     """
-    frames = [zsock.recv(flags)]
+    frames = [zsock.recv(flags, copy=copy)]
     count = 1
     while zsock.getsockopt(RCVMORE):
-        frame = zsock.recv(flags)
+        frame = zsock.recv(flags, copy=copy)
         count += 1
         if count <= keep:
             frames.append(frame)
     return frames, count
-
-
-def _recv_parts(zsock: zmq.Socket[Any], *, keep: int) -> tuple[list[zmq.Frame], int]:
-    """:func:`recv_at_most` without copying: the frames as libzmq received them."""
-    parts = [zsock.recv(copy=False)]
-    count = 1
-    while zsock.getsockopt(RCVMORE):
-        part = zsock.recv(copy=False)
-        count += 1
-        if count <= keep:
-            parts.append(part)
-    return parts, count
 
 
 def _peer_address(frame: zmq.Frame) -> str:
@@ -514,7 +505,7 @@ class Socket:
         if copy and not self.peer_addresses:
             frames, count = recv_at_most(self.zsock, 3)
         else:
-            parts, count = _recv_parts(self.zsock, keep=3)
+            parts, count = recv_at_most(self.zsock, 3, copy=False)
             if self.peer_addresses:
                 self.peer = _peer_address(parts[0])
             frames = [part.bytes for part in parts[:-1]]

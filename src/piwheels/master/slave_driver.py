@@ -415,14 +415,18 @@ class SlaveDriver(Task):
         if slave.state != SlaveState.HELLO:
             return self.out_of_order(slave, "RESUME")
         key = (*build, slave.abi_tag)
-        holder = next((s for s in self.slaves.values() if s.build == key), None)
+        holder = self.building(key)
         if holder is not None and not holder.same_machine(slave):
             return "DONE", NO_DATA
         self.db.ask("QUEUED", key, self.later(slave, partial(self.resumed, slave, key)))
         return None
 
+    def building(self, key: BuildKey) -> SlaveRecord | None:
+        """The slave that holds build *key*, if one does."""
+        return next((s for s in self.slaves.values() if s.build == key), None)
+
     def resumed(self, slave: SlaveRecord, key: BuildKey, status: str, queued: Any) -> Reply:
-        holder = next((s for s in self.slaves.values() if s.build == key), None)
+        holder = self.building(key)
         if status != "OK" or queued is not True or key in self.finished:
             slave.state = SlaveState.IDLE
             return "DONE", NO_DATA
