@@ -210,9 +210,7 @@ oracle = Protocol(
     send={"OK": AnyValue(), "ERROR": Reason},
 )
 
-STATISTICS = Record(
-    [Int, Int, Int, Int, Int, Int, Int, Int, MapOf(Str, Int), Int, Int, DateTime], Statistics
-)
+STATISTICS = Record([Int] * 8 + [MapOf(Str, Int)] * 3 + [Int, Int, DateTime], Statistics)
 
 # Tasks -> the Secretary -> the Scribe: pages to (re)write. BOTH is a project's index page and
 # project page; PROJECT the project page alone.

@@ -12,6 +12,7 @@ from psycopg.conninfo import make_conninfo
 
 from piwheels.abis import sorted_abis
 from piwheels.db import migrate as migrate_module
+from piwheels.db import web_queries
 from piwheels.db.database import (
     Database,
     ProjectRow,
@@ -22,14 +23,16 @@ from piwheels.db.database import (
 )
 from piwheels.db.migrate import SchemaError, check_version, latest_version, migrate
 from piwheels.states import BuildResult, FileState
+from piwheels.web.model import QueuePlace
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
 
 
-def version(ver: str, *, days_ago: int = 0, **kwargs: object) -> ProjectVersion:
+def version(ver: str, *, days_ago: int | None = 0, **kwargs: object) -> ProjectVersion:
+    """*days_ago* None: a version PyPI has no file of, so no upload time."""
     fields: dict[str, object] = {
         "version": ver,
-        "released": NOW - timedelta(days=days_ago),
+        "released": None if days_ago is None else NOW - timedelta(days=days_ago),
         "requires_python": None,
         "has_sdist": True,
         "yanked": False,
@@ -533,12 +536,52 @@ def test_an_operator_moves_a_version_or_a_project_to_the_front_and_back(db: Data
 
 def test_a_version_added_by_hand_takes_its_place_by_version(db: Database) -> None:
     record_campaign(db)
-    db.add_by_hand("busy", "1.1.5", "")  # released now, but older than 1.2
+    db.add_by_hand("busy", "1.1.5", "")  # no upload time, and older than 1.2
     order = cp39(db)
     assert order.index(("busy", "1.1.5")) > order.index(("quiet", "1.0"))
     assert order.index(("busy", "1.1.5")) < order.index(("busy", "1.1.1"))
     db.add_by_hand("busy", "3.0", "")
-    assert cp39(db)[0] == ("busy", "3.0")
+    # busy's newest release now, so in tier 1; with no upload time, after the others there
+    order = cp39(db)
+    assert order[:4] == [("early", "0.1b1"), ("steady", "0.3"), ("quiet", "1.0"), ("busy", "3.0")]
+    assert order.index(("busy", "3.0")) < order.index(("busy", "1.2"))
+    released = db.conn.execute(
+        "SELECT released FROM versions WHERE package = 'busy' AND version = '3.0'"
+    ).fetchone()
+    assert released == (None,)
+
+
+def test_a_version_with_no_upload_time_is_never_the_newest(db: Database) -> None:
+    # pyyaml's 3.01-3.09 have no files on PyPI, so no upload time: they were recorded as
+    # released when first seen, and shown (and queued) as the newest
+    db.set_project(
+        "yamlish",
+        "yamlish",
+        1,
+        "",
+        "",
+        [
+            version("3.09", days_ago=None, has_sdist=False),
+            version("3.10", days_ago=3000),
+            version("6.0", days_ago=30),
+            version("3.01", days_ago=None, has_sdist=False),
+        ],
+    )
+    db.set_project("other", "other", 2, "", "", [version("1.0", days_ago=2000)])
+    assert cp39(db)[:2] == [("yamlish", "6.0"), ("other", "1.0")]
+    rows = db.conn.execute(
+        "SELECT version, released FROM versions WHERE package = 'yamlish' ORDER BY version_order"
+    ).fetchall()
+    assert [(v, r is None) for v, r in rows] == [
+        ("3.01", True),
+        ("3.09", True),
+        ("3.10", False),
+        ("6.0", False),
+    ]
+    page = db.get_project_data("yamlish")
+    assert page is not None
+    assert [v.version for v in page.versions] == ["6.0", "3.10", "3.09", "3.01"]
+    assert [v.released is None for v in page.versions] == [False, False, True, True]
 
 
 def _whole_queue(conn: psycopg.Connection) -> list[tuple[object, ...]]:
@@ -568,6 +611,58 @@ def test_requeue_all_and_queue_version_agree_on_every_place(
         conn.execute("UPDATE build_queue SET tier = 2, rank = 99, popularity = 0")
         conn.execute("SELECT requeue_all()")
         assert _whole_queue(conn) == before
+
+
+def _places(db: Database) -> dict[tuple[str, str], QueuePlace]:
+    """Every queued version's place, as the project pages read them."""
+    places = {}
+    for package in ("busy", "steady", "early", "quiet"):
+        for (vid, _), place in web_queries.queue_places(db.conn, package).items():
+            row = db.conn.execute(
+                "SELECT version FROM versions WHERE version_id = %s", (vid,)
+            ).fetchone()
+            assert row is not None
+            places[package, row[0]] = place
+    return places
+
+
+def test_each_queued_version_knows_how_many_wait_before_it(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    record_campaign(db)
+    db.set_priority("busy", "1.0", True)
+    order = cp39(db)
+    assert order[0] == ("busy", "1.0")
+    places = _places(db)
+    assert set(places) == set(order)
+    for ahead, entry in enumerate(order):
+        place = places[entry]
+        assert (place.ahead, place.ahead_at_most) == (ahead, ahead), entry
+    assert (places["busy", "1.0"].tier, places["busy", "1.0"].rank) == (0, 4)
+    assert (places["quiet", "1.0"].tier, places["quiet", "1.0"].rank) == (1, 1)
+    assert (places["busy", "1.1"].tier, places["busy", "1.1"].rank) == (2, 3)
+    # the queue's kept lengths, folded or still in the journal, say the same
+    db.get_queue(1)  # folds the journal
+    db.log_build(1, "steady", "0.3", "cp39", built("steady-0.3-cp39-cp39-linux_x86_64.whl"))
+    order = cp39(db)
+    places = _places(db)
+    for ahead, entry in enumerate(order):
+        assert places[entry].ahead == ahead, entry
+    # counted one by one only so far into a (tier, rank): beyond, a range
+    monkeypatch.setattr(web_queries, "PLACE_COUNT_CAP", 1)
+    places = _places(db)
+    tier1 = [entry for entry in order if places[entry].tier == 1]
+    assert len(tier1) == 3
+    assert (places[tier1[0]].ahead, places[tier1[0]].ahead_at_most) == (1, 1)
+    for entry in tier1[1:]:
+        assert (places[entry].ahead, places[entry].ahead_at_most) == (2, 3), entry
+    # the home page's figures: put first, newest releases, backlog
+    figures = db.get_statistics()
+    assert figures["queue"]["cp39"] == len(order)
+    assert figures["queue_priority"]["cp39"] == 1
+    assert figures["queue_newest"]["cp39"] == 3
+    assert figures["queue"]["cp310"] == 1  # steady 0.3, built on cp39, waits on cp310
+    assert figures["queue_newest"]["cp310"] == 1
 
 
 def test_popularity_breaks_ties_of_tier_and_rank(db: Database, superuser_dsn: str) -> None:

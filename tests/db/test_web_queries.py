@@ -48,8 +48,18 @@ def test_project_data_shows_every_version_and_abi(db: Database) -> None:
     ]
     assert one["cp313"].reason == "served by the cp311 build"
     two = by_version["2.0"].cells
-    assert two["cp39"] == (BuildState.SKIPPED, "Requires-Python '>=3.11' excludes Python 3.9", None)
-    assert two["cp311"] == (BuildState.PENDING, "queued", None)
+    assert two["cp39"] == (
+        BuildState.SKIPPED,
+        "Requires-Python '>=3.11' excludes Python 3.9",
+        None,
+        None,
+    )
+    assert two["cp311"].state == BuildState.PENDING
+    # 2.0 is the only version queued: its project's newest release, first in line
+    assert two["cp311"].reason == "queued (newest release): 0 ahead"
+    place = two["cp311"].place
+    assert place is not None
+    assert (place.tier, place.rank, place.ahead, place.ahead_at_most) == (1, 1, 0, 0)
     assert two["cp313"].reason == "waiting for a lower ABI"
     assert by_version["3.0"].skip == "binary only: no sdist on PyPI"
     assert by_version["3.0"].cells["cp39"].state == BuildState.SKIPPED
@@ -57,7 +67,7 @@ def test_project_data_shows_every_version_and_abi(db: Database) -> None:
     # a yanked version is never built: it says so, on every ABI (#14)
     yanked = by_version["0.9"].cells
     assert {yanked[abi] for abi in project.abis} == {
-        (BuildState.YANKED, "yanked on PyPI: not built", None)
+        (BuildState.YANKED, "yanked on PyPI: not built", None, None)
     }
     files = by_version["1.0"].files
     assert [f.filename for f in files] == [
@@ -174,4 +184,4 @@ def test_a_version_not_queued_is_not_said_to_wait_for_a_lower_abi(
     project = db.get_project_data("foo")
     assert project is not None
     [only] = project.versions
-    assert only.cells["cp311"] == (BuildState.PENDING, "not queued yet", None)
+    assert only.cells["cp311"] == (BuildState.PENDING, "not queued yet", None, None)

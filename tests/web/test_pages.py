@@ -22,6 +22,7 @@ from piwheels.web.model import (
     AbiCell,
     BuildInfo,
     ProjectData,
+    QueuePlace,
     SearchEntry,
     Statistics,
     VersionInfo,
@@ -301,6 +302,7 @@ def test_project_json_shape(project: ProjectData) -> None:
         "reason": None,
         "build_id": 3,
         "log_url": "/logs/0000/0000/3.txt",
+        "queue": None,
     }
     assert v2["abis"]["cp313"]["state"] == "building"
     assert v2["builds"][0] == {
@@ -330,8 +332,79 @@ def test_project_json_shape(project: ProjectData) -> None:
     assert v1["abis"]["cp311"]["reason"] == "served by the cp39 build"
     assert data["versions"][3]["skip"] == "binary only: no source release"
     assert data["versions"][0]["abis"] == {
-        abi: {"state": "pending", "reason": None, "build_id": None, "log_url": None} for abi in ABIS
+        abi: {"state": "pending", "reason": None, "build_id": None, "log_url": None, "queue": None}
+        for abi in ABIS
     }
+
+
+def queued_project() -> ProjectData:
+    """A newest release queued on cp39, a backlog version whose place is a range, and an
+    old version PyPI has no file (so no upload time) of."""
+    as_of = WHEN + timedelta(minutes=5)
+    newest = VersionInfo(
+        "2.0",
+        WHEN,
+        False,
+        "",
+        {
+            "cp39": AbiCell(
+                BuildState.PENDING,
+                "queued (newest release): 12 ahead",
+                None,
+                QueuePlace(1, 1, 12, 12, as_of),
+            )
+        },
+        [],
+        [],
+    )
+    backlog = VersionInfo(
+        "1.0",
+        WHEN - timedelta(days=30),
+        False,
+        "",
+        {
+            "cp39": AbiCell(
+                BuildState.PENDING,
+                "queued (backlog): 1,500 to 9,000 ahead",
+                None,
+                QueuePlace(2, 2, 1500, 9000, as_of),
+            )
+        },
+        [],
+        [],
+    )
+    unknown = VersionInfo("0.1", None, False, "binary only: no sdist on PyPI", {}, [], [])
+    return ProjectData("foo", "foo", "", "", ["cp39"], [newest, backlog, unknown])
+
+
+def test_queued_versions_say_where_they_stand() -> None:
+    project = queued_project()
+    data = json.loads(pages.project_json(project))
+    newest, backlog, _ = data["versions"]
+    assert newest["abis"]["cp39"]["queue"] == {
+        "tier": "newest",
+        "rank": 1,
+        "ahead": 12,
+        "ahead_at_most": 12,
+        "as_of": "2026-11-01T12:35:00Z",
+    }
+    assert backlog["abis"]["cp39"]["queue"]["tier"] == "backlog"
+    assert backlog["abis"]["cp39"]["queue"]["ahead_at_most"] == 9000
+    assert backlog["abis"]["cp39"]["reason"] == "queued (backlog): 1,500 to 9,000 ahead"
+    html = pages.project_page(project, apt_dependencies=[])
+    table = rows(html)
+    assert table["2.0"] == ["pendingqueued (newest release): 12 ahead"]
+    assert 'title="queued (newest release): 12 ahead at 2026-11-01 12:35 UTC"' in html
+
+
+def test_unknown_release_times_are_shown_as_such() -> None:
+    project = queued_project()
+    data = json.loads(pages.project_json(project))
+    assert data["versions"][2]["released"] is None
+    html = pages.project_page(project, apt_dependencies=[])
+    row = re.search(r'<tr id="v-0.1">(.*?)</tr>', html)
+    assert row is not None
+    assert Page(row.group(1)).text.startswith("0.1unknown")
 
 
 def test_page_and_json_agree(project: ProjectData) -> None:
@@ -359,6 +432,8 @@ def test_home_page() -> None:
         files=5_000,
         bytes=7_500_000_000,
         queue={"cp39": 17, "cp311": 4, "cp313": 0},
+        queue_priority={"cp39": 2, "cp311": 0, "cp313": 0},
+        queue_newest={"cp39": 5, "cp311": 3, "cp313": 0},
         disk_free=250_000_000_000,
         disk_total=1_000_000_000_000,
         updated=WHEN,
@@ -370,8 +445,10 @@ def test_home_page() -> None:
     for figure in ("12,345", "67,890", "1,000 (900 succeeded)", "42 (3 failed)", "5,000 (7.5 GB)"):
         assert figure in text
     assert "250.0 GB of 1.0 TB (75% used)" in text
-    # The queue in the farm's ABI order, as given.
-    assert re.search(r"cp39\s*17\s*cp311\s*4\s*cp313\s*0", page.text)
+    # The queue in the farm's ABI order, as given: put first, newest releases, backlog, all.
+    assert re.search(
+        r"cp39\s*2\s*5\s*10\s*17\s*cp311\s*0\s*3\s*1\s*4\s*cp313\s*0\s*0\s*0\s*0", page.text
+    )
     assert "/project/foo-bar/" in page.hrefs
     assert f"1.0{SCRIPT}" in page.text
     assert "<script>alert" not in html

@@ -40,7 +40,7 @@ class ProjectVersion(NamedTuple):
     """A version as PyPI lists it, ready to record."""
 
     version: str
-    released: datetime
+    released: datetime | None  # None: PyPI has no file of it, so no upload time
     requires_python: str | None
     has_sdist: bool
     yanked: bool
@@ -93,7 +93,7 @@ def project_row(update: ProjectUpdate, abis: Sequence[BuildABI]) -> ProjectRow:
         "versions": [
             {
                 "version": v.version,
-                "released": v.released.isoformat(),
+                "released": v.released.isoformat() if v.released else None,
                 "requires_python": v.requires_python,
                 "has_sdist": v.has_sdist,
                 "yanked": v.yanked,

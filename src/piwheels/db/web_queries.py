@@ -11,11 +11,26 @@ from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
+from packaging.version import InvalidVersion, Version
 
 from piwheels.states import BuildState
-from piwheels.web.model import AbiCell, BuildInfo, ProjectData, SearchEntry, VersionInfo, WheelFile
+from piwheels.web.model import (
+    AbiCell,
+    BuildInfo,
+    ProjectData,
+    QueuePlace,
+    SearchEntry,
+    VersionInfo,
+    WheelFile,
+)
 
 Conn = psycopg.Connection[Any]
+
+# How many entries of a queued version's own (tier, rank) are counted one by one to place it,
+# walking the queue's index (build_queue_order). A (tier, rank) can hold a million entries
+# (every project's newest release), and a page can show hundreds of queued versions: beyond
+# this, the place is given as a range.
+PLACE_COUNT_CAP = 1000
 
 
 def project_data(conn: Conn, package: str) -> ProjectData | None:
@@ -31,23 +46,19 @@ def project_data(conn: Conn, package: str) -> ProjectData | None:
         abis = conn.execute(
             "SELECT abi_tag, python_order FROM build_abis ORDER BY python_order"
         ).fetchall()
-        versions = conn.execute(
-            "SELECT version_id, version, released, yanked, removed, has_sdist, skip "
-            "FROM versions WHERE package = %s ORDER BY released DESC, version_id DESC",
-            (package,),
-        ).fetchall()
+        versions = newest_first(
+            conn.execute(
+                "SELECT version_id, version, released, yanked, removed, has_sdist, skip "
+                "FROM versions WHERE package = %s",
+                (package,),
+            ).fetchall()
+        )
         skips = conn.execute(
             "SELECT s.version_id, s.abi_tag, s.reason FROM version_abi_skips s "
             "JOIN versions v USING (version_id) WHERE v.package = %s",
             (package,),
         ).fetchall()
-        queued = set(
-            conn.execute(
-                "SELECT q.version_id, q.abi_tag FROM build_queue q "
-                "JOIN versions v USING (version_id) WHERE v.package = %s",
-                (package,),
-            ).fetchall()
-        )
+        queued = queue_places(conn, package)
         builds = conn.execute(
             "SELECT b.version_id, b.build_id, b.abi_tag, b.status, b.built_at, b.duration, "
             "b.built_by, b.covers_from FROM builds b JOIN versions v USING (version_id) "
@@ -102,6 +113,77 @@ def project_data(conn: Conn, package: str) -> ProjectData | None:
     )
 
 
+def newest_first(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """Version rows (version_id, version, released, ...) newest first by PEP 440's order, with
+    ``packaging``; versions that are not PEP 440 after them, newest upload first. Upload times
+    do not order releases: a backport is uploaded after the newer release, and a version with
+    no files on PyPI has no upload time at all."""
+    ordered: list[tuple[Version, int, tuple[Any, ...]]] = []
+    others: list[tuple[datetime, int, tuple[Any, ...]]] = []
+    for row in rows:
+        try:
+            ordered.append((Version(row[1]), row[0], row))
+        except InvalidVersion:
+            others.append((row[2] or _NEVER, row[0], row))
+    ordered.sort(key=lambda item: item[:2], reverse=True)
+    others.sort(key=lambda item: item[:2], reverse=True)
+    return [row for *_, row in ordered] + [row for *_, row in others]
+
+
+_NEVER = datetime.min.replace(tzinfo=UTC)
+
+
+def queue_places(conn: Conn, package: str) -> dict[tuple[int, str], QueuePlace]:
+    """Where each of *package*'s queued versions stands: {(version_id, abi_tag): place}.
+
+    The entries of every (tier, rank) before its own come from the queue's kept lengths
+    (migration 0011: the totals plus the journal not yet folded into them); those of its own
+    (tier, rank) before it are counted by index, up to PLACE_COUNT_CAP, beyond which the place
+    is a range as wide as the rest of that (tier, rank).
+    """
+    rows = conn.execute(
+        """
+        SELECT q.version_id, q.abi_tag, q.tier, q.rank, before.n, bucket.n, own.n, now()
+        FROM build_queue q
+        JOIN versions v USING (version_id)
+        CROSS JOIN LATERAL (
+            SELECT coalesce(sum(n), 0)::bigint FROM (
+                SELECT l.length FROM build_queue_lengths l
+                WHERE l.abi_tag = q.abi_tag AND (l.tier, l.rank) < (q.tier, q.rank)
+                UNION ALL
+                SELECT j.delta FROM build_queue_journal j
+                WHERE j.abi_tag = q.abi_tag AND (j.tier, j.rank) < (q.tier, q.rank)
+            ) AS c(n)
+        ) AS before(n)
+        CROSS JOIN LATERAL (
+            SELECT coalesce(sum(n), 0)::bigint FROM (
+                SELECT l.length FROM build_queue_lengths l
+                WHERE l.abi_tag = q.abi_tag AND l.tier = q.tier AND l.rank = q.rank
+                UNION ALL
+                SELECT j.delta FROM build_queue_journal j
+                WHERE j.abi_tag = q.abi_tag AND j.tier = q.tier AND j.rank = q.rank
+            ) AS c(n)
+        ) AS bucket(n)
+        CROSS JOIN LATERAL (
+            SELECT count(*) FROM (
+                SELECT 1 FROM build_queue o
+                WHERE o.abi_tag = q.abi_tag AND o.tier = q.tier AND o.rank = q.rank
+                  AND (o.popularity, o.released) > (q.popularity, q.released)
+                LIMIT %s
+            ) AS a
+        ) AS own(n)
+        WHERE v.package = %s
+        """,
+        (PLACE_COUNT_CAP, package),
+    ).fetchall()
+    places = {}
+    for vid, abi, tier, rank, before, bucket, own, now in rows:
+        # the version itself is one of its bucket's entries, and never ahead of itself
+        most = own if own < PLACE_COUNT_CAP else max(own, bucket - 1)
+        places[vid, abi] = QueuePlace(tier, rank, before + own, before + most, now)
+    return places
+
+
 def _version_skip(removed: bool, has_sdist: bool, skip: str) -> str:
     if removed:
         return "removed from PyPI"
@@ -117,7 +199,7 @@ def _cells(
     abis: list[tuple[str, int]],
     builds: list[tuple[Any, ...]],
     skip_reasons: dict[tuple[int, str], str],
-    queued: set[tuple[int, str]],
+    queued: dict[tuple[int, str], QueuePlace],
     version_skip: str,
     yanked: bool,
 ) -> dict[str, AbiCell]:
@@ -143,12 +225,25 @@ def _cells(
         elif yanked:
             cells[abi] = AbiCell(BuildState.YANKED, "yanked on PyPI: not built", None)
         elif (vid, abi) in queued:
-            cells[abi] = AbiCell(BuildState.PENDING, "queued", None)
+            place = queued[vid, abi]
+            cells[abi] = AbiCell(BuildState.PENDING, queued_reason(place), None, place)
         elif queued_order is not None and queued_order < order:
             cells[abi] = AbiCell(BuildState.PENDING, "waiting for a lower ABI", None)
         else:
             cells[abi] = AbiCell(BuildState.PENDING, "not queued yet", None)
     return cells
+
+
+TIER_NAMES = {0: "operator's priority", 1: "newest release", 2: "backlog"}
+
+
+def queued_reason(place: QueuePlace) -> str:
+    """What a queued cell says: its tier and how many builds are ahead of it."""
+    if place.ahead == place.ahead_at_most:
+        ahead = f"{place.ahead:,} ahead"
+    else:
+        ahead = f"{place.ahead:,} to {place.ahead_at_most:,} ahead"
+    return f"queued ({TIER_NAMES.get(place.tier, 'backlog')}): {ahead}"
 
 
 def indexed_projects(conn: Conn) -> list[str]:
@@ -187,10 +282,11 @@ def statistics(conn: Conn) -> dict[str, Any]:
             "(SELECT count(*) FROM builds WHERE built_at > now() - interval '1 hour' "
             " AND NOT status)"
         ).fetchone()
-        queue = dict(conn.execute("SELECT abi_tag, length FROM queue_lengths()").fetchall())
-        abis = [
-            abi for (abi,) in conn.execute("SELECT abi_tag FROM build_abis ORDER BY python_order")
-        ]
+        tiers: dict[str, list[int]] = {}
+        for abi, tier, length in conn.execute(
+            "SELECT abi_tag, tier, length FROM queue_tier_lengths()"
+        ):
+            tiers.setdefault(abi, [0, 0, 0])[tier] = int(length)
     assert row is not None
     return {
         "packages": int(kept["packages"]),
@@ -201,7 +297,9 @@ def statistics(conn: Conn) -> dict[str, Any]:
         "failures_last_hour": int(row[1]),
         "files": int(kept["files"]),
         "bytes": int(kept["bytes"]),
-        "queue": {abi: int(queue.get(abi, 0)) for abi in abis},
+        "queue": {abi: sum(lengths) for abi, lengths in tiers.items()},
+        "queue_priority": {abi: lengths[0] for abi, lengths in tiers.items()},
+        "queue_newest": {abi: lengths[1] for abi, lengths in tiers.items()},
         "updated": datetime.now(UTC),
     }
 

@@ -18,7 +18,6 @@ import multiprocessing
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from queue import SimpleQueue
@@ -240,11 +239,10 @@ def _fetch_one(client: PyPIClient, entry: Entry, abis: list[BuildABI]) -> Fetche
 
 
 def _row(info: ProjectInfo, abis: list[BuildABI]) -> ProjectRow:
-    now = datetime.now(UTC)
     versions = [
         ProjectVersion(
             version=v.version,
-            released=v.released or now,
+            released=v.released,
             requires_python=v.requires_python,
             has_sdist=v.has_sdist,
             yanked=v.yanked,

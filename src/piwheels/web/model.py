@@ -39,12 +39,23 @@ class WheelFile(NamedTuple):
     apt_dependencies: tuple[str, ...]
 
 
+class QueuePlace(NamedTuple):
+    """Where a queued version stands in its ABI's queue (see migration 0010 for the order)."""
+
+    tier: int  # 0 an operator's priority, 1 its project's newest release, 2 the backlog
+    rank: int  # its place among its project's buildable versions (1 = the newest)
+    ahead: int  # entries before it, at least
+    ahead_at_most: int  # and at most: equal to ahead when they were counted one by one
+    as_of: datetime
+
+
 class AbiCell(NamedTuple):
     """One (version, ABI) square of the project page's table."""
 
     state: BuildState
     reason: str  # why skipped / what covers it; "" otherwise
     build_id: int | None  # the build attempt on this ABI, if any
+    place: QueuePlace | None = None  # where it waits, when queued on this ABI
 
 
 class BuildInfo(NamedTuple):
@@ -58,7 +69,7 @@ class BuildInfo(NamedTuple):
 
 class VersionInfo(NamedTuple):
     version: str
-    released: datetime
+    released: datetime | None  # None: PyPI has no file of it, so no upload time
     yanked: bool
     skip: str  # why this version is never built ("" = it is); binary-only etc. included
     cells: dict[str, AbiCell]  # abi_tag -> state, in the project's ABI order
@@ -72,7 +83,7 @@ class ProjectData(NamedTuple):
     summary: str
     description: str
     abis: list[str]  # the farm's ABIs, lowest first
-    versions: list[VersionInfo]  # newest first
+    versions: list[VersionInfo]  # newest first, by PEP 440's order
 
     @property
     def files(self) -> list[WheelFile]:
@@ -98,6 +109,8 @@ class Statistics(NamedTuple):
     files: int
     bytes: int
     queue: dict[str, int]  # abi_tag -> versions waiting
+    queue_priority: dict[str, int]  # abi_tag -> of which put first by an operator (tier 0)
+    queue_newest: dict[str, int]  # abi_tag -> of which projects' newest releases (tier 1)
     disk_free: int
     disk_total: int
     updated: datetime

@@ -27,6 +27,7 @@ from piwheels.web.model import (
     AbiCell,
     BuildInfo,
     ProjectData,
+    QueuePlace,
     SearchEntry,
     Statistics,
     VersionInfo,
@@ -115,7 +116,7 @@ def _matrix(project: ProjectData) -> Markup:
         row_class, badge = (' class="yanked"', _YANKED_BADGE) if version.yanked else ("", "")
         head = (
             f'<tr id="{_anchor(version.version)}"{row_class}><th>{number}{badge}</th>'
-            f"<td>{_when(version.released)}</td>"
+            f"<td>{_released(version.released)}</td>"
         )
         if version.skip:
             logs = _build_links(version.builds)
@@ -133,6 +134,9 @@ def _matrix(project: ProjectData) -> Markup:
             if cell.reason:
                 text = _h(cell.reason)
                 title, reason = f' title="{text}"', f"<small>{text}</small>"
+                if cell.place is not None:  # the page is written once; the queue moves on
+                    title = f' title="{text} at {_when(cell.place.as_of)} UTC"'
+
             if cell.build_id is not None:
                 label = f'<a href="{log_url(cell.build_id)}">{state}</a>'
             more = _build_links(earlier[abi]) if abi in earlier else ""
@@ -244,7 +248,7 @@ def project_json(
 def _version_json(name: str, abis: list[str], version: VersionInfo) -> dict[str, Any]:
     return {
         "version": version.version,
-        "released": _iso(version.released),
+        "released": _iso(version.released) if version.released else None,
         "yanked": version.yanked,
         "skip": version.skip or None,
         "abis": {abi: _cell_json(version.cells.get(abi, _UNKNOWN)) for abi in abis},
@@ -259,6 +263,20 @@ def _cell_json(cell: AbiCell) -> dict[str, Any]:
         "reason": cell.reason or None,
         "build_id": cell.build_id,
         "log_url": log_url(cell.build_id) if cell.build_id is not None else None,
+        "queue": _place_json(cell.place) if cell.place is not None else None,
+    }
+
+
+QUEUE_TIERS = ("priority", "newest", "backlog")  # the JSON's names of tiers 0, 1 and 2
+
+
+def _place_json(place: QueuePlace) -> dict[str, Any]:
+    return {
+        "tier": QUEUE_TIERS[min(place.tier, 2)],
+        "rank": place.rank,
+        "ahead": place.ahead,
+        "ahead_at_most": place.ahead_at_most,
+        "as_of": _iso(place.as_of),
     }
 
 
@@ -321,7 +339,17 @@ def home_page(
         "home.html",
         stats=stats,
         recent=list(recent),
-        queue=list(stats.queue.items()),  # in the farm's ABI order, as Big Brother gives it
+        # in the farm's ABI order, as Big Brother gives it
+        queue=[
+            (
+                abi,
+                stats.queue_priority.get(abi, 0),
+                stats.queue_newest.get(abi, 0),
+                waiting - stats.queue_priority.get(abi, 0) - stats.queue_newest.get(abi, 0),
+                waiting,
+            )
+            for abi, waiting in stats.queue.items()
+        ],
         disk_used=disk_used,
         when=_when,
         size=_size,
@@ -383,6 +411,13 @@ def _iso(when: datetime) -> str:
         when = when.astimezone(UTC)
     text = when.isoformat(timespec="seconds")
     return f"{text[:19]}Z"
+
+
+def _released(when: datetime | None) -> str:
+    """A release time for the version table: PyPI has none for a version without files."""
+    if when is None:
+        return '<span class="unknown" title="PyPI has no file of this version">unknown</span>'
+    return _when(when)
 
 
 def _when(when: datetime) -> str:
