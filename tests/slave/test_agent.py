@@ -46,6 +46,10 @@ class FakeMaster:
         port = self.driver.zsock.bind_to_random_port("tcp://127.0.0.1")
         self.slave_queue = f"tcp://127.0.0.1:{port}"
         self.juggler = Socket(zmq.ROUTER, protocols.file_juggler, context=context)
+        # as the File Juggler's: a slave's next transfer reuses its routing id, and may connect
+        # before the last one's connection is seen to close (under load it did, and its HELLO
+        # was dropped)
+        self.juggler.zsock.setsockopt(zmq.ROUTER_HANDOVER, 1)
         port = self.juggler.zsock.bind_to_random_port("tcp://127.0.0.1")
         self.file_queue = f"tcp://127.0.0.1:{port}"
         self.address = b""  # the slave's REQ socket, as last heard from
