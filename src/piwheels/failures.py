@@ -1,0 +1,318 @@
+"""Why a build failed: a cause from a closed list, read from the build's log.
+
+Users of a build farm ask one question of a failed build more than any other: what would make it
+build? The answer is nearly always in one line of pip's output (a missing header, a library the
+linker could not find, a build requirement PyPI has no release of yet), buried in hundreds of
+others. :func:`classify` finds that line and names the cause, so that the farm can say it, wait
+for what is missing (dep-wait), or try again later when the cause passes (give-back).
+
+It reads only the log, so it works the same on the master (for slaves that do not classify their
+own builds, such as the original piwheels slave) and on a slave, which can then also say which of
+its Debian packages would provide what is missing (see :mod:`piwheels.slave.debian`).
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Callable
+from typing import NamedTuple
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+
+
+class Cause(enum.StrEnum):
+    """Why a build failed. The list is closed: README and docs/project-json.md document it."""
+
+    MISSING_HEADER = "missing-header"  # a C/C++ header: a Debian -dev package
+    MISSING_LIBRARY = "missing-library"  # the linker's -lfoo, or a pkg-config name
+    MISSING_TOOL = "missing-tool"  # a program the build runs: a compiler, swig, cmake, cargo
+    BUILD_REQUIREMENT = "build-requirement"  # PyPI has no release satisfying a build requirement
+    PYTHON_VERSION = "python-version"  # the code is for another Python (print statements ...)
+    TIMEOUT = "timeout"  # the slave's build timeout ended it
+    OUT_OF_MEMORY = "out-of-memory"
+    DISK_FULL = "disk-full"
+    NETWORK = "network"  # the build (or pip, for it) could not reach something
+    NO_SDIST = "no-sdist"  # the index had no sdist of the version (not yet uploaded?)
+    IMPORT_FAILED = "import-failed"  # the build imports a module it does not declare
+    SLAVE_LOST = "slave-lost"  # the slave stopped answering mid-build (said by the master)
+    UNKNOWN = "unknown"
+
+
+class Want(NamedTuple):
+    """Something a failed build lacked, as its log names it."""
+
+    kind: str  # one of WANT_KINDS
+    name: str  # e.g. "portaudio.h", "portaudio" (-lportaudio), "swig", "Cython>=3.3.2"
+
+
+# header: a file under an include directory; library: lib<name>.so for the linker;
+# pkg-config: <name>.pc; tool: a program on $PATH; requirement: a PEP 508 requirement on PyPI;
+# module: a Python module the build imported
+WANT_KINDS = ("header", "library", "pkg-config", "tool", "requirement", "module")
+
+
+class Diagnosis(NamedTuple):
+    """A failed build's cause, the log line that decided it, and what it lacked."""
+
+    cause: Cause
+    summary: str  # one line, quoting the log's line
+    wants: tuple[Want, ...] = ()
+    # The Debian packages that would provide the wants, when the builder knew (its own release's
+    # data); each entry is a set of alternatives ("libmariadb-dev | default-libmysqlclient-dev").
+    needs: tuple[str, ...] = ()
+
+
+# Of a log, only so much is read: the decisive line is nearly always near the end, and a log can
+# be 16 MB of compiler warnings.
+HEAD_CHARS = 256 * 1024
+TAIL_CHARS = 1024 * 1024
+MAX_SUMMARY = 300  # characters
+MAX_WANTS = 8  # per diagnosis: a log listing 200 missing headers names the first few
+
+
+class _Hit(NamedTuple):
+    line: str
+    wants: tuple[Want, ...]
+
+
+# A rule: (cause, the pattern of a deciding line, what it wants from the match). Lines are
+# stripped of leading whitespace and of pip's "│ " and "║ " margins first.
+_Rule = tuple[Cause, re.Pattern[str], Callable[[re.Match[str]], tuple[Want, ...]]]
+
+
+def _nothing(_: re.Match[str]) -> tuple[Want, ...]:
+    return ()
+
+
+def _want(kind: str, group: str = "what") -> Callable[[re.Match[str]], tuple[Want, ...]]:
+    def take(match: re.Match[str]) -> tuple[Want, ...]:
+        return (Want(kind, match.group(group)),)
+
+    return take
+
+
+def _m(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern, re.MULTILINE)
+
+
+# In the order causes are decided: the first cause with a line in the log wins. Causes of the
+# builder's state (timeout, disk, memory, network) come first, since they make later steps fail
+# in ways that look like other causes (a download that failed leaves a requirement unsatisfied;
+# a full disk breaks a compiler). Within a cause, the earliest line wins.
+_RULES: list[_Rule] = [
+    (Cause.TIMEOUT, _m(r"^\[piwheels\] pip was killed: it exceeded its timeout.*$"), _nothing),
+    (Cause.DISK_FULL, _m(r"^.*\b(?:No space left on device|Disk quota exceeded)\b.*$"), _nothing),
+    (
+        Cause.OUT_OF_MEMORY,
+        _m(
+            r"^(?:.*\bMemoryError\b.*|.*virtual memory exhausted.*|.*Cannot allocate memory.*"
+            r"|.*fatal error: Killed signal terminated program.*|.*[Oo]ut of memory\b.*)$"
+        ),
+        _nothing,
+    ),
+    (
+        Cause.NETWORK,
+        # pip's "WARNING: Retrying ..." lines name the same errors, and may have succeeded later
+        _m(
+            r"^(?!WARNING: Retrying).*(?:Temporary failure in name resolution"
+            r"|Name or service not known|Network is unreachable|No route to host"
+            r"|Failed to establish a new connection|Could not resolve host"
+            r"|urlopen error|Connection reset by peer|Read timed out|Could not fetch URL"
+            r"|Connection timed out).*$"
+        ),
+        _nothing,
+    ),
+    (
+        # pip says so only when it found nothing to install: not a build requirement to wait for
+        Cause.PYTHON_VERSION,
+        _m(
+            r"^(?:.*Ignored the following versions that require a different python version.*"
+            r"|.*requires a different Python:.*)$"
+        ),
+        _nothing,
+    ),
+    (
+        # no-sdist instead when the requirement is the package being built (see classify)
+        Cause.BUILD_REQUIREMENT,
+        _m(
+            r"^(?:ERROR: )?(?:Could not find a version that satisfies the requirement"
+            r"|No matching distribution found for) (?P<what>\S+).*$"
+        ),
+        _want("requirement"),
+    ),
+    (
+        Cause.MISSING_HEADER,
+        _m(
+            r"^.*fatal error: (?:'(?P<quoted>[^'\s]+)' file not found"
+            r"|(?P<what>[^\s:]+\.(?:h|hh|hpp|hxx|H)): No such file or directory).*$"
+        ),
+        lambda m: (Want("header", m.group("what") or m.group("quoted")),),
+    ),
+    (
+        Cause.MISSING_LIBRARY,
+        _m(r"^.*\bld(?:\.\w+)?: cannot find -l(?P<what>[\w.+-]+).*$"),
+        _want("library"),
+    ),
+    (
+        Cause.MISSING_LIBRARY,
+        _m(
+            r"^.*(?:Package '?(?P<what>[\w.+-]+?)'?,? (?:required by '[^']*', )?"
+            r"was not found in the pkg-config search path"
+            r"|No package '(?P<quoted>[\w.+-]+)' found).*$"
+        ),
+        lambda m: (Want("pkg-config", m.group("what") or m.group("quoted")),),
+    ),
+    (
+        Cause.MISSING_TOOL,
+        _m(
+            r"^.*(?:command '(?P<a>[^'\s]+)' failed: No such file or directory"
+            r"|unable to execute '(?P<b>[^'\s]+)': No such file or directory"
+            r"|(?:/bin/sh|sh|bash): (?:\d+: )?(?:line \d+: )?(?P<c>[\w.+-]+): "
+            r"(?:command )?not found"
+            r"|FileNotFoundError: \[Errno 2\] No such file or directory: '(?P<d>[\w+-]+)'"
+            r"|can't find (?P<rust>Rust) compiler"
+            r"|(?P<cmake>CMake) must be installed).*$"
+        ),
+        lambda m: (Want("tool", _tool_name(m)),),
+    ),
+    (
+        # code for Python 2, or for a Python that still had what this one removed; after the
+        # causes above, since a compiler's or a tool's failure can print a traceback too
+        Cause.PYTHON_VERSION,
+        _m(
+            r"^(?:SyntaxError: .*"
+            r"|.*No module named '(?:distutils|imp|asynchat|asyncore|smtpd)'.*"
+            r"|.*cannot import name '\w+' from 'collections'.*)$"
+        ),
+        _nothing,
+    ),
+    (
+        Cause.IMPORT_FAILED,
+        _m(r"^.*(?:ModuleNotFoundError|ImportError): No module named '?(?P<what>[\w.]+)'?.*$"),
+        lambda m: (Want("module", m.group("what").split(".")[0]),),
+    ),
+]
+
+
+def _tool_name(match: re.Match[str]) -> str:
+    if match.group("rust"):
+        return "cargo"  # setuptools-rust and maturin run cargo, which brings rustc
+    if match.group("cmake"):
+        return "cmake"
+    name = next(match.group(g) for g in "abcd" if match.group(g))
+    return name.rsplit("/", 1)[-1]
+
+
+_MARGIN = re.compile(r"^[ \t│║|]*", re.MULTILINE)
+
+
+def classify(output: str, package: str, version: str) -> Diagnosis:
+    """The cause of the failed build of *package* *version* whose log is *output*."""
+    text = _readable(output)
+    for cause, pattern, wants_of in _RULES:
+        hit = _first(pattern, text, wants_of)
+        if hit is None:
+            continue
+        if cause is Cause.BUILD_REQUIREMENT:
+            if _names(hit.wants, package):  # pip found no file of the version to build
+                hit = hit._replace(wants=())
+                return _diagnosis(Cause.NO_SDIST, hit, f"no sdist of {package} {version}")
+            wants = tuple(w for w in hit.wants if _requirement(w.name) is not None)
+            return _diagnosis(cause, hit._replace(wants=wants), _lacking(cause, wants))
+        return _diagnosis(cause, hit, _lacking(cause, hit.wants))
+    return Diagnosis(Cause.UNKNOWN, _first_error(text) or "no line of the log says why")
+
+
+def _readable(output: str) -> str:
+    if len(output) > HEAD_CHARS + TAIL_CHARS:
+        output = f"{output[:HEAD_CHARS]}\n{output[-TAIL_CHARS:]}"
+    return _MARGIN.sub("", output.replace("\r", "\n"))
+
+
+def _first(
+    pattern: re.Pattern[str], text: str, wants_of: Callable[[re.Match[str]], tuple[Want, ...]]
+) -> _Hit | None:
+    wants: list[Want] = []
+    first_line = None
+    for match in pattern.finditer(text):
+        if first_line is None:
+            first_line = match.group(0)
+        for want in wants_of(match):
+            if want not in wants and len(wants) < MAX_WANTS:
+                wants.append(want)
+    if first_line is None:
+        return None
+    return _Hit(first_line, tuple(wants))
+
+
+def _names(wants: tuple[Want, ...], package: str) -> bool:
+    """Whether a requirement among *wants* is for *package* itself."""
+    for want in wants:
+        requirement = _requirement(want.name)
+        if requirement is not None and canonicalize_name(requirement.name) == canonicalize_name(
+            package
+        ):
+            return True
+    return False
+
+
+def _requirement(text: str) -> Requirement | None:
+    try:
+        return Requirement(text)
+    except InvalidRequirement:
+        return None
+
+
+def _lacking(cause: Cause, wants: tuple[Want, ...]) -> str:
+    names = ", ".join(w.name for w in wants)
+    if not names:
+        return {
+            Cause.TIMEOUT: "the build ran out of time",
+            Cause.DISK_FULL: "the builder's disk was full",
+            Cause.OUT_OF_MEMORY: "the build ran out of memory",
+            Cause.NETWORK: "the build could not reach the network",
+            Cause.PYTHON_VERSION: "the code is not for this Python",
+        }.get(cause, str(cause))
+    return {
+        Cause.MISSING_HEADER: f"missing header {names}",
+        Cause.MISSING_LIBRARY: f"missing library {names}",
+        Cause.MISSING_TOOL: f"missing program {names}",
+        Cause.BUILD_REQUIREMENT: f"no release on PyPI satisfies {names}",
+        Cause.IMPORT_FAILED: f"the build imports {names}, which it does not require",
+    }.get(cause, f"{cause}: {names}")
+
+
+def _diagnosis(cause: Cause, hit: _Hit, lacking: str) -> Diagnosis:
+    return Diagnosis(cause, summary_line(lacking, hit.line), hit.wants)
+
+
+def summary_line(lacking: str, line: str) -> str:
+    """*lacking*, quoting *line*, on one line of at most MAX_SUMMARY characters."""
+    quoted = " ".join(line.split())
+    room = MAX_SUMMARY - len(lacking) - 4
+    if len(quoted) > room:
+        quoted = quoted[: max(room - 1, 0)] + "…"
+    return f'{lacking}: "{quoted}"'
+
+
+_END_OF_OUTPUT = _m(r"^\[end of output\]$")
+_ERROR_LINE = _m(r"^(?:ERROR: |error: |\w*Error: |fatal: ).*$")
+# pip's own lines around a failed subprocess: they say that it failed, never why
+_PIP_SAYS = ("error: subprocess-exited-with-error", "ERROR: Failed", "ERROR: Could not build")
+
+
+def _first_error(text: str) -> str | None:
+    """An unknown cause still quotes a line: the last the failed step printed (pip frames a
+    subprocess's output, ending it with "[end of output]"), or the log's first error line."""
+    end = _END_OF_OUTPUT.search(text)
+    if end is not None:
+        for line in reversed(text[: end.start()].splitlines()[-50:]):
+            if line.strip() and not line.startswith(("\u2570", "\u00d7")):  # pip's frame
+                return summary_line("unknown cause", line)
+    for match in _ERROR_LINE.finditer(text):
+        line = match.group(0)
+        if not line.startswith(_PIP_SAYS):
+            return summary_line("unknown cause", line)
+    return None

@@ -1,0 +1,3 @@
+"""piwheels test package: builds only with piwtest-helper 2 or later."""
+
+__version__ = "0+template"
