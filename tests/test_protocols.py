@@ -9,6 +9,7 @@ import cbor2
 import pytest
 
 from piwheels import protocols
+from piwheels.failures import Cause, Diagnosis, Want
 from piwheels.protocols import NO_DATA, Protocol
 from piwheels.states import BuildResult, Dependency, FileState, SlaveHello, SlaveStats
 from piwheels.transport import ProtocolError, decode, encode
@@ -86,6 +87,11 @@ SAMPLES: dict[str, Any] = {
     "RETRY": ("foo", "1.0", "cp311"),
     "PRIORITY": ("foo", None, True),
     "SETPRIORITY": ("foo", "1.0", False),
+    "RETRYCAUSE": ("missing-header", "cp311"),
+    "INSTALLED": ("libfoo-dev", None),
+    "DEBINSTALLED": ("libfoo-dev", "cp311"),
+    "LOSTBUILD": (1, "foo", "1.0", "cp311", timedelta(seconds=30), "silent for 0:01:00"),
+    "REQUEUEDUE": None,
     "WAKE": None,
     "KILL": 3,
     "MASTER": ("paused", NOW, "0.1.0"),
@@ -116,6 +122,7 @@ SAMPLES: dict[str, Any] = {
         {"cp39": 5, "cp311": 0},
         {"cp39": 1, "cp311": 0},
         {"cp39": 3, "cp311": 0},
+        {"cp39": {"missing-header": 3, "network": 1}},
         1 << 33,
         1 << 34,
         NOW,
@@ -253,3 +260,31 @@ def test_a_refusal_says_where_in_the_message_the_bad_value_is() -> None:
         ProtocolError, match=r"BUILT\.files\[0\]\.dependencies\[0\]\.package: expected str"
     ):
         decode(protocols.slave_driver, cbor2.dumps(message))
+
+
+def test_built_carries_a_diagnosis_and_the_original_four_fields_still_do() -> None:
+    diagnosis = Diagnosis(
+        Cause.MISSING_HEADER,
+        'missing header portaudio.h: "fatal error: portaudio.h: No such file or directory"',
+        (Want("header", "portaudio.h"),),
+        ("portaudio19-dev",),
+    )
+    failed = BuildResult(False, timedelta(seconds=3), "log", [], diagnosis)
+    raw = encode(reversed(protocols.slave_driver), "BUILT", failed)
+    _, back = decode(protocols.slave_driver, raw)
+    assert back.diagnosis.cause == "missing-header"
+    assert tuple(back.diagnosis.wants) == diagnosis.wants
+    assert tuple(back.diagnosis.needs) == ("portaudio19-dev",)
+    # the original piwheels slave's BUILT: status, duration, output, files, and no more
+    original = cbor2.dumps(["BUILT", False, cbor2.CBORTag(1002, {1: 3}), "log", []])
+    _, back = decode(protocols.slave_driver, original)
+    assert back.diagnosis is None
+    assert back.output == "log"
+    # but not fewer, nor more
+    duration = cbor2.CBORTag(1002, {1: 3})
+    for fields in (
+        ["BUILT", False, duration, "log"],
+        ["BUILT", False, duration, "log", [], None, 1],
+    ):
+        with pytest.raises(ProtocolError, match="4 to 5 fields"):
+            decode(protocols.slave_driver, cbor2.dumps(fields))

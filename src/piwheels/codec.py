@@ -180,11 +180,23 @@ class SetOf(ListOf):
 
 
 class Record(Shape):
-    """A fixed-length array whose fields decode into a ``NamedTuple`` (or a plain tuple)."""
+    """A fixed-length array whose fields decode into a ``NamedTuple`` (or a plain tuple).
 
-    def __init__(self, fields: Iterable[Shape], into: Callable[..., Any] | None = None) -> None:
+    With *required*, the fields after the first *required* may be left off the end (they
+    decode as None): a field added to a message of the spec keeps peers that do not know it,
+    such as the original piwheels, speaking it.
+    """
+
+    def __init__(
+        self,
+        fields: Iterable[Shape],
+        into: Callable[..., Any] | None = None,
+        *,
+        required: int | None = None,
+    ) -> None:
         self.fields = tuple(fields)
         self.into = into
+        self.required = len(self.fields) if required is None else required
         self.names: tuple[str, ...] = getattr(into, "_fields", ()) or tuple(
             str(i) for i in range(len(self.fields))
         )
@@ -193,11 +205,17 @@ class Record(Shape):
         self._takes = tuple(shape.take for shape in self.fields)
 
     def take(self, value: Any) -> Any:
-        if not isinstance(value, list | tuple) or len(value) != len(self.fields):
+        if not isinstance(value, list | tuple) or not (
+            self.required <= len(value) <= len(self.fields)
+        ):
+            count = str(len(self.fields))
+            if self.required < len(self.fields):
+                count = f"{self.required} to {count}"
             raise ShapeError(
-                f"expected {len(self.fields)} fields ({', '.join(self.names)}), "
-                f"found {describe_value(value)}"
+                f"expected {count} fields ({', '.join(self.names)}), found {describe_value(value)}"
             )
+        if len(value) < len(self.fields):  # the optional fields left off: each Optional
+            value = [*value, *[None] * (len(self.fields) - len(value))]
         try:
             items = [take(v) for take, v in zip(self._takes, value, strict=True)]
         except ShapeError:

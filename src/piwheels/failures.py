@@ -20,6 +20,7 @@ from typing import NamedTuple
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
 
 
 class Cause(enum.StrEnum):
@@ -70,6 +71,103 @@ HEAD_CHARS = 256 * 1024
 TAIL_CHARS = 1024 * 1024
 MAX_SUMMARY = 300  # characters
 MAX_WANTS = 8  # per diagnosis: a log listing 200 missing headers names the first few
+MAX_ALTERNATIVES = 4  # Debian packages that each provide the same want
+
+
+class Outcome(enum.StrEnum):
+    """What a build attempt's result means for its (version, ABI): migration 0012."""
+
+    BUILT = "built"
+    FAILED = "failed"  # final, until an operator retries it
+    DEP_WAIT = "dep-wait"  # waits for something that can arrive
+    GIVE_BACK = "give-back"  # back to the queue after a delay, a few times
+
+
+# Causes that pass: another try, later or on another builder, can succeed. A timeout is not
+# among them: trying again costs the whole timeout, and nearly always ends the same way.
+TRANSIENT = frozenset(
+    {Cause.SLAVE_LOST, Cause.NETWORK, Cause.DISK_FULL, Cause.NO_SDIST, Cause.OUT_OF_MEMORY}
+)
+# What a Debian package provides, and so what an operator can install on the builders
+DEBIAN_KINDS = frozenset({"header", "library", "pkg-config", "tool"})
+_DEBIAN_CAUSES = (Cause.MISSING_HEADER, Cause.MISSING_LIBRARY, Cause.MISSING_TOOL)
+
+
+def outcome_of(diagnosis: Diagnosis) -> tuple[Outcome, str | None]:
+    """What to do with a failed build: its outcome, and for a dep-wait on PyPI the project
+    (canonical name) whose next release may satisfy the build requirement."""
+    if diagnosis.cause in TRANSIENT:
+        return Outcome.GIVE_BACK, None
+    if diagnosis.cause is Cause.BUILD_REQUIREMENT:
+        for want in diagnosis.wants:
+            requirement = _requirement(want.name)
+            if requirement is not None:
+                return Outcome.DEP_WAIT, canonicalize_name(requirement.name)
+    elif diagnosis.cause in _DEBIAN_CAUSES and diagnosis.needs:
+        return Outcome.DEP_WAIT, None  # on the Debian packages an operator can install
+    return Outcome.FAILED, None
+
+
+def parse_wants(texts: list[str]) -> tuple[Want, ...]:
+    """Wants as the database keeps them ("kind:name")."""
+    return tuple(Want(*text.split(":", 1)) for text in texts if ":" in text)
+
+
+def requirements_met(wants: tuple[Want, ...], project: str, releases: list[str]) -> bool:
+    """Whether one of *releases* (versions of *project*) satisfies each requirement on it among
+    *wants*, by PEP 440 as pip reads it (pre-releases only when the specifier names one)."""
+    requirements = [
+        r
+        for w in wants
+        if w.kind == "requirement"
+        if (r := _requirement(w.name)) is not None and canonicalize_name(r.name) == project
+    ]
+    if not requirements:
+        return False
+    versions = _valid(releases)
+    return all(any(True for _ in r.specifier.filter(versions)) for r in requirements)
+
+
+def _valid(versions: list[str]) -> list[Version]:
+    valid = []
+    for version in versions:
+        try:
+            valid.append(Version(version))
+        except InvalidVersion:
+            continue
+    return valid
+
+
+_DEBIAN_NAME = r"[a-z0-9][a-z0-9+.-]{0,99}"
+_DEBIAN_ALTERNATIVES = re.compile(
+    rf"{_DEBIAN_NAME}(?: \| {_DEBIAN_NAME}){{0,{MAX_ALTERNATIVES - 1}}}"
+)
+
+
+def diagnose(output: str, package: str, version: str, reported: Diagnosis | None) -> Diagnosis:
+    """The master's diagnosis of a failed build: its own reading of the log, with the Debian
+    packages the slave *reported* for what the build lacked when the slave read the log the
+    same way (a slave knows its own release's packages; its cause is never taken on trust)."""
+    ours = classify(output, package, version)
+    if reported is not None and reported.cause == ours.cause and _same_wants(reported, ours):
+        needs = tuple(
+            n for n in reported.needs[:MAX_WANTS] if _DEBIAN_ALTERNATIVES.fullmatch(str(n))
+        )
+        summary = str(reported.summary)
+        if not (summary.isprintable() and len(summary) <= 2 * MAX_SUMMARY):
+            summary = ours.summary
+        return ours._replace(summary=summary, needs=needs)
+    if any(w.kind in DEBIAN_KINDS for w in ours.wants):
+        note = "the builder did not say which Debian package provides it"
+        return ours._replace(summary=f"{ours.summary}; {note}")
+    return ours
+
+
+def _same_wants(reported: Diagnosis, ours: Diagnosis) -> bool:
+    try:
+        return tuple(Want(*w) for w in reported.wants) == ours.wants
+    except TypeError:
+        return False
 
 
 class _Hit(NamedTuple):

@@ -29,6 +29,7 @@ from piwheels.codec import (
     Str,
     Text,
 )
+from piwheels.failures import MAX_WANTS, Diagnosis, Want
 from piwheels.states import BuildResult, Dependency, FileState, SlaveHello, SlaveStats
 from piwheels.web.model import (
     Statistics,
@@ -76,7 +77,20 @@ FILE_STATE = Record(
     [Str, Int, Str, Str, Str, Str, Str, Str, SetOf(DEPENDENCY, max_items=256), OptStr],
     FileState,
 )
-BUILD_RESULT = Record([Bool, Duration, Text, ListOf(FILE_STATE, max_items=100)], BuildResult)
+DIAGNOSIS = Record(
+    [
+        Str,  # the cause: checked against failures.Cause where it is used
+        Text,
+        ListOf(Record([Str, Str], Want), max_items=MAX_WANTS),
+        ListOf(Str, max_items=MAX_WANTS),
+    ],
+    Diagnosis,
+)
+BUILD_RESULT = Record(
+    [Bool, Duration, Text, ListOf(FILE_STATE, max_items=100), Optional(DIAGNOSIS)],
+    BuildResult,
+    required=4,  # the diagnosis is ours: the original slaves' BUILT has four fields
+)
 SLAVE_HELLO = Record([Duration, Duration, Str, Str, Str, Str, Str, Str, Str, Str], SlaveHello)
 SLAVE_STATS = Record([DateTime, Int, Int, Int, Int, Float, Float], SlaveStats)
 PACKAGE_VERSION = Record([Str, Str])
@@ -126,7 +140,8 @@ IMPORT_REQUEST = Record(
 # (with "") clears the reason never to build a package or version; YANK marks a version yanked or
 # not; RETRY forgets a version's failed builds (on one ABI, or all) so they are queued again;
 # PRIORITY puts a version (or a package's every version) at the front of the build queue, or
-# (False) takes it back to its place (see migrations/0010_queue_priority.sql).
+# (False) takes it back to its place (see migrations/0010_queue_priority.sql); RETRYCAUSE and
+# INSTALLED requeue failures by cause and dep-waits on a Debian package (migration 0012).
 mr_chase = Protocol(
     "mr chase",
     recv={
@@ -139,6 +154,10 @@ mr_chase = Protocol(
         "YANK": Record([Str, Str, Bool]),  # package, version, yanked
         "RETRY": Record([Str, Str, OptStr]),  # package, version, abi (None: every ABI)
         "PRIORITY": Record([Str, OptStr, Bool]),  # package, version (None: the package), on
+        # every standing failure of a cause (failures.Cause), on one ABI or all, queued again
+        "RETRYCAUSE": Record([Str, OptStr]),
+        # a Debian package now installed on one ABI's builders (or all): its dep-waits queued
+        "INSTALLED": Record([Str, OptStr]),
     },
     send={"ERROR": Reason, "SEND": Str, "DONE": None},
     max_items=PEER_MAX_ITEMS,
@@ -192,6 +211,9 @@ oracle = Protocol(
         "QUEUED": Record([Str, Str, Str]),  # package, version, abi -> whether it awaits a build
         # slave_id, package, version, abi_tag, build result
         "LOGBUILD": Record([Int, Str, Str, Str, BUILD_RESULT]),
+        # slave_id, package, version, abi_tag, how long it built, why it was lost
+        "LOSTBUILD": Record([Int, Str, Str, Str, Duration, Text]),
+        "REQUEUEDUE": None,  # give-backs whose time has come -> their build ids
         "GETSTATS": None,  # -> the database's figures for Big Brother
         "SAVEPAGES": ListOf(Record([Str, Str])),  # [kind, package]: the Secretary's backlog
         "TAKEPAGES": None,  # -> [[kind, package], ...] (see migration 0009)
@@ -206,11 +228,16 @@ oracle = Protocol(
         "SETYANKED": Record([Str, Str, Bool]),
         "RETRY": Record([Str, Str, OptStr]),  # -> how many failed builds were forgotten
         "SETPRIORITY": Record([Str, OptStr, Bool]),  # package, version (None: the package), on
+        "RETRYCAUSE": Record([Str, OptStr]),  # cause, abi (None: all) -> builds requeued
+        "DEBINSTALLED": Record([Str, OptStr]),  # Debian package, abi -> builds requeued
     },
     send={"OK": AnyValue(), "ERROR": Reason},
 )
 
-STATISTICS = Record([Int] * 8 + [MapOf(Str, Int)] * 3 + [Int, Int, DateTime], Statistics)
+STATISTICS = Record(
+    [Int] * 8 + [MapOf(Str, Int)] * 3 + [MapOf(Str, MapOf(Str, Int)), Int, Int, DateTime],
+    Statistics,
+)
 
 # Tasks -> the Secretary -> the Scribe: pages to (re)write. BOTH is a project's index page and
 # project page; PROJECT the project page alone.

@@ -10,6 +10,8 @@ import enum
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
+from piwheels.failures import Diagnosis
+
 
 class Dependency(NamedTuple):
     """Something a wheel needs at run time, and the tool that installs it (``pip`` or ``apt``)."""
@@ -41,6 +43,10 @@ class BuildResult(NamedTuple):
     duration: timedelta
     output: str
     files: list[FileState]
+    # Not in the spec: a failed build's cause as the slave read it, with the Debian packages of
+    # its own release that provide what the build lacked. Left off by slaves that do not
+    # classify (the original piwheels'), whose logs the master classifies alone.
+    diagnosis: Diagnosis | None = None
 
 
 class SlaveHello(NamedTuple):
@@ -80,6 +86,8 @@ class BuildState(enum.StrEnum):
     SKIPPED = "skipped"
     COVERED = "covered"  # an earlier none/abi3 wheel serves this ABI
     YANKED = "yanked"  # yanked on PyPI: never built (builds from before the yank stay)
+    DEP_WAIT = "dep-wait"  # failed for want of something that can arrive: built again then
+    GIVE_BACK = "give-back"  # failed for a passing cause: built again after a delay
 
 
 class SlaveState(enum.StrEnum):

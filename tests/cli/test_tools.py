@@ -513,7 +513,7 @@ def test_add_sends_one_request_per_action(master, capsys, argv, action, data, sa
     [
         (["foo", "--yank"], "--yank needs a VERSION"),
         (["foo", "--retry", "-y"], "--retry needs a VERSION"),
-        (["foo", "1.0", "--abi", "cp311"], "--abi goes with --retry only"),
+        (["foo", "1.0", "--abi", "cp311"], "--abi goes with --retry or --installed only"),
         (["foo", "1.0", "--new", "--yank"], "--new goes with --skip only"),
         (["foo", "1.0", "--yank", "--unyank"], "not allowed with argument"),
         (["foo", "1.0", "--retry", "-y", "--abi", "py3"], "not a CPython ABI tag: 'py3'"),

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
-from test_queue import FAILED, built, version
+from test_queue import FAILED, built, log_build_before_0012, version
 
 from piwheels.abis import sorted_abis
 from piwheels.db import migrate as migrate_module
@@ -212,8 +212,10 @@ def test_the_upgrade_counts_what_is_already_there(
         db.set_project("foo", "Foo", 2, "", "", [version("2.0")])
         db.set_project("bar", "bar", 1, "", "", [version("1.0")])
         db.remove_project("bar")
-        db.log_build(1, "foo", "2.0", "cp39", built("foo-2.0-cp39-cp39-linux_x86_64.whl"))
-        db.log_build(1, "foo", "2.0", "cp311", FAILED)
+        log_build_before_0012(
+            db, 1, "foo", "2.0", "cp39", built("foo-2.0-cp39-cp39-linux_x86_64.whl")
+        )
+        log_build_before_0012(db, 1, "foo", "2.0", "cp311", FAILED)
         monkeypatch.setattr(migrate_module, "migrations", lambda: every_migration)
         assert migrate_module.migrate(fresh_database) == len(every_migration)
         db.close()

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
+from psycopg.types.json import Jsonb
 
 from piwheels.abis import sorted_abis
 from piwheels.db import migrate as migrate_module
@@ -734,6 +735,42 @@ PEP440_ORDER = [
 ]
 
 
+def log_build_before_0012(
+    db: Database, slave_id: int, package: str, ver: str, abi_tag: str, result: BuildResult
+) -> None:
+    """Record a build as log_build() did before migration 0012 (no failure record), for the
+    tests of older upgrades."""
+    files = [
+        {
+            "filename": f.filename,
+            "filesize": f.filesize,
+            "filehash": f.filehash,
+            "package_tag": f.package_tag,
+            "package_version_tag": f.package_version_tag,
+            "py_version_tag": f.py_version_tag,
+            "abi_tag": f.abi_tag,
+            "platform_tag": f.platform_tag,
+            "requires_python": f.requires_python,
+            "dependencies": [],
+        }
+        for f in result.files
+    ]
+    db.conn.execute(
+        "SELECT log_build(%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        (
+            slave_id,
+            package,
+            ver,
+            abi_tag,
+            result.status,
+            result.duration,
+            result.output,
+            None,
+            Jsonb(files),
+        ),
+    )
+
+
 def test_the_upgrade_orders_recorded_versions_as_packaging_does(
     fresh_database: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -750,7 +787,9 @@ def test_the_upgrade_orders_recorded_versions_as_packaging_does(
         foo.append(version("not a version", skip="not a valid PEP 440 version"))
         db.set_project("foo", "foo", 1, "", "", foo)
         db.set_project("bar", "bar", 1, "", "", [version("1.0", days_ago=1), version("2.0b1")])
-        db.log_build(1, "foo", "1.0", "cp39", built("foo-1.0-cp39-cp39-linux_x86_64.whl"))
+        log_build_before_0012(
+            db, 1, "foo", "1.0", "cp39", built("foo-1.0-cp39-cp39-linux_x86_64.whl")
+        )
         monkeypatch.setattr(migrate_module, "migrations", lambda: every_migration)
         migrate_module.migrate(fresh_database)
         db.close()

@@ -18,8 +18,9 @@ from pypi_index import LocalPyPI
 pytestmark = pytest.mark.slow
 
 SLOW_BUILDS = (
-    "SELECT b.built_by, b.status FROM builds b JOIN versions v USING (version_id) "
-    "WHERE v.package = 'piwtest-slow'"
+    "SELECT b.built_by, b.status, b.outcome, b.cause, b.requeued_at IS NOT NULL "
+    "FROM builds b JOIN versions v USING (version_id) "
+    "WHERE v.package = 'piwtest-slow' ORDER BY b.build_id"
 )
 
 
@@ -49,7 +50,7 @@ def test_master_restarted_mid_build(config: MasterConfig, python311: Path, tmp_p
     finally:
         slave.stop()
         master.stop()
-    assert [status for _, status in rows(config.dsn, SLOW_BUILDS)] == [True]
+    assert [row[1] for row in rows(config.dsn, SLOW_BUILDS)] == [True]
     assert "the master kept our build of piwtest-slow 1.0" in slave.output()
     assert slave.output().count("building piwtest-slow 1.0") == 1  # not built twice
 
@@ -59,6 +60,7 @@ def test_slave_killed_mid_build(
 ) -> None:
     caplog.set_level(logging.INFO, logger="piwheels")
     config.busy_timeout = timedelta(seconds=3)  # the general slave timeout stays 30 s
+    config.give_back_delay = timedelta(seconds=2)
     master = MasterThread(config).start()
     first = SlaveProcess(config, python311, tmp_path)
     second = None
@@ -68,8 +70,9 @@ def test_slave_killed_mid_build(
         second = SlaveProcess(config, python311, tmp_path)
         first.kill()
         assert list(first.work_root.glob("build-*")), "the killed slave left its build"
-        # the silent slave is dropped, its build goes back to the queue and completes elsewhere
-        wait_for(lambda: rows(config.dsn, SLOW_BUILDS), timeout=60, what="the build")
+        # the silent slave is dropped, its build is given back (slave-lost) and, after the
+        # give-back delay, completes elsewhere
+        wait_for(lambda: len(rows(config.dsn, SLOW_BUILDS)) == 2, timeout=60, what="the build")
         # started again, the killed slave removes what its earlier run left
         first = SlaveProcess(config, python311, tmp_path, work_root=first.work_root)
         wait_for(lambda: "removed 1 build directories" in first.output(), timeout=30)
@@ -78,10 +81,11 @@ def test_slave_killed_mid_build(
         if second is not None:
             second.stop()
         master.stop()
-    [(built_by, status)] = rows(config.dsn, SLOW_BUILDS)
-    assert status and built_by != first_id
+    lost, done = rows(config.dsn, SLOW_BUILDS)
+    assert lost == (first_id, False, "give-back", "slave-lost", True)
+    assert done[1:3] == (True, "built") and done[0] != first_id
     assert "building, yet silent for 0:00:03" in caplog.text
-    assert "goes back to the queue" in caplog.text
+    assert "is given back (slave lost)" in caplog.text
 
 
 def test_database_restarted(
@@ -129,6 +133,6 @@ def test_a_build_finished_while_the_master_was_killed_is_kept(
     finally:
         slave.stop()
         master.stop()
-    assert [status for _, status in rows(config.dsn, SLOW_BUILDS)] == [True]
+    assert [row[1] for row in rows(config.dsn, SLOW_BUILDS)] == [True]
     assert "the master kept our build of piwtest-slow 1.0" in slave.output()
     assert slave.output().count("building piwtest-slow 1.0") == 1  # not built twice

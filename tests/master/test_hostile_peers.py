@@ -381,21 +381,29 @@ def test_a_huge_subscription_to_the_status_queue_is_refused(
 
 
 def test_a_slave_that_dies_while_sending_gives_its_build_back(
-    config: MasterConfig, master: MasterThread, caplog: pytest.LogCaptureFixture
+    config: MasterConfig, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """#21: killed mid-transfer, a slave held its build until --slave-timeout (30 s here)."""
-    config.busy_timeout = timedelta(seconds=2)  # the running master reads its own config
-    dead = ScriptedSlave(config, abi="cp39", label="dies-while-sending")
+    """#21: killed mid-transfer, a slave held its build until --slave-timeout (30 s here).
+    Now it is given back (#15): another slave builds it once --give-back-delay has passed."""
+    caplog.set_level(logging.INFO, logger="piwheels")
+    config.busy_timeout = timedelta(seconds=2)
+    config.give_back_delay = timedelta(seconds=1)
+    master = MasterThread(config).start()
     try:
-        dead.hello()
-        dead.wait_for_build()
-        assert dead.request("BUILT", build_result(file_state(WHEEL, CONTENT)))[0] == "SEND"
+        dead = ScriptedSlave(config, abi="cp39", label="dies-while-sending")
+        try:
+            dead.hello()
+            dead.wait_for_build()
+            assert dead.request("BUILT", build_result(file_state(WHEEL, CONTENT)))[0] == "SEND"
+        finally:
+            dead.close()  # and never a chunk
+        wait_for(lambda: "sending, yet no chunk for 0:00:02" in caplog.text, timeout=20)
+        other = ScriptedSlave(config, abi="cp39")
+        try:
+            other.hello()
+            assert other.wait_for_build() == ("piwtest-pure", "1.0")
+        finally:
+            other.close()
     finally:
-        dead.close()  # and never a chunk
-    wait_for(lambda: "sending, yet no chunk for 0:00:02" in caplog.text, timeout=20)
-    other = ScriptedSlave(config, abi="cp39")
-    try:
-        other.hello()
-        assert other.wait_for_build() == ("piwtest-pure", "1.0")
-    finally:
-        other.close()
+        master.stop()
+    assert "piwtest-pure 1.0 for cp39 is given back (slave lost)" in caplog.text

@@ -64,6 +64,7 @@ def statistics(builds_last_hour: int = 12, disk_free: int = 40 << 30) -> Statist
         queue={"cp39": 3, "cp311": 17},
         queue_priority={"cp39": 0, "cp311": 1},
         queue_newest={"cp39": 3, "cp311": 10},
+        failures_by_cause={"cp311": {"missing-header": 2}},
         disk_free=disk_free,
         disk_total=100 << 30,
         updated=NOW,

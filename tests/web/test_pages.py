@@ -78,7 +78,8 @@ def wheel(filename: str, abi: str, *, size: int = 123_456, yanked: str | None = 
 
 
 def build(build_id: int, abi: str, status: bool) -> BuildInfo:
-    return BuildInfo(build_id, abi, status, WHEN, timedelta(minutes=2, seconds=5), 7)
+    failed = {} if status else {"cause": "unknown", "outcome": "failed"}
+    return BuildInfo(build_id, abi, status, WHEN, timedelta(minutes=2, seconds=5), 7, **failed)
 
 
 @pytest.fixture
@@ -303,6 +304,9 @@ def test_project_json_shape(project: ProjectData) -> None:
         "build_id": 3,
         "log_url": "/logs/0000/0000/3.txt",
         "queue": None,
+        "cause": None,
+        "summary": None,
+        "needs": [],
     }
     assert v2["abis"]["cp313"]["state"] == "building"
     assert v2["builds"][0] == {
@@ -313,6 +317,12 @@ def test_project_json_shape(project: ProjectData) -> None:
         "duration": 125.0,
         "built_by": 7,
         "log_url": "/logs/0000/0000/1.txt",
+        "outcome": "failed",
+        "cause": "unknown",
+        "summary": None,
+        "needs": [],
+        "retry_at": None,
+        "requeued": False,
     }
     assert v2["files"][0] == {
         "filename": "foo_bar-2.0-cp39-cp39-linux_armv7l.whl",
@@ -332,7 +342,16 @@ def test_project_json_shape(project: ProjectData) -> None:
     assert v1["abis"]["cp311"]["reason"] == "served by the cp39 build"
     assert data["versions"][3]["skip"] == "binary only: no source release"
     assert data["versions"][0]["abis"] == {
-        abi: {"state": "pending", "reason": None, "build_id": None, "log_url": None, "queue": None}
+        abi: {
+            "state": "pending",
+            "reason": None,
+            "build_id": None,
+            "log_url": None,
+            "queue": None,
+            "cause": None,
+            "summary": None,
+            "needs": [],
+        }
         for abi in ABIS
     }
 
@@ -434,6 +453,7 @@ def test_home_page() -> None:
         queue={"cp39": 17, "cp311": 4, "cp313": 0},
         queue_priority={"cp39": 2, "cp311": 0, "cp313": 0},
         queue_newest={"cp39": 5, "cp311": 3, "cp313": 0},
+        failures_by_cause={"cp39": {"missing-header": 4, "unknown": 1}},
         disk_free=250_000_000_000,
         disk_total=1_000_000_000_000,
         updated=WHEN,

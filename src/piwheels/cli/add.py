@@ -2,12 +2,14 @@
 
 One action per run, so each run is one request to Mr. Chase that happens entirely or not at
 all: ADD (the default, or ``--new``), SKIP (``--skip`` / ``--unskip``), YANK (``--yank`` /
-``--unyank``), RETRY (``--retry``) or PRIORITY (``--priority`` / ``--no-priority``).
+``--unyank``), RETRY (``--retry``), RETRYCAUSE (``--retry --cause``), INSTALLED
+(``--installed``) or PRIORITY (``--priority`` / ``--no-priority``).
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,8 +26,11 @@ from piwheels.cli.tools import (
     project_name,
     run_tool,
 )
+from piwheels.failures import Cause
 
 __all__ = ["main"]
+
+DEBIAN_NAME = re.compile(r"[a-z0-9][a-z0-9+.-]+")
 
 DESCRIPTION = """\
 Repair what the master knows about a project or one of its versions. With no action, add
@@ -37,12 +42,24 @@ queued again (asks for confirmation, since their logs are deleted); --priority b
 version (or the project's every version, newest first) before anything else, on every ABI,
 until --no-priority puts it back in its place in the queue. To add something that must not be
 built, give --new with --skip.
+
+Two actions concern the whole farm and take no PACKAGE: --retry --cause CAUSE queues again every
+build that failed for CAUSE (say missing-header, after installing -dev packages on the
+builders), and --installed DEBPKG says a Debian package is now installed on the builders, so
+that the builds waiting for it (dep-wait) are queued again. Both take --abi for one ABI's
+builders only.
 """
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = make_tool_parser("piw-add", DESCRIPTION)
-    parser.add_argument("package", type=project_name, metavar="PACKAGE", help="the project")
+    parser.add_argument(
+        "package",
+        nargs="?",
+        type=project_name,
+        metavar="PACKAGE",
+        help="the project (not with --cause or --installed)",
+    )
     parser.add_argument(
         "version",
         nargs="?",
@@ -69,6 +86,13 @@ def build_parser() -> argparse.ArgumentParser:
             help="forget the version's failed builds and their logs so it is built again (RETRY)",
         ),
         exclusive.add_argument(
+            "--installed",
+            metavar="DEBPKG",
+            type=debian_package,
+            help="the Debian package DEBPKG is now installed on the builders: queue again the "
+            "builds waiting for it (INSTALLED)",
+        ),
+        exclusive.add_argument(
             "--priority",
             action="store_true",
             help="build it first: move the version, or the project's every version (its newest "
@@ -85,10 +109,17 @@ def build_parser() -> argparse.ArgumentParser:
             help="add it (ADD) even with --skip, which then gives the reason it is never built",
         ),
         actions.add_argument(
+            "--cause",
+            choices=[str(cause) for cause in Cause],
+            metavar="CAUSE",
+            help="with --retry and no PACKAGE: every build that failed for CAUSE, one of "
+            f"{', '.join(Cause)} (RETRYCAUSE)",
+        ),
+        actions.add_argument(
             "--abi",
             type=abi_tag,
             metavar="TAG",
-            help="with --retry: only the failed build for this ABI, e.g. cp311 (default: all)",
+            help="with --retry or --installed: only for this ABI, e.g. cp311 (default: all)",
         ),
     ):
         per_run(action)
@@ -105,6 +136,9 @@ def run(args: argparse.Namespace) -> None:
     action, data, done = request_for(args)
     if action == "RETRY":
         confirm(f"forget the failed builds of {_what(args)} and their logs", assume_yes=args.yes)
+    elif action == "RETRYCAUSE":
+        on = f" on {args.abi}" if args.abi else ""
+        confirm(f"build again every build that failed for {args.cause}{on}", assume_yes=args.yes)
     with MasterClient(args.import_queue, args.timeout) as client:
         client.expect_done(action, data)
     print(done)
@@ -112,13 +146,17 @@ def run(args: argparse.Namespace) -> None:
 
 def request_for(args: argparse.Namespace) -> tuple[str, tuple[Any, ...], str]:
     """The message the options ask for, and what to tell the operator once it is done."""
+    if args.cause is not None or args.installed is not None:
+        return _farm_request(args)
+    if args.package is None:
+        raise BadInput("PACKAGE is needed (but for --retry --cause and --installed)")
     package = args.package
     version = None if args.version is None else version_argument(args.version)
     reason = None if args.skip is None else args.skip.strip()
     if reason == "":
         raise BadInput("--skip needs a reason (it is shown on the project page)")
     if args.abi is not None and not args.retry:
-        raise BadInput("--abi goes with --retry only")
+        raise BadInput("--abi goes with --retry or --installed only")
     if args.new and (
         args.unskip or args.yank or args.unyank or args.retry or args.priority or args.no_priority
     ):
@@ -148,6 +186,28 @@ def request_for(args: argparse.Namespace) -> tuple[str, tuple[Any, ...], str]:
         )
     on = f" on {args.abi}" if args.abi else ""
     return "RETRY", (package, version, args.abi), f"the failed builds of {what}{on} will be retried"
+
+
+def _farm_request(args: argparse.Namespace) -> tuple[str, tuple[Any, ...], str]:
+    """The requests that concern every project: RETRYCAUSE and INSTALLED."""
+    on = f" on {args.abi}" if args.abi else ""
+    if args.package is not None:
+        raise BadInput("--cause and --installed concern every project: no PACKAGE")
+    if args.installed is not None:
+        done = f"the builds waiting for {args.installed}{on} are queued again"
+        return "INSTALLED", (args.installed, args.abi), done
+    if not args.retry:
+        raise BadInput("--cause goes with --retry")
+    done = f"the builds that failed for {args.cause}{on} are queued again"
+    return "RETRYCAUSE", (args.cause, args.abi), done
+
+
+def debian_package(text: str) -> str:
+    """A Debian package's name, as Debian policy spells them."""
+    name = text.strip()
+    if not DEBIAN_NAME.fullmatch(name):
+        raise argparse.ArgumentTypeError(f"not a Debian package name: {text!r}")
+    return name
 
 
 def _what(args: argparse.Namespace) -> str:

@@ -117,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=900.0,
         metavar="SECONDS",
-        help="silence after which a slave is dropped and its build requeued",
+        help="silence after which a slave is dropped and its build given back",
     )
     parser.add_argument(
         "--busy-timeout",
@@ -125,7 +125,22 @@ def build_parser() -> argparse.ArgumentParser:
         default=60.0,
         metavar="SECONDS",
         help="silence after which a building slave (which says BUSY every 10 seconds) is "
-        "dropped and its build requeued",
+        "dropped and its build given back",
+    )
+    parser.add_argument(
+        "--give-back-tries",
+        type=int,
+        default=3,
+        metavar="N",
+        help="a build failing for a passing cause (the slave lost, the network, a full disk, "
+        "no sdist yet, out of memory) is tried this many times in all before it is failed",
+    )
+    parser.add_argument(
+        "--give-back-delay",
+        type=float,
+        default=600.0,
+        metavar="SECONDS",
+        help="how long such a build waits before its second try; doubled before each next",
     )
     parser.add_argument(
         "--min-free-space",
@@ -223,6 +238,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             queue_interval=args.queue_interval,
             slave_timeout=timedelta(seconds=args.slave_timeout),
             busy_timeout=timedelta(seconds=args.busy_timeout),
+            give_back_tries=max(args.give_back_tries, 1),
+            give_back_delay=timedelta(seconds=max(args.give_back_delay, 0.0)),
             min_free_space=args.min_free_space,
             slave_queue=args.slave_queue,
             file_queue=args.file_queue,

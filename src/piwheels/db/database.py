@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 import psycopg
@@ -19,6 +19,16 @@ from psycopg.types.json import Jsonb
 from piwheels.abis import BuildABI, abi_skips, covers_from, excluded_by_requires_python
 from piwheels.db import web_queries
 from piwheels.db.migrate import check_version
+from piwheels.failures import (
+    Cause,
+    Diagnosis,
+    Outcome,
+    diagnose,
+    outcome_of,
+    parse_wants,
+    requirements_met,
+    summary_line,
+)
 from piwheels.states import BuildResult
 from piwheels.web.model import ProjectData, SearchEntry
 
@@ -121,6 +131,13 @@ def _current_row(row: ProjectRow, abis: Sequence[BuildABI]) -> str:
     return json.dumps(data)
 
 
+class GiveBack(NamedTuple):
+    """How a build that failed for a passing cause goes back to the queue (migration 0012)."""
+
+    tries: int = 3  # attempts in all, the last of which is failed if it fails the same way
+    delay: timedelta = timedelta(minutes=10)  # before the second; doubled before each next
+
+
 class QueueSnapshot(NamedTuple):
     """The head of each ABI's queue and each queue's full length."""
 
@@ -131,8 +148,11 @@ class QueueSnapshot(NamedTuple):
 class Database:
     """A connection to the piwheels database, reopened after the server restarts."""
 
-    def __init__(self, dsn: str, *, check_schema: bool = True) -> None:
+    def __init__(
+        self, dsn: str, *, check_schema: bool = True, give_back: GiveBack | None = None
+    ) -> None:
         self.dsn = dsn
+        self.give_back = give_back or GiveBack()
         self._check_schema = check_schema
         self._conn: psycopg.Connection[Any] | None = None
 
@@ -177,6 +197,7 @@ class Database:
         """Record one project; a project the database refuses raises its error."""
         update = ProjectUpdate(package, display_name, serial, summary, description, versions)
         self._record_rows([project_row(update, self.get_build_abis()).row])
+        self.requeue_met_dep_waits([package])
 
     def set_projects(self, updates: Sequence[ProjectUpdate]) -> list[tuple[str, str]]:
         """Record several projects in one transaction; see :meth:`set_project_rows`."""
@@ -215,7 +236,38 @@ class Database:
                     raise
                 except psycopg.Error as exc:
                     refused.append((row.package, exc.diag.message_primary or str(exc)))
+        self.requeue_met_dep_waits([row.package for row in rows])
         return refused
+
+    def requeue_met_dep_waits(self, projects: Sequence[str]) -> list[int]:
+        """Requeue the builds waiting (dep-wait) for a release of one of *projects* that a
+        release now on record satisfies; returns them. The requirement is checked with
+        ``packaging``, against releases with files on PyPI that are neither yanked nor gone."""
+        conn = self.conn
+        waits = conn.execute(
+            "SELECT build_id, waits_for, wants FROM builds WHERE outcome = 'dep-wait' "
+            "AND requeued_at IS NULL AND waits_for = ANY(%s)",
+            (list(projects),),
+        ).fetchall()
+        if not waits:
+            return []
+        releases: dict[str, list[str]] = {}
+        for package, version in conn.execute(
+            "SELECT package, version FROM versions WHERE package = ANY(%s) "
+            "AND NOT removed AND NOT yanked AND released IS NOT NULL",
+            (sorted({project for _, project, _ in waits}),),
+        ):
+            releases.setdefault(package, []).append(version)
+        met = [
+            build_id
+            for build_id, project, wants in waits
+            if requirements_met(parse_wants(wants), project, releases.get(project, []))
+        ]
+        if not met:
+            return []
+        requeued = [bid for (bid,) in conn.execute("SELECT requeue_builds(%s)", (met,))]
+        log.info("requeued %d builds whose build requirements PyPI now has", len(requeued))
+        return requeued
 
     def _record_rows(self, texts: Sequence[str]) -> None:
         # The rows are JSON already: joined, not parsed and dumped again.
@@ -308,6 +360,72 @@ class Database:
     def log_build(
         self, slave_id: int, package: str, version: str, abi_tag: str, result: BuildResult
     ) -> int:
+        """Record a build; a failed one with its cause and outcome (:meth:`failure`).
+
+        A build the database refuses to record (a constraint its data breaks) is recorded as
+        a failure without its files instead, saying why: otherwise it would go back to the
+        queue, be built again, be refused again, and so on for ever (issue #15).
+        """
+        failure = None if result.status else self.failure(package, version, result)
+        try:
+            return self._log_build(slave_id, package, version, abi_tag, result, failure)
+        except (psycopg.errors.IntegrityError, psycopg.errors.DataError) as exc:
+            why = exc.diag.message_primary or str(exc)
+        log.error(
+            "cannot record the build of %s %s for %s as it is: %s", package, version, abi_tag, why
+        )
+        note = f"[piwheels] the master could not record this build: {why}\n"
+        diagnosis = Diagnosis(Cause.UNKNOWN, summary_line("the master refused its record", why))
+        refused = BuildResult(False, result.duration, f"{result.output}{note}", [], diagnosis)
+        return self._log_build(
+            slave_id, package, version, abi_tag, refused, self._failure_row(diagnosis, final=True)
+        )
+
+    def log_lost_build(
+        self,
+        slave_id: int,
+        package: str,
+        version: str,
+        abi_tag: str,
+        duration: timedelta,
+        reason: str,
+    ) -> int:
+        """Record that *slave_id* was lost while it built: a give-back (slave-lost)."""
+        note = f"[piwheels] the slave was lost during the build: {reason}\n"
+        diagnosis = Diagnosis(Cause.SLAVE_LOST, summary_line("the slave was lost", reason))
+        result = BuildResult(False, duration, note, [], diagnosis)
+        return self._log_build(
+            slave_id, package, version, abi_tag, result, self._failure_row(diagnosis)
+        )
+
+    def failure(self, package: str, version: str, result: BuildResult) -> dict[str, Any]:
+        """A failed build's record: its diagnosis (the master's reading of its log, with the
+        Debian packages the slave named) and what comes of it."""
+        diagnosis = diagnose(result.output, package, version, result.diagnosis)
+        return self._failure_row(diagnosis)
+
+    def _failure_row(self, diagnosis: Diagnosis, *, final: bool = False) -> dict[str, Any]:
+        outcome, waits_for = (Outcome.FAILED, None) if final else outcome_of(diagnosis)
+        return {
+            "cause": str(diagnosis.cause),
+            "summary": diagnosis.summary,
+            "wants": [f"{want.kind}:{want.name}" for want in diagnosis.wants],
+            "needs": list(diagnosis.needs),
+            "outcome": str(outcome),
+            "waits_for": waits_for,
+            "tries": self.give_back.tries,
+            "delay": self.give_back.delay.total_seconds(),
+        }
+
+    def _log_build(
+        self,
+        slave_id: int,
+        package: str,
+        version: str,
+        abi_tag: str,
+        result: BuildResult,
+        failure: dict[str, Any] | None,
+    ) -> int:
         files = [
             {
                 "filename": f.filename,
@@ -325,7 +443,7 @@ class Database:
         ]
         covers = covers_from(f.filename for f in result.files) if result.status else None
         row = self.conn.execute(
-            "SELECT log_build(%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            "SELECT log_build(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
             (
                 slave_id,
                 package,
@@ -337,6 +455,7 @@ class Database:
                 result.output.replace("\x00", "\\x00"),
                 covers,
                 Jsonb(files),
+                Jsonb(failure) if failure is not None else None,
             ),
         ).fetchone()
         assert row is not None
@@ -425,6 +544,25 @@ class Database:
             conn.execute(
                 "SELECT add_by_hand(%s, %s, %s, %s)", (package, version, skip, Jsonb(orders))
             )
+
+    def requeue_given_back(self) -> list[int]:
+        """Requeue the give-backs whose time has come; returns their build ids."""
+        return [bid for (bid,) in self.conn.execute("SELECT requeue_given_back()")]
+
+    def retry_cause(self, cause: str, abi_tag: str | None) -> list[int]:
+        """Requeue every standing failure (failed or dep-wait) of *cause*, on *abi_tag* or on
+        every ABI; returns the build ids. An unknown cause is refused."""
+        if cause not in set(Cause):
+            raise ValueError(f"no such cause: {cause} (one of {', '.join(Cause)})")
+        return [bid for (bid,) in self.conn.execute("SELECT retry_cause(%s, %s)", (cause, abi_tag))]
+
+    def debian_installed(self, package: str, abi_tag: str | None) -> list[int]:
+        """The Debian *package* is now on the builders of *abi_tag* (None: all): requeue the
+        builds waiting for it; returns their build ids."""
+        return [
+            bid
+            for (bid,) in self.conn.execute("SELECT debian_installed(%s, %s)", (package, abi_tag))
+        ]
 
     def set_priority(self, package: str, version: str | None, wanted: bool) -> None:
         """Put *package* *version* (or, with None, the project's every version) at the front

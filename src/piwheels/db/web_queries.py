@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 from packaging.version import InvalidVersion, Version
 
+from piwheels.failures import parse_wants
 from piwheels.states import BuildState
 from piwheels.web.model import (
     AbiCell,
@@ -59,12 +60,17 @@ def project_data(conn: Conn, package: str) -> ProjectData | None:
             (package,),
         ).fetchall()
         queued = queue_places(conn, package)
-        builds = conn.execute(
-            "SELECT b.version_id, b.build_id, b.abi_tag, b.status, b.built_at, b.duration, "
-            "b.built_by, b.covers_from FROM builds b JOIN versions v USING (version_id) "
-            "WHERE v.package = %s ORDER BY b.build_id",
-            (package,),
-        ).fetchall()
+        builds = [
+            _build_row(row)
+            for row in conn.execute(
+                "SELECT b.version_id, b.covers_from, b.build_id, b.abi_tag, b.status, "
+                "b.built_at, b.duration, b.built_by, b.cause, b.summary, b.needs, b.wants, "
+                "b.outcome, b.retry_at, b.requeued_at IS NOT NULL "
+                "FROM builds b JOIN versions v USING (version_id) "
+                "WHERE v.package = %s ORDER BY b.build_id",
+                (package,),
+            )
+        ]
         files = conn.execute(
             "SELECT b.version_id, f.filename, f.filesize, f.filehash, f.requires_python, "
             "b.built_at, b.abi_tag, v.yanked, ARRAY(SELECT d.dependency FROM dependencies d "
@@ -74,9 +80,9 @@ def project_data(conn: Conn, package: str) -> ProjectData | None:
             (package,),
         ).fetchall()
     skip_reasons = {(vid, abi): reason for vid, abi, reason in skips}
-    builds_of: dict[int, list[tuple[Any, ...]]] = defaultdict(list)
+    builds_of: dict[int, list[_Build]] = defaultdict(list)
     for build in builds:
-        builds_of[build[0]].append(build)
+        builds_of[build.version_id].append(build)
     files_of: dict[int, list[WheelFile]] = defaultdict(list)
     for vid, name, size, sha, requires, built_at, abi, yanked, apt in files:
         files_of[vid].append(
@@ -105,12 +111,41 @@ def project_data(conn: Conn, package: str) -> ProjectData | None:
                     _version_skip(removed, has_sdist, skip),
                     yanked,
                 ),
-                builds=[BuildInfo(b[1], b[2], b[3], b[4], b[5], b[6]) for b in builds_of[vid]],
+                builds=[b.info for b in builds_of[vid]],
                 files=files_of[vid],
             )
             for vid, version, released, yanked, removed, has_sdist, skip in versions
         ],
     )
+
+
+class _Build(NamedTuple):
+    version_id: int
+    covers_from: int | None
+    info: BuildInfo
+
+
+def _build_row(row: tuple[Any, ...]) -> _Build:
+    vid, covers, build_id, abi, status, built_at, duration, built_by, cause, summary = row[:10]
+    needs, wants, outcome, retry_at, requeued = row[10:]
+    # what a dep-wait on PyPI waits for is its build requirement, kept among its wants
+    if not needs and outcome == "dep-wait":
+        needs = [w.name for w in parse_wants(wants) if w.kind == "requirement"]
+    info = BuildInfo(
+        build_id,
+        abi,
+        status,
+        built_at,
+        duration,
+        built_by,
+        cause,
+        summary,
+        tuple(needs),
+        outcome,
+        retry_at,
+        requeued,
+    )
+    return _Build(vid, covers, info)
 
 
 def newest_first(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
@@ -197,7 +232,7 @@ def _version_skip(removed: bool, has_sdist: bool, skip: str) -> str:
 def _cells(
     vid: int,
     abis: list[tuple[str, int]],
-    builds: list[tuple[Any, ...]],
+    builds: list[_Build],
     skip_reasons: dict[tuple[int, str], str],
     queued: dict[tuple[int, str], QueuePlace],
     version_skip: str,
@@ -207,16 +242,22 @@ def _cells(
     cells = {}
     # at most one ABI at a time: the lowest not yet attempted (see the build queue)
     queued_order = next((order for abi, order in abis if (vid, abi) in queued), None)
+    standing = [b.info for b in builds if not b.info.requeued]
     for abi, order in abis:
-        attempts = [b for b in builds if b[2] == abi]
-        covering = [b for b in builds if b[3] and b[7] is not None and b[7] <= order]
+        attempts = [b for b in standing if b.abi_tag == abi]
+        covering = [
+            b.info
+            for b in builds
+            if b.info.status and b.covers_from is not None and b.covers_from <= order
+        ]
         if attempts:
             last = attempts[-1]
-            state = BuildState.BUILT if last[3] else BuildState.FAILED
-            cells[abi] = AbiCell(state, "", last[1])
+            cells[abi] = AbiCell(_STATES[last.outcome], failure_reason(last), last.build_id)
         elif covering:
             cells[abi] = AbiCell(
-                BuildState.COVERED, f"served by the {covering[0][2]} build", covering[0][1]
+                BuildState.COVERED,
+                f"served by the {covering[0].abi_tag} build",
+                covering[0].build_id,
             )
         elif (vid, abi) in skip_reasons:
             cells[abi] = AbiCell(BuildState.SKIPPED, skip_reasons[vid, abi], None)
@@ -232,6 +273,31 @@ def _cells(
         else:
             cells[abi] = AbiCell(BuildState.PENDING, "not queued yet", None)
     return cells
+
+
+_STATES = {
+    "built": BuildState.BUILT,
+    "failed": BuildState.FAILED,
+    "dep-wait": BuildState.DEP_WAIT,
+    "give-back": BuildState.GIVE_BACK,
+}
+
+
+def failure_reason(build: BuildInfo) -> str:
+    """What a failed build's cell says: what it needs or waits for, or its cause."""
+    if build.status:
+        return ""
+    if build.outcome == "dep-wait" and build.cause == "build-requirement":
+        return f"waits for {', '.join(build.needs)} on PyPI"
+    if build.needs:
+        return f"needs {', '.join(build.needs)} on the {build.abi_tag} builders"
+    if build.outcome == "give-back" and build.retry_at is not None:
+        return f"{build.cause}: tried again after {_minute(build.retry_at)} UTC"
+    return build.cause or "unknown"
+
+
+def _minute(when: datetime) -> str:
+    return when.astimezone(UTC).isoformat(" ", "minutes")[:16]
 
 
 TIER_NAMES = {0: "operator's priority", 1: "newest release", 2: "backlog"}
@@ -277,11 +343,20 @@ def statistics(conn: Conn) -> dict[str, Any]:
         # kept by the schema (migration 0007): counting them took 4.6 s a minute at PyPI's scale
         kept = dict(conn.execute("SELECT figure, total FROM farm_figures()").fetchall())
         # the last hour's builds are few and found by index (builds_built_at)
+        # a give-back is no failure: it is tried again
         row = conn.execute(
             "SELECT (SELECT count(*) FROM builds WHERE built_at > now() - interval '1 hour'), "
             "(SELECT count(*) FROM builds WHERE built_at > now() - interval '1 hour' "
-            " AND NOT status)"
+            " AND NOT status AND outcome <> 'give-back')"
         ).fetchone()
+        # a day's builds: tens of thousands at most, found by the same index
+        failures: dict[str, dict[str, int]] = {}
+        for abi, cause, count in conn.execute(
+            "SELECT abi_tag, cause, count(*) FROM builds "
+            "WHERE built_at > now() - interval '1 day' AND NOT status "
+            "AND outcome <> 'give-back' GROUP BY abi_tag, cause ORDER BY abi_tag, 3 DESC"
+        ):
+            failures.setdefault(abi, {})[cause] = int(count)
         tiers: dict[str, list[int]] = {}
         for abi, tier, length in conn.execute(
             "SELECT abi_tag, tier, length FROM queue_tier_lengths()"
@@ -300,6 +375,7 @@ def statistics(conn: Conn) -> dict[str, Any]:
         "queue": {abi: sum(lengths) for abi, lengths in tiers.items()},
         "queue_priority": {abi: lengths[0] for abi, lengths in tiers.items()},
         "queue_newest": {abi: lengths[1] for abi, lengths in tiers.items()},
+        "failures_by_cause": failures,
         "updated": datetime.now(UTC),
     }
 

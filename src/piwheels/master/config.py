@@ -34,6 +34,10 @@ class MasterConfig:
     slave_timeout: timedelta = timedelta(minutes=15)  # silence before a slave is dropped
     # silence before a building slave is dropped: it says BUSY every 10 s (the original's 5-10 s)
     busy_timeout: timedelta = timedelta(minutes=1)
+    # a build failing for a passing cause (the slave lost, the network ...) goes back to the
+    # queue after give_back_delay, doubled before each next try, and is failed after this many
+    give_back_tries: int = 3
+    give_back_delay: timedelta = timedelta(minutes=10)
     slave_queue: str = "tcp://*:5555"
     file_queue: str = "tcp://*:5556"
     control_queue: str = "ipc:///tmp/piw-control"

@@ -6,6 +6,7 @@ One client per thread: ZeroMQ sockets must not be shared between threads.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 import zmq
@@ -82,6 +83,29 @@ class DbClient:
         self, slave_id: int, package: str, version: str, abi_tag: str, result: BuildResult
     ) -> int:
         return int(self._call("LOGBUILD", (slave_id, package, version, abi_tag, result)))
+
+    def log_lost_build(
+        self,
+        slave_id: int,
+        package: str,
+        version: str,
+        abi_tag: str,
+        duration: timedelta,
+        reason: str,
+    ) -> int:
+        return int(self._call("LOSTBUILD", (slave_id, package, version, abi_tag, duration, reason)))
+
+    def requeue_given_back(self) -> list[int]:
+        return [int(build_id) for build_id in self._call("REQUEUEDUE")]
+
+    def retry_cause(self, cause: str, abi_tag: str | None) -> list[int]:
+        return [int(build_id) for build_id in self._call("RETRYCAUSE", (cause, abi_tag))]
+
+    def debian_installed(self, package: str, abi_tag: str | None) -> list[int]:
+        return [int(build_id) for build_id in self._call("DEBINSTALLED", (package, abi_tag))]
+
+    def set_priority(self, package: str, version: str | None, wanted: bool) -> None:
+        self._call("SETPRIORITY", (package, version, wanted))
 
     def get_statistics(self) -> dict[str, Any]:
         return dict(self._call("GETSTATS"))

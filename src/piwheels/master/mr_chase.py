@@ -18,6 +18,7 @@ import zmq
 from packaging.utils import canonicalize_name
 
 from piwheels import protocols
+from piwheels.failures import Cause
 from piwheels.master.config import MasterConfig
 from piwheels.master.db_client import DatabaseError, DbClient
 from piwheels.master.slaves import check_files
@@ -83,6 +84,8 @@ class MrChase(Task):
             "YANK": self.do_yank,
             "RETRY": self.do_retry,
             "PRIORITY": self.do_priority,
+            "RETRYCAUSE": self.do_retry_cause,
+            "INSTALLED": self.do_installed,
         }
 
     def handle_request(self) -> None:
@@ -284,10 +287,23 @@ class MrChase(Task):
     def do_priority(self, _: bytes, data: Any) -> Reply:
         package, version, wanted = data
         package = canonicalize_name(package)
-        # the Oracle's SETPRIORITY (migration 0010); DbClient has no method of its own for it
-        self.db._call("SETPRIORITY", (package, version, wanted))
+        self.db.set_priority(package, version, wanted)
         what = package if version is None else f"{package} {version}"
         self.log.info("%s %s", what, "put first in the queue" if wanted else "back in its place")
+        return "DONE", NO_DATA
+
+    def do_retry_cause(self, _: bytes, data: Any) -> Reply:
+        cause, abi_tag = data
+        if cause not in set(Cause):
+            raise Refused(f"no such cause: {cause} (one of {', '.join(Cause)})")
+        requeued = self.db.retry_cause(cause, abi_tag)
+        self.log.info("retrying %d builds that failed for %s", len(requeued), cause)
+        return "DONE", NO_DATA
+
+    def do_installed(self, _: bytes, data: Any) -> Reply:
+        package, abi_tag = data
+        requeued = self.db.debian_installed(package, abi_tag)
+        self.log.info("%s installed: %d builds waiting for it requeued", package, len(requeued))
         return "DONE", NO_DATA
 
     def close(self) -> None:

@@ -18,7 +18,7 @@ import os
 import time
 from collections import deque
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -431,7 +431,7 @@ class SlaveDriver(Task):
             slave.state = SlaveState.IDLE
             return "DONE", NO_DATA
         if holder is not None:  # the same machine on its old connection
-            self.forget(holder, "it came back on a new connection")
+            self.forget(holder, "it came back on a new connection", lost=False)
         slave.start_build(key)
         self.active[key] = slave.slave_id
         self.log.info("slave %d: resumed %s %s for %s", slave.slave_id, *key)
@@ -522,6 +522,9 @@ class SlaveDriver(Task):
             return
         package, version, abi = build
         build_id = int(detail)
+        # A build the database refused as it was is recorded failed, without its files (see
+        # Database.log_build): those fetched and not listed must not stay in the index.
+        self.discard(package, fetched)
         self.log.info(
             "slave %d: recorded build %d of %s %s for %s (%s)",
             slave.slave_id,
@@ -581,15 +584,34 @@ class SlaveDriver(Task):
 
         self.db.ask("GETHASHES", filenames, unlisted)
 
-    def forget(self, slave: SlaveRecord, reason: str) -> None:
+    def forget(self, slave: SlaveRecord, reason: str, *, lost: bool = True) -> None:
+        """Drop *slave*; a build it held is *lost* with it (or, not, carried on elsewhere)."""
         self.log.warning("slave %d (%s) dropped: %s", slave.slave_id, slave.label, reason)
         if slave.build is not None:
-            self.log.info("build %s %s for %s goes back to the queue", *slave.build)
             if slave.sending is not None:
                 self.fs(slave).ask("FORGET", slave.slave_id)
+            if lost:
+                self.log.info("build %s %s for %s is given back (slave lost)", *slave.build)
+                self.record_lost(slave, reason)
         self.drop_build(slave)
         self.slaves.pop(slave.address, None)
         self.status.send("GONE", slave.slave_id)
+
+    def record_lost(self, slave: SlaveRecord, reason: str) -> None:
+        """Record *slave*'s build as lost with it: a give-back, retried after a delay and
+        failed after a few tries, so a build that kills its slave does not kill them all."""
+        assert slave.build is not None
+        started = slave.build_started if slave.build_started is not None else time.monotonic()
+        took = timedelta(seconds=max(time.monotonic() - started, 0.0))
+        build = slave.build
+
+        def recorded(status: str, detail: Any) -> None:
+            if status != "OK":  # it goes back to the queue at once instead
+                self.log.error("cannot record the lost build %s: %s", build, detail)
+            else:
+                self.pages.project(build[0])
+
+        self.db.ask("LOSTBUILD", (slave.slave_id, *build, took, reason), recorded)
 
     def out_of_order(self, slave: SlaveRecord, action: str) -> None:
         self.log.error(

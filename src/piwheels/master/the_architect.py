@@ -38,6 +38,10 @@ class TheArchitect(Task):
         if self.paused:
             return
         try:
+            # give-backs whose delay has passed go back to the queue before it is read
+            requeued = self.db.requeue_given_back()
+            if requeued:
+                self.log.info("%d given-back builds are due: back to the queue", len(requeued))
             snapshot = self.db.get_queue(self.config.queue_head)
         except DatabaseError as exc:
             self.log.error("cannot read the build queue: %s", exc)

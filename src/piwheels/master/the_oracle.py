@@ -17,7 +17,7 @@ import psycopg
 import zmq
 
 from piwheels import protocols
-from piwheels.db.database import Database, ProjectRow
+from piwheels.db.database import Database, GiveBack, ProjectRow
 from piwheels.master.config import MasterConfig
 from piwheels.master.task import Task, describe_error
 from piwheels.protocols import NO_DATA
@@ -34,7 +34,9 @@ class TheOracle(Task):
     ) -> None:
         self.name = f"Oracle {number}"
         super().__init__(config, context)
-        self.db = Database(config.dsn)
+        self.db = Database(
+            config.dsn, give_back=GiveBack(config.give_back_tries, config.give_back_delay)
+        )
         self.worker = self.context.socket(zmq.REQ)
         self.worker.setsockopt(zmq.LINGER, 0)
         self.worker.connect(config.oracle_workers_queue)
@@ -52,6 +54,8 @@ class TheOracle(Task):
             "GETHASHES": self.db.get_file_hashes,
             "QUEUED": lambda data: self.db.is_queued(*data),
             "LOGBUILD": lambda data: self.db.log_build(*data),
+            "LOSTBUILD": lambda data: self.db.log_lost_build(*data),
+            "REQUEUEDUE": lambda _: self.db.requeue_given_back(),
             "GETSTATS": lambda _: self.db.get_statistics(),
             "SAVEPAGES": self.db.save_pending_pages,
             "TAKEPAGES": lambda _: self.db.take_pending_pages(),
@@ -65,6 +69,8 @@ class TheOracle(Task):
             "SETYANKED": lambda data: self.db.set_yanked(*data),
             "RETRY": lambda data: self.db.retry_failed(*data),
             "SETPRIORITY": lambda data: self.db.set_priority(*data),
+            "RETRYCAUSE": lambda data: self.db.retry_cause(*data),
+            "DEBINSTALLED": lambda data: self.db.debian_installed(*data),
         }
 
     def once(self) -> None:

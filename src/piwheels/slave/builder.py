@@ -8,6 +8,7 @@ in a :class:`~piwheels.slave.sandbox.Sandbox`; every line of its log ends up in 
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import shlex
 import shutil
@@ -30,6 +31,8 @@ from packaging.utils import (
 )
 from packaging.version import InvalidVersion, Version
 
+from piwheels.failures import Diagnosis, classify
+from piwheels.slave.debian import needs_of
 from piwheels.slave.interpreter import Interpreter
 from piwheels.slave.sandbox import RunResult, Sandbox, SandboxedProcess, remove_tree
 from piwheels.slave.work_root import BUILD_PREFIX
@@ -44,6 +47,10 @@ _METADATA_LIMIT = 16 * 1024 * 1024  # METADATA holds the long description, never
 _SO_LIMIT = 1024 * 1024 * 1024  # extracted for ldd; a zip bomb must not fill the disk
 _SCAN_TIMEOUT = 120.0  # for ldd over a wheel's libraries
 _CHUNK = 1024 * 1024
+# Of a failed build's wants, at most this many are looked up in Debian's data (~1.5 s each)
+MAX_LOOKUPS = 4
+
+log = logging.getLogger(__name__)
 
 
 class Builder:
@@ -201,7 +208,22 @@ class Build:
             remove_tree(self.build_dir / scratch)
         duration = timedelta(seconds=time.monotonic() - started)
         self._log.note(f"build {'succeeded' if status else 'failed'} after {duration}")
-        self._result = BuildResult(status, duration, self._log.text(), files)
+        output = self._log.text()
+        diagnosis = None if status else self._diagnose(output)
+        self._result = BuildResult(status, duration, output, files, diagnosis)
+
+    def _diagnose(self, output: str) -> Diagnosis | None:
+        """The failure's cause, with the Debian packages of this builder's release that would
+        provide what the build lacked (the master classifies the log again; the packages only
+        this machine can tell)."""
+        try:
+            diagnosis = classify(output, self.package, self.version)
+            needs, note = needs_of(diagnosis.wants[:MAX_LOOKUPS])
+        except Exception:  # the build's result must still be reported
+            log.exception("cannot diagnose the build of %s %s", self.package, self.version)
+            return None
+        summary = f"{diagnosis.summary}; {note}" if note else diagnosis.summary
+        return diagnosis._replace(summary=summary, needs=tuple(needs))
 
     def _build(self) -> tuple[bool, list[FileState]]:
         problem = _request_problem(self.package, self.version)

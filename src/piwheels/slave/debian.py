@@ -14,12 +14,11 @@ import shutil
 import subprocess
 from collections.abc import Iterable
 
-from piwheels.failures import Want
+from piwheels.failures import MAX_ALTERNATIVES, Want
 
 log = logging.getLogger(__name__)
 
 APT_FILE_TIMEOUT = 60.0  # seconds per search; a search reads ~80 MB of compressed lists
-MAX_ALTERNATIVES = 4
 
 
 class NoDebianData(Exception):

@@ -65,6 +65,13 @@ class BuildInfo(NamedTuple):
     built_at: datetime
     duration: timedelta
     built_by: int
+    # a failed build's (migration 0012): see failures.Cause and failures.Outcome
+    cause: str | None = None
+    summary: str = ""  # one line, quoting its log
+    needs: tuple[str, ...] = ()  # Debian packages ("a | b"), or the PyPI requirement waited for
+    outcome: str = "built"  # built, failed, dep-wait or give-back
+    retry_at: datetime | None = None  # a give-back's next try
+    requeued: bool = False  # no longer stands: its need was met, or it was retried
 
 
 class VersionInfo(NamedTuple):
@@ -111,6 +118,8 @@ class Statistics(NamedTuple):
     queue: dict[str, int]  # abi_tag -> versions waiting
     queue_priority: dict[str, int]  # abi_tag -> of which put first by an operator (tier 0)
     queue_newest: dict[str, int]  # abi_tag -> of which projects' newest releases (tier 1)
+    # abi_tag -> cause -> builds that failed for it in the last day (give-backs aside), most first
+    failures_by_cause: dict[str, dict[str, int]]
     disk_free: int
     disk_total: int
     updated: datetime

@@ -126,6 +126,7 @@ def _matrix(project: ProjectData) -> Markup:
             )
             continue
         earlier = _earlier_builds(version)
+        summaries = {b.build_id: b.summary for b in version.builds if b.summary}
         cells = []
         for abi in abis:
             cell = version.cells.get(abi, _UNKNOWN)
@@ -136,6 +137,8 @@ def _matrix(project: ProjectData) -> Markup:
                 title, reason = f' title="{text}"', f"<small>{text}</small>"
                 if cell.place is not None:  # the page is written once; the queue moves on
                     title = f' title="{text} at {_when(cell.place.as_of)} UTC"'
+                elif cell.build_id in summaries:  # the log line that says why it failed
+                    title = f' title="{_h(summaries[cell.build_id])}"'
 
             if cell.build_id is not None:
                 label = f'<a href="{log_url(cell.build_id)}">{state}</a>'
@@ -246,24 +249,30 @@ def project_json(
 
 
 def _version_json(name: str, abis: list[str], version: VersionInfo) -> dict[str, Any]:
+    builds = {build.build_id: build for build in version.builds}
     return {
         "version": version.version,
         "released": _iso(version.released) if version.released else None,
         "yanked": version.yanked,
         "skip": version.skip or None,
-        "abis": {abi: _cell_json(version.cells.get(abi, _UNKNOWN)) for abi in abis},
+        "abis": {abi: _cell_json(version.cells.get(abi, _UNKNOWN), builds) for abi in abis},
         "builds": [_build_json(build) for build in version.builds],
         "files": [_file_json(name, version, file) for file in version.files],
     }
 
 
-def _cell_json(cell: AbiCell) -> dict[str, Any]:
+def _cell_json(cell: AbiCell, builds: dict[int, BuildInfo]) -> dict[str, Any]:
+    build = builds.get(cell.build_id) if cell.build_id is not None else None
+    failed = build is not None and not build.status
     return {
         "state": str(cell.state),
         "reason": cell.reason or None,
         "build_id": cell.build_id,
         "log_url": log_url(cell.build_id) if cell.build_id is not None else None,
         "queue": _place_json(cell.place) if cell.place is not None else None,
+        "cause": build.cause if failed and build is not None else None,
+        "summary": build.summary or None if failed and build is not None else None,
+        "needs": list(build.needs) if failed and build is not None else [],
     }
 
 
@@ -289,6 +298,12 @@ def _build_json(build: BuildInfo) -> dict[str, Any]:
         "duration": build.duration.total_seconds(),
         "built_by": build.built_by,
         "log_url": log_url(build.build_id),
+        "outcome": build.outcome,
+        "cause": build.cause,
+        "summary": build.summary or None,
+        "needs": list(build.needs),
+        "retry_at": _iso(build.retry_at) if build.retry_at is not None else None,
+        "requeued": build.requeued,
     }
 
 
@@ -349,6 +364,11 @@ def home_page(
                 waiting,
             )
             for abi, waiting in stats.queue.items()
+        ],
+        failures=[
+            (abi, cause, count)
+            for abi, causes in stats.failures_by_cause.items()
+            for cause, count in causes.items()
         ],
         disk_used=disk_used,
         when=_when,

@@ -81,6 +81,10 @@ class MasterPanel(Widget):
             line.append(f" ({stats.failures_last_hour:,} failed)", style="yellow")
         rate = stats.builds_succeeded / stats.builds if stats.builds else 0.0
         line.append(f"   {stats.builds:,} in all, {rate:.0%} succeeded", style="dim")
+        for abi, causes in stats.failures_by_cause.items():
+            day = ", ".join(f"{cause} {count:,}" for cause, count in list(causes.items())[:4])
+            line.append(f"\n{abi} failures today: ", style="bold")
+            line.append(day, style="yellow")
         return line
 
     def _output_line(self) -> Text:
