@@ -254,13 +254,17 @@ _RULES: list[_Rule] = [
         _want("library"),
     ),
     (
+        # pkg-config's own words; a setup.py trying names in turn (mysqlclient's); meson's
+        # dependency(), which asks pkg-config first (pycairo's)
         Cause.MISSING_LIBRARY,
         _m(
-            r"^.*(?:Package '?(?P<what>[\w.+-]+?)'?,? (?:required by '[^']*', )?"
+            r"^.*(?:Package '?(?P<a>[\w.+-]+?)'?,? (?:required by '[^']*', )?"
             r"was not found in the pkg-config search path"
-            r"|No package '(?P<quoted>[\w.+-]+)' found).*$"
+            r"|No package '(?P<b>[\w.+-]+)' found"
+            r"|Command 'pkg-config --exists (?P<c>[\w.+-]+)' returned non-zero exit status"
+            r"|Run-time dependency (?P<d>[\w.+-]+) found: NO).*$"
         ),
-        lambda m: (Want("pkg-config", m.group("what") or m.group("quoted")),),
+        lambda m: (Want("pkg-config", next(m.group(g) for g in "abcd" if m.group(g))),),
     ),
     (
         Cause.MISSING_TOOL,

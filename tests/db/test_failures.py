@@ -230,8 +230,22 @@ def test_the_cause_of_every_saved_log() -> None:
         "network": (Cause.NETWORK, ()),
         "timeout": (Cause.TIMEOUT, ()),
         "unknown": (Cause.UNKNOWN, ()),
+        # real projects' builds, from a farm following PyPI (cp311, Debian 12)
+        "pypi-mysqlclient": (
+            Cause.MISSING_LIBRARY,
+            tuple(
+                Want("pkg-config", name)
+                for name in ("mysqlclient", "mariadb", "libmariadb", "perconaserverclient")
+            ),
+        ),
+        "pypi-pycairo": (Cause.MISSING_LIBRARY, (Want("pkg-config", "cairo"),)),
+        "pypi-bcrypt": (Cause.MISSING_TOOL, (Want("tool", "cargo"),)),
+        # pyyaml 6.0 against Cython 3: no cause of the list, but the line that says why
+        "pypi-pyyaml-cython3": (Cause.UNKNOWN, ()),
     }
     for case, (cause, wants) in expected.items():
         diagnosis = classify(saved(case), "piwtest-x", "1.0")
         assert (diagnosis.cause, diagnosis.wants) == (cause, wants), case
         assert "\n" not in diagnosis.summary
+    pyyaml = classify(saved("pypi-pyyaml-cython3"), "pyyaml", "6.0")
+    assert "'build_ext' object has no attribute 'cython_sources'" in pyyaml.summary
