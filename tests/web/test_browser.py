@@ -14,12 +14,17 @@ import re
 import shutil
 import subprocess
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import NamedTuple
 
 import pytest
 from outputs import ABIS, publish
 
+from piwheels.db.web_queries import failure_reason
+from piwheels.states import BuildState
+from piwheels.web import pages
+from piwheels.web.model import AbiCell, BuildInfo, ProjectData, QueuePlace, VersionInfo
 from piwheels.web.server import OutputServer, serve
 from pypi_index import make_wheel
 
@@ -155,3 +160,63 @@ def test_search_by_summary_words(chromium: str, site: Site, tmp_path: Path) -> N
     dom = browse(chromium, tmp_path / "profile", url, "--dump-dom")
     found = re.findall(r'<a href="/project/([^/"]+)/">', dom.split('id="results"', 1)[1])
     assert sorted(found) == ["piwtest-abi3", "piwtest-cext", "piwtest-pure"]
+
+
+def test_a_page_says_where_each_version_stands(chromium: str, site: Site, tmp_path: Path) -> None:
+    """#14 and #15 as a person sees them: a queued version's tier and place, a release time PyPI
+    does not know, and a failed build's state and what it needs (its summary on hover)."""
+    as_of = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
+    summary = 'missing header portaudio.h: "fatal error: portaudio.h: No such file or directory"'
+    waiting = BuildInfo(
+        7,
+        "cp311",
+        False,
+        as_of,
+        timedelta(seconds=9),
+        1,
+        cause="missing-header",
+        summary=summary,
+        needs=("portaudio19-dev",),
+        outcome="dep-wait",
+    )
+    versions = [
+        VersionInfo(
+            "2.0",
+            as_of,
+            False,
+            "",
+            {
+                "cp311": AbiCell(
+                    BuildState.PENDING,
+                    "queued (newest release): 12 ahead",
+                    None,
+                    QueuePlace(1, 1, 12, 12, as_of),
+                )
+            },
+            [],
+            [],
+        ),
+        VersionInfo(
+            "1.0",
+            as_of,
+            False,
+            "",
+            {"cp311": AbiCell(BuildState.DEP_WAIT, failure_reason(waiting), 7)},
+            [waiting],
+            [],
+        ),
+        VersionInfo("0.1", None, False, "binary only: no sdist on PyPI", {}, [], []),
+    ]
+    project = ProjectData("piwtest-states", "piwtest-states", "", "", ["cp311"], versions)
+    page = site.root / "project" / "piwtest-states" / "index.html"
+    page.parent.mkdir(parents=True)
+    page.write_text(pages.project_page(project, apt_dependencies=()))
+    dom = browse(
+        chromium, tmp_path / "profile", f"{site.server.url}/project/piwtest-states/", "--dump-dom"
+    )
+    _, *rows = cells(dom, "matrix")
+    shown = {row[0][1]: row[1:] for row in rows}
+    assert shown["2.0"][1] == ("pending", "pendingqueued (newest release): 12 ahead")
+    assert shown["1.0"][1] == ("dep-wait", "dep-waitneeds portaudio19-dev on the cp311 builders")
+    assert shown["0.1"][0] == ("", "unknown")
+    assert f'title="{html.escape(summary)}"' in dom
