@@ -236,8 +236,18 @@ class Database:
                     raise
                 except psycopg.Error as exc:
                     refused.append((row.package, exc.diag.message_primary or str(exc)))
-        self.requeue_met_dep_waits([row.package for row in rows])
+        self._requeue_met_dep_waits_of(rows)
         return refused
+
+    def _requeue_met_dep_waits_of(self, rows: Sequence[ProjectRow]) -> None:
+        # The projects are recorded whatever becomes of this: a failure here must not make
+        # Cloud Gazer record them again (and fail again) in a loop.
+        try:
+            self.requeue_met_dep_waits([row.package for row in rows])
+        except psycopg.OperationalError:
+            raise
+        except psycopg.Error as exc:
+            log.error("cannot requeue the builds waiting for these projects: %s", exc)
 
     def requeue_met_dep_waits(self, projects: Sequence[str]) -> list[int]:
         """Requeue the builds waiting (dep-wait) for a release of one of *projects* that a
