@@ -43,7 +43,7 @@ from piwheels.db.migrate import current_version, migrate, migrations
 BENCH_PG = Path(os.environ.get("PIWHEELS_BENCH_PG", "/tmp/piwheels-bench-pg"))
 MASTER_ROLE = "piwheels"
 # Bumped whenever the generator below changes what it makes, so old templates are not reused.
-FILL_FORMAT = 3
+FILL_FORMAT = 4
 
 # The tables the fill writes (in load order); their indexes and foreign keys go for the load.
 FILLED_TABLES = (
@@ -573,12 +573,16 @@ def _builds(conn: psycopg.Connection[Any], sizes: Sizes) -> None:
     )
     conn.execute(
         "INSERT INTO builds (build_id, version_id, abi_tag, built_by, built_at, duration, status,"
-        " covers_from) OVERRIDING SYSTEM VALUE"
+        " covers_from, cause, outcome) OVERRIDING SYSTEM VALUE"
         " SELECT g.build_id, g.version_id, g.abi, 1 + g.build_id % 40,"
         " g.released + interval '1 hour' + pg_temp.u(g.build_id, 24) * interval '30 days',"
         " pg_temp.u(g.build_id, 25) * interval '20 minutes', g.ok,"
         " CASE WHEN NOT g.ok THEN NULL WHEN g.kind = 'n' THEN 300"
-        "   WHEN g.kind = '3' THEN a.python_order END"
+        "   WHEN g.kind = '3' THEN a.python_order END,"
+        # failures spread over the causes real farms see most (migration 0012)
+        " CASE WHEN NOT g.ok THEN (ARRAY['missing-header', 'missing-library', 'unknown',"
+        "   'build-requirement', 'python-version'])[1 + g.build_id % 5] END,"
+        " CASE WHEN g.ok THEN 'built' ELSE 'failed' END"
         " FROM gen g JOIN build_abis a ON a.abi_tag = g.abi"
     )
     conn.execute(
