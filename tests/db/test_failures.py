@@ -23,7 +23,10 @@ def failed(log: str, diagnosis: Diagnosis | None = None) -> BuildResult:
 
 
 def saved(case: str) -> str:
-    """A real build's log (tests/slave/test_failure_logs.py made them)."""
+    """A real build's log: of a test project (tests/slave/test_failure_logs.py made them), or
+    of a real project from PyPI ("pypi-NAME", from a farm following PyPI)."""
+    if case.startswith("pypi-"):
+        return (LOGS / "pypi" / f"{case.removeprefix('pypi-')}.txt").read_text()
     return (LOGS / f"{case}.txt").read_text()
 
 
