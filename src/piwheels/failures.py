@@ -211,6 +211,17 @@ _RULES: list[_Rule] = [
         _nothing,
     ),
     (
+        # maturin without cargo asks for puccinialin, which downloads a Rust compiler: the log
+        # then ends in a network error (or, offline, an unsatisfied requirement), but the cause
+        # is the compiler the builder lacks
+        Cause.MISSING_TOOL,
+        _m(
+            r"^.*(?:Rust not found, installing into a temporary directory"
+            r"|(?:the requirement|distribution found for) puccinialin\b).*$"
+        ),
+        lambda _: (Want("tool", "cargo"),),
+    ),
+    (
         Cause.NETWORK,
         # pip's "WARNING: Retrying ..." lines name the same errors, and may have succeeded later
         _m(

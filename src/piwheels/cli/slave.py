@@ -162,6 +162,16 @@ def make_slave_parser() -> argparse.ArgumentParser:
         help="how long the slave waits before asking again when the master has nothing to build",
     )
     parser.add_argument(
+        "--toolchain",
+        metavar="DIR",
+        type=Path,
+        action="append",
+        default=[],
+        help="a directory builds may read (a compiler installed under a home directory, say), "
+        "bound read-only into the sandbox; repeatable. Toolchains on the slave's PATH that the "
+        "sandbox would hide (rustup's ~/.cargo/bin, pyenv's shims) are bound without it",
+    )
+    parser.add_argument(
         "--allow-root",
         action="store_true",
         help="run even as root (in a throwaway container, say); otherwise the slave refuses, "
@@ -213,6 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         master_timeout=args.master_timeout,
         busy_interval=args.busy_interval,
         sleep_interval=args.sleep_interval,
+        toolchains=tuple(args.toolchain),
     )
     log.info(
         "slave %r building for %s %s (%s, Python %s) in %s, master %s",

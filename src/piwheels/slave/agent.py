@@ -30,6 +30,7 @@ from piwheels.slave import hostinfo
 from piwheels.slave.builder import Build, Builder
 from piwheels.slave.interpreter import Interpreter
 from piwheels.slave.sandbox import Sandbox, make_sandbox
+from piwheels.slave.toolchains import Toolchains, find_toolchains
 from piwheels.states import BuildResult, SlaveHello, SlaveStats
 from piwheels.transport import ProtocolError, Socket, private_routing_id
 
@@ -69,6 +70,8 @@ class SlaveConfig:
     # How long a stopping slave waits to get its BYE out (and, if it was waiting for an answer
     # when stopped, for that answer, since a REQ socket cannot send before it arrives).
     bye_timeout: timedelta = timedelta(seconds=1)
+    # directories bound read-only into builds besides the toolchains found on PATH
+    toolchains: tuple[Path, ...] = ()
 
 
 def spread(interval: timedelta) -> timedelta:
@@ -123,6 +126,7 @@ class PiwSlave:
         self.slave_id: int | None = None
         self.pypi_url: str | None = None
         self._sandbox = sandbox
+        self._toolchains: Toolchains | None = None
         self._builder_factory = builder_factory or self._default_builder
         self._own_context = context is None
         self._context: zmq.Context[Any] = context or zmq.Context()
@@ -448,12 +452,20 @@ class PiwSlave:
     def _default_builder(self, index_url: str) -> Builder:
         if self._sandbox is None:
             self._sandbox = make_sandbox()
+        if self._toolchains is None:
+            self._toolchains = find_toolchains(
+                hidden=self._sandbox.hidden if self._sandbox.isolated else (),
+                private=[self.config.work_root],
+                extra=self.config.toolchains,
+            )
+            log.info("%s", self._toolchains.describe())
         return Builder(
             self.interpreter,
             index_url,
             timeout=self.config.build_timeout,
             work_root=self.config.work_root,
             sandbox=self._sandbox,
+            toolchains=self._toolchains,
         )
 
 

@@ -35,6 +35,7 @@ from piwheels.failures import Diagnosis, classify
 from piwheels.slave.debian import needs_of
 from piwheels.slave.interpreter import Interpreter
 from piwheels.slave.sandbox import RunResult, Sandbox, SandboxedProcess, remove_tree
+from piwheels.slave.toolchains import Toolchains
 from piwheels.slave.work_root import BUILD_PREFIX
 from piwheels.states import BuildResult, Dependency, FileState
 from piwheels.wheels import joined_tags, pip_dependencies
@@ -63,12 +64,14 @@ class Builder:
         timeout: timedelta,
         work_root: Path,
         sandbox: Sandbox,
+        toolchains: Toolchains | None = None,
     ) -> None:
         self.interpreter = interpreter
         self.index_url = index_url
         self.timeout = timeout
         self.work_root = work_root
         self.sandbox = sandbox
+        self.toolchains = toolchains or Toolchains((), {}, ())
 
     def start(self, package: str, version: str) -> Build:
         """Start building *package* at *version* in the background and return at once."""
@@ -266,8 +269,8 @@ class Build:
                 process = self._process = builder.sandbox.start(
                     command,
                     build_dir=self.build_dir,
-                    env=env,
-                    readable=builder.interpreter.prefixes,
+                    env={**builder.toolchains.env, **env},
+                    readable=(*builder.interpreter.prefixes, *builder.toolchains.bound),
                     # Other builds' directories (left over or not yet cleaned) are none of its
                     # business.
                     hide=[builder.work_root],
