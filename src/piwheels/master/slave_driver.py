@@ -493,7 +493,7 @@ class SlaveDriver(Task):
     def record(self, slave: SlaveRecord) -> None:
         assert slave.build is not None and slave.result is not None
         build, result = slave.build, slave.result
-        slave.waiting = True
+        slave.waiting = slave.recording = True
         # From here the request decides the fate of the fetched files, not the slave.
         fetched, slave.fetched = slave.fetched, []
         self.db.ask(
@@ -590,7 +590,7 @@ class SlaveDriver(Task):
         if slave.build is not None:
             if slave.sending is not None:
                 self.fs(slave).ask("FORGET", slave.slave_id)
-            if lost:
+            if lost and not slave.recording:
                 self.log.info("build %s %s for %s is given back (slave lost)", *slave.build)
                 self.record_lost(slave, reason)
         self.drop_build(slave)

@@ -60,6 +60,7 @@ class SlaveRecord:
     fetched: list[str] = field(default_factory=list)  # files of this build verified on disk
     attempts: int = 0
     waiting: bool = False  # for the database or the File Juggler, before it can be answered
+    recording: bool = False  # its build's result is being recorded: no longer its to lose
     checking: bool = False  # whether its silent transfer has stalled (see expire_slaves)
     sleep_requested: bool = False
     kill_requested: bool = False
@@ -110,6 +111,7 @@ class SlaveRecord:
     def end_build(self) -> None:
         self.state = SlaveState.IDLE
         self.build = self.build_started = self.result = self.sending = None
+        self.recording = False
         self.to_send = []
         self.fetched = []
         self.attempts = 0
