@@ -50,8 +50,17 @@ class Want(NamedTuple):
 
 # header: a file under an include directory; library: lib<name>.so for the linker;
 # pkg-config: <name>.pc; tool: a program on $PATH; requirement: a PEP 508 requirement on PyPI;
-# module: a Python module the build imported
-WANT_KINDS = ("header", "library", "pkg-config", "tool", "requirement", "module")
+# module: a Python module the build imported; shared-library: a library's file (libfoo.so.1) the
+# built wheel could not load when imported (the publish gate)
+WANT_KINDS = (
+    "header",
+    "library",
+    "pkg-config",
+    "tool",
+    "requirement",
+    "module",
+    "shared-library",
+)
 
 
 class Diagnosis(NamedTuple):
@@ -89,8 +98,13 @@ TRANSIENT = frozenset(
     {Cause.SLAVE_LOST, Cause.NETWORK, Cause.DISK_FULL, Cause.NO_SDIST, Cause.OUT_OF_MEMORY}
 )
 # What a Debian package provides, and so what an operator can install on the builders
-DEBIAN_KINDS = frozenset({"header", "library", "pkg-config", "tool"})
-_DEBIAN_CAUSES = (Cause.MISSING_HEADER, Cause.MISSING_LIBRARY, Cause.MISSING_TOOL)
+DEBIAN_KINDS = frozenset({"header", "library", "pkg-config", "tool", "shared-library"})
+_DEBIAN_CAUSES = (
+    Cause.MISSING_HEADER,
+    Cause.MISSING_LIBRARY,
+    Cause.MISSING_TOOL,
+    Cause.IMPORT_FAILED,  # a shared library the built wheel needs at run time
+)
 
 
 def outcome_of(diagnosis: Diagnosis) -> tuple[Outcome, str | None]:
@@ -201,6 +215,15 @@ def _m(pattern: str) -> re.Pattern[str]:
 # a full disk breaks a compiler). Within a cause, the earliest line wins.
 _RULES: list[_Rule] = [
     (Cause.TIMEOUT, _m(r"^\[piwheels\] pip was killed: it exceeded its timeout.*$"), _nothing),
+    (
+        # the publish gate (slave/gate.py): the build succeeded, its wheel does not import
+        Cause.IMPORT_FAILED,
+        _m(
+            r"^\[piwheels\] publish gate: import [\w.]+(?: failed: .*?(?P<what>[\w.+-]+\.so"
+            r"[\w.]*): cannot open shared object file|: crashed the interpreter).*$"
+        ),
+        lambda m: (Want("shared-library", m.group("what")),) if m.group("what") else (),
+    ),
     (Cause.DISK_FULL, _m(r"^.*\b(?:No space left on device|Disk quota exceeded)\b.*$"), _nothing),
     (
         Cause.OUT_OF_MEMORY,
@@ -387,13 +410,18 @@ def _lacking(cause: Cause, wants: tuple[Want, ...]) -> str:
             Cause.OUT_OF_MEMORY: "the build ran out of memory",
             Cause.NETWORK: "the build could not reach the network",
             Cause.PYTHON_VERSION: "the code is not for this Python",
+            Cause.IMPORT_FAILED: "importing the built wheel crashed the interpreter",
         }.get(cause, str(cause))
     return {
         Cause.MISSING_HEADER: f"missing header {names}",
         Cause.MISSING_LIBRARY: f"missing library {names}",
         Cause.MISSING_TOOL: f"missing program {names}",
         Cause.BUILD_REQUIREMENT: f"no release on PyPI satisfies {names}",
-        Cause.IMPORT_FAILED: f"the build imports {names}, which it does not require",
+        Cause.IMPORT_FAILED: (
+            f"the built wheel cannot load {names} when imported"
+            if any(w.kind == "shared-library" for w in wants)
+            else f"the build imports {names}, which it does not require"
+        ),
     }.get(cause, f"{cause}: {names}")
 
 

@@ -33,6 +33,7 @@ from packaging.version import InvalidVersion, Version
 
 from piwheels.failures import Diagnosis, classify
 from piwheels.slave.debian import needs_of
+from piwheels.slave.gate import check_wheel
 from piwheels.slave.interpreter import Interpreter
 from piwheels.slave.sandbox import RunResult, Sandbox, SandboxedProcess, remove_tree
 from piwheels.slave.toolchains import Toolchains
@@ -50,6 +51,7 @@ _SCAN_TIMEOUT = 120.0  # for ldd over a wheel's libraries
 _CHUNK = 1024 * 1024
 # Of a failed build's wants, at most this many are looked up in Debian's data (~1.5 s each)
 MAX_LOOKUPS = 4
+GATE_TIMEOUT = 300.0  # seconds for the publish gate's imports of one wheel
 
 log = logging.getLogger(__name__)
 
@@ -238,6 +240,8 @@ class Build:
         if not self._pip_succeeded(run):
             return False, []
         files = self._collect()
+        if files and not self._gate_passed(files):
+            return False, []
         if not files:
             self._log.note(f"pip produced no wheel of {self.package} {self.version}")
         elif self._kill_reason:
@@ -312,6 +316,30 @@ class Build:
         state = _file_state(path, requires_python, pip_deps | self._apt_dependencies(path))
         self._log.note(f"wheel {state.filename}: {state.filesize} bytes, sha256 {state.filehash}")
         return state
+
+    def _gate_passed(self, files: list[FileState]) -> bool:
+        """The publish gate (slave/gate.py): whether every wheel imports here."""
+        started = time.monotonic()
+        passed = True
+        for number, state in enumerate(files):
+            gate = check_wheel(
+                self.out_dir / state.filename,
+                self.build_dir / "gate" / str(number),
+                str(self._builder.interpreter.path),
+                self._gate_run,
+                timeout=GATE_TIMEOUT,
+            )
+            for line in gate.lines:
+                self._log.note(line)
+            passed = passed and gate.passed
+        remove_tree(self.build_dir / "gate")
+        took = time.monotonic() - started
+        self._log.note(f"publish gate: {'passed' if passed else 'failed'} in {took:.1f}s")
+        return passed
+
+    def _gate_run(self, argv: Sequence[str], timeout: float) -> tuple[int, str]:
+        run = self._sandboxed(list(argv), timeout, {})
+        return (-1 if run.killed else run.returncode), run.output
 
     def _apt_dependencies(self, wheel: Path) -> frozenset[Dependency]:
         def ldd(argv: Sequence[str]) -> str:

@@ -37,6 +37,8 @@ def _path_patterns(want: Want) -> str | None:
         return rf"^/usr/(lib/([^/]+/)?|share/)pkgconfig/{name}\.pc$"
     if want.kind == "tool":
         return rf"^/(usr/)?s?bin/{name}$"
+    if want.kind == "shared-library":
+        return rf"^/(usr/)?lib/(.+/)?{name}$"
     return None
 
 

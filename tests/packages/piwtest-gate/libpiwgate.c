@@ -1,0 +1,1 @@
+int piwgate_answer(void) { return 42; }
