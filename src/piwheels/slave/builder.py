@@ -32,9 +32,11 @@ from packaging.utils import (
 from packaging.version import InvalidVersion, Version
 
 from piwheels.failures import Diagnosis, classify
+from piwheels.slave import release_time
 from piwheels.slave.debian import needs_of
 from piwheels.slave.gate import check_wheel
 from piwheels.slave.interpreter import Interpreter
+from piwheels.slave.release_time import source_date_epoch
 from piwheels.slave.sandbox import RunResult, Sandbox, SandboxedProcess, remove_tree
 from piwheels.slave.toolchains import Toolchains
 from piwheels.slave.work_root import BUILD_PREFIX
@@ -52,6 +54,11 @@ _CHUNK = 1024 * 1024
 # Of a failed build's wants, at most this many are looked up in Debian's data (~1.5 s each)
 MAX_LOOKUPS = 4
 GATE_TIMEOUT = 300.0  # seconds for the publish gate's imports of one wheel
+# Two builders of one ABI and platform make byte-identical wheels when the backend allows it:
+# every file stamped with SOURCE_DATE_EPOCH (set per build), and compiled C without debug
+# information, which holds the build's absolute (random) paths. Debug information is rarely
+# wanted in a wheel anyway, and makes it several times larger. A project's own flags still win.
+REPRODUCIBLE = {"CFLAGS": "-g0", "CXXFLAGS": "-g0"}
 
 log = logging.getLogger(__name__)
 
@@ -261,8 +268,29 @@ class Build:
         )
         self._log.note(f"sandbox: {builder.sandbox.description}")
         self._log.note(f"timeout: {builder.timeout}")
+        epoch, why = self._source_date_epoch()
+        self._log.note(f"SOURCE_DATE_EPOCH={epoch} ({why})")
         self._log.note(f"running: {shlex.join(command)}")
-        return self._sandboxed(command, builder.timeout.total_seconds(), builder.pip_environment())
+        env = {**builder.pip_environment(), **REPRODUCIBLE, "SOURCE_DATE_EPOCH": str(epoch)}
+        return self._sandboxed(command, builder.timeout.total_seconds(), env)
+
+    def _source_date_epoch(self) -> tuple[int, str]:
+        """The index's word on the sdist's upload time, waited for only while the build is
+        wanted: a kill must not wait for a slow index (the sandbox then refuses to start)."""
+        answer: list[tuple[int, str]] = []
+        index_url = self._builder.index_url
+
+        def ask() -> None:
+            answer.append(source_date_epoch(index_url, self.package, self.version))
+
+        asking = threading.Thread(target=ask, name="release time", daemon=True)
+        asking.start()
+        deadline = time.monotonic() + release_time.TIMEOUT
+        while asking.is_alive() and self._kill_reason is None and time.monotonic() < deadline:
+            asking.join(0.1)
+        if answer:
+            return answer[0]
+        return release_time.ZIP_EPOCH, "the index did not say when the sdist was uploaded"
 
     def _sandboxed(self, command: list[str], timeout: float, env: dict[str, str]) -> RunResult:
         builder = self._builder
