@@ -67,7 +67,7 @@ SAMPLES: dict[str, Any] = {
     "RESUME": ("foo", "1.0"),
     "LOGBUILD": (1, "foo", "1.0", "cp311", RESULT),
     "OK": {"anything": [1, 2]},
-    "QUEUE": ({"cp311": [("foo", "1.0")]}, {"cp311": 1}),
+    "QUEUE": ({"cp311": [("foo", "1.0")]}, {"cp311": 1}, 12),
     "EXPECT": (1, "foo", FILE, b"\x00k3ys", "127.0.0.1"),
     "DISCARD": ("foo", ["foo-1.0-py3-none-any.whl"]),
     "VERIFY": 1,

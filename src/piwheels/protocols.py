@@ -258,7 +258,8 @@ seraph_workers = Protocol("seraph workers", recv={"READY": None})
 QUEUE_ENTRY = PACKAGE_VERSION
 architect = Protocol(
     "architect",
-    send={"QUEUE": Record([MapOf(Str, ListOf(QUEUE_ENTRY)), MapOf(Str, Int)])},
+    # heads, lengths, the newest build on record when they were read
+    send={"QUEUE": Record([MapOf(Str, ListOf(QUEUE_ENTRY)), MapOf(Str, Int), Int])},
 )
 
 # The Slave Driver -> the File Juggler (REQ/REP): expect a file, then ask whether it arrived.

@@ -11,7 +11,7 @@ import pytest
 from test_queue import version
 
 from piwheels.abis import sorted_abis
-from piwheels.db.database import Database, GiveBack
+from piwheels.db.database import Database, GiveBack, ProjectUpdate
 from piwheels.failures import Cause, Diagnosis, Want, classify
 from piwheels.states import BuildResult, BuildState, Dependency, FileState
 
@@ -252,3 +252,25 @@ def test_the_cause_of_every_saved_log() -> None:
         assert "\n" not in diagnosis.summary
     pyyaml = classify(saved("pypi-pyyaml-cython3"), "pyyaml", "6.0")
     assert "'build_ext' object has no attribute 'cython_sources'" in pyyaml.summary
+
+
+def test_a_batch_of_projects_meets_dep_waits_as_cloud_gazer_records_it(farm: Database) -> None:
+    # Cloud Gazer records projects in batches (set_projects -> set_project_rows): bug found by
+    # the end-to-end test, where only set_project met them
+    db = farm
+    db.set_project("piwtest-helper", "piwtest-helper", 1, "", "", [version("1.0")])
+    db.set_project("foo", "foo", 1, "", "", [version("1.0")])
+    db.log_build(1, "foo", "1.0", "cp39", failed(saved("requirement")))
+    helper = ProjectUpdate(
+        "piwtest-helper", "piwtest-helper", 2, "", "", [version("1.0"), version("2.0")]
+    )
+    assert db.set_projects([helper]) == []
+    assert ("foo", "1.0") in cp39(db)
+
+
+def test_the_queue_says_how_far_the_builds_it_knows_go(farm: Database) -> None:
+    db = farm
+    db.set_project("foo", "foo", 1, "", "", [version("1.0")])
+    assert db.get_queue(10).last_build == 0
+    build_id = db.log_build(1, "foo", "1.0", "cp39", failed(saved("network")))
+    assert db.get_queue(10).last_build == build_id

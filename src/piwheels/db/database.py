@@ -143,6 +143,9 @@ class QueueSnapshot(NamedTuple):
 
     heads: dict[str, list[tuple[str, str]]]
     lengths: dict[str, int]
+    # the newest build on record when the heads were read: they know of it and every older one
+    # (the Slave Driver so tells a build requeued since it was recorded from a stale picture)
+    last_build: int = 0
 
 
 class Database:
@@ -225,17 +228,16 @@ class Database:
             except psycopg.OperationalError:
                 raise  # the connection is gone: nothing of the batch is recorded
             except psycopg.Error:
-                pass
-            else:
-                return []
-            for row, text in zip(rows, texts, strict=True):
-                try:
-                    with self.conn.transaction():
-                        self._record_rows([text])
-                except psycopg.OperationalError:
-                    raise
-                except psycopg.Error as exc:
-                    refused.append((row.package, exc.diag.message_primary or str(exc)))
+                # one by one, each under a savepoint: a bad project costs only itself
+                for row, text in zip(rows, texts, strict=True):
+                    try:
+                        with self.conn.transaction():
+                            self._record_rows([text])
+                    except psycopg.OperationalError:
+                        raise
+                    except psycopg.Error as exc:
+                        refused.append((row.package, exc.diag.message_primary or str(exc)))
+        # in a transaction of its own, once the projects are committed
         self._requeue_met_dep_waits_of(rows)
         return refused
 
@@ -329,6 +331,9 @@ class Database:
         conn = self.conn
         heads: dict[str, list[tuple[str, str]]] = {}
         with conn.transaction():
+            # read first: each statement below sees every build committed before this one
+            row = conn.execute("SELECT coalesce(max(build_id), 0) FROM builds").fetchone()
+            last_build = int(row[0]) if row else 0
             for abi in self.get_build_abis():
                 cur = conn.execute(
                     "SELECT v.package, v.version FROM build_queue q "
@@ -340,7 +345,7 @@ class Database:
             # kept by the schema (migration 0004): counting ~5 million rows took 0.4 s a call
             cur = conn.execute("SELECT abi_tag, length FROM queue_lengths()")
             lengths = dict(cur.fetchall())
-        return QueueSnapshot(heads, {abi: lengths.get(abi, 0) for abi in heads})
+        return QueueSnapshot(heads, {abi: lengths.get(abi, 0) for abi in heads}, last_build)
 
     # -- builds and files ----------------------------------------------------------------------
 

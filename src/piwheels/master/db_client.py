@@ -67,9 +67,11 @@ class DbClient:
         return list(self._call("GETABIS"))
 
     def get_queue(self, limit: int) -> QueueSnapshot:
-        heads, lengths = self._call("GETQUEUE", limit)
+        heads, lengths, last_build = self._call("GETQUEUE", limit)
         return QueueSnapshot(
-            {abi: [tuple(entry) for entry in entries] for abi, entries in heads.items()}, lengths
+            {abi: [tuple(entry) for entry in entries] for abi, entries in heads.items()},
+            lengths,
+            int(last_build),
         )
 
     def reserve_slave_ids(self) -> int:

@@ -39,7 +39,8 @@ from piwheels.transport import ProtocolError
 
 # BUILT carries the whole build log; nothing a slave says is allowed to be bigger than this.
 MAX_SLAVE_MESSAGE = 32 * 1024 * 1024
-# A finished build may linger in a queue picture read just before it was recorded.
+# A finished build may linger in a queue picture read just before it was recorded: it is not
+# handed out again until a picture read after it comes (or, should none, for this long).
 RECENTLY_FINISHED = 120.0
 MAX_SEND_ATTEMPTS = 3
 DB_TIMEOUT = 120.0  # as DbClient's
@@ -148,7 +149,8 @@ class SlaveDriver(Task):
         self.queue: dict[str, list[tuple[str, str]]] = {}
         self.queue_lengths: dict[str, int] = {}
         self.active: dict[BuildKey, int] = {}  # build -> slave_id building it
-        self.finished: dict[BuildKey, float] = {}  # build -> when it was recorded
+        # build -> its record's id and when it was recorded
+        self.finished: dict[BuildKey, tuple[int, float]] = {}
         self.held_back = 0  # idle slaves told to sleep because the master was behind
         self.cautious_until = 0.0  # see behind()
         self.handed_out: deque[float] = deque()  # when builds were handed out, while cautious
@@ -192,12 +194,18 @@ class SlaveDriver(Task):
 
     def handle_queue(self) -> None:
         try:
-            _, (heads, lengths) = self.builds_queue.recv()
+            _, (heads, lengths, last_build) = self.builds_queue.recv()
         except ProtocolError as exc:
             self.log.error("bad queue message: %s", exc)
             return
+        # A picture read after a build was recorded knows of it: if it lists the build, the
+        # build was queued again since (a give-back due, a dep-wait met, an operator's retry).
         cutoff = time.monotonic() - RECENTLY_FINISHED
-        self.finished = {key: t for key, t in self.finished.items() if t > cutoff}
+        self.finished = {
+            key: (build_id, at)
+            for key, (build_id, at) in self.finished.items()
+            if at > cutoff and build_id > last_build
+        }
         self.queue = {
             abi: [
                 (pkg, ver)
@@ -535,7 +543,7 @@ class SlaveDriver(Task):
             "success" if result.status else "failure",
         )
         self.active.pop(build, None)
-        self.finished[build] = time.monotonic()
+        self.finished[build] = (build_id, time.monotonic())
         self.pages.project(package)
         self.status.send(
             "BUILD",

@@ -47,7 +47,9 @@ class TheArchitect(Task):
             self.log.error("cannot read the build queue: %s", exc)
             return
         try:
-            self.builds.send("QUEUE", (snapshot.heads, snapshot.lengths), flags=zmq.NOBLOCK)
+            self.builds.send(
+                "QUEUE", (snapshot.heads, snapshot.lengths, snapshot.last_build), flags=zmq.NOBLOCK
+            )
         except zmq.Again:
             self.log.debug("the Slave Driver has not taken the last queue yet")
         self.log.debug("queue lengths: %s", snapshot.lengths)
