@@ -224,11 +224,19 @@ _RULES: list[_Rule] = [
         ),
         lambda m: (Want("shared-library", m.group("what")),) if m.group("what") else (),
     ),
-    (Cause.DISK_FULL, _m(r"^.*\b(?:No space left on device|Disk quota exceeded)\b.*$"), _nothing),
+    (
+        Cause.DISK_FULL,
+        _m(
+            r"^.*\b(?:No space left on device|Disk quota exceeded"
+            r"|it exceeded its disk limit of \d+ MB)\b.*$"
+        ),
+        _nothing,
+    ),
     (
         Cause.OUT_OF_MEMORY,
         _m(
             r"^(?:.*\bMemoryError\b.*|.*virtual memory exhausted.*|.*Cannot allocate memory.*"
+            r"|.*it exceeded its memory limit of \d+ MB.*"
             r"|.*fatal error: Killed signal terminated program.*|.*[Oo]ut of memory\b.*)$"
         ),
         _nothing,

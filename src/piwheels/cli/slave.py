@@ -19,10 +19,11 @@ from types import FrameType
 from piwheels.cli.options import ConfigError, configure_logging, make_parser, parse_args
 from piwheels.slave.agent import PiwSlave, SlaveConfig
 from piwheels.slave.interpreter import InterpreterError, inspect_interpreter
+from piwheels.slave.limits import Limits
 from piwheels.slave.sandbox import make_sandbox
 from piwheels.slave.work_root import WorkRoot, WorkRootBusy
 
-__all__ = ["main", "parse_duration"]
+__all__ = ["main", "parse_duration", "parse_size"]
 
 log = logging.getLogger("piwheels.slave")
 
@@ -34,6 +35,34 @@ It runs until the master tells it to stop, or until SIGTERM or Ctrl+C (after whi
 build and says goodbye to the master). Durations are seconds, or numbers with units: 90, 90s,
 5m, 3h, 1h30m, 1d.
 """
+
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?")
+_SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def parse_size(text: str) -> int | None:
+    """A size in bytes (``"3G"``, ``"500M"``, ``"1024"``), or None for ``"none"``: no limit.
+
+    >>> parse_size("1.5G")
+    1610612736
+    """
+    text = text.strip().lower()
+    if text in ("none", "unlimited"):
+        return None
+    match = _SIZE.fullmatch(text)
+    if match is None or float(match.group(1)) <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size (e.g. 3G, 500M, none)")
+    return int(float(match.group(1)) * _SIZE_UNITS[match.group(2)])
+
+
+def _cpus(text: str) -> int | None:
+    if text.strip().lower() in ("all", "none"):
+        return None
+    count = int(text)
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of CPUs")
+    return count
+
 
 _DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)([dhms]))")
 _UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
@@ -161,6 +190,32 @@ def make_slave_parser() -> argparse.ArgumentParser:
         default="10s",
         help="how long the slave waits before asking again when the master has nothing to build",
     )
+    limits = parser.add_argument_group(
+        "limits of each build (a build past one fails: out-of-memory, disk-full, timeout)"
+    )
+    limits.add_argument(
+        "--memory-limit",
+        metavar="SIZE",
+        type=parse_size,
+        default="3G",
+        help="memory, by a cgroup of the build's own where the slave can make one, otherwise an "
+        "address-space rlimit (the log says which); 'none' for no limit",
+    )
+    limits.add_argument(
+        "--disk-limit",
+        metavar="SIZE",
+        type=parse_size,
+        default="10G",
+        help="bytes under the build's directory (its TMPDIR and HOME included), measured every "
+        "few seconds; 'none' for no limit",
+    )
+    limits.add_argument(
+        "--cpus",
+        metavar="N",
+        type=_cpus,
+        default=None,
+        help="CPUs a build may use, and the jobs make, cmake and cargo run (default: all)",
+    )
     parser.add_argument(
         "--toolchain",
         metavar="DIR",
@@ -224,6 +279,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         busy_interval=args.busy_interval,
         sleep_interval=args.sleep_interval,
         toolchains=tuple(args.toolchain),
+        limits=Limits(args.memory_limit, args.disk_limit, args.cpus),
     )
     log.info(
         "slave %r building for %s %s (%s, Python %s) in %s, master %s",

@@ -29,6 +29,7 @@ from piwheels.protocols import NO_DATA
 from piwheels.slave import hostinfo
 from piwheels.slave.builder import Build, Builder
 from piwheels.slave.interpreter import Interpreter
+from piwheels.slave.limits import NO_LIMITS, Limits
 from piwheels.slave.sandbox import Sandbox, make_sandbox
 from piwheels.slave.toolchains import Toolchains, find_toolchains
 from piwheels.states import BuildResult, SlaveHello, SlaveStats
@@ -72,6 +73,7 @@ class SlaveConfig:
     bye_timeout: timedelta = timedelta(seconds=1)
     # directories bound read-only into builds besides the toolchains found on PATH
     toolchains: tuple[Path, ...] = ()
+    limits: Limits = NO_LIMITS  # of each build (slave/limits.py)
 
 
 def spread(interval: timedelta) -> timedelta:
@@ -459,6 +461,7 @@ class PiwSlave:
                 extra=self.config.toolchains,
             )
             log.info("%s", self._toolchains.describe())
+            log.info("build limits: %s", self.config.limits.describe())
         return Builder(
             self.interpreter,
             index_url,
@@ -466,6 +469,7 @@ class PiwSlave:
             work_root=self.config.work_root,
             sandbox=self._sandbox,
             toolchains=self._toolchains,
+            limits=self.config.limits,
         )
 
 

@@ -36,6 +36,14 @@ from piwheels.slave import release_time
 from piwheels.slave.debian import needs_of
 from piwheels.slave.gate import check_wheel
 from piwheels.slave.interpreter import Interpreter
+from piwheels.slave.limits import (
+    DISK_CHECK_INTERVAL,
+    Limits,
+    MemoryCage,
+    cpu_pinning,
+    disk_used,
+    memory_cages,
+)
 from piwheels.slave.release_time import source_date_epoch
 from piwheels.slave.sandbox import RunResult, Sandbox, SandboxedProcess, remove_tree
 from piwheels.slave.toolchains import Toolchains
@@ -74,6 +82,7 @@ class Builder:
         work_root: Path,
         sandbox: Sandbox,
         toolchains: Toolchains | None = None,
+        limits: Limits | None = None,
     ) -> None:
         self.interpreter = interpreter
         self.index_url = index_url
@@ -81,6 +90,9 @@ class Builder:
         self.work_root = work_root
         self.sandbox = sandbox
         self.toolchains = toolchains or Toolchains((), {}, ())
+        self.limits = limits or Limits()
+        self.memory_cage, self.memory_how = memory_cages(self.limits.memory)
+        self.pin_cpus, self.jobs_env = cpu_pinning(self.limits.cpus)
 
     def start(self, package: str, version: str) -> Build:
         """Start building *package* at *version* in the background and return at once."""
@@ -268,6 +280,7 @@ class Build:
         )
         self._log.note(f"sandbox: {builder.sandbox.description}")
         self._log.note(f"timeout: {builder.timeout}")
+        self._log.note(f"limits: {builder.limits.describe()} (memory by {builder.memory_how})")
         epoch, why = self._source_date_epoch()
         self._log.note(f"SOURCE_DATE_EPOCH={epoch} ({why})")
         self._log.note(f"running: {shlex.join(command)}")
@@ -294,26 +307,51 @@ class Build:
 
     def _sandboxed(self, command: list[str], timeout: float, env: dict[str, str]) -> RunResult:
         builder = self._builder
-        with self._lock:
-            if self._kill_reason is not None:
-                return RunResult(-1, "", self._kill_reason)
-            try:
-                process = self._process = builder.sandbox.start(
-                    command,
-                    build_dir=self.build_dir,
-                    env={**builder.toolchains.env, **env},
-                    readable=(*builder.interpreter.prefixes, *builder.toolchains.bound),
-                    # Other builds' directories (left over or not yet cleaned) are none of its
-                    # business.
-                    hide=[builder.work_root],
-                )
-            except OSError as exc:
-                return RunResult(-1, f"could not start {command[0]!r}: {exc}\n", None)
+        cage = builder.memory_cage() if builder.memory_cage is not None else None
         try:
-            return process.communicate(timeout)
-        finally:
             with self._lock:
-                self._process = None
+                if self._kill_reason is not None:
+                    return RunResult(-1, "", self._kill_reason)
+                try:
+                    process = self._process = builder.sandbox.start(
+                        command,
+                        build_dir=self.build_dir,
+                        env={**builder.toolchains.env, **builder.jobs_env, **env},
+                        readable=(*builder.interpreter.prefixes, *builder.toolchains.bound),
+                        # Other builds' directories (left over or not yet cleaned) are none of
+                        # its business.
+                        hide=[builder.work_root],
+                        before_exec=_limited(cage, builder.pin_cpus),
+                    )
+                except OSError as exc:
+                    return RunResult(-1, f"could not start {command[0]!r}: {exc}\n", None)
+            try:
+                run = process.communicate(
+                    timeout, watch=self._disk_watch(), watch_interval=DISK_CHECK_INTERVAL
+                )
+            finally:
+                with self._lock:
+                    self._process = None
+            if cage is not None and run.killed is None and cage.exceeded():
+                # the kernel killed a process of the build at its cgroup's limit
+                limit = builder.limits.memory or 0
+                run = run._replace(killed=f"it exceeded its memory limit of {limit >> 20} MB")
+            return run
+        finally:
+            if cage is not None:
+                cage.close()
+
+    def _disk_watch(self) -> Callable[[], str | None] | None:
+        limit = self._builder.limits.disk
+        if limit is None:
+            return None
+
+        def over() -> str | None:
+            if disk_used(self.build_dir) > limit:
+                return f"it exceeded its disk limit of {limit >> 20} MB"
+            return None
+
+        return over
 
     def _pip_succeeded(self, run: RunResult) -> bool:
         self._log.block(run.output)
@@ -376,6 +414,20 @@ class Build:
             return self._sandboxed(list(argv), _SCAN_TIMEOUT, {}).output
 
         return apt_dependencies(wheel, self.build_dir / "scan", ldd)
+
+
+def _limited(cage: MemoryCage | None, pin: Callable[[], None] | None) -> Callable[[], None] | None:
+    """What a build's first process runs before it starts: its memory cage, its CPUs."""
+    if cage is None and pin is None:
+        return None
+
+    def before_exec() -> None:
+        if cage is not None:
+            cage.before_exec()
+        if pin is not None:
+            pin()
+
+    return before_exec
 
 
 class _BuildLog:

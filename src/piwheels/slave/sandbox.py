@@ -102,9 +102,17 @@ class SandboxedProcess:
             self._kill_at = time.monotonic() + self._grace
             _signal_tree(self._popen.pid, signal.SIGTERM)
 
-    def communicate(self, timeout: float | None = None) -> RunResult:
-        """Collect the output until the command ends, killing it once *timeout* seconds pass."""
+    def communicate(
+        self,
+        timeout: float | None = None,
+        *,
+        watch: Callable[[], str | None] | None = None,
+        watch_interval: float = 3.0,
+    ) -> RunResult:
+        """Collect the output until the command ends, killing it once *timeout* seconds pass,
+        or when *watch* (asked every *watch_interval* seconds) gives a reason to."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        next_watch = time.monotonic() + watch_interval
         assert self._popen.stdout is not None
         fd = self._popen.stdout.fileno()
         os.set_blocking(fd, False)
@@ -113,6 +121,11 @@ class SandboxedProcess:
             while not self._exited():
                 self._read(selector, _POLL)
                 self._enforce(deadline, timeout)
+                if watch is not None and time.monotonic() >= next_watch:
+                    next_watch = time.monotonic() + watch_interval
+                    reason = watch()
+                    if reason is not None:
+                        self.kill(reason)
             self._reap()
             self._drain(selector)
         self._popen.stdout.close()
@@ -183,12 +196,14 @@ class Sandbox(ABC):
         env: Mapping[str, str] | None = None,
         readable: Iterable[Path] = (),
         hide: Iterable[Path] = (),
+        before_exec: Callable[[], None] | None = None,
     ) -> SandboxedProcess:
         """Start *argv* in *build_dir*, which must exist and is the only place it may write.
 
         *readable* lists paths that must stay visible even inside hidden ones (the interpreter);
         *hide* adds to the paths given at construction for this command only.
         HOME and TMPDIR point inside *build_dir*; *env* adds variables on top of those.
+        *before_exec* runs in the command's first process before it starts (its limits).
         """
         command = self.wrap(
             argv,
@@ -204,6 +219,7 @@ class Sandbox(ABC):
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,  # one stream keeps errors next to what caused them
             start_new_session=True,  # our signals reach the whole group, and no tty to abuse
+            preexec_fn=before_exec,  # noqa: PLW1509 (only a write to an open fd, or a syscall)
         )
         return SandboxedProcess(popen, self.grace)
 

@@ -1,0 +1,1 @@
+"""piwheels test package: never installed, since its build is always stopped."""
