@@ -274,3 +274,28 @@ def test_the_queue_says_how_far_the_builds_it_knows_go(farm: Database) -> None:
     assert db.get_queue(10).last_build == 0
     build_id = db.log_build(1, "foo", "1.0", "cp39", failed(saved("network")))
     assert db.get_queue(10).last_build == build_id
+
+
+def test_a_wheel_the_publish_gate_stopped_shows_why(farm: Database) -> None:
+    # as the slave reports it (tests/slave/test_gate.py builds it for real): failed, no files
+    db = farm
+    db.set_project("piwtest-gate", "piwtest-gate", 1, "", "", [version("1.0")])
+    log = (
+        "[piwheels] wheel piwtest_gate-1.0-cp39-cp39-linux_x86_64.whl: 15000 bytes\n"
+        "[piwheels] publish gate: import piwtest_gate failed: ImportError: libpiwgate.so: "
+        "cannot open shared object file: No such file or directory\n"
+        "[piwheels] publish gate: piwtest_gate-1.0-cp39-cp39-linux_x86_64.whl is not published\n"
+        "[piwheels] publish gate: failed in 0.3s\n"
+    )
+    slave_says = classify(log, "piwtest-gate", "1.0")  # no Debian package provides it
+    db.log_build(1, "piwtest-gate", "1.0", "cp39", failed(log, slave_says))
+    assert standing(db, "piwtest-gate") == [("cp39", "failed", "import-failed", [], None, False)]
+    project = db.get_project_data("piwtest-gate")
+    assert project is not None
+    cell = project.versions[0].cells["cp39"]
+    assert (cell.state, cell.reason) == (BuildState.FAILED, "import-failed")
+    assert (
+        project.versions[0]
+        .builds[0]
+        .summary.startswith("the built wheel cannot load libpiwgate.so when imported")
+    )
