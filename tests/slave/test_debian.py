@@ -65,3 +65,10 @@ def test_without_apt_file_nothing_is_guessed(tmp_path: Path) -> None:
     assert note.startswith("the builder has no Debian package data")
     # a PyPI requirement never needs apt-file
     assert providers(Want("requirement", "Cython>=3"), apt_file=str(missing)) == []
+
+
+@needs_apt_file
+def test_a_package_providing_two_wants_is_needed_once() -> None:
+    # mysqlclient tries the pkg-config names mariadb and libmariadb: both libmariadb-dev's
+    needs, _ = needs_of([Want("pkg-config", "libmariadb"), Want("header", "mariadb/mysql.h")])
+    assert needs == ["libmariadb-dev"]

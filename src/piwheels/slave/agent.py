@@ -454,15 +454,14 @@ class PiwSlave:
     def _default_builder(self, index_url: str) -> Builder:
         if self._sandbox is None:
             self._sandbox = make_sandbox()
+        first = self._toolchains is None
         if self._toolchains is None:
             self._toolchains = find_toolchains(
                 hidden=self._sandbox.hidden if self._sandbox.isolated else (),
                 private=[self.config.work_root],
                 extra=self.config.toolchains,
             )
-            log.info("%s", self._toolchains.describe())
-            log.info("build limits: %s", self.config.limits.describe())
-        return Builder(
+        builder = Builder(
             self.interpreter,
             index_url,
             timeout=self.config.build_timeout,
@@ -471,6 +470,11 @@ class PiwSlave:
             toolchains=self._toolchains,
             limits=self.config.limits,
         )
+        if first:
+            log.info("%s", self._toolchains.describe())
+            how = f" (memory by {builder.memory_how})" if builder.limits.memory else ""
+            log.info("build limits: %s%s", builder.limits.describe(), how)
+        return builder
 
 
 def _trim(text: str, limit: int) -> str:

@@ -100,8 +100,9 @@ def needs_of(wants: Iterable[Want], *, apt_file: str | None = None) -> tuple[lis
         except NoDebianData as exc:
             log.warning("cannot look up the Debian package of %s: %s", want.name, exc)
             return needs, f"the builder has no Debian package data ({exc})"
-        if found:
-            needs.append(" | ".join(found))
+        alternatives = " | ".join(found)
+        if found and alternatives not in needs:  # two names a package provides both of
+            needs.append(alternatives)
         else:
             unknown.append(want.name)
     note = f"no Debian package provides {', '.join(unknown)}" if unknown else ""
