@@ -19,6 +19,7 @@ from piwheels.db.database import (
     ProjectRow,
     ProjectUpdate,
     ProjectVersion,
+    file_rows,
     project_row,
     version_orders,
 )
@@ -740,21 +741,6 @@ def log_build_before_0012(
 ) -> None:
     """Record a build as log_build() did before migration 0012 (no failure record), for the
     tests of older upgrades."""
-    files = [
-        {
-            "filename": f.filename,
-            "filesize": f.filesize,
-            "filehash": f.filehash,
-            "package_tag": f.package_tag,
-            "package_version_tag": f.package_version_tag,
-            "py_version_tag": f.py_version_tag,
-            "abi_tag": f.abi_tag,
-            "platform_tag": f.platform_tag,
-            "requires_python": f.requires_python,
-            "dependencies": [],
-        }
-        for f in result.files
-    ]
     db.conn.execute(
         "SELECT log_build(%s, %s, %s, %s, %s, %s, %s, %s, %s)",
         (
@@ -766,7 +752,7 @@ def log_build_before_0012(
             result.duration,
             result.output,
             None,
-            Jsonb(files),
+            Jsonb(file_rows(result)),
         ),
     )
 

@@ -66,6 +66,25 @@ class ProjectRow(NamedTuple):
     row: str  # {package, display_name, serial, summary, description, versions: [...]}
 
 
+def file_rows(result: BuildResult) -> list[dict[str, Any]]:
+    """*result*'s files as log_build() in the schema takes them."""
+    return [
+        {
+            "filename": f.filename,
+            "filesize": f.filesize,
+            "filehash": f.filehash,
+            "package_tag": f.package_tag,
+            "package_version_tag": f.package_version_tag,
+            "py_version_tag": f.py_version_tag,
+            "abi_tag": f.abi_tag,
+            "platform_tag": f.platform_tag,
+            "requires_python": f.requires_python,
+            "dependencies": sorted([d.tool, d.package] for d in f.dependencies),
+        }
+        for f in result.files
+    ]
+
+
 def abis_key(abis: Iterable[BuildABI]) -> str:
     return " ".join(abi.abi_tag for abi in abis)
 
@@ -441,21 +460,7 @@ class Database:
         result: BuildResult,
         failure: dict[str, Any] | None,
     ) -> int:
-        files = [
-            {
-                "filename": f.filename,
-                "filesize": f.filesize,
-                "filehash": f.filehash,
-                "package_tag": f.package_tag,
-                "package_version_tag": f.package_version_tag,
-                "py_version_tag": f.py_version_tag,
-                "abi_tag": f.abi_tag,
-                "platform_tag": f.platform_tag,
-                "requires_python": f.requires_python,
-                "dependencies": sorted([d.tool, d.package] for d in f.dependencies),
-            }
-            for f in result.files
-        ]
+        files = file_rows(result)
         covers = covers_from(f.filename for f in result.files) if result.status else None
         row = self.conn.execute(
             "SELECT log_build(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
