@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from piwheels.slave.builder import Build, Builder, apt_dependencies
+from piwheels.slave.builder import Build, Builder
+from piwheels.slave.inspection import apt_dependencies
 from piwheels.slave.interpreter import Interpreter, InterpreterError, inspect_interpreter
 from piwheels.slave.sandbox import (
     BubblewrapSandbox,
