@@ -111,6 +111,10 @@ def outcome_of(diagnosis: Diagnosis) -> tuple[Outcome, str | None]:
     """What to do with a failed build: its outcome, and for a dep-wait on PyPI the project
     (canonical name) whose next release may satisfy the build requirement."""
     if diagnosis.cause in TRANSIENT:
+        if _OWN_LIMIT.search(diagnosis.summary):
+            # past the builder's own limit (slave/limits.py): builders like it would stop it
+            # the same way; an operator who raises the limits retries the cause
+            return Outcome.FAILED, None
         return Outcome.GIVE_BACK, None
     if diagnosis.cause is Cause.BUILD_REQUIREMENT:
         for want in diagnosis.wants:
@@ -152,6 +156,7 @@ def _valid(versions: list[str]) -> list[Version]:
     return valid
 
 
+_OWN_LIMIT = re.compile(r"it exceeded its (?:memory|disk) limit of \d+ MB")
 _DEBIAN_NAME = r"[a-z0-9][a-z0-9+.-]{0,99}"
 _DEBIAN_ALTERNATIVES = re.compile(
     rf"{_DEBIAN_NAME}(?: \| {_DEBIAN_NAME}){{0,{MAX_ALTERNATIVES - 1}}}"

@@ -299,3 +299,16 @@ def test_a_wheel_the_publish_gate_stopped_shows_why(farm: Database) -> None:
         .builds[0]
         .summary.startswith("the built wheel cannot load libpiwgate.so when imported")
     )
+
+
+def test_a_build_past_the_builders_own_limit_is_failed_not_given_back(farm: Database) -> None:
+    # builders like this one would stop it the same way: retrying it only costs their time
+    db = farm
+    db.set_project("foo", "foo", 1, "", "", [version("1.0"), version("2.0")])
+    own = "[piwheels] pip was killed: it exceeded its memory limit of 3072 MB\n"
+    db.log_build(1, "foo", "1.0", "cp39", failed(own))
+    db.log_build(1, "foo", "2.0", "cp39", failed("MemoryError\n"))
+    assert [row[1:3] for row in standing(db, "foo")] == [
+        ("failed", "out-of-memory"),
+        ("give-back", "out-of-memory"),
+    ]
