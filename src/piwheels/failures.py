@@ -51,7 +51,8 @@ class Want(NamedTuple):
 # header: a file under an include directory; library: lib<name>.so for the linker;
 # pkg-config: <name>.pc; tool: a program on $PATH; requirement: a PEP 508 requirement on PyPI;
 # module: a Python module the build imported; shared-library: a library's file (libfoo.so.1) the
-# built wheel could not load when imported (the publish gate)
+# built wheel could not load when imported (the publish gate); limit: more memory or disk than
+# the builder's own limit allows (slave/limits.py)
 WANT_KINDS = (
     "header",
     "library",
@@ -60,6 +61,7 @@ WANT_KINDS = (
     "requirement",
     "module",
     "shared-library",
+    "limit",
 )
 
 
@@ -111,7 +113,7 @@ def outcome_of(diagnosis: Diagnosis) -> tuple[Outcome, str | None]:
     """What to do with a failed build: its outcome, and for a dep-wait on PyPI the project
     (canonical name) whose next release may satisfy the build requirement."""
     if diagnosis.cause in TRANSIENT:
-        if _OWN_LIMIT.search(diagnosis.summary):
+        if any(want.kind == "limit" for want in diagnosis.wants):
             # past the builder's own limit (slave/limits.py): builders like it would stop it
             # the same way; an operator who raises the limits retries the cause
             return Outcome.FAILED, None
@@ -156,7 +158,6 @@ def _valid(versions: list[str]) -> list[Version]:
     return valid
 
 
-_OWN_LIMIT = re.compile(r"it exceeded its (?:memory|disk) limit of \d+ MB")
 _DEBIAN_NAME = r"[a-z0-9][a-z0-9+.-]{0,99}"
 _DEBIAN_ALTERNATIVES = re.compile(
     rf"{_DEBIAN_NAME}(?: \| {_DEBIAN_NAME}){{0,{MAX_ALTERNATIVES - 1}}}"
@@ -210,6 +211,16 @@ def _want(kind: str, group: str = "what") -> Callable[[re.Match[str]], tuple[Wan
     return take
 
 
+def _limit(kind: str) -> Callable[[re.Match[str]], tuple[Want, ...]]:
+    return lambda _: (Want("limit", kind),)
+
+
+def over_limit(kind: str, limit: int) -> str:
+    """How the slave says a build went past its own *kind* limit (memory or disk) of *limit*
+    bytes: the words the rules above read."""
+    return f"it exceeded its {kind} limit of {limit >> 20} MB"
+
+
 def _m(pattern: str) -> re.Pattern[str]:
     return re.compile(pattern, re.MULTILINE)
 
@@ -229,19 +240,19 @@ _RULES: list[_Rule] = [
         ),
         lambda m: (Want("shared-library", m.group("what")),) if m.group("what") else (),
     ),
+    # past the builder's own limits (the slave says so with over_limit): what the build lacked
+    # is a bigger limit, not a better moment
+    (Cause.DISK_FULL, _m(r"^.*it exceeded its disk limit of \d+ MB.*$"), _limit("disk")),
     (
         Cause.DISK_FULL,
-        _m(
-            r"^.*\b(?:No space left on device|Disk quota exceeded"
-            r"|it exceeded its disk limit of \d+ MB)\b.*$"
-        ),
+        _m(r"^.*\b(?:No space left on device|Disk quota exceeded)\b.*$"),
         _nothing,
     ),
+    (Cause.OUT_OF_MEMORY, _m(r"^.*it exceeded its memory limit of \d+ MB.*$"), _limit("memory")),
     (
         Cause.OUT_OF_MEMORY,
         _m(
             r"^(?:.*\bMemoryError\b.*|.*virtual memory exhausted.*|.*Cannot allocate memory.*"
-            r"|.*it exceeded its memory limit of \d+ MB.*"
             r"|.*fatal error: Killed signal terminated program.*|.*[Oo]ut of memory\b.*)$"
         ),
         _nothing,
@@ -430,6 +441,8 @@ def _lacking(cause: Cause, wants: tuple[Want, ...]) -> str:
         Cause.MISSING_LIBRARY: f"missing library {names}",
         Cause.MISSING_TOOL: f"missing program {names}",
         Cause.BUILD_REQUIREMENT: f"no release on PyPI satisfies {names}",
+        Cause.DISK_FULL: f"the build went past the builder's {names} limit",
+        Cause.OUT_OF_MEMORY: f"the build went past the builder's {names} limit",
         Cause.IMPORT_FAILED: (
             f"the built wheel cannot load {names} when imported"
             if any(w.kind == "shared-library" for w in wants)

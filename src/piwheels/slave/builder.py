@@ -21,7 +21,7 @@ from packaging.utils import (
 )
 from packaging.version import InvalidVersion, Version
 
-from piwheels.failures import Diagnosis, classify
+from piwheels.failures import Diagnosis, classify, over_limit
 from piwheels.slave import release_time
 from piwheels.slave.debian import needs_of
 from piwheels.slave.gate import check_wheel
@@ -328,7 +328,7 @@ class Build:
             if cage is not None and run.killed is None and cage.exceeded():
                 # the kernel killed a process of the build at its cgroup's limit
                 limit = builder.limits.memory or 0
-                run = run._replace(killed=f"it exceeded its memory limit of {limit >> 20} MB")
+                run = run._replace(killed=over_limit("memory", limit))
             return run
         finally:
             if cage is not None:
@@ -341,7 +341,7 @@ class Build:
 
         def over() -> str | None:
             if disk_used(self.build_dir) > limit:
-                return f"it exceeded its disk limit of {limit >> 20} MB"
+                return over_limit("disk", limit)
             return None
 
         return over
