@@ -263,16 +263,16 @@ def _version_json(name: str, abis: list[str], version: VersionInfo) -> dict[str,
 
 def _cell_json(cell: AbiCell, builds: dict[int, BuildInfo]) -> dict[str, Any]:
     build = builds.get(cell.build_id) if cell.build_id is not None else None
-    failed = build is not None and not build.status
+    failure = build if build is not None and not build.status else None
     return {
         "state": str(cell.state),
         "reason": cell.reason or None,
         "build_id": cell.build_id,
         "log_url": log_url(cell.build_id) if cell.build_id is not None else None,
         "queue": _place_json(cell.place) if cell.place is not None else None,
-        "cause": build.cause if failed and build is not None else None,
-        "summary": build.summary or None if failed and build is not None else None,
-        "needs": list(build.needs) if failed and build is not None else [],
+        "cause": failure.cause if failure else None,
+        "summary": (failure.summary or None) if failure else None,
+        "needs": list(failure.needs) if failure else [],
     }
 
 
