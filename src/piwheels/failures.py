@@ -225,6 +225,15 @@ def _m(pattern: str) -> re.Pattern[str]:
     return re.compile(pattern, re.MULTILINE)
 
 
+_NO_SPACE = _m(r"^.*\b(?:No space left on device|Disk quota exceeded)\b.*$")
+
+
+def ran_out_of_space(output: str) -> bool:
+    """Whether a build's log says a write failed for want of space (whose space: the caller
+    knows)."""
+    return _NO_SPACE.search(output) is not None
+
+
 # In the order causes are decided: the first cause with a line in the log wins. Causes of the
 # builder's state (timeout, disk, memory, network) come first, since they make later steps fail
 # in ways that look like other causes (a download that failed leaves a requirement unsatisfied;
@@ -243,11 +252,7 @@ _RULES: list[_Rule] = [
     # past the builder's own limits (the slave says so with over_limit): what the build lacked
     # is a bigger limit, not a better moment
     (Cause.DISK_FULL, _m(r"^.*it exceeded its disk limit of \d+ MB.*$"), _limit("disk")),
-    (
-        Cause.DISK_FULL,
-        _m(r"^.*\b(?:No space left on device|Disk quota exceeded)\b.*$"),
-        _nothing,
-    ),
+    (Cause.DISK_FULL, _NO_SPACE, _nothing),
     (Cause.OUT_OF_MEMORY, _m(r"^.*it exceeded its memory limit of \d+ MB.*$"), _limit("memory")),
     (
         Cause.OUT_OF_MEMORY,

@@ -24,6 +24,7 @@ import pytest
 from piwheels.slave.builder import Build, Builder
 from piwheels.slave.inspection import apt_dependencies
 from piwheels.slave.interpreter import Interpreter, InterpreterError, inspect_interpreter
+from piwheels.slave.limits import Limits
 from piwheels.slave.sandbox import (
     BubblewrapSandbox,
     PlainSandbox,
@@ -124,6 +125,7 @@ def make_builder(
     *,
     timeout: float = 120,
     sandbox: Sandbox | None = None,
+    limits: Limits | None = None,
 ) -> Builder:
     return Builder(
         interpreter,
@@ -131,6 +133,7 @@ def make_builder(
         timedelta(seconds=timeout),
         work_root,
         sandbox or make_sandbox(grace=1.0),
+        limits=limits,
     )
 
 

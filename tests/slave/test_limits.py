@@ -13,7 +13,7 @@ from piwheels.cli.slave import make_slave_parser, parse_size
 from piwheels.failures import Cause, classify
 from piwheels.slave.builder import Build
 from piwheels.slave.interpreter import inspect_interpreter
-from piwheels.slave.limits import Limits, cpu_pinning, disk_used, memory_cages
+from piwheels.slave.limits import Limits, cpu_pinning, disk_used
 from piwheels.slave.sandbox import bubblewrap_works
 from pypi_index import LocalPyPI, SdistFactory
 from slave.test_builder import build_processes, make_builder
@@ -29,7 +29,8 @@ def index(
 ) -> Iterator[LocalPyPI]:
     work_dir = tmp_path_factory.mktemp("index")
     with LocalPyPI(sdists=test_sdists, build_deps=build_deps_dir, work_dir=work_dir) as served:
-        served.add_catalogue([("piwtest-hog", v, None) for v in ("1.0", "2.0", "3.0", "4.0")])
+        versions = ("1.0", "2.0", "3.0", "4.0", "5.0")
+        served.add_catalogue([("piwtest-hog", v, None) for v in versions])
         yield served
 
 
@@ -39,14 +40,23 @@ def hogs(
 ) -> Iterator[dict[str, tuple[Build, dict[int, bytes]]]]:
     """Each hog built under LIMITS at once, with the build's processes seen while it ran."""
     interpreter = inspect_interpreter(python311)
-    builder = make_builder(interpreter, index, tmp_path_factory.mktemp("work"), timeout=25)
-    builder.limits = LIMITS
-    builder.memory_cage, builder.memory_how = memory_cages(LIMITS.memory)
-    builder.pin_cpus, builder.jobs_env = cpu_pinning(LIMITS.cpus)
+    work_root = tmp_path_factory.mktemp("work")
+    builder = make_builder(interpreter, index, work_root, timeout=25, limits=LIMITS)
+    # the same limits where no filesystem can be mounted: the disk is measured instead
+    watching = make_builder(interpreter, index, work_root, timeout=25, limits=LIMITS)
+    watching.volumes = False
+    watching.disk_how = "measuring it"
     builds = {
         name: builder.start("piwtest-hog", version)
-        for name, version in (("memory", "1.0"), ("disk", "2.0"), ("time", "3.0"), ("calm", "4.0"))
+        for name, version in (
+            ("memory", "1.0"),
+            ("disk", "2.0"),
+            ("time", "3.0"),
+            ("calm", "4.0"),
+            ("tmp", "5.0"),
+        )
     }
+    builds["disk watched"] = watching.start("piwtest-hog", "2.0")
     seen: dict[str, dict[int, bytes]] = {name: {} for name in builds}
     while any(build.is_alive() for build in builds.values()):
         for name, build in builds.items():
@@ -67,7 +77,9 @@ def still_running(build: Build, seen: dict[int, bytes]) -> list[int]:
     ("name", "cause", "said"),
     [
         ("memory", Cause.OUT_OF_MEMORY, "exceeded its memory limit of 400 MB"),
-        ("disk", Cause.DISK_FULL, "it exceeded its disk limit of 200 MB"),
+        ("disk", Cause.DISK_FULL, "ran out of room: it exceeded its disk limit of 200 MB"),
+        ("disk watched", Cause.DISK_FULL, "killed: it exceeded its disk limit of 200 MB"),
+        ("tmp", Cause.DISK_FULL, "ran out of room: it exceeded its disk limit of 200 MB"),
         ("time", Cause.TIMEOUT, "it exceeded its timeout of 25 seconds"),
     ],
 )
@@ -89,7 +101,9 @@ def test_a_build_past_a_limit_fails_with_its_cause_and_leaves_nothing(
 def test_a_build_within_its_limits_builds(hogs: dict[str, tuple[Build, dict[int, bytes]]]) -> None:
     build, _ = hogs["calm"]
     assert build.result.status, build.result.output
-    assert "limits: memory 400 MB, disk 200 MB, 1 CPUs" in build.result.output
+    assert "limits: memory 400 MB, disk 200 MB, /tmp 100 MB, 1 CPUs" in build.result.output
+    if os.geteuid() == 0:
+        assert "disk by a filesystem of its own" in build.result.output
 
 
 def test_limits_are_options_of_the_slave() -> None:

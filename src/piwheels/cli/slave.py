@@ -206,8 +206,9 @@ def make_slave_parser() -> argparse.ArgumentParser:
         metavar="SIZE",
         type=parse_size,
         default="10G",
-        help="bytes under the build's directory (its TMPDIR and HOME included), measured every "
-        "few seconds; 'none' for no limit",
+        help="the size of each build's directory (its TMPDIR and HOME included): a filesystem of "
+        "its own where the slave can mount one (as root), otherwise measured every few seconds "
+        "(the log says which); 'none' for no limit",
     )
     limits.add_argument(
         "--cpus",

@@ -472,8 +472,7 @@ class PiwSlave:
         )
         if first:
             log.info("%s", self._toolchains.describe())
-            how = f" (memory by {builder.memory_how})" if builder.limits.memory else ""
-            log.info("build limits: %s%s", builder.limits.describe(), how)
+            log.info("build limits: %s", builder.describe_limits())
         return builder
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import shlex
+import shutil
 import tempfile
 import threading
 import time
@@ -21,8 +22,9 @@ from packaging.utils import (
 )
 from packaging.version import InvalidVersion, Version
 
-from piwheels.failures import Diagnosis, classify, over_limit
+from piwheels.failures import Diagnosis, classify, over_limit, ran_out_of_space
 from piwheels.slave import release_time
+from piwheels.slave.build_volume import BuildVolume, volumes_possible
 from piwheels.slave.debian import needs_of
 from piwheels.slave.gate import check_wheel
 from piwheels.slave.inspection import (
@@ -61,6 +63,10 @@ GATE_TIMEOUT = 300.0  # seconds for the publish gate's imports of one wheel
 # wanted in a wheel anyway, and makes it several times larger. A project's own flags still win.
 REPRODUCIBLE = {"CFLAGS": "-g0", "CXXFLAGS": "-g0"}
 
+# Free space on the machine's disk below which a build's "No space left on device" is the
+# machine's (given back, to be tried again) rather than its own limit (failed).
+MACHINE_DISK_MARGIN = 256 << 20
+
 log = logging.getLogger(__name__)
 
 
@@ -86,6 +92,34 @@ class Builder:
         self.limits = limits or Limits()
         self.memory_cage, self.memory_how = memory_cages(self.limits.memory)
         self.pin_cpus, self.jobs_env = cpu_pinning(self.limits.cpus)
+        self.volumes, self.disk_how = self._disk_limit_by()
+
+    def _disk_limit_by(self) -> tuple[bool, str]:
+        """Whether builds get filesystems of their own, and how their disk is limited (for the
+        log)."""
+        if self.limits.disk is None:
+            return False, "no disk limit"
+        self.work_root.mkdir(parents=True, exist_ok=True)
+        probe = Path(tempfile.mkdtemp(prefix=BUILD_PREFIX, dir=self.work_root))
+        try:
+            trouble = volumes_possible(probe)
+        finally:
+            remove_tree(probe)
+        if trouble is None:
+            return True, "a filesystem of its own"
+        return False, f"measuring it every {DISK_CHECK_INTERVAL:g} s (no filesystem: {trouble})"
+
+    def describe_limits(self) -> str:
+        """The limits of each build and how they are kept, for the logs."""
+        hows = [
+            f"{kind} by {how}"
+            for kind, limit, how in (
+                ("memory", self.limits.memory, self.memory_how),
+                ("disk", self.limits.disk, self.disk_how),
+            )
+            if limit is not None
+        ]
+        return self.limits.describe() + (f" ({', '.join(hows)})" if hows else "")
 
     def start(self, package: str, version: str) -> Build:
         """Start building *package* at *version* in the background and return at once."""
@@ -161,6 +195,7 @@ class Build:
         self._log = _BuildLog()
         self._lock = threading.Lock()
         self._process: SandboxedProcess | None = None
+        self._volume: BuildVolume | None = None
         self._kill_reason: str | None = None
         self._result: BuildResult | None = None
         self._thread = threading.Thread(
@@ -211,6 +246,9 @@ class Build:
         """Stop the build if it still runs, and delete everything it left on disk."""
         self.kill("the build was cleaned up while running")
         self._thread.join()
+        if self._volume is not None:
+            self._volume.release()
+            self._volume = None
         remove_tree(self.build_dir)
 
     def _run(self) -> None:
@@ -247,6 +285,7 @@ class Build:
         if problem:
             self._log.note(f"refusing to build: {problem}")
             return False, []
+        self._mount_volume()
         self.out_dir.mkdir()
         run = self._run_pip()
         if not self._pip_succeeded(run):
@@ -262,6 +301,15 @@ class Build:
             return False, []
         return bool(files), files
 
+    def _mount_volume(self) -> None:
+        builder = self._builder
+        if not builder.volumes or builder.limits.disk is None:
+            return
+        try:
+            self._volume = BuildVolume(self.build_dir, builder.limits.disk)
+        except OSError as exc:  # out of loop devices, say: the watch still keeps the limit
+            self._log.note(f"no filesystem of its own, its disk measured instead: {exc}")
+
     def _run_pip(self) -> RunResult:
         builder = self._builder
         interpreter = builder.interpreter
@@ -273,7 +321,7 @@ class Build:
         )
         self._log.note(f"sandbox: {builder.sandbox.description}")
         self._log.note(f"timeout: {builder.timeout}")
-        self._log.note(f"limits: {builder.limits.describe()} (memory by {builder.memory_how})")
+        self._log.note(f"limits: {builder.describe_limits()}")
         epoch, why = self._source_date_epoch()
         self._log.note(f"SOURCE_DATE_EPOCH={epoch} ({why})")
         self._log.note(f"running: {shlex.join(command)}")
@@ -315,6 +363,7 @@ class Build:
                         # its business.
                         hide=[builder.work_root],
                         before_exec=_limited(cage, builder.pin_cpus),
+                        tmpfs_size=builder.limits.tmpfs_size,
                     )
                 except OSError as exc:
                     return RunResult(-1, f"could not start {command[0]!r}: {exc}\n", None)
@@ -336,7 +385,7 @@ class Build:
 
     def _disk_watch(self) -> Callable[[], str | None] | None:
         limit = self._builder.limits.disk
-        if limit is None:
+        if limit is None or self._volume is not None:
             return None
 
         def over() -> str | None:
@@ -352,7 +401,21 @@ class Build:
             self._log.note(f"pip was killed: {run.killed}")
             return False
         self._log.note(f"pip exited with status {run.returncode}")
+        limit = self._builder.limits.disk
+        if run.returncode != 0 and limit is not None and self._out_of_own_space(run.output):
+            self._log.note(f"the build ran out of room: {over_limit('disk', limit)}")
         return run.returncode == 0
+
+    def _out_of_own_space(self, output: str) -> bool:
+        """Whether a write failed for want of space on the build's own filesystems (its
+        directory's, or the sandbox's /tmp) rather than the machine's disk."""
+        if not ran_out_of_space(output):
+            return False
+        try:
+            machine = shutil.disk_usage(self._builder.work_root)
+        except OSError:
+            return False
+        return machine.free > MACHINE_DISK_MARGIN
 
     def _collect(self) -> list[FileState]:
         files = []

@@ -7,9 +7,12 @@ kernel's OOM killer taking the builder with the build. Each build here gets:
   with the memory controller delegated to it, or the v1 memory hierarchy, writable as root);
   otherwise an address-space rlimit (RLIMIT_AS), which programs that reserve much more than
   they use can trip early. The slave's log says which.
-- **disk**: the build directory (with the build's TMPDIR and HOME) measured every few seconds,
-  the build killed past the limit. Not a hard limit: a build can overshoot it by what it writes
-  between two looks, so the default leaves room below the disk's own size.
+- **disk**: the build directory (with the build's TMPDIR and HOME) is a filesystem of the limit's
+  size (build_volume.py) where the slave can mount one; otherwise it is measured every few
+  seconds and the build killed past the limit, which a build can overshoot by what it writes
+  between two looks. The memory filesystems the sandbox puts over hidden directories (its /tmp
+  among them) are each bounded by the smaller of the disk limit and a quarter of the memory
+  limit.
 - **CPUs**: the build's processes pinned to that many CPUs, and the common build tools told to
   run that many jobs (MAKEFLAGS, CMAKE_BUILD_PARALLEL_LEVEL, CARGO_BUILD_JOBS).
 
@@ -38,10 +41,17 @@ class Limits(NamedTuple):
     disk: int | None = None  # bytes under the build directory
     cpus: int | None = None
 
+    @property
+    def tmpfs_size(self) -> int | None:
+        """The bound of each memory filesystem in a build's sandbox: its pages are memory."""
+        bounds = [b for b in (self.disk, self.memory and self.memory // 4) if b]
+        return min(bounds) if bounds else None
+
     def describe(self) -> str:
         parts = [
             f"memory {_size(self.memory)}",
             f"disk {_size(self.disk)}",
+            f"/tmp {_size(self.tmpfs_size)}",  # noqa: S108 (words, not a path)
             f"{self.cpus} CPUs" if self.cpus else "every CPU",
         ]
         return ", ".join(parts)

@@ -197,6 +197,7 @@ class Sandbox(ABC):
         readable: Iterable[Path] = (),
         hide: Iterable[Path] = (),
         before_exec: Callable[[], None] | None = None,
+        tmpfs_size: int | None = None,
     ) -> SandboxedProcess:
         """Start *argv* in *build_dir*, which must exist and is the only place it may write.
 
@@ -204,12 +205,15 @@ class Sandbox(ABC):
         *hide* adds to the paths given at construction for this command only.
         HOME and TMPDIR point inside *build_dir*; *env* adds variables on top of those.
         *before_exec* runs in the command's first process before it starts (its limits).
+        *tmpfs_size* bounds each memory filesystem put over a hidden directory (/tmp among them,
+        the one a build may write to), in bytes.
         """
         command = self.wrap(
             argv,
             build_dir=build_dir,
             readable=tuple(readable),
             hidden=tuple(dict.fromkeys([*self.hidden, *hide])),
+            tmpfs_size=tmpfs_size,
         )
         popen = subprocess.Popen(
             command,
@@ -261,6 +265,7 @@ class Sandbox(ABC):
         build_dir: Path,
         readable: tuple[Path, ...],
         hidden: tuple[Path, ...],
+        tmpfs_size: int | None = None,
     ) -> list[str]:
         """The command line that runs *argv* inside this sandbox."""
 
@@ -285,9 +290,10 @@ class PlainSandbox(Sandbox):
         build_dir: Path,
         readable: tuple[Path, ...],
         hidden: tuple[Path, ...],
+        tmpfs_size: int | None = None,
     ) -> list[str]:
         """*argv* unchanged."""
-        del build_dir, readable, hidden
+        del build_dir, readable, hidden, tmpfs_size
         return list(argv)
 
 
@@ -304,14 +310,15 @@ class BubblewrapSandbox(Sandbox):
         build_dir: Path,
         readable: tuple[Path, ...],
         hidden: tuple[Path, ...],
+        tmpfs_size: int | None = None,
     ) -> list[str]:
         """The bwrap command line around *argv*."""
         args = [*_bwrap_base(), "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
-        args += _mask_all(hidden)
+        args += _mask_all(hidden, tmpfs_size)
         for path in readable:
             args += ["--ro-bind", str(path), str(path)]
         # Binding a readable directory uncovers what we hid inside it; hide that again.
-        args += _mask_all(h for h in hidden if any(_inside(h, r) for r in readable))
+        args += _mask_all((h for h in hidden if any(_inside(h, r) for r in readable)), tmpfs_size)
         args += ["--bind", str(build_dir), str(build_dir), "--chdir", str(build_dir), "--"]
         return args + list(argv)
 
@@ -334,11 +341,13 @@ def _bwrap_base() -> list[str]:
     ]
 
 
-def _mask_all(paths: Iterable[Path]) -> list[str]:
+def _mask_all(paths: Iterable[Path], tmpfs_size: int | None) -> list[str]:
+    # a tmpfs is memory: unbounded, a build writing to /tmp could take the machine's
+    size = ["--size", str(tmpfs_size)] if tmpfs_size else []
     args: list[str] = []
     for path in paths:
         if path.is_dir():
-            args += ["--tmpfs", str(path)]
+            args += [*size, "--tmpfs", str(path)]
         elif path.exists():
             # tmpfs can only cover a directory; an empty file covers a file (a config). Not
             # /dev/null: bwrap's mounts are nodev, so it would read as "permission denied".

@@ -15,6 +15,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from piwheels.slave.build_volume import IMAGE_SUFFIX, unmount_all_under
 from piwheels.slave.sandbox import remove_tree
 
 log = logging.getLogger(__name__)
@@ -46,9 +47,14 @@ class WorkRoot:
         return cls(Path(tempfile.mkdtemp(prefix=TEMPORARY_PREFIX)))
 
     def remove_leftover_builds(self) -> list[Path]:
-        """Delete build directories of earlier runs (only this process holds the lock)."""
+        """Delete build directories of earlier runs (only this process holds the lock), with the
+        filesystems mounted on them."""
+        unmount_all_under(self.path)
         removed = []
         for build in self.path.glob(f"{BUILD_PREFIX}*"):
+            if build.name.endswith(IMAGE_SUFFIX):
+                build.unlink()
+                continue
             remove_tree(build)
             removed.append(build)
         if removed:
@@ -57,6 +63,7 @@ class WorkRoot:
 
     def release(self, *, remove: bool = False) -> None:
         if remove:
+            unmount_all_under(self.path)
             remove_tree(self.path)
         if self._fd is not None:
             os.close(self._fd)  # closing lets go of the lock
@@ -76,6 +83,7 @@ def remove_abandoned_roots(temp: Path) -> list[Path]:
         if fd is None:
             continue  # a running slave's (or one made before slaves held a lock: not judged)
         try:
+            unmount_all_under(root)
             remove_tree(root)
             removed.append(root)
         except OSError as exc:

@@ -1,4 +1,5 @@
-"""Exceed one limit in build_py, chosen by the version: 1.0 memory, 2.0 disk, 3.0 time.
+"""Exceed one limit in build_py, chosen by the version: 1.0 memory, 2.0 disk (its TMPDIR),
+3.0 time, 5.0 disk (/tmp, named outright as some tools do).
 
 The version (not an environment variable) chooses, since a build's environment is the slave's.
 """
@@ -24,9 +25,9 @@ def take_memory() -> None:
         hoard.append(block)
 
 
-def take_disk() -> None:
+def take_disk(where: str) -> None:
     chunk = b"x" * (8 << 20)
-    with (Path(os.environ.get("TMPDIR", ".")) / "hog.bin").open("wb") as out:
+    with (Path(where) / "hog.bin").open("wb") as out:
         while True:
             out.write(chunk)
             out.flush()
@@ -44,7 +45,13 @@ def take_time() -> None:
 class Hog(build_py):
     def run(self) -> None:
         version = self.distribution.get_version()
-        {"1.0": take_memory, "2.0": take_disk, "3.0": take_time}.get(version, lambda: None)()
+        hogs = {
+            "1.0": take_memory,
+            "2.0": lambda: take_disk(os.environ.get("TMPDIR", ".")),
+            "3.0": take_time,
+            "5.0": lambda: take_disk("/tmp"),
+        }
+        hogs.get(version, lambda: None)()
         super().run()
 
 
