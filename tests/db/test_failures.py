@@ -14,6 +14,7 @@ from piwheels.abis import sorted_abis
 from piwheels.db.database import Database, GiveBack, ProjectUpdate
 from piwheels.failures import Cause, Diagnosis, Want, classify
 from piwheels.states import BuildResult, BuildState, Dependency, FileState
+from piwheels.web.pages import project_page
 
 LOGS = Path(__file__).resolve().parents[1] / "slave" / "failure_logs"
 
@@ -299,6 +300,9 @@ def test_a_wheel_the_publish_gate_stopped_shows_why(farm: Database) -> None:
         .builds[0]
         .summary.startswith("the built wheel cannot load libpiwgate.so when imported")
     )
+    page = project_page(project, apt_dependencies=[])
+    assert "import-failed" in page
+    assert "the built wheel cannot load libpiwgate.so when imported" in page
 
 
 def test_a_build_past_the_builders_own_limit_is_failed_not_given_back(farm: Database) -> None:
