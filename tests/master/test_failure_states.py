@@ -25,6 +25,7 @@ import pytest
 from farm import MasterThread, ScriptedSlave, SlaveProcess, configure, rows, wait_for
 from piwheels.master.config import MasterConfig
 from piwheels.master.slave_driver import SlaveDriver
+from piwheels.slave.build_volume import mount_points
 from piwheels.states import BuildResult
 from pypi_index import LocalPyPI, SdistFactory
 
@@ -310,6 +311,8 @@ def test_a_build_that_kills_its_slaves_is_failed_not_rebuilt_for_ever(
     second = farm.slave()  # a fresh slave each time
     first.kill()
     wait_for(lambda: builds(config, package), timeout=60, what="the first slave lost")
+    # its build's filesystem went with it (the slave's own mount namespace)
+    assert [p for p in mount_points() if first.work_root in p.parents] == []
     # given back: after its delay, handed to the fresh slave
     [second_id] = wait_for(
         lambda: active_builds(farm.master).values(), timeout=60, what="the second try"

@@ -18,6 +18,7 @@ from types import FrameType
 
 from piwheels.cli.options import ConfigError, configure_logging, make_parser, parse_args
 from piwheels.slave.agent import PiwSlave, SlaveConfig
+from piwheels.slave.build_volume import own_mount_namespace
 from piwheels.slave.interpreter import InterpreterError, inspect_interpreter
 from piwheels.slave.limits import Limits
 from piwheels.slave.sandbox import make_sandbox
@@ -269,6 +270,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("%s", exc)
         return 2
     root.remove_leftover_builds()
+    if args.disk_limit is not None and os.geteuid() == 0:
+        trouble = own_mount_namespace()
+        if trouble is not None:
+            log.warning("builds' filesystems would outlive a killed slave: %s", trouble)
     work_root = root.path
     config = SlaveConfig(
         slave_queue=args.slave_queue or _address(args.master, args.slave_port),
