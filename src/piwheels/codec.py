@@ -85,7 +85,7 @@ class Scalar(Shape):
         clip: bool = False,
         printable: bool = False,
     ) -> None:
-        self.kind = kind
+        self.kind: type[Any] = kind
         self.max_len = max_len
         self.clip = clip  # cut an over-long value to max_len rather than refuse it
         # no control characters: a name or label a peer sends ends up in one line of the log

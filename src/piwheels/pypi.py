@@ -446,10 +446,10 @@ class PyPIClient:
         kept: dict[tuple[str, str], HTTPConnection] = self._kept.__dict__.setdefault("by", {})
         path = parts.path + (f"?{parts.query}" if parts.query else "")
         for attempt in (1, 2):
-            connection = kept.get(key)
-            reused = connection is not None
-            if connection is None:
-                connection = kept[key] = self._connect(parts.scheme, parts.netloc)
+            found = kept.get(key)
+            reused = found is not None
+            connection = found if found is not None else self._connect(parts.scheme, parts.netloc)
+            kept[key] = connection
             try:
                 connection.request("GET", path, headers=dict(request.header_items()))
                 response = connection.getresponse()

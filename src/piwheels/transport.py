@@ -13,12 +13,12 @@ import logging
 import secrets
 from collections.abc import Callable, Mapping
 from datetime import timedelta
-from typing import Any, Self
+from typing import Any, Self, TypeGuard
 
 import cbor2
 import zmq
 
-from piwheels.codec import Bytes, ShapeError, describe_value
+from piwheels.codec import Bytes, Record, Shape, ShapeError, describe_value
 from piwheels.protocols import NO_DATA, NoData, Protocol
 
 log = logging.getLogger(__name__)
@@ -165,9 +165,9 @@ def _cbor_head(major: int, value: int) -> bytes:
     raise ValueError(f"{value} does not fit a CBOR head")
 
 
-def _ends_in_bytes(spec: Any) -> bool:
+def _ends_in_bytes(spec: Shape | None) -> TypeGuard[Record]:
     """Whether *spec* is a record whose last field is a byte string (a file's chunk)."""
-    return spec is not None and _record_like(spec) and spec.fields[-1] is Bytes
+    return isinstance(spec, Record) and spec.fields[-1] is Bytes
 
 
 def _bytes_record(protocol: Protocol, action: str, table: Mapping[str, Any]) -> Any:
@@ -446,7 +446,7 @@ class Socket:
         self.zsock.close(linger=0)
 
     def poll(self, timeout_ms: float) -> bool:
-        return bool(self.zsock.poll(timeout_ms))
+        return bool(self.zsock.poll(round(timeout_ms)))
 
     def send(self, action: str, data: Any = NO_DATA, *, flags: int = 0) -> None:
         payload = encode(self.protocol, action, data)

@@ -87,7 +87,7 @@ def migrate(dsn: str, *, master_role: str = "piwheels") -> int:
             for migration in migrations()[have:]:
                 log.info("applying migration %s", migration.name)
                 with conn.transaction():
-                    conn.execute(migration.sql.encode())  # type: ignore[arg-type]
+                    conn.execute(migration.sql.encode())
                     conn.execute(
                         "UPDATE configuration SET schema_version = %s WHERE id = 1",
                         (migration.version,),

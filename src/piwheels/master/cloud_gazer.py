@@ -207,7 +207,7 @@ class CloudGazer(Task):
         """A removal alone, or up to WRITE_BATCH projects to record in one transaction."""
         if self.ready[0][1] is None:
             return [self.ready.popleft()]
-        writes = []
+        writes: list[Write] = []
         while self.ready and self.ready[0][1] is not None and len(writes) < WRITE_BATCH:
             writes.append(self.ready.popleft())
         return writes

@@ -166,9 +166,11 @@ class FileJuggler(Task):
             elif action == "VERIFY":
                 result = self.verify(data)
             elif action == "FORGET":
-                result = self.forget(data)
+                self.forget(data)
+                result = None
             elif action == "DISCARD":
-                result = self.discard(*data)
+                self.discard(*data)
+                result = None
             elif action == "STALLED":
                 result = self.stalled(data)
             else:  # FREE

@@ -246,7 +246,7 @@ class MrChase(Task):
                     raise Refused(f"no such package: {package}")
                 names = [package]
             else:
-                names = sorted(self.db.get_package_serials())
+                names = sorted(canonicalize_name(name) for name in self.db.get_package_serials())
             for name in names:
                 self.pages.project(name, index=part == "BOTH")
             self.log.info("asked for %s pages of %d packages", part.lower(), len(names))

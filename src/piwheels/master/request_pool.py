@@ -121,7 +121,7 @@ class RequestPool:
             if request.deadline > now:
                 continue
             del self.in_flight[sock]
-            self.task.discard(sock)
+            self.task.close_socket(sock)
             why = f"{request.action}: no answer from the {self.name} within {self.timeout:g}s"
             self.log.error("%s", why)
             self._release(self._connect())

@@ -244,7 +244,8 @@ class SlaveDriver(Task):
         # Oracles' answers waiting.
         for _ in range(SLAVE_BURST):
             self.handle_one_slave()
-            if not self.slave_queue.zsock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            events = self.slave_queue.zsock.getsockopt(zmq.EVENTS)
+            if not (isinstance(events, int) and events & zmq.POLLIN):
                 return
 
     def handle_one_slave(self) -> None:
@@ -371,7 +372,8 @@ class SlaveDriver(Task):
 
     def do_idle(self, slave: SlaveRecord, stats: SlaveStats) -> Reply | None:
         if slave.state not in (SlaveState.HELLO, SlaveState.IDLE, SlaveState.SLEEPING):
-            return self.out_of_order(slave, "IDLE")
+            self.out_of_order(slave, "IDLE")
+            return None
         slave.stats = stats
         if slave.kill_requested:
             slave.state = SlaveState.DYING
@@ -392,7 +394,8 @@ class SlaveDriver(Task):
 
     def do_busy(self, slave: SlaveRecord, stats: SlaveStats) -> Reply | None:
         if slave.state != SlaveState.BUILDING or slave.build is None:
-            return self.out_of_order(slave, "BUSY")
+            self.out_of_order(slave, "BUSY")
+            return None
         slave.stats = stats
         if slave.kill_requested:
             self.log.info("slave %d: stopping its build, it is to be killed", slave.slave_id)
@@ -405,7 +408,8 @@ class SlaveDriver(Task):
 
     def do_built(self, slave: SlaveRecord, result: BuildResult) -> Reply | None:
         if slave.state != SlaveState.BUILDING or slave.build is None:
-            return self.out_of_order(slave, "BUILT")
+            self.out_of_order(slave, "BUILT")
+            return None
         package, version, _abi = slave.build
         result, refusals = check_files(package, version, result)
         for refusal in refusals:
@@ -415,13 +419,15 @@ class SlaveDriver(Task):
             filenames = [f.filename for f in result.files]
             self.db.ask("GETHASHES", filenames, self.later(slave, partial(self.plan, slave)))
             return None
-        return self.record(slave)
+        self.record(slave)
+        return None
 
     def do_resume(self, slave: SlaveRecord, build: tuple[str, str]) -> Reply | None:
         """A slave back after losing its master mid-build: it keeps the build if the build
         still waits (a finished one is then taken, not redone), else drops it."""
         if slave.state != SlaveState.HELLO:
-            return self.out_of_order(slave, "RESUME")
+            self.out_of_order(slave, "RESUME")
+            return None
         key = (*build, slave.abi_tag)
         holder = self.building(key)
         if holder is not None and not holder.same_machine(slave):
@@ -447,7 +453,8 @@ class SlaveDriver(Task):
 
     def do_sent(self, slave: SlaveRecord, _: object) -> Reply | None:
         if slave.state != SlaveState.SENDING or slave.sending is None:
-            return self.out_of_order(slave, "SENT")
+            self.out_of_order(slave, "SENT")
+            return None
         self.fs(slave).ask(
             "VERIFY", slave.slave_id, self.later(slave, partial(self.verified, slave))
         )
@@ -466,8 +473,10 @@ class SlaveDriver(Task):
         if to_send and not self.disk_has_room(sum(f.filesize for f in to_send)):
             return self.abandon(slave, "the output disk is nearly full")
         if to_send:
-            return self.next_transfer(slave)
-        return self.record(slave)
+            self.next_transfer(slave)
+            return None
+        self.record(slave)
+        return None
 
     def expected(self, slave: SlaveRecord, status: str, detail: Any) -> Reply:
         assert slave.sending is not None
@@ -482,11 +491,16 @@ class SlaveDriver(Task):
             slave.fetched.append(slave.sending.filename)
             slave.to_send.pop(0)
             slave.attempts = 0
-            return self.next_transfer(slave) if slave.to_send else self.record(slave)
+            if slave.to_send:
+                self.next_transfer(slave)
+            else:
+                self.record(slave)
+            return None
         self.log.warning("slave %d: %s failed: %s", slave.slave_id, slave.sending.filename, detail)
         if slave.attempts >= MAX_SEND_ATTEMPTS or "disk" in str(detail):
             return self.abandon(slave, f"transfer of {slave.sending.filename} failed: {detail}")
-        return self.next_transfer(slave)
+        self.next_transfer(slave)
+        return None
 
     # -- steps that ask, the slave's reply coming with the answer --------------------------------
 

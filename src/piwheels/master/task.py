@@ -119,7 +119,7 @@ class Task(threading.Thread):
             self._muted.discard(key)
             self._poller.register(key, zmq.POLLIN)
 
-    def discard(self, sock: Socket) -> None:
+    def close_socket(self, sock: Socket) -> None:
         """Stop polling *sock* and close it (a socket that has to be replaced)."""
         if sock.zsock in self._handlers:
             if sock.zsock in self._muted:
@@ -145,7 +145,7 @@ class Task(threading.Thread):
                 timer.handler()
         next_due = min((t.due for t in self._timers), default=now + timeout)
         wait = max(0.0, min(timeout, next_due - time.monotonic()))
-        for zsock, _ in self._poller.poll(wait * 1000):
+        for zsock, _ in self._poller.poll(round(wait * 1000)):
             if zsock not in self._muted:  # muted by a handler called before it in this round
                 self._handlers[zsock]()
 

@@ -216,8 +216,8 @@ class TheScribe(Task):
         if self.writer is not None and self.writer.poll() is not None:
             self.read_writer()  # what it said before it went, then its end
         now = time.monotonic()
-        due = now - self.writer_started >= WRITER_RESTART_GAP
-        if self.writer_wanted and self.writer is None and due:
+        gap_passed = now - self.writer_started >= WRITER_RESTART_GAP
+        if self.writer_wanted and self.writer is None and gap_passed:
             self._start_writer()
         for key, due in list(self.retries.items()):
             if due > now or len(self.in_flight) >= WRITER_BACKLOG:

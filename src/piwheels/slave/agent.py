@@ -455,7 +455,7 @@ class PiwSlave:
         if self._sandbox is None:
             self._sandbox = make_sandbox()
         first = self._toolchains is None
-        if first:
+        if self._toolchains is None:
             self._toolchains = find_toolchains(
                 hidden=self._sandbox.hidden if self._sandbox.isolated else (),
                 private=[self.config.work_root],
