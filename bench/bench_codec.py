@@ -28,7 +28,8 @@ import cbor2
 from harness import Row, Sizes, best_of_pair, standalone
 
 from piwheels import protocols
-from piwheels.states import BuildResult, Dependency, FileState, SlaveStats
+from piwheels.records.builds import BuildResult, Dependency, FileState
+from piwheels.records.slaves import SlaveStats
 from piwheels.transport import (
     _decode_tag,  # the transport's own hooks: the reference must differ only by the checking
     _encode_default,

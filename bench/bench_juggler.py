@@ -52,11 +52,11 @@ from piwheels.abis import sorted_abis
 from piwheels.db.database import Database, ProjectVersion
 from piwheels.db.embedded import EmbeddedPostgres
 from piwheels.db.migrate import migrate
+from piwheels.records.builds import FileState
 from piwheels.slave.agent import PiwSlave, SlaveConfig
 from piwheels.slave.builder import Build, Builder
 from piwheels.slave.interpreter import Interpreter
 from piwheels.slave.sandbox import PlainSandbox
-from piwheels.states import FileState
 
 SIZES: dict[str, int] = {"transfer_mb": 100, "memory_mb": 1000, "repeat": 5}
 QUICK: dict[str, int] = {"transfer_mb": 8, "memory_mb": 32, "repeat": 1}

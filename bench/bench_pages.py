@@ -31,9 +31,9 @@ from pathlib import Path
 from harness import Row, Sizes, best_of, print_rows
 from packaging.utils import canonicalize_name
 
-from piwheels.states import BuildState
+from piwheels.records.builds import BuildState
+from piwheels.records.projects import AbiCell, BuildInfo, ProjectData, VersionInfo, WheelFile
 from piwheels.web import index, pages
-from piwheels.web.model import AbiCell, BuildInfo, ProjectData, VersionInfo, WheelFile
 from piwheels.web.writer import write_atomic
 
 PAGES_GOAL = 1_000  # project pages a second on the target machine's two cores

@@ -59,7 +59,7 @@ from packaging.version import Version
 from piwheels.abis import covers_from, sorted_abis
 from piwheels.db.database import Database, ProjectUpdate, ProjectVersion
 from piwheels.db.migrate import migrate
-from piwheels.states import BuildResult, FileState
+from piwheels.records.builds import BuildResult, FileState
 
 SIZES: dict[str, int | float] = {
     "packages": 1_000_000,

@@ -35,8 +35,9 @@ import zmq
 from piwheels import protocols
 from piwheels.master.slave_driver import SLAVE_BACKLOG
 from piwheels.protocols import NO_DATA
+from piwheels.records.builds import BuildResult, FileState
+from piwheels.records.slaves import SlaveHello, SlaveStats
 from piwheels.slave.agent import SlaveConfig, spread
-from piwheels.states import BuildResult, FileState, SlaveHello, SlaveStats
 from piwheels.transport import ProtocolError, Socket, encode
 
 MASTER_TIMEOUT = SlaveConfig.master_timeout.total_seconds()  # what a real slave waits

@@ -17,7 +17,7 @@ from typing import Any
 from packaging.utils import canonicalize_name
 
 from campaigns.farm import Farm, descendants, rss_kb
-from piwheels.web.model import log_path
+from piwheels.web.layout import log_path
 
 QUEUE_SQL = """
     SELECT q.abi_tag, v.package, v.version FROM build_queue q JOIN versions v USING (version_id)

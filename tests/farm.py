@@ -30,7 +30,8 @@ from piwheels.db.database import Database
 from piwheels.master import PiwMaster
 from piwheels.master.config import MasterConfig
 from piwheels.protocols import NO_DATA
-from piwheels.states import BuildResult, FileState, SlaveHello, SlaveStats
+from piwheels.records.builds import BuildResult, FileState
+from piwheels.records.slaves import SlaveHello, SlaveStats
 from piwheels.transport import Socket
 from pypi_index import LocalPyPI
 

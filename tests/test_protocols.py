@@ -11,9 +11,10 @@ import pytest
 from piwheels import protocols
 from piwheels.failures import Cause, Diagnosis, Want
 from piwheels.protocols import NO_DATA, Protocol
-from piwheels.states import BuildResult, Dependency, FileState, SlaveHello, SlaveStats
+from piwheels.records.builds import BuildResult, Dependency, FileState
+from piwheels.records.projects import Statistics
+from piwheels.records.slaves import SlaveHello, SlaveStats
 from piwheels.transport import ProtocolError, decode, encode
-from piwheels.web.model import Statistics
 
 NOW = datetime(2026, 11, 22, 12, 34, 56, 789012, tzinfo=UTC)
 FILE = FileState(

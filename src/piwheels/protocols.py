@@ -30,10 +30,9 @@ from piwheels.codec import (
     Text,
 )
 from piwheels.failures import MAX_WANTS, Diagnosis, Want
-from piwheels.states import BuildResult, Dependency, FileState, SlaveHello, SlaveStats
-from piwheels.web.model import (
-    Statistics,
-)
+from piwheels.records.builds import BuildResult, Dependency, FileState
+from piwheels.records.projects import Statistics
+from piwheels.records.slaves import SlaveHello, SlaveStats
 
 
 class NoData:

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.tags import Tag
 
-from piwheels.states import Dependency
+from piwheels.records.builds import Dependency
 
 
 def joined_tags(tags: Iterable[Tag]) -> tuple[str, str, str]:

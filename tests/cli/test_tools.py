@@ -31,7 +31,7 @@ from piwheels import protocols
 from piwheels.cli import add, importer, rebuild, remove
 from piwheels.cli.tools import Progress
 from piwheels.protocols import NO_DATA
-from piwheels.states import Dependency, FileState
+from piwheels.records.builds import Dependency, FileState
 from piwheels.transport import Socket
 
 BIN = Path(sys.executable).parent

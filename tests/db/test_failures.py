@@ -13,7 +13,7 @@ from test_queue import version
 from piwheels.abis import sorted_abis
 from piwheels.db.database import Database, GiveBack, ProjectUpdate
 from piwheels.failures import Cause, Diagnosis, Want, classify
-from piwheels.states import BuildResult, BuildState, Dependency, FileState
+from piwheels.records.builds import BuildResult, BuildState, Dependency, FileState
 from piwheels.web.pages import project_page
 
 LOGS = Path(__file__).resolve().parents[1] / "slave" / "failure_logs"

@@ -24,8 +24,8 @@ from piwheels.db.database import (
     version_orders,
 )
 from piwheels.db.migrate import SchemaError, check_version, latest_version, migrate
-from piwheels.states import BuildResult, FileState
-from piwheels.web.model import QueuePlace
+from piwheels.records.builds import BuildResult, FileState
+from piwheels.records.projects import QueuePlace
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
 

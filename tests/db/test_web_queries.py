@@ -9,7 +9,7 @@ from test_queue import FAILED, built, version
 
 from piwheels.abis import sorted_abis
 from piwheels.db.database import Database
-from piwheels.states import BuildState
+from piwheels.records.builds import BuildState
 
 
 def test_project_data_shows_every_version_and_abi(db: Database) -> None:

@@ -40,7 +40,7 @@ from hypothesis import strategies as st
 
 from piwheels import protocols
 from piwheels.protocols import Protocol
-from piwheels.states import SlaveStats
+from piwheels.records.slaves import SlaveStats
 from piwheels.transport import ProtocolError, decode, decode_frame
 
 MAX_ERROR_TEXT = 2000  # a refusal is logged: it must not carry the peer's megabytes with it

@@ -29,7 +29,7 @@ from piwheels import protocols
 from piwheels.db.embedded import EmbeddedPostgres
 from piwheels.master.config import MasterConfig
 from piwheels.transport import Socket
-from piwheels.web.model import log_path
+from piwheels.web.layout import log_path
 from pypi_index import LocalPyPI
 
 WHEEL = "piwtest_pure-1.0-py3-none-any.whl"

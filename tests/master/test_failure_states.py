@@ -25,8 +25,8 @@ import pytest
 from farm import MasterThread, ScriptedSlave, SlaveProcess, configure, rows, wait_for
 from piwheels.master.config import MasterConfig
 from piwheels.master.slave_driver import SlaveDriver
+from piwheels.records.builds import BuildResult
 from piwheels.slave.build_volume import mount_points
-from piwheels.states import BuildResult
 from pypi_index import LocalPyPI, SdistFactory
 
 pytestmark = pytest.mark.slow

@@ -14,7 +14,7 @@ import zmq
 
 from farm import file_state, make_config
 from piwheels.master.file_juggler import CHUNK_SIZE, HASH_BACKLOG, WINDOW, FileJuggler, Transfer
-from piwheels.states import FileState
+from piwheels.records.builds import FileState
 
 WHEEL = "piwtest_pure-1.0-py3-none-any.whl"
 CONTENT = os.urandom(2 * CHUNK_SIZE + 77)

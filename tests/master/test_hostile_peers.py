@@ -35,7 +35,7 @@ from farm import (
 from piwheels import protocols
 from piwheels.master.config import MasterConfig
 from piwheels.master.slaves import file_problem
-from piwheels.states import Dependency
+from piwheels.records.builds import Dependency
 from piwheels.transport import Socket
 from pypi_index import LocalPyPI
 

@@ -28,7 +28,7 @@ from piwheels.master import slave_driver
 from piwheels.master.config import MasterConfig
 from piwheels.master.slave_driver import SlaveDriver
 from piwheels.master.slaves import SlaveRecord
-from piwheels.states import SlaveHello, SlaveState
+from piwheels.records.slaves import SlaveHello, SlaveState
 from piwheels.transport import Socket
 from pypi_index import LocalPyPI
 

@@ -22,7 +22,7 @@ from piwheels.master.the_oracle import TheOracle
 from piwheels.master.the_secretary import TheSecretary
 from piwheels.protocols import NO_DATA
 from piwheels.transport import Socket, encode
-from piwheels.web.model import log_path
+from piwheels.web.layout import log_path
 from pypi_index import LocalPyPI, make_wheel
 
 

@@ -14,9 +14,9 @@ import zmq
 
 from piwheels import protocols
 from piwheels.protocols import NO_DATA
-from piwheels.states import SlaveStats
+from piwheels.records.projects import Statistics
+from piwheels.records.slaves import SlaveStats
 from piwheels.transport import Socket
-from piwheels.web.model import Statistics
 
 NOW = datetime(2026, 11, 22, 19, 30, 0, tzinfo=UTC)
 STARTED = NOW - timedelta(hours=2, minutes=14, seconds=5)

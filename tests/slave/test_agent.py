@@ -28,11 +28,12 @@ import zmq
 
 from piwheels import protocols
 from piwheels.protocols import NO_DATA
+from piwheels.records.builds import BuildResult
+from piwheels.records.slaves import SlaveHello, SlaveStats
 from piwheels.slave.agent import PiwSlave, SlaveConfig, _trim
 from piwheels.slave.builder import Build, Builder
 from piwheels.slave.interpreter import Interpreter, inspect_interpreter
 from piwheels.slave.sandbox import Sandbox, make_sandbox
-from piwheels.states import BuildResult, SlaveHello, SlaveStats
 from piwheels.transport import Socket
 
 WAIT = 10.0  # seconds to wait for a message that should come promptly

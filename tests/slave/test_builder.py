@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from piwheels.records.builds import BuildResult, Dependency, FileState
 from piwheels.slave.builder import Build, Builder
 from piwheels.slave.inspection import apt_dependencies
 from piwheels.slave.interpreter import Interpreter, InterpreterError, inspect_interpreter
@@ -34,7 +35,6 @@ from piwheels.slave.sandbox import (
     make_sandbox,
     remove_tree,
 )
-from piwheels.states import BuildResult, Dependency, FileState
 from pypi_index import DEFAULT_CATALOGUE, LocalPyPI, SdistFactory
 
 REPO = Path(__file__).resolve().parents[2]

@@ -1,4 +1,4 @@
-"""Output directories for the web tests, laid out as piwheels.web.model says and filled by the
+"""Output directories for the web tests, laid out as piwheels.web.layout says and filled by the
 real renderers (index.py, pages.py, writer.py) from real wheels, as the Scribe fills them; and a
 plain HTTP client to read them back through a server.
 
@@ -24,17 +24,17 @@ from packaging.utils import parse_wheel_filename
 from packaging.version import Version
 
 import piwheels.web
-from piwheels.states import BuildState
-from piwheels.web import index, pages
-from piwheels.web.model import (
+from piwheels.records.builds import BuildState
+from piwheels.records.projects import (
     AbiCell,
     BuildInfo,
     ProjectData,
     SearchEntry,
     VersionInfo,
     WheelFile,
-    log_path,
 )
+from piwheels.web import index, pages
+from piwheels.web.layout import log_path
 from piwheels.web.writer import extract_metadata, write_atomic, write_gzip_atomic
 
 # The Accept headers real clients send (pip 23-26, uv, Chromium/Firefox).

@@ -22,9 +22,9 @@ import pytest
 from outputs import ABIS, publish
 
 from piwheels.db.web_queries import failure_reason
-from piwheels.states import BuildState
+from piwheels.records.builds import BuildState
+from piwheels.records.projects import AbiCell, BuildInfo, ProjectData, QueuePlace, VersionInfo
 from piwheels.web import pages
-from piwheels.web.model import AbiCell, BuildInfo, ProjectData, QueuePlace, VersionInfo
 from piwheels.web.server import OutputServer, serve
 from pypi_index import make_wheel
 

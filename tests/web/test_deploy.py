@@ -37,7 +37,7 @@ from outputs import (
     wheel_metadata,
 )
 
-from piwheels.web.model import log_path
+from piwheels.web.layout import log_path
 from piwheels.web.server import HTML_V1_TYPE, JSON_TYPE, negotiate
 from pypi_index import make_wheel
 

@@ -15,9 +15,9 @@ import pytest
 from packaging.utils import parse_wheel_filename
 from packaging.version import Version
 
-from piwheels.states import BuildState
+from piwheels.records.builds import BuildState
+from piwheels.records.projects import AbiCell, BuildInfo, ProjectData, VersionInfo, WheelFile
 from piwheels.web import index
-from piwheels.web.model import AbiCell, BuildInfo, ProjectData, VersionInfo, WheelFile
 
 UPLOADED = datetime(2026, 11, 1, 12, 30, 5, 123456, tzinfo=UTC)
 PEP700_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z")

@@ -16,9 +16,8 @@ from urllib.parse import unquote
 import pytest
 
 import piwheels.web
-from piwheels.states import BuildState
-from piwheels.web import pages
-from piwheels.web.model import (
+from piwheels.records.builds import BuildState
+from piwheels.records.projects import (
     AbiCell,
     BuildInfo,
     ProjectData,
@@ -28,6 +27,7 @@ from piwheels.web.model import (
     VersionInfo,
     WheelFile,
 )
+from piwheels.web import pages
 
 WEB = Path(piwheels.web.__file__).parent
 WHEN = datetime(2026, 11, 1, 12, 30, tzinfo=UTC)

@@ -24,9 +24,9 @@ from psycopg.conninfo import make_conninfo
 from piwheels.abis import sorted_abis
 from piwheels.db.database import Database, ProjectVersion
 from piwheels.db.migrate import migrate
-from piwheels.states import BuildResult, FileState
+from piwheels.records.builds import BuildResult, FileState
 from piwheels.web import bulk, project_writer
-from piwheels.web.model import log_path
+from piwheels.web.layout import log_path
 from pypi_index import make_wheel
 
 APP_NAME = "piw-project-writer-test"

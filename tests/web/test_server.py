@@ -33,7 +33,7 @@ from outputs import (
 )
 from outputs import fetch as fetch_url
 
-from piwheels.web.model import log_path
+from piwheels.web.layout import log_path
 from piwheels.web.server import (
     HTML_V1_TYPE,
     JSON_TYPE,

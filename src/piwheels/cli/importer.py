@@ -36,7 +36,7 @@ from piwheels.cli.tools import (
     run_tool,
 )
 from piwheels.file_sender import send_file
-from piwheels.states import FileState
+from piwheels.records.builds import FileState
 from piwheels.web.writer import MetadataError, extract_metadata
 from piwheels.wheels import joined_tags, pip_dependencies
 

@@ -29,8 +29,8 @@ from piwheels.failures import (
     requirements_met,
     summary_line,
 )
-from piwheels.states import BuildResult
-from piwheels.web.model import ProjectData, SearchEntry
+from piwheels.records.builds import BuildResult
+from piwheels.records.projects import ProjectData, SearchEntry
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ import psycopg
 from packaging.version import InvalidVersion, Version
 
 from piwheels.failures import parse_wants
-from piwheels.states import BuildState
-from piwheels.web.model import (
+from piwheels.records.builds import BuildState
+from piwheels.records.projects import (
     AbiCell,
     BuildInfo,
     ProjectData,

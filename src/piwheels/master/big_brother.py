@@ -16,7 +16,7 @@ from piwheels.master.db_client import DatabaseError, DbClient
 from piwheels.master.status import StatusReporter
 from piwheels.master.task import Task
 from piwheels.master.web_requests import PageRequests
-from piwheels.web.model import Statistics
+from piwheels.records.projects import Statistics
 
 
 class BigBrother(Task):

@@ -14,7 +14,7 @@ import zmq
 from piwheels import protocols
 from piwheels.db.database import QueueSnapshot
 from piwheels.protocols import NO_DATA
-from piwheels.states import BuildResult
+from piwheels.records.builds import BuildResult
 from piwheels.transport import Socket
 
 

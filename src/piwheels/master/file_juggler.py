@@ -37,7 +37,7 @@ from piwheels import protocols
 from piwheels.heap import serve_from_heap
 from piwheels.master.config import MasterConfig
 from piwheels.master.task import Task, describe_error
-from piwheels.states import FileState
+from piwheels.records.builds import FileState
 from piwheels.transport import ProtocolError, chose_routing_id
 
 CHUNK_SIZE = 1 << 20

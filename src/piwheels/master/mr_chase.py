@@ -25,9 +25,9 @@ from piwheels.master.slaves import check_files
 from piwheels.master.task import Task, describe_error
 from piwheels.master.web_requests import PageRequests
 from piwheels.protocols import NO_DATA
-from piwheels.states import BuildResult, FileState
+from piwheels.records.builds import BuildResult, FileState
+from piwheels.records.projects import Statistics
 from piwheels.transport import ProtocolError
-from piwheels.web.model import Statistics
 
 IMPORTER_ID = 0
 ABANDONED_AFTER = 300.0  # seconds of silence after which another tool may take over

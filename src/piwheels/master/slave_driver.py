@@ -34,7 +34,8 @@ from piwheels.master.status import StatusReporter
 from piwheels.master.task import Task, describe_error
 from piwheels.master.web_requests import PageRequests
 from piwheels.protocols import NO_DATA
-from piwheels.states import BuildResult, SlaveHello, SlaveState, SlaveStats
+from piwheels.records.builds import BuildResult
+from piwheels.records.slaves import SlaveHello, SlaveState, SlaveStats
 from piwheels.transport import ProtocolError
 
 # BUILT carries the whole build log; nothing a slave says is allowed to be bigger than this.

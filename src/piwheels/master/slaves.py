@@ -15,7 +15,8 @@ from packaging.utils import (
 )
 
 from piwheels.codec import describe_value
-from piwheels.states import BuildResult, FileState, SlaveHello, SlaveState, SlaveStats
+from piwheels.records.builds import BuildResult, FileState
+from piwheels.records.slaves import SlaveHello, SlaveState, SlaveStats
 
 BuildKey = tuple[str, str, str]  # package, version, abi_tag
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")

@@ -38,9 +38,9 @@ from piwheels.master.child_jobs import ChildJob, end_process
 from piwheels.master.config import MasterConfig
 from piwheels.master.db_client import DatabaseError, DbClient
 from piwheels.master.task import Task
+from piwheels.records.projects import Statistics
 from piwheels.transport import ProtocolError
 from piwheels.web import bulk, pages
-from piwheels.web.model import Statistics
 from piwheels.web.writer import write_atomic
 
 # Project requests passed to the writer child and not yet done. Enough to keep it busy between

@@ -32,8 +32,8 @@ from piwheels.monitor.screens import ConfirmScreen
 from piwheels.monitor.watcher import StatusWatcher
 from piwheels.monitor.widgets import EventLog, MasterPanel, SlaveTable
 from piwheels.protocols import NO_DATA
+from piwheels.records.projects import Statistics
 from piwheels.transport import Socket
-from piwheels.web.model import Statistics
 
 log = logging.getLogger(__name__)
 

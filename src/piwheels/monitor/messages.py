@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from textual.message import Message
 
 from piwheels.monitor.model import BuildEvent, MasterStatus, SlaveStatus
-from piwheels.web.model import Statistics
+from piwheels.records.projects import Statistics
 
 
 @dataclass

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-from piwheels.states import SlaveStats
+from piwheels.records.slaves import SlaveStats
 
 
 class MasterStatus(NamedTuple):

@@ -26,13 +26,14 @@ from piwheels import protocols
 from piwheels.codec import Text
 from piwheels.file_sender import send_file
 from piwheels.protocols import NO_DATA
+from piwheels.records.builds import BuildResult
+from piwheels.records.slaves import SlaveHello, SlaveStats
 from piwheels.slave import hostinfo
 from piwheels.slave.builder import Build, Builder
 from piwheels.slave.interpreter import Interpreter
 from piwheels.slave.limits import NO_LIMITS, Limits
 from piwheels.slave.sandbox import Sandbox, make_sandbox
 from piwheels.slave.toolchains import Toolchains, find_toolchains
-from piwheels.states import BuildResult, SlaveHello, SlaveStats
 from piwheels.transport import ProtocolError, Socket, private_routing_id
 
 __all__ = ["PiwSlave", "SlaveConfig"]

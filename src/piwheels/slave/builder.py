@@ -23,6 +23,7 @@ from packaging.utils import (
 from packaging.version import InvalidVersion, Version
 
 from piwheels.failures import Diagnosis, classify, over_limit, ran_out_of_space
+from piwheels.records.builds import BuildResult, Dependency, FileState
 from piwheels.slave import release_time
 from piwheels.slave.build_volume import BuildVolume, volumes_possible
 from piwheels.slave.debian import needs_of
@@ -49,7 +50,6 @@ from piwheels.slave.release_time import source_date_epoch
 from piwheels.slave.sandbox import RunResult, Sandbox, SandboxedProcess, remove_tree
 from piwheels.slave.toolchains import Toolchains
 from piwheels.slave.work_root import BUILD_PREFIX
-from piwheels.states import BuildResult, Dependency, FileState
 
 __all__ = ["Build", "Builder"]
 

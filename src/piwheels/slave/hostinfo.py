@@ -12,7 +12,7 @@ import shutil
 from datetime import datetime
 from pathlib import Path
 
-from piwheels.states import SlaveStats
+from piwheels.records.slaves import SlaveStats
 
 __all__ = ["board_info", "cpu_temperature", "memory_info", "os_info", "slave_stats"]
 

@@ -26,8 +26,8 @@ from packaging.utils import (
 )
 from packaging.version import InvalidVersion, Version
 
+from piwheels.records.builds import Dependency, FileState
 from piwheels.slave.sandbox import remove_tree
-from piwheels.states import Dependency, FileState
 from piwheels.wheels import joined_tags, pip_dependencies
 
 # Anything else could be read by pip as an option or a second requirement.

@@ -20,8 +20,8 @@ from pathlib import Path
 
 from piwheels.db.database import Database
 from piwheels.master.child_jobs import ignore_stop_signals
+from piwheels.records.projects import SearchEntry
 from piwheels.web import index, pages
-from piwheels.web.model import SearchEntry
 from piwheels.web.writer import write_atomic
 
 DSN_VARIABLE = "PIW_BULK_DSN"

@@ -23,7 +23,7 @@ from urllib.parse import quote
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from piwheels.web.model import ProjectData
+from piwheels.records.projects import ProjectData
 
 API_VERSION = "1.1"  # PEP 700 raised the JSON form to 1.1; PEP 629 puts it in the HTML too
 JSON_CONTENT_TYPE = "application/vnd.pypi.simple.v1+json"

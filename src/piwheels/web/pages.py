@@ -22,8 +22,8 @@ import jinja2
 from markupsafe import Markup
 from packaging.utils import canonicalize_name
 
-from piwheels.states import BuildState
-from piwheels.web.model import (
+from piwheels.records.builds import BuildState
+from piwheels.records.projects import (
     AbiCell,
     BuildInfo,
     ProjectData,
@@ -32,8 +32,8 @@ from piwheels.web.model import (
     Statistics,
     VersionInfo,
     WheelFile,
-    log_path,
 )
+from piwheels.web.layout import log_path
 
 PROJECT_JSON_VERSION = 1  # raised whenever a field of project-json.md changes meaning or goes
 

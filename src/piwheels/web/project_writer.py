@@ -33,9 +33,10 @@ import psycopg
 from piwheels.db.database import Database
 from piwheels.db.migrate import SchemaError
 from piwheels.master.child_jobs import ignore_stop_signals
+from piwheels.records.projects import ProjectData, WheelFile
 from piwheels.web import index, pages
 from piwheels.web.bulk import DSN_VARIABLE, database_from_environment, give_way
-from piwheels.web.model import ProjectData, WheelFile, log_path
+from piwheels.web.layout import log_path
 from piwheels.web.writer import MetadataError, extract_metadata, write_atomic, write_gzip_atomic
 
 ACTIONS = ("BOTH", "PROJECT")

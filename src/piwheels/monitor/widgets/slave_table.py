@@ -14,7 +14,7 @@ from textual.reactive import reactive
 from textual.widgets import DataTable
 
 from piwheels.monitor.model import SlaveStatus, human_duration, human_size
-from piwheels.states import SlaveState
+from piwheels.records.slaves import SlaveState
 
 Cell = str | Text | int
 

@@ -1,4 +1,4 @@
-"""The named records that travel between slaves, tasks and the database.
+"""A build's result and its wheels: what BUILT and IMPORT carry, and the database records.
 
 The wire carries plain CBOR arrays (see :mod:`piwheels.protocols`); these types are what the
 arrays decode into, so that no code indexes a 10-element list by position.
@@ -7,7 +7,7 @@ arrays decode into, so that no code indexes a 10-element list by position.
 from __future__ import annotations
 
 import enum
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import NamedTuple
 
 from piwheels.failures import Diagnosis
@@ -49,33 +49,6 @@ class BuildResult(NamedTuple):
     diagnosis: Diagnosis | None = None
 
 
-class SlaveHello(NamedTuple):
-    """What a slave says about itself in HELLO."""
-
-    build_timeout: timedelta
-    master_timeout: timedelta
-    py_version_tag: str
-    abi_tag: str
-    platform_tag: str
-    label: str
-    os_name: str
-    os_version: str
-    board_revision: str
-    board_serial: str
-
-
-class SlaveStats(NamedTuple):
-    """The resources a slave reports with every IDLE and BUSY."""
-
-    timestamp: datetime
-    disk_total: int
-    disk_free: int
-    mem_total: int
-    mem_free: int
-    load_avg: float
-    cpu_temp: float
-
-
 class BuildState(enum.StrEnum):
     """Where one (version, ABI) stands; the project pages show these."""
 
@@ -88,14 +61,3 @@ class BuildState(enum.StrEnum):
     YANKED = "yanked"  # yanked on PyPI: never built (builds from before the yank stay)
     DEP_WAIT = "dep-wait"  # failed for want of something that can arrive: built again then
     GIVE_BACK = "give-back"  # failed for a passing cause: built again after a delay
-
-
-class SlaveState(enum.StrEnum):
-    """What the Slave Driver last knew a slave to be doing."""
-
-    HELLO = "hello"
-    IDLE = "idle"
-    SLEEPING = "sleeping"
-    BUILDING = "building"
-    SENDING = "sending"
-    DYING = "dying"
