@@ -62,7 +62,7 @@ from harness import Row, Sizes, standalone
 from piwheels.cli.log_output import LazyFileHandler
 from piwheels.cli.options import LOG_FORMAT
 from piwheels.db.database import Database, ProjectVersion
-from piwheels.db.embedded import EmbeddedPostgres
+from piwheels.db.embedded.cluster import EmbeddedPostgres
 from piwheels.master import PiwMaster
 from piwheels.master.config import MasterConfig
 

@@ -50,7 +50,7 @@ from psycopg.conninfo import make_conninfo
 
 from piwheels.abis import sorted_abis
 from piwheels.db.database import Database, ProjectVersion
-from piwheels.db.embedded import EmbeddedPostgres
+from piwheels.db.embedded.cluster import EmbeddedPostgres
 from piwheels.db.migrate import migrate
 from piwheels.records.builds import FileState
 from piwheels.slave.agent import PiwSlave, SlaveConfig

@@ -29,7 +29,8 @@ from typing import Any
 
 from harness import Row, Sizes, best_of, print_rows
 
-from piwheels.pypi import ProjectSerial, PyPIClient, diff_serials
+from piwheels.pypi.answers import ProjectSerial, diff_serials
+from piwheels.pypi.client import PyPIClient
 
 SIMPLE_JSON = "application/vnd.pypi.simple.v1+json"
 WORDS = ["py", "django", "flask", "lib", "tool", "data", "net", "Foo", "Bar", "zope", "oslo", "x"]

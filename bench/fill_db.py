@@ -37,7 +37,7 @@ from psycopg.types.json import Jsonb
 
 from piwheels.abis import excluded_by_requires_python, sorted_abis
 from piwheels.db.database import Database
-from piwheels.db.embedded import EmbeddedPostgres
+from piwheels.db.embedded.cluster import EmbeddedPostgres
 from piwheels.db.migrate import current_version, migrate, migrations
 
 BENCH_PG = Path(os.environ.get("PIWHEELS_BENCH_PG", "/tmp/piwheels-bench-pg"))

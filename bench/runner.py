@@ -127,7 +127,7 @@ def _command(*argv: str) -> str:
 
 def postgres_version() -> str:
     # The server the benchmarks (and the embedded master) would run: the embedded module's pick.
-    from piwheels.db.embedded import find_bin_dirs  # noqa: PLC0415 (only the parent needs it)
+    from piwheels.db.embedded.binaries import find_bin_dirs  # noqa: PLC0415 (only the parent needs it)
 
     dirs = find_bin_dirs()
     if not dirs:

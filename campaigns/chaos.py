@@ -43,7 +43,7 @@ from campaigns.farm import (
     run_in_farm,
 )
 from campaigns.faults import Chaos, schedule
-from piwheels.db.embedded import EmbeddedPostgres
+from piwheels.db.embedded.cluster import EmbeddedPostgres
 
 ABIS = ("cp39", "cp311")
 SLAVES = (("cp39-a", "3.9"), ("cp311-a", "3.11"), ("cp311-b", "3.11"))

@@ -29,7 +29,7 @@ from typing import Any
 
 import psycopg
 
-from piwheels.db.embedded import EmbeddedPostgres
+from piwheels.db.embedded.cluster import EmbeddedPostgres
 from piwheels.db.migrate import migrate
 
 ROOT = Path(__file__).resolve().parent.parent

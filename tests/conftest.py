@@ -16,7 +16,7 @@ import pytest
 import zmq
 from psycopg.conninfo import make_conninfo
 
-from piwheels.db.embedded import EmbeddedPostgres
+from piwheels.db.embedded.cluster import EmbeddedPostgres
 from piwheels.db.migrate import migrate
 from pypi_index import (
     BUILD_DEPS_DIR,

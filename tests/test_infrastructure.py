@@ -5,8 +5,6 @@ from __future__ import annotations
 import hashlib
 import http.client
 import json
-import os
-import signal
 import subprocess
 import sysconfig
 import urllib.error
@@ -23,7 +21,6 @@ import pytest
 from packaging.specifiers import SpecifierSet
 from packaging.utils import parse_wheel_filename
 
-from piwheels.db.embedded import EmbeddedPostgres, find_bin_dirs, server_major_version
 from pypi_index import (
     HTML_V1_TYPE,
     JSON_TYPE,
@@ -59,22 +56,6 @@ def get_json(url: str, accept: str = JSON_TYPE) -> tuple[http.client.HTTPMessage
     return headers, json.loads(body)
 
 
-def processes_using(path: Path) -> list[int]:
-    """Live (not zombie) processes whose command line mentions *path*."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (OSError, IndexError):
-            continue
-        if str(path) in cmdline and state != "Z":
-            found.append(int(proc.name))
-    return found
-
-
 class Anchors(HTMLParser):
     def __init__(self) -> None:
         super().__init__()
@@ -91,84 +72,7 @@ def anchors(body: bytes) -> list[dict[str, str | None]]:
     return parser.anchors
 
 
-# Embedded PostgreSQL -----------------------------------------------------------------------------
-
-
-def test_embedded_postgres_lifecycle(pg_data_dir: Path) -> None:
-    data_dir = pg_data_dir
-    server = EmbeddedPostgres(data_dir, durable=False)
-    dsn = server.start()
-    first_pid = server.pid()
-    assert first_pid is not None
-    assert server.socket_dir == data_dir
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        assert conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()
-        conn.execute("CREATE TABLE kept (value text)")
-        conn.execute("INSERT INTO kept VALUES ('survives restarts')")
-
-    # Starting a running server changes nothing.
-    assert server.start() == dsn
-    assert server.pid() == first_pid
-
-    held = psycopg.connect(dsn, autocommit=True)
-    assert server.restart() == dsn
-    assert server.pid() not in {None, first_pid}
-    with pytest.raises(psycopg.OperationalError):
-        held.execute("SELECT 1")
-    held.close()
-
-    server.stop()
-    assert server.pid() is None
-    assert processes_using(data_dir) == []
-    server.stop()  # a second stop is harmless
-
-    # A new instance on the same directory (a restarted master) finds the data again.
-    with EmbeddedPostgres(data_dir, durable=False) as again, psycopg.connect(again.dsn()) as conn:
-        assert conn.execute("SELECT value FROM kept").fetchone() == ("survives restarts",)
-    assert processes_using(data_dir) == []
-
-
-def test_embedded_postgres_starts_after_a_crash(pg_data_dir: Path) -> None:
-    server = EmbeddedPostgres(pg_data_dir, durable=False)
-    with psycopg.connect(server.start(), autocommit=True) as conn:
-        conn.execute("CREATE TABLE kept (value text)")
-        # Without synchronous commit the WAL of that commit may still be in the server's memory;
-        # a kill here is meant to test restarting, not losing.
-        conn.execute("CHECKPOINT")
-    pid = server.pid()
-    assert pid is not None
-    for process in [pid, *processes_using(pg_data_dir)]:
-        os.kill(process, signal.SIGKILL)
-    # As after a reboot: the lock file names a live process that is not PostgreSQL.
-    with subprocess.Popen(["sleep", "60"]) as stranger:
-        try:
-            lock = pg_data_dir / "postmaster.pid"
-            lines = lock.read_text().split("\n")
-            lock.write_text("\n".join([str(stranger.pid), *lines[1:]]))
-            assert server.pid() is None
-            with psycopg.connect(server.start()) as conn:
-                assert conn.execute("SELECT count(*) FROM kept").fetchone() == (0,)
-        finally:
-            stranger.kill()
-            server.stop()
-    assert processes_using(pg_data_dir) == []
-
-
-def test_embedded_postgres_system_binaries(pg_data_dir: Path) -> None:
-    system = [path for path in find_bin_dirs() if "pgserver" not in path.parts]
-    if not system:
-        pytest.skip("no system PostgreSQL (initdb, pg_ctl, postgres) installed")
-    data_dir = pg_data_dir
-    with EmbeddedPostgres(data_dir, bin_dir=system[0], durable=False) as server:
-        with psycopg.connect(server.dsn()) as conn:
-            version = conn.execute("SHOW server_version_num").fetchone()
-        assert version is not None
-        assert version[0].startswith(server_major_version(system[0]))
-    # Without being told, a new instance picks binaries of the cluster's own major version.
-    assert server_major_version(EmbeddedPostgres(data_dir).bin_dir) == (
-        (data_dir / "PG_VERSION").read_text().strip()
-    )
-    assert processes_using(data_dir) == []
+# PostgreSQL ---------------------------------------------------------------------------------------
 
 
 def test_fresh_database_is_empty(fresh_database: str) -> None:
@@ -181,22 +85,6 @@ def test_fresh_database_is_empty(fresh_database: str) -> None:
     assert name is not None
     assert name[0].startswith("test_")
     assert tables == (0,)
-
-
-def test_drop_database_cuts_open_connections(pg_server: EmbeddedPostgres) -> None:
-    dsn = pg_server.create_database("test_dropped_while_connected")
-    left_open = psycopg.connect(dsn)
-    pg_server.drop_database("test_dropped_while_connected")
-    with pytest.raises(psycopg.OperationalError):
-        left_open.execute("SELECT 1")
-    left_open.close()
-    with psycopg.connect(pg_server.dsn()) as conn:
-        assert (
-            conn.execute(
-                "SELECT 1 FROM pg_database WHERE datname = 'test_dropped_while_connected'"
-            ).fetchone()
-            is None
-        )
 
 
 # The local index -------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ import pytest
 
 from piwheels.abis import sorted_abis
 from piwheels.db.database import Database
-from piwheels.db.embedded import EmbeddedPostgres
+from piwheels.db.embedded.cluster import EmbeddedPostgres
 
 BENCH_DIR = Path(__file__).resolve().parents[2] / "bench"
 if str(BENCH_DIR) not in sys.path:

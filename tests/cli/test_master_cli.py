@@ -16,7 +16,7 @@ from farm import free_port, wait_for
 from piwheels.cli import init_db
 from piwheels.cli.master import build_parser
 from piwheels.cli.options import parse_args
-from piwheels.db.embedded import EmbeddedPostgres
+from piwheels.db.embedded.cluster import EmbeddedPostgres
 from piwheels.db.migrate import latest_version
 
 BIN = Path(sys.executable).parent

@@ -26,7 +26,7 @@ from farm import (
     wait_for,
 )
 from piwheels import protocols
-from piwheels.db.embedded import EmbeddedPostgres
+from piwheels.db.embedded.cluster import EmbeddedPostgres
 from piwheels.master.config import MasterConfig
 from piwheels.transport import Socket
 from piwheels.web.layout import log_path

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from farm import MasterProcess, MasterThread, SlaveProcess, configure, rows, wait_for
-from piwheels.db.embedded import EmbeddedPostgres
+from piwheels.db.embedded.cluster import EmbeddedPostgres
 from piwheels.master.config import MasterConfig
 from piwheels.master.slave_driver import SlaveDriver
 from pypi_index import LocalPyPI

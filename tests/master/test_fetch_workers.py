@@ -21,7 +21,7 @@ from farm import configure
 from piwheels.abis import sorted_abis
 from piwheels.master.fetch_workers import Entry, Fetched, FetchedProject, FetchWorkers
 from piwheels.master.task import Task
-from piwheels.pypi import PyPIClient
+from piwheels.pypi.client import PyPIClient
 from pypi_index import LocalPyPI
 
 ABIS = sorted_abis(["cp39", "cp311"])

@@ -19,7 +19,9 @@ import pytest
 from outputs import publish
 
 from clients import client_env, new_venv, run, uv_binary
-from piwheels.web.server import JSON_TYPE, LoggedRequest, OutputServer, serve
+from piwheels.web.http_headers import JSON_TYPE
+from piwheels.web.request_handler import LoggedRequest
+from piwheels.web.server import OutputServer, serve
 from pypi_index import LocalPyPI, SdistFactory, make_wheel, pip_wheels
 
 # Two versions of each, so that a client that fetched what it did not need would show it.

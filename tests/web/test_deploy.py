@@ -37,8 +37,8 @@ from outputs import (
     wheel_metadata,
 )
 
+from piwheels.web.http_headers import HTML_V1_TYPE, JSON_TYPE, negotiate
 from piwheels.web.layout import log_path
-from piwheels.web.server import HTML_V1_TYPE, JSON_TYPE, negotiate
 from pypi_index import make_wheel
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"

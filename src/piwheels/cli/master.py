@@ -17,7 +17,8 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from piwheels.abis import UnknownABI, sorted_abis
 from piwheels.cli.options import ConfigError, configure_logging, make_parser, parse_args
 from piwheels.db.database import Database
-from piwheels.db.embedded import EmbeddedPostgres, EmbeddedPostgresError
+from piwheels.db.embedded import EmbeddedPostgresError
+from piwheels.db.embedded.cluster import EmbeddedPostgres
 from piwheels.db.migrate import SchemaError, migrate
 from piwheels.master import PiwMaster
 from piwheels.master.config import MasterConfig

@@ -20,7 +20,8 @@ from typing import Any
 import zmq
 
 from piwheels import __version__, protocols
-from piwheels.db.embedded import EmbeddedPostgres, EmbeddedPostgresError
+from piwheels.db.embedded import EmbeddedPostgresError
+from piwheels.db.embedded.cluster import EmbeddedPostgres
 from piwheels.heap import release_free_memory
 from piwheels.master.big_brother import BigBrother
 from piwheels.master.cloud_gazer import CloudGazer

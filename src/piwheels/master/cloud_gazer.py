@@ -40,7 +40,8 @@ from piwheels.master.fetch_workers import (
 from piwheels.master.request_pool import RequestPool
 from piwheels.master.task import Task
 from piwheels.master.web_requests import PageRequests
-from piwheels.pypi import ProjectNotFound, PyPIClient, PyPIError
+from piwheels.pypi.client import PyPIClient
+from piwheels.pypi.errors import ProjectNotFound, PyPIError
 
 FETCH_PROCESSES = 2
 FETCH_CHUNK = 16  # projects handed to a process at a time

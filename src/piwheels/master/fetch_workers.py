@@ -27,7 +27,9 @@ from piwheels.abis import BuildABI
 from piwheels.db.database import ProjectRow, ProjectUpdate, ProjectVersion, project_row
 from piwheels.master.child_jobs import ignore_stop_signals
 from piwheels.master.task import Task
-from piwheels.pypi import ProjectInfo, ProjectNotFound, PyPIClient, PyPIError
+from piwheels.pypi.answers import ProjectInfo
+from piwheels.pypi.client import PyPIClient
+from piwheels.pypi.errors import ProjectNotFound, PyPIError
 
 FETCH_THREADS = 8  # in each process
 

@@ -1,39 +1,24 @@
-"""A private PostgreSQL server in a directory of its own: the master's zero-set-up database.
+"""One embedded PostgreSQL cluster's life: made, started, stopped, restarted; its databases.
 
-:class:`EmbeddedPostgres` creates a cluster in its data directory on first start (``initdb``),
-starts it listening on a unix socket only (no TCP port, so nothing to collide with and nothing
-reachable from the network), and stops it on request. A second start on the same directory reuses
-the cluster, so a restarted master finds its database as it left it.
-
-The PostgreSQL programs come from the ``pgserver`` package when it is installed (a relocatable
-PostgreSQL 16 inside the wheel) and otherwise from the system's installation. We drive ``initdb``
-and ``pg_ctl`` ourselves rather than through ``pgserver.get_server``: that keeps one code path for
-both sources, lets :meth:`EmbeddedPostgres.stop` guarantee that no server process survives, and
-avoids pgserver's per-process bookkeeping, under which a master killed with SIGKILL leaves an entry
-that stops any later cleanup from stopping the server.
-
-PostgreSQL refuses to run as root. When we are root the server runs as an unprivileged system
-account (the data directory's owner, or ``postgres``, ``pgserver`` or ``nobody``), which also owns
-the data directory.
+The server listens on a unix socket in (or, for a deep path, named after) its data directory and
+nowhere else, so every cluster has its own socket and none is reachable from the network. It
+outlives the process that started it unless stopped, so that a master exiting uncleanly leaves it
+for the next start to adopt; stopping makes sure that no process of it is left, since a backend
+outliving its postmaster keeps the shared memory that blocks the next start.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import importlib.util
 import logging
 import os
 import pwd
-import re
 import shlex
-import shutil
 import signal
-import stat
 import subprocess
 import tempfile
 import threading
-import time
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -42,6 +27,12 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
+from piwheels.db.embedded import EmbeddedPostgresError
+from piwheels.db.embedded.account import choose_account, grant_search
+from piwheels.db.embedded.binaries import choose_bin_dir
+from piwheels.db.embedded.processes import child_pids, postmaster_alive, wait_gone
+
+# The package's one logger, so that logging settings name the embedded server at once.
 logger = logging.getLogger("piwheels.db.embedded")
 
 #: The role initdb creates; it is a superuser.
@@ -54,129 +45,13 @@ PORT = 5432
 # Linux's sun_path holds 108 bytes including the terminating NUL.
 _MAX_SOCKET_PATH = 107
 
-# Accounts to run the server as when we are root, best first: the one made for the job, then
-# pgserver's own, then the account that owns nothing.
-_SERVICE_ACCOUNTS = ("postgres", "pgserver", "nobody")
-
-_PROGRAMS = ("initdb", "pg_ctl", "postgres")
-
-
-class EmbeddedPostgresError(RuntimeError):
-    """The embedded server could not be set up, started or stopped."""
-
-
-def find_bin_dirs() -> list[Path]:
-    """Directories holding a complete PostgreSQL (initdb, pg_ctl, postgres), best first.
-
-    pgserver's bundled build comes first; then the system's, found through ``pg_config``, ``PATH``
-    and Debian's versioned directories (newest first).
-    """
-    candidates: list[Path] = []
-    spec = importlib.util.find_spec("pgserver")
-    # Located without importing pgserver, whose import sets up locks and atexit handlers we do
-    # not use; pginstall/bin is where its wheel puts the programs.
-    if spec is not None and spec.submodule_search_locations:
-        candidates.extend(
-            Path(location) / "pginstall" / "bin" for location in spec.submodule_search_locations
-        )
-    pg_config = shutil.which("pg_config")
-    if pg_config is not None:
-        result = subprocess.run(
-            [pg_config, "--bindir"], capture_output=True, text=True, check=False
-        )
-        if result.returncode == 0:
-            candidates.append(Path(result.stdout.strip()))
-    pg_ctl = shutil.which("pg_ctl")
-    if pg_ctl is not None:
-        # Resolved, so that initdb and postgres come from the same installation as pg_ctl even
-        # when only pg_ctl is linked onto PATH.
-        candidates.append(Path(pg_ctl).resolve().parent)
-    candidates.extend(
-        sorted(
-            Path("/usr/lib/postgresql").glob("*/bin"),
-            key=lambda path: int(path.parent.name) if path.parent.name.isdigit() else 0,
-            reverse=True,
-        )
-    )
-    found: list[Path] = []
-    for candidate in candidates:
-        if candidate not in found and all((candidate / name).is_file() for name in _PROGRAMS):
-            found.append(candidate)
-    return found
-
-
-def server_major_version(bin_dir: Path) -> str:
-    """The major version of the PostgreSQL in *bin_dir*, as written in a cluster's PG_VERSION."""
-    # --version is answered before postgres's refusal to run as root, so this works as root too.
-    result = subprocess.run(
-        [str(bin_dir / "postgres"), "--version"], capture_output=True, text=True, check=False
-    )
-    match = re.search(r"\(PostgreSQL\) (\d+)", result.stdout)
-    if result.returncode != 0 or match is None:
-        raise EmbeddedPostgresError(
-            f"cannot tell the version of {bin_dir / 'postgres'!s}: "
-            f"{result.stdout + result.stderr!r}"
-        )
-    return match.group(1)
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        # It exists, but belongs to someone else.
-        return True
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return True
-    # A zombie has finished; it only waits for a parent (maybe an init that never reaps) to
-    # collect its exit status.
-    return state != "Z"
-
-
-def _postmaster_alive(pid: int) -> bool:
-    """Whether *pid*, read from a lock file, is still a PostgreSQL server process."""
-    if not _process_alive(pid):
-        return False
-    try:
-        command = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return True
-    # After a reboot the number may belong to anything; postgres, seeing it alive, would refuse
-    # to start until someone deleted the lock file by hand.
-    return b"postgres" in command
-
-
-def _children(pid: int) -> list[int]:
-    children = []
-    for entry in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = entry.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if fields[1] == str(pid):
-            children.append(int(entry.parent.name))
-    return children
-
-
-def _wait_gone(pids: list[int], timeout: float) -> list[int]:
-    deadline = time.monotonic() + timeout
-    alive = [pid for pid in pids if _process_alive(pid)]
-    while alive and time.monotonic() < deadline:
-        time.sleep(0.02)
-        alive = [pid for pid in alive if _process_alive(pid)]
-    return alive
-
 
 class EmbeddedPostgres:
     """A PostgreSQL cluster in *data_dir*, served on a unix socket in that directory.
 
     :param data_dir: the cluster's directory (PGDATA); created, with its parents, on first start.
     :param bin_dir: where initdb, pg_ctl and postgres are; by default the first of
-        :func:`find_bin_dirs` whose major version matches the cluster's, if there is one.
+        :func:`.binaries.find_bin_dirs` whose major version matches the cluster's, if there is one.
     :param durable: False turns off fsync and friends: much faster, and fine for a test cluster
         that nobody minds losing in an operating-system crash. Never for real data.
     :param run_as: the account that runs the server when we are root; by default the data
@@ -244,7 +119,7 @@ class EmbeddedPostgres:
     def bin_dir(self) -> Path:
         """The PostgreSQL programs this cluster is run with."""
         if self._bin_dir is None:
-            self._bin_dir = self._choose_bin_dir()
+            self._bin_dir = choose_bin_dir(self.data_dir)
         return self._bin_dir
 
     def dsn(self, dbname: str = "postgres") -> str:
@@ -261,7 +136,7 @@ class EmbeddedPostgres:
         except (FileNotFoundError, ValueError):
             return None
         # A stale file outlives a crash or a reboot; _remove_stale_locks deals with it.
-        return pid if _postmaster_alive(pid) else None
+        return pid if postmaster_alive(pid) else None
 
     def is_running(self) -> bool:
         return self.pid() is not None
@@ -293,19 +168,19 @@ class EmbeddedPostgres:
             # Its children, listed now because once the postmaster is gone nothing links them to
             # this cluster, and a backend outliving it keeps the shared memory that blocks the
             # next start.
-            processes = [pid, *_children(pid)]
+            processes = [pid, *child_pids(pid)]
             logger.info("stopping PostgreSQL in %s (pid %d)", self.data_dir, pid)
             # fast: roll back open transactions and disconnect clients rather than wait for them.
             # A master mid-transaction must not hold up a restart.
             if not self._pg_ctl("stop", "-m", "fast", check=False):
                 logger.warning("fast shutdown failed in %s; trying immediate", self.data_dir)
                 self._pg_ctl("stop", "-m", "immediate", check=False)
-            survivors = _wait_gone(processes, self.timeout)
+            survivors = wait_gone(processes, self.timeout)
             for survivor in survivors:
                 logger.warning("killing PostgreSQL process %d that outlived shutdown", survivor)
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(survivor, signal.SIGKILL)
-            if _wait_gone(survivors, 5.0):
+            if wait_gone(survivors, 5.0):
                 raise EmbeddedPostgresError(
                     f"PostgreSQL processes {survivors} in {self.data_dir} survived SIGKILL"
                 )
@@ -341,55 +216,13 @@ class EmbeddedPostgres:
 
     # Internals ----------------------------------------------------------------------------
 
-    def _choose_bin_dir(self) -> Path:
-        candidates = find_bin_dirs()
-        if not candidates:
-            raise EmbeddedPostgresError(
-                "no PostgreSQL found: install the pgserver package (pip install pgserver) "
-                "or the system's PostgreSQL server (initdb, pg_ctl and postgres)"
-            )
-        try:
-            wanted = (self.data_dir / "PG_VERSION").read_text().strip()
-        except FileNotFoundError:
-            return candidates[0]
-        # A cluster only runs under the major version that created it.
-        for candidate in candidates:
-            if server_major_version(candidate) == wanted:
-                return candidate
-        raise EmbeddedPostgresError(
-            f"the cluster in {self.data_dir} was made by PostgreSQL {wanted}, and none of "
-            f"{[str(path) for path in candidates]} is that version"
-        )
-
     def _account_for_server(self) -> pwd.struct_passwd | None:
         """The account to switch to for PostgreSQL's programs, or None to stay as we are."""
         if os.geteuid() != 0:
             return None
-        if self._account is not None:
-            return self._account
-        owner = self.data_dir.stat().st_uid if self.data_dir.exists() else 0
-        names = [self._run_as] if self._run_as else _SERVICE_ACCOUNTS
-        if owner != 0 and self._run_as is None:
-            account = pwd.getpwuid(owner)
-        else:
-            for name in names:
-                try:
-                    account = pwd.getpwnam(name)
-                    break
-                except KeyError:
-                    continue
-            else:
-                raise EmbeddedPostgresError(
-                    f"PostgreSQL refuses to run as root and none of the accounts {names} "
-                    "exists; create one (e.g. useradd --system postgres) or run as another user"
-                )
-        if account.pw_uid == 0:
-            raise EmbeddedPostgresError(
-                f"PostgreSQL refuses to run as root, and {self.data_dir} belongs to root: "
-                "chown it (recursively) to an unprivileged account"
-            )
-        self._account = account
-        return account
+        if self._account is None:
+            self._account = choose_account(self.data_dir, self._run_as)
+        return self._account
 
     def _prepare_directories(self) -> None:
         account = self._account_for_server()
@@ -400,8 +233,8 @@ class EmbeddedPostgres:
         else:
             if not (self.data_dir / "PG_VERSION").exists():
                 os.chown(self.data_dir, account.pw_uid, account.pw_gid)
-            self._grant_search(self.data_dir, account)
-            self._grant_search(self.bin_dir, account)
+            grant_search(self.data_dir, account)
+            grant_search(self.bin_dir, account)
             socket_owner = account
         socket_dir = self.socket_dir
         if socket_dir != self.data_dir:
@@ -409,26 +242,6 @@ class EmbeddedPostgres:
             if socket_owner is not None:
                 os.chown(socket_dir, socket_owner.pw_uid, socket_owner.pw_gid)
             logger.info("data directory path too long for a socket; using %s", socket_dir)
-
-    def _grant_search(self, path: Path, account: pwd.struct_passwd) -> None:
-        """Let *account* reach *path* by adding search (x, not read) permission where missing.
-
-        Only reached when we are root and the server runs as another account: the directories
-        above a root-made data directory (pytest's, for one, is 0700) would otherwise stop the
-        server at the door.
-        """
-        groups = {account.pw_gid} | set(os.getgrouplist(account.pw_name, account.pw_gid))
-        for directory in path.parents:
-            info = directory.stat()
-            if info.st_uid == account.pw_uid:
-                bit = stat.S_IXUSR
-            elif info.st_gid in groups:
-                bit = stat.S_IXGRP
-            else:
-                bit = stat.S_IXOTH
-            if not info.st_mode & bit:
-                logger.info("allowing %s to traverse %s", account.pw_name, directory)
-                directory.chmod(stat.S_IMODE(info.st_mode) | stat.S_IXOTH)
 
     def _remove_stale_locks(self) -> None:
         """Remove lock files left by a server that died without cleaning up (killed, say).
@@ -442,7 +255,7 @@ class EmbeddedPostgres:
                 pid = int(lock.read_text().split("\n", 1)[0])
             except (FileNotFoundError, ValueError):
                 continue
-            if not _postmaster_alive(pid):
+            if not postmaster_alive(pid):
                 logger.info("removing %s, left by PostgreSQL process %d, now gone", lock, pid)
                 lock.unlink(missing_ok=True)
 
