@@ -10,7 +10,7 @@ import pytest
 
 from piwheels import protocols
 from piwheels.failures import Cause, Diagnosis, Want
-from piwheels.protocols import NO_DATA, Protocol
+from piwheels.protocols import NO_DATA, Failure, Protocol
 from piwheels.records.builds import BuildResult, Dependency, FileState
 from piwheels.records.projects import Statistics
 from piwheels.records.slaves import SlaveHello, SlaveStats
@@ -165,6 +165,9 @@ def test_every_message_round_trips(protocol: Protocol, action: str) -> None:
         ("status", "QUEUE"): {"cp39": 3},
         ("status", "STATS"): SAMPLES["HOME"],
         ("status", "BUILD"): (NOW, 3, "foo", "1.0", "cp39", True, timedelta(seconds=9)),
+        # the master's request queues: an ERROR is of a kind the protocol declares
+        ("oracle", "ERROR"): Failure("not-found", "no such package"),
+        ("file juggler control", "ERROR"): Failure("no-room", "the output disk is full"),
     }
     sample = overrides.get((protocol.name, action), SAMPLES.get(action))
     data = NO_DATA if spec is None else sample

@@ -144,7 +144,7 @@ def test_a_passing_cause_is_given_back_with_a_growing_delay_then_failed(
     assert project.versions[0].cells["cp39"].state == BuildState.GIVE_BACK
     assert db.requeue_given_back() == []  # not yet
     assert ("foo", "1.0") not in cp39(db)
-    statistics = db.get_statistics()
+    statistics = db.get_statistics()._asdict()
     assert statistics["failures_last_hour"] == 0  # a give-back is no failure
     assert statistics["failures_by_cause"] == {}
 
@@ -167,7 +167,7 @@ def test_a_passing_cause_is_given_back_with_a_growing_delay_then_failed(
     assert ("foo", "1.0") not in cp39(db)
     summary = db.conn.execute("SELECT summary FROM builds ORDER BY build_id DESC").fetchone()
     assert summary is not None and summary[0].endswith("(tried 3 times)")
-    assert db.get_statistics()["failures_by_cause"] == {"cp39": {"network": 1}}
+    assert db.get_statistics().failures_by_cause == {"cp39": {"network": 1}}
 
 
 def test_an_operator_retries_every_failure_of_a_cause(farm: Database) -> None:

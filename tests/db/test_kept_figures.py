@@ -34,7 +34,7 @@ def counted(db: Database) -> dict[str, int]:
 
 
 def kept(db: Database) -> dict[str, int]:
-    stats = db.get_statistics()
+    stats = db.get_statistics()._asdict()
     return {name: stats[name] for name in KEPT}
 
 

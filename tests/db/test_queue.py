@@ -659,7 +659,7 @@ def test_each_queued_version_knows_how_many_wait_before_it(
     for entry in tier1[1:]:
         assert (places[entry].ahead, places[entry].ahead_at_most) == (2, 3), entry
     # the home page's figures: put first, newest releases, backlog
-    figures = db.get_statistics()
+    figures = db.get_statistics()._asdict()
     assert figures["queue"]["cp39"] == len(order)
     assert figures["queue_priority"]["cp39"] == 1
     assert figures["queue_newest"]["cp39"] == 3

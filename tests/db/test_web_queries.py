@@ -86,7 +86,7 @@ def test_index_search_statistics_and_logs(db: Database) -> None:
     db.log_build(1, "bar", "1.0", "cp39", FAILED)
     assert db.get_indexed_projects() == ["foo"]
     assert [tuple(e) for e in db.get_search_entries()] == [("foo", "Foo things", 1, 1)]
-    stats = db.get_statistics()
+    stats = db.get_statistics()._asdict()
     assert {
         k: stats[k]
         for k in (

@@ -380,6 +380,48 @@ def test_a_huge_subscription_to_the_status_queue_is_refused(
     still_serving(config, master)
 
 
+# 3,000 short subscriptions, each new (libzmq sends a repeated one only once), within libzmq's
+# queue of 1,000 messages for a peer.
+RANDOM_SUBSCRIBER = """
+import random, sys, time, zmq
+sock = zmq.Context().socket(zmq.XSUB)
+sock.connect(sys.argv[1])
+time.sleep(0.5)
+rnd = random.Random(13)
+for n in range(3000):
+    sock.send(b"\\x01%d:" % n + rnd.randbytes(rnd.randint(1, 58)))
+    if n % 500 == 499:
+        time.sleep(0.5)
+time.sleep(1)
+"""
+
+
+def test_subscriptions_no_status_message_can_match_are_refused(
+    config: MasterConfig,
+    master: MasterThread,
+    context: zmq.Context[Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The campaign's 12,000 short random subscriptions held ~60 MB after their subscriber
+    left: libzmq keeps the tree it stores them in."""
+    before = _rss()
+    # from a process of its own: the sending XSUB keeps every subscription in a tree too
+    subprocess.run(
+        [sys.executable, "-c", RANDOM_SUBSCRIBER, config.status_queue], check=True, timeout=60
+    )
+    wait_for(lambda: caplog.text.count("no message can match") >= 3000, timeout=30)
+    assert _rss() - before < 10 << 20  # ~40 MB when they were taken
+    kind = context.socket(zmq.SUB)  # one kind of message only: a topic that can match
+    kind.connect(config.status_queue)
+    kind.setsockopt(zmq.SUBSCRIBE, cbor2.dumps(["MASTER", None, None, None])[:8])
+    control = raw_peer(context, zmq.PUSH, config.control_queue)
+    time.sleep(0.5)
+    control.send(cbor2.dumps("HELLO"))
+    assert kind.poll(10_000), "a monitor's subscription to MASTER was not taken"
+    assert cbor2.loads(kind.recv())[0] == "MASTER"
+    still_serving(config, master)
+
+
 def test_a_slave_that_dies_while_sending_gives_its_build_back(
     config: MasterConfig, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -14,6 +14,7 @@ from farm import make_config
 from piwheels import protocols
 from piwheels.master.request_pool import RequestPool
 from piwheels.master.task import Task
+from piwheels.protocols import Failure
 from piwheels.transport import Socket, decode, encode
 
 SERVICE = "inproc://test-service"
@@ -73,16 +74,16 @@ def test_answers_reach_their_callbacks_in_any_order(task: Task, service: zmq.Soc
     assert {data_a, data_b} == {"a", "b"}
     assert not service.poll(200)
     assert pool.busy == 3
-    answer(service, peer_b, encode(ORACLE, "OK", f"answer to {data_b}"))
+    answer(service, peer_b, encode(ORACLE, "OK", False))
     pump(task, lambda: data_b in answers)
-    assert answers == {data_b: ("OK", f"answer to {data_b}")}
+    assert answers == {data_b: ("OK", False)}
     [(peer_c, _, data_c)] = take(service, 1)
     assert data_c == "c"
-    answer(service, peer_c, encode(ORACLE, "ERROR", "no such package"))
+    answer(service, peer_c, encode(ORACLE, "ERROR", Failure("not-found", "no such package")))
     answer(service, peer_a, encode(ORACLE, "OK", True))
     pump(task, lambda: len(answers) == 3)
     assert answers[data_a] == ("OK", True)
-    assert answers["c"] == ("ERROR", "no such package")
+    assert answers["c"] == ("ERROR", Failure("not-found", "no such package"))
     assert pool.busy == 0
 
 
@@ -93,7 +94,8 @@ def test_an_unanswered_request_fails_and_the_pool_goes_on(task: Task, service: z
     take(service, 1)  # and never answered
     time.sleep(0.3)
     pump(task, lambda: answers)
-    assert answers == [("ERROR", "GETSERIAL: no answer from the test service within 0.2s")]
+    why = "GETSERIAL: no answer from the test service within 0.2s"
+    assert answers == [("ERROR", Failure("timeout", why))]
     # the stuck REQ socket was replaced: the next request is sent and answered
     pool.ask("GETSERIAL", then=lambda *a: answers.append(a))
     [(peer, action, _)] = take(service, 1)
@@ -111,7 +113,22 @@ def test_a_malformed_answer_is_an_error(task: Task, service: zmq.Socket) -> None
     answer(service, peer, b"\xff not cbor")
     pump(task, lambda: answers)
     assert answers[0][0] == "ERROR"
-    assert "malformed answer" in answers[0][1]
+    assert "malformed answer" in answers[0][1].message
+    assert answers[0][1].kind == "malformed"
+
+
+def test_an_answer_of_another_shape_than_its_request_declares_is_an_error(
+    task: Task, service: zmq.Socket
+) -> None:
+    pool = RequestPool(task, SERVICE, reversed(ORACLE), size=1, timeout=30, name="test service")
+    answers: list[tuple[str, Any]] = []
+    pool.ask("GETSERIAL", then=lambda *a: answers.append(a))  # answered by an int
+    [(peer, _, _)] = take(service, 1)
+    answer(service, peer, encode(ORACLE, "OK", "forty-two"))
+    pump(task, lambda: answers)
+    assert answers[0][0] == "ERROR"
+    assert answers[0][1].kind == "malformed"
+    assert "GETSERIAL reply" in answers[0][1].message
 
 
 def test_a_request_that_cannot_be_sent_is_an_error_at_once(task: Task, service: zmq.Socket) -> None:

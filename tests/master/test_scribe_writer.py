@@ -183,7 +183,8 @@ def test_a_request_the_writer_dies_on_again_and_again_is_given_up(
     # a writer that dies on whatever it is given (and waits for ever when given nothing),
     # saying so in words of its own, the last without a newline
     script = (
-        "import sys; sys.stdin.readline(); sys.stderr.write('it fell over\\nfor good'); sys.exit(3)"
+        "import sys; sys.stdin.buffer.read(1); sys.stderr.write('it fell over\\nfor good'); "
+        "sys.exit(3)"
     )
     scribe.writer_command = [sys.executable, "-c", script]
     with_writer(the_writer(scribe), signal.SIGKILL)

@@ -133,7 +133,7 @@ def test_a_muted_socket_is_not_polled_until_unmuted(config: MasterConfig) -> Non
         task.poll(1.0)
         assert task.taken == ["foo", "bar"]
         task.mute(task.inbox)
-        task.discard(task.inbox)  # a muted socket can still be discarded
+        task.close_socket(task.inbox)  # a muted socket can still be closed
     finally:
         sender.close()
         task.close()

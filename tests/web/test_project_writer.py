@@ -11,25 +11,36 @@ import queue
 import subprocess
 import sys
 import threading
+import time
 import zipfile
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import cbor2
 import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 
+from piwheels import protocols
 from piwheels.abis import sorted_abis
 from piwheels.db.database import Database, ProjectVersion
 from piwheels.db.migrate import migrate
+from piwheels.pipes import HEADER, frame, read_message
 from piwheels.records.builds import BuildResult, FileState
 from piwheels.web import bulk, project_writer
 from piwheels.web.layout import log_path
 from pypi_index import make_wheel
 
 APP_NAME = "piw-project-writer-test"
+
+
+def as_dict(action: str, data: Any) -> dict[str, Any]:
+    """A message from the writer as a dict, so the assertions read as they did in JSON."""
+    if action == "DONE":
+        return {"done": data.package, "new": data.new, "retry": data.retry}
+    return {"level": data.level, "message": data.message}
 
 
 class WriterChild:
@@ -44,29 +55,31 @@ class WriterChild:
             env=env,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
         )
-        self.lines: queue.Queue[bytes] = queue.Queue()
-        self.said: list[Any] = []  # every line, decoded
+        self.lines: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.said: list[Any] = []  # every message, as a dict
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:
         assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.put(line)
+        while (message := read_message(self.process.stdout, protocols.page_writer)) is not None:
+            self.lines.put(as_dict(*message))
 
     def send(self, *requests: Any) -> None:
+        """Each request as the Scribe sends it, or (bytes) as a message of those bytes."""
         assert self.process.stdin is not None
         for request in requests:
-            raw = request if isinstance(request, bytes) else json.dumps(request).encode()
-            self.process.stdin.write(raw + b"\n")
+            if isinstance(request, bytes):
+                self.process.stdin.write(HEADER.pack(len(request)) + request)
+            else:
+                self.process.stdin.write(frame(protocols.page_writer, *request))
         self.process.stdin.flush()
 
     def until_done(self, count: int, timeout: float = 30.0) -> list[dict[str, Any]]:
         """Read until *count* requests are done; return the log records read on the way."""
         records = []
         while count:
-            said = json.loads(self.lines.get(timeout=timeout))
+            said = self.lines.get(timeout=timeout)
             self.said.append(said)
             if "done" in said:
                 count -= 1
@@ -78,8 +91,9 @@ class WriterChild:
         assert self.process.stdin is not None
         self.process.stdin.close()
         status = self.process.wait(30)
+        time.sleep(0.1)  # the reading thread's last messages
         while not self.lines.empty():
-            self.said.append(json.loads(self.lines.get()))
+            self.said.append(self.lines.get())
         return status
 
     def kill(self) -> None:
@@ -161,7 +175,7 @@ def test_requests_are_written_and_each_is_done(
     child: WriterChild, db: Database, output: Path, tmp_path: Path
 ) -> None:
     wheel, build_id = record_built_wheel(db, output, tmp_path)
-    child.send(["BOTH", "piwtest-pure"], ["PROJECT", "no-such-project"], ["BOTH", "piwtest-pure"])
+    child.send(("BOTH", "piwtest-pure"), ("PROJECT", "no-such-project"), ("BOTH", "piwtest-pure"))
     records = child.until_done(3)
     done = [said for said in child.said if "done" in said]
     assert done == [
@@ -190,13 +204,16 @@ def test_a_bad_line_is_logged_and_skipped(
 ) -> None:
     record_built_wheel(db, output, tmp_path)
     child.send(
-        b"not json", ["WRITE", "piwtest-pure"], {"BOTH": 1}, b"", ["PROJECT", "piwtest-pure"]
+        b"not cbor",
+        cbor2.dumps(["WRITE", "piwtest-pure"]),
+        cbor2.dumps({"BOTH": 1}),
+        ("PROJECT", "piwtest-pure"),
     )
     records = child.until_done(1)
     errors = messages(records, logging.ERROR)
     assert len(errors) == 3
     assert all(e.startswith("bad request") for e in errors)
-    assert "not json" in errors[0]
+    assert "WRITE" in errors[1]
     assert messages(records, logging.INFO) == ["wrote the pages of piwtest-pure"]
     assert child.finish() == 0
 
@@ -206,7 +223,7 @@ def test_a_lost_wheel_is_one_line_and_the_pages_are_still_written(
 ) -> None:
     wheel, _ = record_built_wheel(db, output, tmp_path)
     wheel.unlink()
-    child.send(["BOTH", "piwtest-pure"])
+    child.send(("BOTH", "piwtest-pure"))
     records = child.until_done(1)
     [error] = messages(records, logging.ERROR)
     assert error.startswith("1 of piwtest-pure's files are recorded but missing from ")
@@ -219,7 +236,7 @@ def test_a_broken_connection_costs_one_request(
     child: WriterChild, db: Database, output: Path, tmp_path: Path, fresh_database: str
 ) -> None:
     record_built_wheel(db, output, tmp_path)
-    child.send(["PROJECT", "piwtest-pure"])
+    child.send(("PROJECT", "piwtest-pure"))
     child.until_done(1)
     with psycopg.connect(fresh_database, autocommit=True) as admin:
         [(killed,)] = admin.execute(
@@ -228,7 +245,7 @@ def test_a_broken_connection_costs_one_request(
             (APP_NAME,),
         ).fetchall()
     assert killed == 1
-    child.send(["PROJECT", "piwtest-pure"], ["PROJECT", "piwtest-pure"])
+    child.send(("PROJECT", "piwtest-pure"), ("PROJECT", "piwtest-pure"))
     records = child.until_done(2)
     [error] = messages(records, logging.ERROR)
     assert error.startswith("cannot write the pages of piwtest-pure (asked again later): ")
@@ -256,15 +273,20 @@ class FailingWriter(project_writer.ProjectWriter):
 def test_a_failure_is_logged_with_its_traceback_and_the_request_still_done(
     tmp_path: Path,
 ) -> None:
-    out = io.StringIO()
-    handler = project_writer.JsonLinesHandler(out)
+    out = io.BytesIO()
+    handler = project_writer.MessageHandler(out)
     project_writer.log.addHandler(handler)
     try:
         writer = FailingWriter(tmp_path, Database("unused"), project_writer.log)
-        project_writer.serve(writer, [b'["BOTH", "foo"]\n'], out)
+        requests = io.BytesIO(frame(protocols.page_writer, "BOTH", "foo"))
+        project_writer.serve(writer, requests, out)
     finally:
         project_writer.log.removeHandler(handler)
-    logged, done = [json.loads(line) for line in out.getvalue().splitlines()]
+    out.seek(0)
+    logged, done = [
+        as_dict(*message)
+        for message in iter(lambda: read_message(out, protocols.page_writer), None)
+    ]
     assert logged["level"] == logging.ERROR
     assert logged["message"].startswith("cannot write the pages of foo\nTraceback")
     assert "RuntimeError: no pages for foo today" in logged["message"]

@@ -29,8 +29,8 @@ from piwheels.failures import (
     requirements_met,
     summary_line,
 )
-from piwheels.records.builds import BuildResult
-from piwheels.records.projects import ProjectData, SearchEntry
+from piwheels.records.builds import BuildResult, PackageVersion, QueueSnapshot
+from piwheels.records.projects import ProjectData, ProjectRow, SearchEntry, Statistics
 
 log = logging.getLogger(__name__)
 
@@ -55,15 +55,6 @@ class ProjectVersion(NamedTuple):
     has_sdist: bool
     yanked: bool
     skip: str  # the follower's reason never to build it ("" = build it)
-
-
-class ProjectRow(NamedTuple):
-    """A project as ``set_projects`` in the schema takes it: JSON made where PyPI's answer was
-    read (Cloud Gazer's fetch processes), so the master only passes it on."""
-
-    package: str
-    abis: str  # the ABIs its skips were worked out for (abis_key); others mean doing it again
-    row: str  # {package, display_name, serial, summary, description, versions: [...]}
 
 
 def file_rows(result: BuildResult) -> list[dict[str, Any]]:
@@ -155,16 +146,6 @@ class GiveBack(NamedTuple):
 
     tries: int = 3  # attempts in all, the last of which is failed if it fails the same way
     delay: timedelta = timedelta(minutes=10)  # before the second; doubled before each next
-
-
-class QueueSnapshot(NamedTuple):
-    """The head of each ABI's queue and each queue's full length."""
-
-    heads: dict[str, list[tuple[str, str]]]
-    lengths: dict[str, int]
-    # the newest build on record when the heads were read: they know of it and every older one
-    # (the Slave Driver so tells a build requeued since it was recorded from a stale picture)
-    last_build: int = 0
 
 
 class Database:
@@ -348,7 +329,7 @@ class Database:
         (tier 2); ties go to the more popular project, then to the newest upload. One index
         (build_queue_order) holds exactly this order."""
         conn = self.conn
-        heads: dict[str, list[tuple[str, str]]] = {}
+        heads: dict[str, list[PackageVersion]] = {}
         with conn.transaction():
             # read first: each statement below sees every build committed before this one
             row = conn.execute("SELECT coalesce(max(build_id), 0) FROM builds").fetchone()
@@ -360,7 +341,7 @@ class Database:
                     "ORDER BY q.tier, q.rank, q.popularity DESC, q.released DESC LIMIT %s",
                     (abi.abi_tag, limit),
                 )
-                heads[abi.abi_tag] = [(pkg, ver) for pkg, ver in cur]
+                heads[abi.abi_tag] = [PackageVersion(pkg, ver) for pkg, ver in cur]
             # kept by the schema (migration 0004): counting ~5 million rows took 0.4 s a call
             cur = conn.execute("SELECT abi_tag, length FROM queue_lengths()")
             lengths = dict(cur.fetchall())
@@ -492,7 +473,8 @@ class Database:
     def get_search_entries(self) -> list[SearchEntry]:
         return web_queries.search_entries(self.conn)
 
-    def get_statistics(self) -> dict[str, Any]:
+    def get_statistics(self) -> Statistics:
+        """The farm's figures for the home page, but the output disk's (the master's)."""
         return web_queries.statistics(self.conn)
 
     def get_build_output(self, build_id: int) -> str | None:

@@ -21,6 +21,7 @@ from piwheels.records.projects import (
     ProjectData,
     QueuePlace,
     SearchEntry,
+    Statistics,
     VersionInfo,
     WheelFile,
 )
@@ -337,7 +338,7 @@ def search_entries(conn: Conn) -> list[SearchEntry]:
         return [SearchEntry(*row) for row in cur]
 
 
-def statistics(conn: Conn) -> dict[str, Any]:
+def statistics(conn: Conn) -> Statistics:
     """The database's half of Big Brother's figures (the disk is measured by the task)."""
     with conn.transaction():
         # kept by the schema (migration 0007): counting them took 4.6 s a minute at PyPI's scale
@@ -363,21 +364,23 @@ def statistics(conn: Conn) -> dict[str, Any]:
         ):
             tiers.setdefault(abi, [0, 0, 0])[tier] = int(length)
     assert row is not None
-    return {
-        "packages": int(kept["packages"]),
-        "versions": int(kept["versions"]),
-        "builds": int(kept["builds"]),
-        "builds_succeeded": int(kept["builds_succeeded"]),
-        "builds_last_hour": int(row[0]),
-        "failures_last_hour": int(row[1]),
-        "files": int(kept["files"]),
-        "bytes": int(kept["bytes"]),
-        "queue": {abi: sum(lengths) for abi, lengths in tiers.items()},
-        "queue_priority": {abi: lengths[0] for abi, lengths in tiers.items()},
-        "queue_newest": {abi: lengths[1] for abi, lengths in tiers.items()},
-        "failures_by_cause": failures,
-        "updated": datetime.now(UTC),
-    }
+    return Statistics(
+        packages=int(kept["packages"]),
+        versions=int(kept["versions"]),
+        builds=int(kept["builds"]),
+        builds_succeeded=int(kept["builds_succeeded"]),
+        builds_last_hour=int(row[0]),
+        failures_last_hour=int(row[1]),
+        files=int(kept["files"]),
+        bytes=int(kept["bytes"]),
+        queue={abi: sum(lengths) for abi, lengths in tiers.items()},
+        queue_priority={abi: lengths[0] for abi, lengths in tiers.items()},
+        queue_newest={abi: lengths[1] for abi, lengths in tiers.items()},
+        failures_by_cause=failures,
+        disk_free=0,  # the master measures the output disk (master/web_requests.py)
+        disk_total=0,
+        updated=datetime.now(UTC),
+    )
 
 
 def build_output(conn: Conn, build_id: int) -> str | None:

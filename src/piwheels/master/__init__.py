@@ -30,12 +30,13 @@ from piwheels.master.file_juggler import FileJuggler
 from piwheels.master.mr_chase import MrChase
 from piwheels.master.seraph import Seraph
 from piwheels.master.slave_driver import SlaveDriver
-from piwheels.master.status import StatusBoard
+from piwheels.master.status import StatusBoard, status_topics
 from piwheels.master.task import ALL_TASKS, Task, describe_error
 from piwheels.master.the_architect import TheArchitect
 from piwheels.master.the_oracle import TheOracle
 from piwheels.master.the_scribe import TheScribe
 from piwheels.master.the_secretary import TheSecretary
+from piwheels.records.status import MasterStatus
 from piwheels.transport import ProtocolError, Socket, encode, recv_frames
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ TRIM_INTERVAL = 30.0  # how often memory freed after a burst is given back to th
 SWITCH_INTERVAL = 0.0005
 MAX_COMMAND = 4096  # the control queue's messages are a word and a slave id
 # The status queue's messages start with their kind, and a monitor subscribes to all or a kind.
-MAX_TOPIC = 64
+STATUS_TOPICS = status_topics()
 
 
 class PiwMaster:
@@ -126,8 +127,9 @@ class PiwMaster:
         self.commands.bind(config.control_queue)
         self.status_in = Socket(zmq.PULL, reversed(protocols.status), context=ctx)
         self.status_in.bind(config.status_internal_queue)
-        # Subscriptions are taken by hand, and short: libzmq keeps each in a tree of a node per
-        # byte, so one 4 MB subscription cost ~200 MB that stayed after its subscriber left.
+        # Subscriptions are taken by hand, and only those a status message can match: libzmq
+        # keeps each in a tree of a node per byte, which outlives its subscriber (one 4 MB
+        # subscription cost ~200 MB for good; see status.status_topics).
         status_out = Socket(zmq.XPUB, protocols.status, context=ctx, max_message_size=1024)
         status_out.zsock.setsockopt(zmq.XPUB_MANUAL, 1)
         status_out.bind(config.status_queue)
@@ -189,9 +191,8 @@ class PiwMaster:
             log.error("bad message to the master: %s", exc)
             return
         if action == "FAILED":
-            task, trace = data
-            self.failed = task
-            log.critical("%s crashed; stopping the master:\n%s", task, trace)
+            self.failed = data.task
+            log.critical("%s crashed; stopping the master:\n%s", data.task, data.reason)
         self.stopping.set()
 
     def _handle_status(self) -> None:
@@ -203,12 +204,16 @@ class PiwMaster:
         self.board.publish(action, data)
 
     def _handle_subscription(self) -> None:
-        """Subscribe a monitor to what it asks for, if that is short; a subscription is a frame
-        of 1 and the topic, an unsubscription one of 0 and the topic."""
+        """Subscribe a monitor to what it asks for, if a status message can match it; a
+        subscription is a frame of 1 and the topic, an unsubscription one of 0 and the topic."""
         for frame in recv_frames(self.status_out.zsock):
             kind, topic = frame[:1], frame[1:]
-            if len(topic) > MAX_TOPIC:
-                log.error("refused a subscription to the status queue of %d bytes", len(topic))
+            if topic not in STATUS_TOPICS:
+                log.error(
+                    "refused a subscription to the status queue that no message can match "
+                    "(%d bytes)",
+                    len(topic),
+                )
             elif kind == b"\x01":
                 self.status_out.zsock.setsockopt(zmq.SUBSCRIBE, topic)
             elif kind == b"\x00":
@@ -281,7 +286,7 @@ class PiwMaster:
 
     def _publish_state(self) -> None:
         state = "paused" if self.paused else "running"
-        self.board.publish("MASTER", (state, self.started, __version__))
+        self.board.publish("MASTER", MasterStatus(state, self.started, __version__))
 
     def stop(self) -> None:
         """Ask a running master to stop (safe to call from any thread)."""

@@ -6,7 +6,6 @@ web output is what fills it.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import zmq
@@ -15,7 +14,7 @@ from piwheels.master.config import MasterConfig
 from piwheels.master.db_client import DatabaseError, DbClient
 from piwheels.master.status import StatusReporter
 from piwheels.master.task import Task
-from piwheels.master.web_requests import PageRequests
+from piwheels.master.web_requests import PageRequests, with_output_disk
 from piwheels.records.projects import Statistics
 
 
@@ -36,16 +35,10 @@ class BigBrother(Task):
 
     def update_home(self) -> None:
         try:
-            figures = self.db.get_statistics()
-            disk = os.statvfs(self.config.output_path)
+            self.latest = with_output_disk(self.db.get_statistics(), self.config.output_path)
         except (DatabaseError, OSError) as exc:
             self.log.error("cannot gather statistics: %s", exc)
             return
-        self.latest = Statistics(
-            disk_free=disk.f_bavail * disk.f_frsize,
-            disk_total=disk.f_blocks * disk.f_frsize,
-            **figures,
-        )
         self.pages.send("HOME", self.latest)
         self.status.send("STATS", self.latest)
 

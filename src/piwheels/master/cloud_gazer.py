@@ -40,6 +40,7 @@ from piwheels.master.fetch_workers import (
 from piwheels.master.request_pool import RequestPool
 from piwheels.master.task import Task
 from piwheels.master.web_requests import PageRequests
+from piwheels.protocols.messages import PageRequest
 from piwheels.pypi.client import PyPIClient
 from piwheels.pypi.errors import ProjectNotFound, PyPIError
 
@@ -230,7 +231,7 @@ class CloudGazer(Task):
         failed = {name: str(result) for (name, _), _ in writes} if status == "ERROR" else {}
         refused = {}
         if status == "OK" and writes and writes[0][1] is not None:
-            refused = {str(name): str(why) for name, why in result}
+            refused = {row.package: row.why for row in result}
         for entry, info in writes:
             name = entry[0]
             if name in failed:
@@ -273,7 +274,7 @@ class CloudGazer(Task):
         self.fetchers.close()
         if self.pages_owed:
             # as the Secretary keeps its own at a stop: the next start asks for them
-            pages = [("BOTH", package) for package in self.pages_owed]
+            pages = [PageRequest("BOTH", package) for package in self.pages_owed]
             try:
                 for start in range(0, len(pages), SAVE_PAGES_AT_ONCE):
                     self.db.save_pending_pages(pages[start : start + SAVE_PAGES_AT_ONCE])

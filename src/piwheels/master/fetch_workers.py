@@ -24,12 +24,13 @@ from queue import SimpleQueue
 from typing import NamedTuple
 
 from piwheels.abis import BuildABI
-from piwheels.db.database import ProjectRow, ProjectUpdate, ProjectVersion, project_row
+from piwheels.db.database import ProjectUpdate, ProjectVersion, project_row
 from piwheels.master.child_jobs import ignore_stop_signals
 from piwheels.master.task import Task
 from piwheels.pypi.answers import ProjectInfo
 from piwheels.pypi.client import PyPIClient
 from piwheels.pypi.errors import ProjectNotFound, PyPIError
+from piwheels.records.projects import ProjectRow
 
 FETCH_THREADS = 8  # in each process
 

@@ -37,6 +37,7 @@ from piwheels import protocols
 from piwheels.heap import serve_from_heap
 from piwheels.master.config import MasterConfig
 from piwheels.master.task import Task, describe_error
+from piwheels.protocols import Failure
 from piwheels.records.builds import FileState
 from piwheels.transport import ProtocolError, chose_routing_id
 
@@ -50,7 +51,12 @@ WRITEBACK = 8 * CHUNK_SIZE  # hashed bytes of a transfer after which their write
 
 
 class TransferError(Exception):
-    """A transfer that cannot go on; the message is what VERIFY reports."""
+    """A transfer that cannot go on: what VERIFY (or EXPECT) reports, of a *kind* the File
+    Juggler's control protocol declares (protocols.internal.FILE_ERRORS)."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.failure = protocols.file_juggler_control.failure(kind, message)
 
 
 class Hashing:
@@ -157,7 +163,7 @@ class FileJuggler(Task):
             action, data = self.fs_queue.recv()
         except ProtocolError as exc:
             self.log.error("bad request: %s", exc)
-            self.fs_queue.send("ERROR", str(exc))
+            self.fs_queue.send("ERROR", Failure("malformed", str(exc)))
             return
         try:
             if action == "EXPECT":
@@ -176,11 +182,15 @@ class FileJuggler(Task):
             else:  # FREE
                 stat = os.statvfs(self.simple)
                 result = stat.f_bavail * stat.f_frsize
-        except (TransferError, OSError) as exc:
-            self.fs_queue.send("ERROR", str(exc))
+        except TransferError as exc:
+            self.fs_queue.send("ERROR", exc.failure)
+        except OSError as exc:
+            self.fs_queue.send("ERROR", Failure("failed", str(exc)))
         except Exception as exc:  # a slave's file that trips us up must not end the task
             self.log.error("%s failed: %s", action, describe_error(exc))
-            self.fs_queue.send("ERROR", f"{action} failed: {describe_error(exc)}")
+            self.fs_queue.send(
+                "ERROR", Failure("failed", f"{action} failed: {describe_error(exc)}")
+            )
         else:
             self.fs_queue.send("OK", result)
 
@@ -188,7 +198,7 @@ class FileJuggler(Task):
         directory = self.simple / canonicalize_name(package)
         # The Slave Driver checked the name already; this is the last line of defence for disk.
         if (directory / filename).parent != directory or filename in ("", ".", ".."):
-            raise TransferError(f"refusing to touch {filename!r} outside {directory}")
+            raise TransferError("refused", f"refusing to touch {filename!r} outside {directory}")
         return directory
 
     def expect(
@@ -206,7 +216,8 @@ class FileJuggler(Task):
         except OSError as exc:
             os.close(fd)
             temp.unlink(missing_ok=True)
-            raise TransferError(f"no room for {file.filename} on the output disk: {exc}") from None
+            why = f"no room for {file.filename} on the output disk: {exc}"
+            raise TransferError("no-room", why) from None
         self.transfers[slave_id] = Transfer(
             slave_id, file, target, temp, fd, slave_address, slave_peer
         )
@@ -226,15 +237,16 @@ class FileJuggler(Task):
     def verify(self, slave_id: int) -> str:
         transfer = self.transfers.get(slave_id)
         if transfer is None:
-            raise TransferError(f"no transfer expected from slave {slave_id}")
+            raise TransferError("refused", f"no transfer expected from slave {slave_id}")
         if transfer.verdict is None:
             raise TransferError(
+                "failed",
                 f"{transfer.file.filename} incomplete "
-                f"({transfer.received} of {transfer.file.filesize} bytes)"
+                f"({transfer.received} of {transfer.file.filesize} bytes)",
             )
         self.forget(slave_id)
         if transfer.verdict:
-            raise TransferError(transfer.verdict)
+            raise TransferError("failed", transfer.verdict)
         return str(transfer.target)
 
     def forget(self, slave_id: int) -> None:

@@ -8,8 +8,8 @@ time: the File Juggler expects them under the slave id 0, which no slave is ever
 
 from __future__ import annotations
 
-import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,15 +18,29 @@ import zmq
 from packaging.utils import canonicalize_name
 
 from piwheels import protocols
+from piwheels.codec import ShapeError
 from piwheels.failures import Cause
 from piwheels.master.config import MasterConfig
 from piwheels.master.db_client import DatabaseError, DbClient
 from piwheels.master.slaves import check_files
 from piwheels.master.task import Task, describe_error
-from piwheels.master.web_requests import PageRequests
-from piwheels.protocols import NO_DATA
+from piwheels.master.web_requests import PageRequests, with_output_disk
+from piwheels.protocols import NO_DATA, Failure
+from piwheels.protocols.messages import (
+    AddRequest,
+    Discard,
+    Expect,
+    ImportRequest,
+    InstalledRequest,
+    PriorityRequest,
+    RebuildRequest,
+    RemoveRequest,
+    RetryCauseRequest,
+    RetryRequest,
+    SkipRequest,
+    YankRequest,
+)
 from piwheels.records.builds import BuildResult, FileState
-from piwheels.records.projects import Statistics
 from piwheels.transport import ProtocolError
 
 IMPORTER_ID = 0
@@ -74,7 +88,7 @@ class MrChase(Task):
         self.fs.connect(config.fs_queue)
         self.register(self.queue, self.handle_request)
         self.importing: Import | None = None
-        self.handlers = {
+        self.handlers: dict[str, Callable[[bytes, Any], Reply]] = {
             "IMPORT": self.do_import,
             "SENT": self.do_sent,
             "REMOVE": self.do_remove,
@@ -109,8 +123,8 @@ class MrChase(Task):
 
     # -- importing -----------------------------------------------------------------------------
 
-    def do_import(self, address: bytes, data: Any) -> Reply:
-        _, package, version, abi_tag, status, duration, output, files = data
+    def do_import(self, address: bytes, data: ImportRequest) -> Reply:
+        package, version, abi_tag = data.package, data.version, data.abi_tag
         current = self.importing
         if current is not None and current.address != address:
             if time.monotonic() - current.last_heard < ABANDONED_AFTER:
@@ -126,7 +140,7 @@ class MrChase(Task):
         if abi_tag not in abis:
             raise Refused(f"{abi_tag} is not one of this farm's ABIs ({', '.join(abis)})")
         result, refusals = check_files(
-            package, version, BuildResult(status, duration, output, files)
+            package, version, BuildResult(data.status, data.duration, data.output, data.files)
         )
         if refusals:
             raise Refused("; ".join(refusals))
@@ -164,7 +178,7 @@ class MrChase(Task):
         assert job is not None
         file = job.to_send[0]
         job.attempts += 1
-        expect = (IMPORTER_ID, job.package, file, job.address, job.peer)
+        expect = Expect(IMPORTER_ID, job.package, file, job.address, job.peer)
         status, detail = self._ask_fs("EXPECT", expect)
         if status != "OK":
             self.importing = None
@@ -199,17 +213,22 @@ class MrChase(Task):
             return
         gone = [name for name in job.fetched if name not in published]
         if gone:
-            self._ask_fs("DISCARD", (job.package, gone))
+            self._ask_fs("DISCARD", Discard(job.package, gone))
 
     def _ask_fs(self, action: str, data: Any) -> tuple[str, Any]:
+        """The File Juggler's answer: ("OK", the reply *action* declares) or ("ERROR", a
+        Failure)."""
         self.fs.send(action, data)
-        return self.fs.recv()
+        status, result = self.fs.recv()
+        try:
+            return status, protocols.file_juggler_control.answer(action, status, result)
+        except ShapeError as exc:
+            return "ERROR", Failure("malformed", f"malformed answer: {exc}")
 
     # -- removing, rebuilding and repairs ------------------------------------------------------
 
-    def do_remove(self, _: bytes, data: Any) -> Reply:
-        package, version, skip = data
-        package = canonicalize_name(package)
+    def do_remove(self, _: bytes, data: RemoveRequest) -> Reply:
+        package, version, skip = canonicalize_name(data.package), data.version, data.skip
         for filename in self.db.remove_version(package, version, skip):
             self._unpublish(package, filename)
         self.log.info("removed %s %s%s", package, version, f" (skip: {skip})" if skip else "")
@@ -226,16 +245,10 @@ class MrChase(Task):
             except OSError as exc:
                 self.log.error("cannot delete %s: %s", path, exc)
 
-    def do_rebuild(self, _: bytes, data: Any) -> Reply:
-        part, package = data
+    def do_rebuild(self, _: bytes, data: RebuildRequest) -> Reply:
+        part, package = data.part, data.package
         if part == "HOME":
-            figures = self.db.get_statistics()
-            disk = os.statvfs(self.config.output_path)
-            stats = Statistics(
-                disk_free=disk.f_bavail * disk.f_frsize,
-                disk_total=disk.f_blocks * disk.f_frsize,
-                **figures,
-            )
+            stats = with_output_disk(self.db.get_statistics(), self.config.output_path)
             self.pages.send("HOME", stats)
         elif part == "SEARCH":
             self.pages.send("SEARCH")
@@ -254,55 +267,50 @@ class MrChase(Task):
             raise Refused(f"cannot rebuild {part!r}: say HOME, SEARCH, PROJECT or BOTH")
         return "DONE", NO_DATA
 
-    def do_add(self, _: bytes, data: Any) -> Reply:
-        package, version, skip = data
-        package = canonicalize_name(package)
-        self.db.add_by_hand(package, version, skip)
+    def do_add(self, _: bytes, data: AddRequest) -> Reply:
+        package = canonicalize_name(data.package)
+        self.db.add_by_hand(package, data.version, data.skip)
         self.pages.project(package)
         return "DONE", NO_DATA
 
-    def do_skip(self, _: bytes, data: Any) -> Reply:
-        package, version, reason = data
-        package = canonicalize_name(package)
-        self.db.set_skip(package, version, reason)
+    def do_skip(self, _: bytes, data: SkipRequest) -> Reply:
+        package = canonicalize_name(data.package)
+        self.db.set_skip(package, data.version, data.reason)
         self.pages.project(package, index=False)
         return "DONE", NO_DATA
 
-    def do_yank(self, _: bytes, data: Any) -> Reply:
-        package, version, yanked = data
-        package = canonicalize_name(package)
-        self.db.set_yanked(package, version, yanked)
+    def do_yank(self, _: bytes, data: YankRequest) -> Reply:
+        package = canonicalize_name(data.package)
+        self.db.set_yanked(package, data.version, data.yanked)
         self.pages.project(package)
         return "DONE", NO_DATA
 
-    def do_retry(self, _: bytes, data: Any) -> Reply:
-        package, version, abi_tag = data
-        package = canonicalize_name(package)
-        forgotten = self.db.retry_failed(package, version, abi_tag)
+    def do_retry(self, _: bytes, data: RetryRequest) -> Reply:
+        package, version = canonicalize_name(data.package), data.version
+        forgotten = self.db.retry_failed(package, version, data.abi_tag)
         if not forgotten:
             raise Refused(f"no failed build of {package} {version} to retry")
         self.pages.project(package, index=False)
         return "DONE", NO_DATA
 
-    def do_priority(self, _: bytes, data: Any) -> Reply:
-        package, version, wanted = data
-        package = canonicalize_name(package)
+    def do_priority(self, _: bytes, data: PriorityRequest) -> Reply:
+        package, version, wanted = canonicalize_name(data.package), data.version, data.wanted
         self.db.set_priority(package, version, wanted)
         what = package if version is None else f"{package} {version}"
         self.log.info("%s %s", what, "put first in the queue" if wanted else "back in its place")
         return "DONE", NO_DATA
 
-    def do_retry_cause(self, _: bytes, data: Any) -> Reply:
-        cause, abi_tag = data
+    def do_retry_cause(self, _: bytes, data: RetryCauseRequest) -> Reply:
+        cause = data.cause
         if cause not in set(Cause):
             raise Refused(f"no such cause: {cause} (one of {', '.join(Cause)})")
-        requeued = self.db.retry_cause(cause, abi_tag)
+        requeued = self.db.retry_cause(cause, data.abi_tag)
         self.log.info("retrying %d builds that failed for %s", len(requeued), cause)
         return "DONE", NO_DATA
 
-    def do_installed(self, _: bytes, data: Any) -> Reply:
-        package, abi_tag = data
-        requeued = self.db.debian_installed(package, abi_tag)
+    def do_installed(self, _: bytes, data: InstalledRequest) -> Reply:
+        package = data.debian_package
+        requeued = self.db.debian_installed(package, data.abi_tag)
         self.log.info("%s installed: %d builds waiting for it requeued", package, len(requeued))
         return "DONE", NO_DATA
 

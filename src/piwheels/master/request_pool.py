@@ -18,13 +18,15 @@ from typing import TYPE_CHECKING, Any
 
 import zmq
 
-from piwheels.protocols import NO_DATA, Protocol
+from piwheels.codec import ShapeError
+from piwheels.protocols import NO_DATA, Failure, Protocol
 from piwheels.transport import ProtocolError, Socket
 
 if TYPE_CHECKING:
     from piwheels.master.task import Task
 
-# What a callback receives: ("OK", result) or ("ERROR", why).
+# What a callback receives: ("OK", the reply its request declares) or ("ERROR", a Failure of a
+# kind the protocol declares).
 Answer = Callable[[str, Any], None]
 
 
@@ -88,7 +90,7 @@ class RequestPool:
             sock.send(request.action, request.data)
         except ProtocolError as exc:  # our own mistake: the request is not sendable at all
             self.free.append(sock)
-            self._deliver(request, "ERROR", str(exc))
+            self._deliver(request, "ERROR", Failure("malformed", str(exc)))
             return
         request.deadline = time.monotonic() + self.timeout
         self.in_flight[sock] = request
@@ -97,8 +99,9 @@ class RequestPool:
         request = self.in_flight.pop(sock)
         try:
             status, result = sock.recv()
-        except ProtocolError as exc:
-            status, result = "ERROR", f"malformed answer: {exc}"
+            result = self.protocol.answer(request.action, status, result)
+        except (ProtocolError, ShapeError) as exc:
+            status, result = "ERROR", Failure("malformed", f"malformed answer: {exc}")
             self.log.error("%s: %s", request.action, result)
         self._release(sock)
         self._deliver(request, status, result)
@@ -125,4 +128,4 @@ class RequestPool:
             why = f"{request.action}: no answer from the {self.name} within {self.timeout:g}s"
             self.log.error("%s", why)
             self._release(self._connect())
-            self._deliver(request, "ERROR", why)
+            self._deliver(request, "ERROR", Failure("timeout", why))

@@ -19,11 +19,13 @@ from typing import Any
 
 import zmq
 
+from piwheels import protocols
 from piwheels.master.config import MasterConfig
 from piwheels.master.task import Task
-from piwheels.transport import recv_frames, send_frames
+from piwheels.transport import ProtocolError, decode, encode, recv_frames, send_frames
 
-READY = b"READY"
+# what an Oracle says when it is free (protocols.seraph_workers)
+READY = encode(reversed(protocols.seraph_workers), "READY")
 URGENT = b"urgent:"
 
 
@@ -63,7 +65,7 @@ class Seraph(Task):
     def handle_worker(self) -> None:
         frames = recv_frames(self.back)
         worker = frames[0]
-        if frames[2:] == [READY]:
+        if len(frames) == 3 and self._says_ready(frames[2]):
             self.workers.add(worker)
             self.idle_workers.append(worker)
         elif len(frames) == 5:
@@ -73,6 +75,14 @@ class Seraph(Task):
         else:
             self.log.error("dropping a malformed reply from an Oracle")
         self._dispatch()
+
+    def _says_ready(self, raw: bytes) -> bool:
+        try:
+            action, _ = decode(protocols.seraph_workers, raw)
+        except ProtocolError as exc:
+            self.log.error("dropping a malformed announcement from an Oracle: %s", exc)
+            return False
+        return action == "READY"
 
     def _dispatch(self) -> None:
         while self.urgent and self.idle_workers:

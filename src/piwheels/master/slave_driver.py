@@ -34,8 +34,10 @@ from piwheels.master.status import StatusReporter
 from piwheels.master.task import Task, describe_error
 from piwheels.master.web_requests import PageRequests
 from piwheels.protocols import NO_DATA
+from piwheels.protocols.messages import BuildReport, Discard, Expect, LostBuild, QueueQuery
 from piwheels.records.builds import BuildResult
 from piwheels.records.slaves import SlaveHello, SlaveState, SlaveStats
+from piwheels.records.status import BuildEvent
 from piwheels.transport import ProtocolError
 
 # BUILT carries the whole build log; nothing a slave says is allowed to be bigger than this.
@@ -179,7 +181,7 @@ class SlaveDriver(Task):
         if status != "OK":
             self.log.error("cannot reserve slave ids: %s", first)
             return
-        self.slave_ids.extend(range(int(first), int(first) + SLAVE_ID_BLOCK))
+        self.slave_ids.extend(range(first, first + SLAVE_ID_BLOCK))
         waiting, self.hellos_waiting = self.hellos_waiting, {}
         for address, (hello, peer) in waiting.items():
             self.greet(address, hello, peer)
@@ -433,7 +435,8 @@ class SlaveDriver(Task):
         holder = self.building(key)
         if holder is not None and not holder.same_machine(slave):
             return "DONE", NO_DATA
-        self.db.ask("QUEUED", key, self.later(slave, partial(self.resumed, slave, key)))
+        query = QueueQuery(*key)
+        self.db.ask("QUEUED", query, self.later(slave, partial(self.resumed, slave, key)))
         return None
 
     def building(self, key: BuildKey) -> SlaveRecord | None:
@@ -498,7 +501,7 @@ class SlaveDriver(Task):
                 self.record(slave)
             return None
         self.log.warning("slave %d: %s failed: %s", slave.slave_id, slave.sending.filename, detail)
-        if slave.attempts >= MAX_SEND_ATTEMPTS or "disk" in str(detail):
+        if slave.attempts >= MAX_SEND_ATTEMPTS or detail.kind == "no-room":
             return self.abandon(slave, f"transfer of {slave.sending.filename} failed: {detail}")
         self.next_transfer(slave)
         return None
@@ -510,7 +513,7 @@ class SlaveDriver(Task):
         slave.state, slave.sending = SlaveState.SENDING, file
         slave.attempts += 1
         assert slave.build is not None
-        expect = (slave.slave_id, slave.build[0], file, slave.address, slave.peer)
+        expect = Expect(slave.slave_id, slave.build[0], file, slave.address, slave.peer)
         self.fs(slave).ask("EXPECT", expect, self.later(slave, partial(self.expected, slave)))
 
     def record(self, slave: SlaveRecord) -> None:
@@ -521,7 +524,7 @@ class SlaveDriver(Task):
         fetched, slave.fetched = slave.fetched, []
         self.db.ask(
             "LOGBUILD",
-            (slave.slave_id, *build, result),
+            BuildReport(slave.slave_id, *build, result),
             partial(self.recorded, slave, build, result, fetched),
         )
 
@@ -560,18 +563,10 @@ class SlaveDriver(Task):
         self.active.pop(build, None)
         self.finished[build] = (build_id, time.monotonic())
         self.pages.project(package)
-        self.status.send(
-            "BUILD",
-            (
-                datetime.now(UTC),
-                slave.slave_id,
-                package,
-                version,
-                abi,
-                result.status,
-                result.duration,
-            ),
+        event = BuildEvent(
+            datetime.now(UTC), slave.slave_id, package, version, abi, result.status, result.duration
         )
+        self.status.send("BUILD", event)
         if current:
             slave.end_build()
             self.reply(slave, ("DONE", NO_DATA))
@@ -603,7 +598,7 @@ class SlaveDriver(Task):
                 return
             gone = [name for name in filenames if name not in published]
             if gone:
-                self.fs_lanes[0].ask("DISCARD", (package, gone))
+                self.fs_lanes[0].ask("DISCARD", Discard(package, gone))
 
         self.db.ask("GETHASHES", filenames, unlisted)
 
@@ -634,7 +629,7 @@ class SlaveDriver(Task):
             else:
                 self.pages.project(build[0])
 
-        self.db.ask("LOSTBUILD", (slave.slave_id, *build, took, reason), recorded)
+        self.db.ask("LOSTBUILD", LostBuild(slave.slave_id, *build, took, reason), recorded)
 
     def out_of_order(self, slave: SlaveRecord, action: str) -> None:
         self.log.error(

@@ -15,8 +15,9 @@ from packaging.utils import (
 )
 
 from piwheels.codec import describe_value
-from piwheels.records.builds import BuildResult, FileState
+from piwheels.records.builds import BuildResult, FileState, PackageVersion
 from piwheels.records.slaves import SlaveHello, SlaveState, SlaveStats
+from piwheels.records.status import SlaveStatus
 
 BuildKey = tuple[str, str, str]  # package, version, abi_tag
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
@@ -77,25 +78,25 @@ class SlaveRecord:
     def abi_tag(self) -> str:
         return self.hello.abi_tag
 
-    def status(self) -> tuple[object, ...]:
-        """This slave as the status queue describes it (protocols.SLAVE_STATUS)."""
+    def status(self) -> SlaveStatus:
+        """This slave as the status queue describes it."""
         now, wall = time.monotonic(), datetime.now(UTC)
 
         def when(moment: float) -> datetime:
             return wall - timedelta(seconds=now - moment)
 
-        return (
-            self.slave_id,
-            self.hello.label,
-            self.hello.abi_tag,
-            self.hello.platform_tag,
-            str(self.state),
-            self.build[:2] if self.build else None,
-            when(self.build_started) if self.build_started is not None else None,
-            when(self.first_seen),
-            when(self.last_seen),
-            self.stats,
-            self.sleep_requested,
+        return SlaveStatus(
+            slave_id=self.slave_id,
+            label=self.hello.label,
+            abi_tag=self.hello.abi_tag,
+            platform_tag=self.hello.platform_tag,
+            state=str(self.state),
+            build=PackageVersion(*self.build[:2]) if self.build else None,
+            build_started=when(self.build_started) if self.build_started is not None else None,
+            first_seen=when(self.first_seen),
+            last_seen=when(self.last_seen),
+            stats=self.stats,
+            sleep_requested=self.sleep_requested,
         )
 
     def same_machine(self, other: SlaveRecord) -> bool:

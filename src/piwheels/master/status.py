@@ -11,14 +11,33 @@ import logging
 from collections import deque
 from typing import Any
 
+import cbor2
 import zmq
 
 from piwheels import protocols
+from piwheels.codec import Record
 from piwheels.protocols import NO_DATA
+from piwheels.records.status import BuildEvent, SlaveStatus
 from piwheels.transport import Socket
 
 log = logging.getLogger(__name__)
 RECENT_BUILDS = 50  # how many BUILD events a late monitor is sent
+
+
+def status_topics() -> frozenset[bytes]:
+    """Every subscription that can match a status message: b"" (all of them), and each prefix
+    of each kind's first bytes (its array's head and its name, as transport.encode writes it).
+
+    A monitor may subscribe to these only. libzmq keeps subscriptions in a tree of a node per
+    byte, and keeps the nodes after the subscriber leaves: 12,000 random short subscriptions
+    held ~60 MB for good."""
+    topics = {b""}
+    for action, spec in protocols.status.send.items():
+        fields = len(spec.fields) if isinstance(spec, Record) else 1
+        head = cbor2.dumps(action if spec is None else [action, *[None] * fields])
+        name_ends = head.index(action.encode()) + len(action)
+        topics.update(head[:end] for end in range(1, name_ends + 1))
+    return frozenset(topics)
 
 
 class StatusReporter:
@@ -47,12 +66,12 @@ class StatusBoard:
     def __init__(self, publisher: Socket) -> None:
         self.publisher = publisher
         self.latest: dict[str, Any] = {}  # MASTER, QUEUE, STATS
-        self.slaves: dict[int, Any] = {}
-        self.builds: deque[Any] = deque(maxlen=RECENT_BUILDS)
+        self.slaves: dict[int, SlaveStatus] = {}
+        self.builds: deque[BuildEvent] = deque(maxlen=RECENT_BUILDS)
 
     def publish(self, action: str, data: Any) -> None:
         if action == "SLAVE":
-            self.slaves[data[0]] = data
+            self.slaves[data.slave_id] = data
         elif action == "GONE":
             self.slaves.pop(data, None)
         elif action == "BUILD":

@@ -21,6 +21,7 @@ import zmq
 from piwheels import protocols
 from piwheels.master.config import MasterConfig
 from piwheels.protocols import Protocol
+from piwheels.protocols.messages import TaskFailure
 from piwheels.transport import ProtocolError, Socket, decode
 
 Handler = Callable[[], None]
@@ -160,7 +161,8 @@ class Task(threading.Thread):
         except Exception as exc:
             # A crashed task must stop the whole master with its traceback, never leave it hung.
             self.log.exception("crashed")
-            self._master.send("FAILED", (self.name, "".join(traceback.format_exception(exc))))
+            failure = TaskFailure(self.name, "".join(traceback.format_exception(exc)))
+            self._master.send("FAILED", failure)
         finally:
             self.close()
 

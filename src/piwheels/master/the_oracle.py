@@ -1,4 +1,4 @@
-"""The Oracle: the master's only door to the database.
+"""The Oracle: the master's tasks' door to the database.
 
 Several Oracles run behind Seraph; each takes one request, runs it in one transaction and
 replies OK with the result or ERROR with the reason. A failing request never stops the Oracle:
@@ -17,8 +17,9 @@ import psycopg
 import zmq
 
 from piwheels import protocols
-from piwheels.db.database import Database, GiveBack, ProjectRow
+from piwheels.db.database import Database, GiveBack
 from piwheels.master.config import MasterConfig
+from piwheels.master.seraph import READY
 from piwheels.master.task import Task, describe_error
 from piwheels.protocols import NO_DATA
 from piwheels.transport import ProtocolError, decode, encode, recv_frames, send_frames
@@ -47,10 +48,10 @@ class TheOracle(Task):
             "GETPKGS": lambda _: self.db.get_package_serials(),
             "GETSERIAL": lambda _: self.db.get_pypi_serial(),
             "SETSERIAL": self.db.set_pypi_serial,
-            "SETPROJECTS": lambda rows: self.db.set_project_rows([ProjectRow(*r) for r in rows]),
+            "SETPROJECTS": self.db.set_project_rows,
             "REMOVEPROJECT": self.db.remove_project,
             "GETABIS": lambda _: [abi.abi_tag for abi in self.db.get_build_abis()],
-            "GETQUEUE": lambda limit: list(self.db.get_queue(limit)),
+            "GETQUEUE": self.db.get_queue,
             "GETHASHES": self.db.get_file_hashes,
             "QUEUED": lambda data: self.db.is_queued(*data),
             "LOGBUILD": lambda data: self.db.log_build(*data),
@@ -74,13 +75,13 @@ class TheOracle(Task):
         }
 
     def once(self) -> None:
-        self.worker.send(b"READY")
+        self.worker.send(READY)
 
     def handle_request(self) -> None:
         frames = recv_frames(self.worker)
         if len(frames) != 3:
             self.log.error("dropping a malformed request (%d frames)", len(frames))
-            self.worker.send(b"READY")
+            self.worker.send(READY)
             return
         client, _, raw = frames
         started = time.perf_counter()
@@ -113,7 +114,7 @@ class TheOracle(Task):
             action, data = decode(protocols.oracle, raw)
         except ProtocolError as exc:
             self.log.error("bad request: %s", exc)
-            return "(malformed)", encode(protocols.oracle, "ERROR", str(exc))
+            return "(malformed)", self._failure("malformed", str(exc))
         return action, self._carry_out(action, data)
 
     def _carry_out(self, action: str, data: Any) -> bytes:
@@ -123,21 +124,24 @@ class TheOracle(Task):
             # the server restarted or went away: drop the connection, the next request reconnects
             self.log.error("%s failed, database unavailable: %s", action, exc)
             self.db.close()
-            return encode(protocols.oracle, "ERROR", f"database unavailable: {exc}")
+            return self._failure("unavailable", f"database unavailable: {exc}")
         except psycopg.errors.NoDataFound as exc:
             # a package or version that does not exist: the asker's mistake, said plainly
             message = exc.diag.message_primary or str(exc)
             self.log.warning("%s: %s", action, message)
-            return encode(protocols.oracle, "ERROR", message)
+            return self._failure("not-found", message)
         except psycopg.Error as exc:
             message = exc.diag.message_primary or str(exc)
             self.log.error("%s failed: %s", action, message)
-            return encode(protocols.oracle, "ERROR", f"{action} failed: {message}")
+            return self._failure("refused", f"{action} failed: {message}")
         except Exception as exc:  # a request carrying a peer's data must never end the Oracle
             why = describe_error(exc)
             self.log.error("%s failed: %s", action, why)
-            return encode(protocols.oracle, "ERROR", f"{action} failed: {why}")
+            return self._failure("failed", f"{action} failed: {why}")
         return encode(protocols.oracle, "OK", result)
+
+    def _failure(self, kind: str, message: str) -> bytes:
+        return encode(protocols.oracle, "ERROR", protocols.oracle.failure(kind, message))
 
     def close(self) -> None:
         self.worker.close(linger=0)

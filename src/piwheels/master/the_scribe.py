@@ -18,7 +18,6 @@ and at the start the search page and the static files.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import selectors
 import shutil
@@ -38,6 +37,8 @@ from piwheels.master.child_jobs import ChildJob, end_process
 from piwheels.master.config import MasterConfig
 from piwheels.master.db_client import DatabaseError, DbClient
 from piwheels.master.task import Task
+from piwheels.pipes import MessageReader, write_message
+from piwheels.protocols import messages
 from piwheels.records.projects import Statistics
 from piwheels.transport import ProtocolError
 from piwheels.web import bulk, pages
@@ -58,8 +59,8 @@ WRITER_TRIES = 3
 # At a stop, the writer has this long to finish what it was given, then SIGTERM, then SIGKILL.
 WRITER_STOP_GRACE = 3.0
 WRITER_TERM_GRACE = 2.0
-# A line from the writer longer than this is not one of ours: it is cut off and quoted in the log
-# (up to MAX_QUOTE bytes of it), as any line that is not ours is.
+# What the writer prints on stderr (an interpreter's traceback) is logged line by line; a line
+# longer than MAX_LINE is cut there, and each is quoted up to MAX_QUOTE bytes.
 MAX_LINE = 4 * 1024 * 1024
 MAX_QUOTE = 16 * 1024
 
@@ -75,7 +76,7 @@ SEARCH_DUTY = 0.25
 
 
 @dataclass
-class PageRequest:
+class WriterJob:
     """A BOTH or PROJECT request handed to the writer child."""
 
     action: str
@@ -122,11 +123,13 @@ class TheScribe(Task):
             config.public_url,
         ]
         self.writer: subprocess.Popen[bytes] | None = None
-        self.writer_fd = -1
-        self.writer_partial = b""  # the start of a line the writer has not finished
+        self.writer_fd = -1  # its stdout: page_writer messages
+        self.writer_said = MessageReader(protocols.page_writer)
+        self.writer_err_fd = -1  # its stderr: text
+        self.writer_partial = b""  # the start of a line of stderr the writer has not finished
         self.writer_started = float("-inf")
         self.writer_wanted = False  # from once() until close()
-        self.in_flight: deque[PageRequest] = deque()
+        self.in_flight: deque[WriterJob] = deque()
         self.retries: dict[tuple[str, str], float] = {}  # (action, package) -> when to retry
         self.every(1.0, self.root.check)
         self.every(1.0, self.search.check)
@@ -151,7 +154,7 @@ class TheScribe(Task):
             self.log.error("bad request: %s", exc)
             return
         if action in ("BOTH", "PROJECT"):
-            self._forward(PageRequest(action, data))
+            self._forward(WriterJob(action, data))
         elif action == "HOME":
             self._attempt("the home page", self.write_home, data)
         else:  # SEARCH
@@ -170,7 +173,7 @@ class TheScribe(Task):
 
     # -- the project writer --------------------------------------------------------------------
 
-    def _forward(self, request: PageRequest) -> None:
+    def _forward(self, request: WriterJob) -> None:
         self.in_flight.append(request)
         if len(self.in_flight) >= WRITER_BACKLOG:
             self.mute(self.inbox)  # the rest wait in the Secretary
@@ -178,15 +181,12 @@ class TheScribe(Task):
             self._send_to_writer(request)
         # else: sent when the writer is started again
 
-    def _send_to_writer(self, request: PageRequest) -> None:
+    def _send_to_writer(self, request: WriterJob) -> None:
         assert self.writer is not None and self.writer.stdin is not None
-        line = json.dumps([request.action, request.package]) + "\n"
-        try:
-            # a few short lines at most, into an empty pipe: this never waits
-            self.writer.stdin.write(line.encode())
-            self.writer.stdin.flush()
-        except OSError:
-            pass  # it has died: its end of output says so, and the request is sent again
+        # a few short messages at most, into an empty pipe: this never waits. If it has died, its
+        # end of output says so, and the request is sent again.
+        with contextlib.suppress(OSError):
+            write_message(self.writer.stdin, protocols.page_writer, request.action, request.package)
 
     def _start_writer(self) -> None:
         self.writer_started = time.monotonic()
@@ -196,17 +196,21 @@ class TheScribe(Task):
                 env=self.child_env,
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
+                stderr=subprocess.PIPE,
             )
         except OSError as exc:
             self.log.error("cannot start the project writer: %s", exc)
             return  # tried again by check_writer
-        assert writer.stdout is not None
+        assert writer.stdout is not None and writer.stderr is not None
         self.writer = writer
         self.writer_fd = writer.stdout.fileno()
+        self.writer_said = MessageReader(protocols.page_writer)
+        self.writer_err_fd = writer.stderr.fileno()
         self.writer_partial = b""
-        os.set_blocking(self.writer_fd, False)
+        for fd in (self.writer_fd, self.writer_err_fd):
+            os.set_blocking(fd, False)
         self.register_raw(self.writer_fd, self.read_writer)
+        self.register_raw(self.writer_err_fd, self.read_writer_errors)
         for request in self.in_flight:
             self._send_to_writer(request)
 
@@ -224,7 +228,7 @@ class TheScribe(Task):
                 continue
             del self.retries[key]
             if not any((r.action, r.package) == key for r in self.in_flight):
-                self._forward(PageRequest(*key))
+                self._forward(WriterJob(*key))
 
     def read_writer(self) -> None:
         """Take in what the writer has said; at the end of its output, deal with its end."""
@@ -237,7 +241,29 @@ class TheScribe(Task):
                 self.log.error("cannot read from the project writer: %s", exc)
                 chunk = b""
             if not chunk:
+                self.read_writer_errors()  # its last words first
                 self._writer_ended()
+                return
+            for message in self.writer_said.feed(chunk):
+                if isinstance(message, ProtocolError):
+                    self.log.error("project writer: %s", message)
+                    continue
+                action, data = message
+                if action == "DONE":
+                    self._done(data.package, new=data.new, retry=data.retry)
+                else:  # LOG
+                    self.log.log(data.level, "%s", data.message)
+
+    def read_writer_errors(self) -> None:
+        """Log what the writer printed on stderr, a line at a time."""
+        while self.writer_err_fd >= 0:
+            try:
+                chunk = os.read(self.writer_err_fd, 65536)
+            except BlockingIOError:
+                return
+            except OSError:
+                chunk = b""
+            if not chunk:
                 return
             lines = (self.writer_partial + chunk).split(b"\n")
             self.writer_partial = lines.pop()
@@ -245,24 +271,10 @@ class TheScribe(Task):
                 lines.append(self.writer_partial)
                 self.writer_partial = b""
             for line in lines:
-                self._take_line(line)
+                self._quote(line)
 
-    def _take_line(self, line: bytes) -> None:
-        if not line.strip():
-            return
-        try:
-            said = json.loads(line)
-        except ValueError:
-            said = None
-        if isinstance(said, dict) and isinstance(said.get("done"), str):
-            self._done(said["done"], new=said.get("new") is True, retry=said.get("retry") is True)
-        elif (
-            isinstance(said, dict)
-            and isinstance(said.get("level"), int)
-            and isinstance(said.get("message"), str)
-        ):
-            self.log.log(said["level"], "%s", said["message"])
-        else:  # not ours: an interpreter's traceback, say
+    def _quote(self, line: bytes) -> None:
+        if line.strip():
             text = line[:MAX_QUOTE].decode("utf-8", "replace").rstrip()
             self.log.error("project writer: %s%s", text, " ..." if len(line) > MAX_QUOTE else "")
 
@@ -309,15 +321,17 @@ class TheScribe(Task):
         """Forget the writer and wait for its exit status (killing it if it lingers)."""
         writer, self.writer = self.writer, None
         assert writer is not None
+        self.read_writer_errors()
         if self.writer_partial:
-            self._take_line(self.writer_partial)  # its last words, without a newline
+            self._quote(self.writer_partial)  # its last words, without a newline
             self.writer_partial = b""
         self.mute(self.writer_fd)
-        for pipe in (writer.stdin, writer.stdout):
+        self.mute(self.writer_err_fd)
+        for pipe in (writer.stdin, writer.stdout, writer.stderr):
             if pipe is not None:
                 with contextlib.suppress(OSError):
                     pipe.close()
-        self.writer_fd = -1
+        self.writer_fd = self.writer_err_fd = -1
         try:
             return writer.wait(WRITER_TERM_GRACE)
         except subprocess.TimeoutExpired:  # its output closed, and yet it runs on
@@ -382,7 +396,8 @@ class TheScribe(Task):
     def _save_unwritten(self) -> None:
         """Requests not written at the stop are redone at the next start: those the writer had
         not finished and those still queued here."""
-        pages = [(r.action, r.package) for r in self.in_flight] + list(self.retries)
+        pages = [messages.PageRequest(r.action, r.package) for r in self.in_flight]
+        pages += [messages.PageRequest(*key) for key in self.retries]
         self.in_flight.clear()
         self.retries.clear()
         while True:
@@ -393,7 +408,9 @@ class TheScribe(Task):
             except ProtocolError:
                 continue
             if action != "HOME":  # Big Brother sends a fresh one soon after the start
-                pages.append((action, data if action in ("BOTH", "PROJECT") else ""))
+                pages.append(
+                    messages.PageRequest(action, data if action in ("BOTH", "PROJECT") else "")
+                )
         if not pages:
             return
         try:

@@ -25,6 +25,7 @@ from piwheels.master.db_client import DatabaseError, DbClient
 from piwheels.master.task import Task
 from piwheels.master.the_scribe import INBOX_BACKLOG
 from piwheels.protocols import NO_DATA
+from piwheels.protocols.messages import PageRequest
 from piwheels.transport import ProtocolError
 
 # A request held this long is passed on even if repeats keep arriving.
@@ -144,7 +145,7 @@ class TheSecretary(Task):
 
     def close(self) -> None:
         if self.held:
-            pages = [(action, package) for action, package in self.held if action != "HOME"]
+            pages = [PageRequest(*key) for key in self.held if key[0] != "HOME"]
             try:
                 self.db.save_pending_pages(pages)
                 self.log.info("saved %d page requests for the next start", len(pages))

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+import os
+from pathlib import Path
 from typing import Any
 
 import zmq
 
 from piwheels import protocols
 from piwheels.protocols import NO_DATA
+from piwheels.records.projects import Statistics
 from piwheels.transport import Socket
 
 log = logging.getLogger(__name__)
@@ -37,3 +40,12 @@ class PageRequests:
     def project(self, package: str, *, index: bool = True) -> None:
         """The project's page, and its index page too unless *index* is False."""
         self.send("BOTH" if index else "PROJECT", package)
+
+
+def with_output_disk(figures: Statistics, output_path: Path) -> Statistics:
+    """The database's figures with the output disk's space, for the home page (OSError if the
+    disk cannot be measured)."""
+    disk = os.statvfs(output_path)
+    return figures._replace(
+        disk_free=disk.f_bavail * disk.f_frsize, disk_total=disk.f_blocks * disk.f_frsize
+    )

@@ -27,12 +27,12 @@ from piwheels.monitor.messages import (
     SlavesChanged,
     StatsChanged,
 )
-from piwheels.monitor.model import MasterStatus, SlaveStatus
 from piwheels.monitor.screens import ConfirmScreen
 from piwheels.monitor.watcher import StatusWatcher
 from piwheels.monitor.widgets import EventLog, MasterPanel, SlaveTable
 from piwheels.protocols import NO_DATA
 from piwheels.records.projects import Statistics
+from piwheels.records.status import MasterStatus, SlaveStatus
 from piwheels.transport import Socket
 
 log = logging.getLogger(__name__)

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 from textual.message import Message
 
-from piwheels.monitor.model import BuildEvent, MasterStatus, SlaveStatus
 from piwheels.records.projects import Statistics
+from piwheels.records.status import BuildEvent, MasterStatus, SlaveStatus
 
 
 @dataclass

@@ -1,59 +1,8 @@
-"""What the master's status messages decode into, and the words and numbers the monitor shows.
-
-:data:`piwheels.protocols.status` declares MASTER, SLAVE and BUILD as plain records; the watcher
-turns each into one of these named types so no widget indexes an 11-field tuple by position.
-"""
+"""The words and numbers the monitor shows (what the status queue carries: records.status)."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-from typing import Any, NamedTuple
-
-from piwheels.records.slaves import SlaveStats
-
-
-class MasterStatus(NamedTuple):
-    """MASTER: what the master is doing."""
-
-    state: str  # "running" or "paused"
-    started: datetime
-    version: str
-
-
-class SlaveStatus(NamedTuple):
-    """SLAVE: one slave as the Slave Driver knows it."""
-
-    slave_id: int
-    label: str
-    abi_tag: str
-    platform_tag: str
-    state: str  # a SlaveState value
-    build: tuple[str, str] | None  # (package, version) under way
-    build_started: datetime | None
-    first_seen: datetime
-    last_seen: datetime
-    stats: SlaveStats | None  # the resources it last reported
-    sleep_requested: bool
-
-    @classmethod
-    def decode(cls, data: Any) -> SlaveStatus:
-        """From the record :mod:`piwheels.transport` has already checked against SLAVE_STATUS."""
-        status = cls(*data)
-        build = None if status.build is None else (str(status.build[0]), str(status.build[1]))
-        stats = None if status.stats is None else SlaveStats(*status.stats)
-        return status._replace(build=build, stats=stats)
-
-
-class BuildEvent(NamedTuple):
-    """BUILD: a build the master has just recorded."""
-
-    when: datetime
-    slave_id: int
-    package: str
-    version: str
-    abi_tag: str
-    succeeded: bool
-    duration: timedelta
+from datetime import timedelta
 
 
 def human_size(size: int | None) -> str:

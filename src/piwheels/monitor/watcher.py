@@ -32,7 +32,7 @@ from piwheels.monitor.messages import (
     SlavesChanged,
     StatsChanged,
 )
-from piwheels.monitor.model import BuildEvent, MasterStatus, SlaveStatus
+from piwheels.records.status import BuildEvent, MasterStatus, SlaveStatus
 from piwheels.transport import ProtocolError, Socket
 
 log = logging.getLogger(__name__)
@@ -123,7 +123,7 @@ class StatusWatcher(threading.Thread):
     def handle(self, action: str, data: Any) -> bool:
         """Post what one message means; return whether the slave table changed."""
         if action == "SLAVE":
-            slave = SlaveStatus.decode(data)
+            slave: SlaveStatus = data
             if slave.slave_id not in self.slaves and slave.first_seen >= self.since:
                 self.post(SlaveJoined(slave))
             self.slaves[slave.slave_id] = slave
@@ -134,13 +134,13 @@ class StatusWatcher(threading.Thread):
                 self.post(SlaveLeft(gone))
             return gone is not None
         if action == "BUILD":
-            self.build(BuildEvent(*data))
+            self.build(data)
         elif action == "QUEUE":
             self.post(QueueChanged(data))
         elif action == "STATS":
             self.post(StatsChanged(data))
         elif action == "MASTER":
-            status = MasterStatus(*data)
+            status: MasterStatus = data
             restarted = self.master is not None and status.started != self.master.started
             self.master = status
             self.post(MasterChanged(status, restarted))

@@ -8,4 +8,5 @@ every other folder may import from here, and this folder from none of them.
   them; where a (version, ABI) stands.
 - :mod:`.slaves`: what a slave says about itself, and what the master knows of it.
 - :mod:`.projects`: what a project's pages and the home page are made from.
+- :mod:`.status`: what the status queue tells monitors.
 """

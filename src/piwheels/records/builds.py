@@ -13,6 +13,13 @@ from typing import NamedTuple
 from piwheels.failures import Diagnosis
 
 
+class PackageVersion(NamedTuple):
+    """A version of a package: what a slave is asked to build."""
+
+    package: str
+    version: str
+
+
 class Dependency(NamedTuple):
     """Something a wheel needs at run time, and the tool that installs it (``pip`` or ``apt``)."""
 
@@ -61,3 +68,13 @@ class BuildState(enum.StrEnum):
     YANKED = "yanked"  # yanked on PyPI: never built (builds from before the yank stay)
     DEP_WAIT = "dep-wait"  # failed for want of something that can arrive: built again then
     GIVE_BACK = "give-back"  # failed for a passing cause: built again after a delay
+
+
+class QueueSnapshot(NamedTuple):
+    """The head of each ABI's queue and each queue's full length."""
+
+    heads: dict[str, list[PackageVersion]]
+    lengths: dict[str, int]
+    # the newest build on record when the heads were read: they know of it and every older one
+    # (the Slave Driver so tells a build requeued since it was recorded from a stale picture)
+    last_build: int = 0

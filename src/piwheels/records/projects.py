@@ -13,6 +13,15 @@ from typing import NamedTuple
 from piwheels.records.builds import BuildState
 
 
+class ProjectRow(NamedTuple):
+    """A project as ``set_projects`` in the schema takes it: JSON made where PyPI's answer was
+    read (Cloud Gazer's fetch processes), so the master only passes it on."""
+
+    package: str
+    abis: str  # the ABIs its skips were worked out for (abis_key); others mean doing it again
+    row: str  # {package, display_name, serial, summary, description, versions: [...]}
+
+
 class WheelFile(NamedTuple):
     filename: str
     filesize: int
@@ -106,6 +115,7 @@ class Statistics(NamedTuple):
     queue_newest: dict[str, int]  # abi_tag -> of which projects' newest releases (tier 1)
     # abi_tag -> cause -> builds that failed for it in the last day (give-backs aside), most first
     failures_by_cause: dict[str, dict[str, int]]
+    # the output disk's, which the master measures: 0 in the database's figures alone
     disk_free: int
     disk_total: int
     updated: datetime

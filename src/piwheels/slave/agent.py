@@ -26,6 +26,7 @@ from piwheels import protocols
 from piwheels.codec import Text
 from piwheels.file_sender import send_file
 from piwheels.protocols import NO_DATA
+from piwheels.protocols.wire import SLAVE_HELLO
 from piwheels.records.builds import BuildResult
 from piwheels.records.slaves import SlaveHello, SlaveStats
 from piwheels.slave import hostinfo
@@ -160,7 +161,7 @@ class PiwSlave:
             board_serial=board_serial,
         )
         # Fail here, at start-up, rather than on the wire (a label too long, say).
-        protocols.SLAVE_HELLO.check(self.hello, "HELLO")
+        SLAVE_HELLO.check(self.hello, "HELLO")
 
     # -- control -------------------------------------------------------------------------------
 

@@ -7,39 +7,40 @@ and the slaves' replies waited behind it. So the Scribe runs this module as a lo
 (``python -m piwheels.web.project_writer OUTPUT``) that reads the database on a connection of its
 own, and only passes requests to it and reads back what it says.
 
-The two talk in JSON, one document a line. On stdin, ``["BOTH", package]`` (the project's pages
-and its simple index page) or ``["PROJECT", package]``; on stdout, ``{"done": package, "new":
-bool, "retry": bool}`` once each request is over, whatever its outcome (``new``: the project has
-just entered the index, so the index root must be rewritten; ``retry``: the database could not
-be read, so the request is to be made again once it is back), and ``{"level": n, "message":
-text}`` for each log record, which the Scribe logs as its own. A project that cannot be written
-is logged and skipped, as in the Scribe before. The database address comes in the environment
-(:data:`piwheels.web.bulk.DSN_VARIABLE`), never on the command line. End of input: exit 0.
+The two speak :data:`piwheels.protocols.page_writer` on the child's stdin and stdout (framed
+by :mod:`piwheels.pipes`): BOTH or PROJECT with a package in, DONE out once each request is
+over whatever its outcome, and LOG for each log record, which the Scribe logs as its own. A
+project that cannot be written is logged and skipped, as in the Scribe before. Anything else
+the child prints (an interpreter's traceback) goes to stderr, which the Scribe logs too. The
+database address comes in the environment (:data:`piwheels.web.bulk.DSN_VARIABLE`), never on
+the command line. End of input: exit 0.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import logging
 import sys
-from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any
 
 import psycopg
 
+from piwheels import protocols
 from piwheels.db.database import Database
 from piwheels.db.migrate import SchemaError
 from piwheels.master.child_jobs import ignore_stop_signals
+from piwheels.pipes import StreamBroken, read_message, write_message
+from piwheels.protocols.messages import LogRecord, PagesWritten
 from piwheels.records.projects import ProjectData, WheelFile
+from piwheels.transport import ProtocolError
 from piwheels.web import index, pages
 from piwheels.web.bulk import DSN_VARIABLE, database_from_environment, give_way
 from piwheels.web.layout import log_path
 from piwheels.web.writer import MetadataError, extract_metadata, write_atomic, write_gzip_atomic
 
-ACTIONS = ("BOTH", "PROJECT")
+CHILD_SIDE = reversed(protocols.page_writer)
 
 log = logging.getLogger("piwheels.project_writer")
 
@@ -150,48 +151,38 @@ def newest_apt_dependencies(project: ProjectData) -> list[str]:
     return []
 
 
-class JsonLinesHandler(logging.Handler):
-    """Log records as ``{"level": n, "message": text}`` lines (a traceback in the text)."""
+class MessageHandler(logging.Handler):
+    """Log records as LOG messages to the Scribe (a traceback in the text)."""
 
-    def __init__(self, stream: IO[str]) -> None:
+    def __init__(self, stream: IO[bytes]) -> None:
         super().__init__()
         self.stream = stream
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            say(self.stream, {"level": record.levelno, "message": self.format(record)})
+            say(self.stream, "LOG", LogRecord(record.levelno, self.format(record)))
         except Exception:
             self.handleError(record)
 
 
-def say(stream: IO[str], document: dict[str, Any]) -> None:
-    stream.write(json.dumps(document) + "\n")
-    stream.flush()
+def say(stream: IO[bytes], action: str, data: Any) -> None:
+    write_message(stream, CHILD_SIDE, action, data)
 
 
-def parse_request(line: bytes) -> tuple[str, str]:
-    """``[action, package]`` from one line of input; ValueError if it is anything else."""
-    request = json.loads(line)  # a JSONDecodeError is a ValueError
-    if (
-        not isinstance(request, list)
-        or len(request) != 2
-        or request[0] not in ACTIONS
-        or not isinstance(request[1], str)
-    ):
-        raise ValueError(f"not [{' or '.join(ACTIONS)}, package]")
-    return request[0], request[1]
-
-
-def serve(writer: ProjectWriter, requests: Iterable[bytes], out: IO[str]) -> None:
+def serve(writer: ProjectWriter, requests: IO[bytes], out: IO[bytes]) -> None:
     """Write the pages each request asks for, saying when each is done, until the input ends."""
-    for line in requests:
-        if not line.strip():
-            continue
+    while True:
         try:
-            action, package = parse_request(line)
-        except ValueError as exc:
-            log.error("bad request %r: %s", line[:200], exc)
+            request = read_message(requests, CHILD_SIDE)
+        except StreamBroken as exc:
+            log.error("cannot read requests any more: %s", exc)
+            return
+        except ProtocolError as exc:
+            log.error("bad request: %s", exc)
             continue
+        if request is None:
+            return
+        action, package = request
         new = retry = False
         try:
             new = writer.write(package, with_index=action == "BOTH")
@@ -205,23 +196,23 @@ def serve(writer: ProjectWriter, requests: Iterable[bytes], out: IO[str]) -> Non
             # A page that cannot be made (a bug, data we did not foresee) must not stop the
             # others: the traceback goes to the log and the next request is taken.
             log.exception("cannot write the pages of %s", package)
-        say(out, {"done": package, "new": new, "retry": retry})
+        say(out, "DONE", PagesWritten(package, new, retry))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m piwheels.web.project_writer",
         description=(
-            "Write the pages of the projects named on stdin, one JSON request a line; the "
-            f"database comes from ${DSN_VARIABLE}."
+            "Write the pages of the projects the Scribe asks for on stdin (see "
+            f"piwheels.protocols.page_writer); the database comes from ${DSN_VARIABLE}."
         ),
     )
     parser.add_argument("output", type=Path, help="the web output directory")
     parser.add_argument("--public-url", help="where users reach it, for the install lines")
     args = parser.parse_args(argv)
-    out = sys.stdout
+    out = sys.stdout.buffer
     root = logging.getLogger()
-    root.addHandler(JsonLinesHandler(out))
+    root.addHandler(MessageHandler(out))
     root.setLevel(logging.INFO)
     ignore_stop_signals()  # the master closes our stdin once it has finished with us
     give_way()

@@ -7,7 +7,8 @@ from datetime import datetime
 from rich.text import Text
 from textual.widgets import RichLog
 
-from piwheels.monitor.model import BuildEvent, SlaveStatus, human_duration
+from piwheels.monitor.model import human_duration
+from piwheels.records.status import BuildEvent, SlaveStatus
 
 # Enough for an operator's glance back; the master's own log keeps the rest.
 MAX_LINES = 1000

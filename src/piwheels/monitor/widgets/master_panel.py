@@ -11,8 +11,9 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widget import Widget
 
-from piwheels.monitor.model import MasterStatus, human_duration, human_size
+from piwheels.monitor.model import human_duration, human_size
 from piwheels.records.projects import Statistics
+from piwheels.records.status import MasterStatus
 
 # After this long without a word the master may be gone: say so, rather than show old figures
 # as if they were live. The master publishes at least its statistics every minute or so.

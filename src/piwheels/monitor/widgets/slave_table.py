@@ -13,8 +13,9 @@ from textual.message import Message
 from textual.reactive import reactive
 from textual.widgets import DataTable
 
-from piwheels.monitor.model import SlaveStatus, human_duration, human_size
+from piwheels.monitor.model import human_duration, human_size
 from piwheels.records.slaves import SlaveState
+from piwheels.records.status import SlaveStatus
 
 Cell = str | Text | int
 

@@ -1,0 +1,45 @@
+"""Every message on every socket and pipe, declared once.
+
+- :mod:`.base`: what a protocol is, and the OK/ERROR replies of the master's request queues;
+- :mod:`.wire`: the spec's protocols with slaves and operators' tools, and the status queue;
+- :mod:`.internal`: the master's queues between its main thread and its tasks;
+- :mod:`.messages`: the named types their data decodes into (records several layers share are
+  in :mod:`piwheels.records`).
+
+The protocols themselves are named here, so that code says ``protocols.slave_driver``.
+"""
+
+from piwheels.protocols.base import NO_DATA, Failure, NoData, Protocol
+from piwheels.protocols.internal import (
+    architect,
+    file_juggler_control,
+    master_control,
+    oracle,
+    page_writer,
+    seraph_workers,
+    slave_commands,
+    task_control,
+    web,
+)
+from piwheels.protocols.wire import file_juggler, master_commands, mr_chase, slave_driver, status
+
+__all__ = [
+    "NO_DATA",
+    "Failure",
+    "NoData",
+    "Protocol",
+    "architect",
+    "file_juggler",
+    "file_juggler_control",
+    "master_commands",
+    "master_control",
+    "mr_chase",
+    "oracle",
+    "page_writer",
+    "seraph_workers",
+    "slave_commands",
+    "slave_driver",
+    "status",
+    "task_control",
+    "web",
+]

@@ -1,0 +1,101 @@
+"""What a protocol is: the messages each end of a socket may send, and the replies they get.
+
+Each :class:`Protocol` is written from the master's side: ``recv`` is what the master's task
+receives, ``send`` what it sends. The peer uses ``reversed(protocol)``. A message with no data
+travels as a bare string (``"IDLE"``); one whose data is a record travels as ``[action, *fields]``
+(``["BUILD", "numpy", "1.14.0"]``), and any other as ``[action, data]`` — the seed's wire format.
+
+The master's own request queues (the Oracles, the File Juggler's control) answer each request
+with ``["OK", data]`` or ``["ERROR", [kind, message]]``: ``replies`` declares the shape of each
+request's OK, ``errors`` the kinds an ERROR may carry. Code decides on a kind, never on words.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from piwheels.codec import AnyValue, Reason, Record, Shape, ShapeError, Str
+
+
+class NoData:
+    """Marks a message that carries no data (sent as a bare string)."""
+
+
+NO_DATA = NoData()
+Spec = Shape | None  # None: the message has no data
+
+# The most CBOR items a peer's message may hold: a BUILT of 100 files, each with 256
+# dependencies, is ~78,000. Decoded, 100,000 items are a few MB; unbounded, 8 MB of empty
+# arrays decoded into 8 million lists took ~600 MB.
+PEER_MAX_ITEMS = 100_000
+
+
+class Failure(NamedTuple):
+    """An ERROR on the master's request queues: its kind (one the protocol declares) decides
+    what the asker does; the message is for the log."""
+
+    kind: str
+    message: str
+
+    def __str__(self) -> str:
+        return self.message
+
+
+FAILURE = Record([Str, Reason], Failure)
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """The messages one end of a socket may receive and send.
+
+    ``max_items`` marks a protocol spoken with peers outside the master (slaves, operators'
+    tools): a message of more CBOR items than that is refused before it is decoded (see
+    :mod:`piwheels.transport`). The master's tasks trust each other and have no such bound.
+    """
+
+    name: str
+    recv: dict[str, Spec] = field(default_factory=dict)
+    send: dict[str, Spec] = field(default_factory=dict)
+    max_items: int | None = None
+    replies: dict[str, Spec] = field(default_factory=dict)  # request -> its OK's data
+    errors: frozenset[str] = frozenset()  # the kinds of its ERRORs
+
+    def __reversed__(self) -> Protocol:
+        return Protocol(
+            f"{self.name} (peer)",
+            recv=self.send,
+            send=self.recv,
+            max_items=self.max_items,
+            replies=self.replies,
+            errors=self.errors,
+        )
+
+    def answer(self, request: str, status: str, data: Any) -> Any:
+        """The reply to *request* as its declared type: OK's data, or a :class:`Failure`
+        (ERROR) of a declared kind; :class:`ShapeError` for anything else."""
+        if status == "ERROR":
+            if not isinstance(data, Failure) or data.kind not in self.errors:
+                raise ShapeError(f"{request}: an ERROR of no declared kind")
+            return data
+        if status != "OK":
+            raise ShapeError(f"{request}: {status} is no reply")
+        shape = self.replies.get(request)
+        return None if shape is None else shape.check(data, f"{request} reply")
+
+    def failure(self, kind: str, message: str) -> Failure:
+        """An ERROR to send: only of a kind this protocol declares."""
+        if kind not in self.errors:
+            raise ValueError(f"{self.name}: no error kind {kind!r}")
+        return Failure(kind, message)
+
+
+def request_reply(requests: dict[str, tuple[Spec, Spec]], errors: set[str]) -> dict[str, Any]:
+    """The fields of a request/reply protocol from ``{request: (its data, its OK's data)}``:
+    its OK travels checked only as a value (``AnyValue``), then as the request's reply."""
+    return {
+        "recv": {action: request for action, (request, _) in requests.items()},
+        "send": {"OK": AnyValue(), "ERROR": FAILURE},
+        "replies": {action: reply for action, (_, reply) in requests.items()},
+        "errors": frozenset(errors),
+    }

@@ -1,0 +1,193 @@
+"""The spec's wire protocols (normative: seeds/002), spoken with peers outside the master:
+build slaves (the slave and file queues), and operators' tools and monitors (the import and
+control queues), and monitors (the status queue). Every message a peer sends is refused past
+PEER_MAX_ITEMS CBOR items."""
+
+from __future__ import annotations
+
+from piwheels.codec import (
+    Bool,
+    Bytes,
+    DateTime,
+    Duration,
+    Float,
+    Int,
+    ListOf,
+    MapOf,
+    Optional,
+    OptStr,
+    Reason,
+    Record,
+    SetOf,
+    Str,
+    Text,
+)
+from piwheels.failures import MAX_WANTS, Diagnosis, Want
+from piwheels.protocols.base import PEER_MAX_ITEMS, Protocol
+from piwheels.protocols.messages import (
+    Ack,
+    AddRequest,
+    Chunk,
+    Fetch,
+    ImportRequest,
+    InstalledRequest,
+    PriorityRequest,
+    RebuildRequest,
+    RemoveRequest,
+    RetryCauseRequest,
+    RetryRequest,
+    SkipRequest,
+    YankRequest,
+)
+from piwheels.records.builds import BuildResult, Dependency, FileState, PackageVersion
+from piwheels.records.projects import Statistics
+from piwheels.records.slaves import SlaveHello, SlaveStats
+from piwheels.records.status import BuildEvent, MasterStatus, SlaveStatus
+
+# -- records more than one protocol carries ---------------------------------------------------
+
+DEPENDENCY = Record([Str, Str], Dependency)
+FILE_STATE = Record(
+    [Str, Int, Str, Str, Str, Str, Str, Str, SetOf(DEPENDENCY, max_items=256), OptStr],
+    FileState,
+)
+DIAGNOSIS = Record(
+    [
+        Str,  # the cause: checked against failures.Cause where it is used
+        Text,
+        ListOf(Record([Str, Str], Want), max_items=MAX_WANTS),
+        ListOf(Str, max_items=MAX_WANTS),
+    ],
+    Diagnosis,
+)
+BUILD_RESULT = Record(
+    [Bool, Duration, Text, ListOf(FILE_STATE, max_items=100), Optional(DIAGNOSIS)],
+    BuildResult,
+    required=4,  # the diagnosis is ours: the original slaves' BUILT has four fields
+)
+SLAVE_HELLO = Record([Duration, Duration, Str, Str, Str, Str, Str, Str, Str, Str], SlaveHello)
+SLAVE_STATS = Record([DateTime, Int, Int, Int, Int, Float, Float], SlaveStats)
+PACKAGE_VERSION = Record([Str, Str], PackageVersion)
+REMOVE = Record([Str, Str, Str], RemoveRequest)
+ADD = Record([Str, OptStr, Str], AddRequest)
+SKIP = Record([Str, OptStr, Str], SkipRequest)
+YANK = Record([Str, Str, Bool], YankRequest)
+RETRY = Record([Str, Str, OptStr], RetryRequest)
+PRIORITY = Record([Str, OptStr, Bool], PriorityRequest)
+RETRY_CAUSE = Record([Str, OptStr], RetryCauseRequest)
+INSTALLED = Record([Str, OptStr], InstalledRequest)
+
+
+# -- the protocols ----------------------------------------------------------------------------
+
+slave_driver = Protocol(
+    "slave driver",
+    recv={
+        "HELLO": SLAVE_HELLO,
+        "IDLE": SLAVE_STATS,
+        "BUSY": SLAVE_STATS,
+        "BUILT": BUILD_RESULT,
+        "SENT": None,
+        "BYE": None,
+        # Ours, not the spec's: a slave that lost its master mid-build says HELLO to the new
+        # one, then RESUME with the build in hand instead of IDLE; CONT keeps it, DONE drops it.
+        "RESUME": PACKAGE_VERSION,
+    },
+    send={
+        "ACK": Record([Int, Str], Ack),
+        "SLEEP": None,
+        "DIE": None,
+        "BUILD": PACKAGE_VERSION,
+        "CONT": None,
+        "SEND": Str,  # filename
+        "DONE": None,
+    },
+    max_items=PEER_MAX_ITEMS,
+)
+
+# The spec's CHUNK carries only the bytes; with several FETCHes in flight the master must know
+# which one a chunk answers, so (as the original implementation does) it carries the offset too.
+file_juggler = Protocol(
+    "file juggler",
+    recv={"HELLO": Int, "CHUNK": Record([Int, Bytes], Chunk)},
+    send={"FETCH": Record([Int, Int], Fetch), "DONE": None},
+    max_items=PEER_MAX_ITEMS,
+)
+
+# Beyond the spec's IMPORT / REMOVE / REBUILD, the operators' other repairs (piw-add):
+# ADD records a package (version None) or a version by hand, optionally skipped; SKIP sets or
+# (with "") clears the reason never to build a package or version; YANK marks a version yanked or
+# not; RETRY forgets a version's failed builds (on one ABI, or all) so they are queued again;
+# PRIORITY puts a version (or a package's every version) at the front of the build queue, or
+# (False) takes it back to its place (see migrations/0010_queue_priority.sql); RETRYCAUSE and
+# INSTALLED requeue failures by cause and dep-waits on a Debian package (migration 0012).
+mr_chase = Protocol(
+    "mr chase",
+    recv={
+        "IMPORT": Record(
+            [Int, Str, Str, OptStr, Bool, Duration, Text, ListOf(FILE_STATE, max_items=100)],
+            ImportRequest,
+        ),
+        "REMOVE": REMOVE,
+        "REBUILD": Record([Str, OptStr], RebuildRequest),
+        "SENT": None,
+        "ADD": ADD,
+        "SKIP": SKIP,
+        "YANK": YANK,
+        "RETRY": RETRY,
+        "PRIORITY": PRIORITY,
+        "RETRYCAUSE": RETRY_CAUSE,
+        "INSTALLED": INSTALLED,
+    },
+    send={"ERROR": Reason, "SEND": Str, "DONE": None},
+    max_items=PEER_MAX_ITEMS,
+)
+
+# Operators' tools and the monitor -> the master (its --control-queue). HELLO asks the master to
+# publish its whole state on the status queue at once (a monitor that connects late). SLEEP,
+# WAKE and KILL act on one slave (its id) or, with None, on all of them.
+master_commands = Protocol(
+    "master commands",
+    recv={
+        "PAUSE": None,
+        "RESUME": None,
+        "QUIT": None,
+        "HELLO": None,
+        "SLEEP": Optional(Int),
+        "WAKE": Optional(Int),
+        "KILL": Optional(Int),
+    },
+    max_items=PEER_MAX_ITEMS,
+)
+
+# The master -> every monitor (PUB/SUB on its --status-queue).
+STATISTICS = Record(
+    [Int] * 8 + [MapOf(Str, Int)] * 3 + [MapOf(Str, MapOf(Str, Int)), Int, Int, DateTime],
+    Statistics,
+)
+status = Protocol(
+    "status",
+    send={
+        "MASTER": Record([Str, DateTime, Str], MasterStatus),
+        "QUEUE": MapOf(Str, Int),  # abi -> versions waiting
+        "STATS": STATISTICS,
+        "SLAVE": Record(
+            [
+                Int,
+                Str,
+                Str,
+                Str,
+                Str,
+                Optional(PACKAGE_VERSION),
+                Optional(DateTime),
+                DateTime,
+                DateTime,
+                Optional(SLAVE_STATS),
+                Bool,
+            ],
+            SlaveStatus,
+        ),
+        "GONE": Int,  # slave_id
+        "BUILD": Record([DateTime, Int, Str, Str, Str, Bool, Duration], BuildEvent),
+    },
+)
