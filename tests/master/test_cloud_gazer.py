@@ -22,9 +22,9 @@ from piwheels.master import cloud_gazer
 from piwheels.master.cloud_gazer import CloudGazer
 from piwheels.master.config import MasterConfig
 from piwheels.master.seraph import Seraph
-from piwheels.master.task import ALL_TASKS, Task
+from piwheels.master.task import Task, tell_tasks
 from piwheels.master.the_oracle import TheOracle
-from piwheels.transport import Socket, encode
+from piwheels.transport import Socket
 from pypi_index import LocalPyPI
 
 VERSIONS = "SELECT package, version, yanked, removed, has_sdist FROM versions ORDER BY 1, 2"
@@ -70,7 +70,7 @@ def gazer_alone(config: MasterConfig) -> Iterator[Alone]:
         yield alone
     finally:
         alone.gazer.close()
-        control.zsock.send_multipart([ALL_TASKS, encode(control.protocol, "QUIT")])
+        tell_tasks(control, "QUIT")
         for task in alone.oracles:
             if task.ident is not None:  # started
                 task.join(5.0)

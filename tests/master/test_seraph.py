@@ -12,9 +12,9 @@ import zmq
 from farm import make_config
 from piwheels.master.config import MasterConfig
 from piwheels.master.seraph import READY, Seraph, urgent_routing_id
-from piwheels.master.task import ALL_TASKS
+from piwheels.master.task import tell_tasks
 from piwheels.protocols import task_control
-from piwheels.transport import encode
+from piwheels.transport import Socket
 
 
 @pytest.fixture
@@ -24,16 +24,16 @@ def config(tmp_path: Path) -> MasterConfig:
 
 @pytest.fixture
 def seraph(config: MasterConfig, context: zmq.Context[Any]) -> Iterator[Seraph]:
-    control = context.socket(zmq.PUB)
+    control = Socket(zmq.PUB, reversed(task_control), context=context)
     control.bind(config.task_control_queue)
     master = context.socket(zmq.PULL)
     master.bind(config.master_control_queue)
     task = Seraph(config, context)
     task.start()
     yield task
-    control.send_multipart([ALL_TASKS, encode(reversed(task_control), "QUIT")])
+    tell_tasks(control, "QUIT")
     task.join(5.0)
-    control.close(linger=0)
+    control.close()
     master.close(linger=0)
 
 

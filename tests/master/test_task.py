@@ -14,8 +14,8 @@ from farm import MasterThread, ScriptedSlave, make_config, wait_for
 from piwheels import protocols
 from piwheels.master import PiwMaster
 from piwheels.master.config import MasterConfig
-from piwheels.master.task import ALL_TASKS, Task
-from piwheels.transport import Socket, encode
+from piwheels.master.task import Task, tell_tasks
+from piwheels.transport import Socket
 
 
 class Ticker(Task):
@@ -57,7 +57,7 @@ def test_pause_resume_quit(config: MasterConfig) -> None:
     task.start()
 
     def send(action: str) -> None:
-        control.zsock.send_multipart([ALL_TASKS, encode(control.protocol, action)])
+        tell_tasks(control, action)
 
     try:
         wait_for(lambda: task.ticks > 2, what="ticks")

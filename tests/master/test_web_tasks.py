@@ -17,7 +17,7 @@ from farm import MasterThread, ScriptedSlave, build_result, configure, file_stat
 from piwheels import protocols
 from piwheels.master.config import MasterConfig
 from piwheels.master.seraph import Seraph
-from piwheels.master.task import ALL_TASKS
+from piwheels.master.task import tell_tasks
 from piwheels.master.the_oracle import TheOracle
 from piwheels.master.the_secretary import TheSecretary
 from piwheels.protocols import NO_DATA
@@ -137,7 +137,7 @@ def test_a_stalled_scribe_never_blocks_the_secretary(config: MasterConfig) -> No
         assert sorted(passed_on + [package for _, package in saved]) == sorted(packages)
     finally:
         requests.close()
-        control.zsock.send_multipart([ALL_TASKS, encode(control.protocol, "QUIT")])
+        tell_tasks(control, "QUIT")
         for task in tasks:
             task.join(5.0)
         for sock in (control, inbox, stalled_scribe):

@@ -17,6 +17,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+from piwheels import defaults
 from piwheels.cli.options import LOG_FORMAT
 from piwheels.master.config import DEFAULT_PACKAGES
 from piwheels.web.server import serve
@@ -43,8 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help=f"a project to follow (repeatable; default: {' '.join(DEFAULT_PACKAGES)})",
     )
-    parser.add_argument("--pypi-simple", default="https://pypi.org/simple/", metavar="URL")
-    parser.add_argument("--pypi-json", default="https://pypi.org/pypi", metavar="URL")
+    parser.add_argument("--pypi-simple", default=defaults.PYPI_SIMPLE, metavar="URL")
+    parser.add_argument("--pypi-json", default=defaults.PYPI_JSON, metavar="URL")
     return parser
 
 
@@ -68,9 +69,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--pypi-json",
         args.pypi_json,
         "--slave-queue",
-        "tcp://127.0.0.1:5555",
+        f"tcp://127.0.0.1:{defaults.SLAVE_PORT}",
         "--file-queue",
-        "tcp://127.0.0.1:5556",
+        f"tcp://127.0.0.1:{defaults.FILE_PORT}",
         "--control-queue",
         f"ipc://{data}/control",
         "--status-queue",

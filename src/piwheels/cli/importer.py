@@ -23,6 +23,7 @@ from packaging.metadata import parse_email
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
+from piwheels import defaults
 from piwheels.cli.options import per_run
 from piwheels.cli.tools import (
     BadInput,
@@ -45,7 +46,7 @@ __all__ = ["WheelInfo", "inspect_wheel", "main"]
 # Mr. Chase takes one import at a time, so every importer can use the same id on the file queue.
 IMPORTER_SLAVE_ID = 0
 # The File Juggler's default address as seen from the master's own machine.
-DEFAULT_FILE_QUEUE = "tcp://localhost:5556"
+DEFAULT_FILE_QUEUE = f"tcp://localhost:{defaults.FILE_PORT}"
 # A master that asks for the same file again and again (its verification keeps failing) is
 # told no more after this many attempts rather than looped with forever.
 MAX_SENDS = 5

@@ -56,20 +56,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--public-url",
-        default="http://127.0.0.1:8080",
+        default=MasterConfig.public_url,
         metavar="URL",
         help="where users reach the web output (the install lines on its pages); the default "
         "is what scripts/farm serves",
     )
     parser.add_argument(
         "--pypi-simple",
-        default="https://pypi.org/simple/",
+        default=MasterConfig.pypi_simple,
         metavar="URL",
         help="PyPI's simple index (PEP 691 JSON), to discover changed projects",
     )
     parser.add_argument(
         "--pypi-json",
-        default="https://pypi.org/pypi",
+        default=MasterConfig.pypi_json,
         metavar="URL",
         help="PyPI's JSON API, for each project's versions",
     )
@@ -102,28 +102,28 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--pypi-interval",
         type=float,
-        default=60.0,
+        default=MasterConfig.pypi_interval,
         metavar="SECONDS",
         help="how often to look for changes on PyPI",
     )
     parser.add_argument(
         "--queue-interval",
         type=float,
-        default=5.0,
+        default=MasterConfig.queue_interval,
         metavar="SECONDS",
         help="how often the Slave Driver's view of the build queue is refreshed",
     )
     parser.add_argument(
         "--slave-timeout",
         type=float,
-        default=900.0,
+        default=MasterConfig.slave_timeout.total_seconds(),
         metavar="SECONDS",
         help="silence after which a slave is dropped and its build given back",
     )
     parser.add_argument(
         "--busy-timeout",
         type=float,
-        default=60.0,
+        default=MasterConfig.busy_timeout.total_seconds(),
         metavar="SECONDS",
         help="silence after which a building slave (which says BUSY every 10 seconds) is "
         "dropped and its build given back",
@@ -131,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--give-back-tries",
         type=int,
-        default=3,
+        default=MasterConfig.give_back_tries,
         metavar="N",
         help="a build failing for a passing cause (the slave lost, the network, a full disk, "
         "no sdist yet, out of memory) is tried this many times in all before it is failed",
@@ -139,14 +139,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--give-back-delay",
         type=float,
-        default=600.0,
+        default=MasterConfig.give_back_delay.total_seconds(),
         metavar="SECONDS",
         help="how long such a build waits before its second try; doubled before each next",
     )
     parser.add_argument(
         "--min-free-space",
         type=int,
-        default=1 << 30,
+        default=MasterConfig.min_free_space,
         metavar="BYTES",
         help="below this much free space on the output disk, slaves SLEEP",
     )
@@ -158,31 +158,31 @@ def build_parser() -> argparse.ArgumentParser:
     queues = parser.add_argument_group("queues (ZeroMQ addresses)")
     queues.add_argument(
         "--slave-queue",
-        default="tcp://*:5555",
+        default=MasterConfig.slave_queue,
         metavar="ADDR",
         help="where build slaves talk to the Slave Driver",
     )
     queues.add_argument(
         "--file-queue",
-        default="tcp://*:5556",
+        default=MasterConfig.file_queue,
         metavar="ADDR",
         help="where build slaves send files to the File Juggler",
     )
     queues.add_argument(
         "--control-queue",
-        default="ipc:///tmp/piw-control",
+        default=MasterConfig.control_queue,
         metavar="ADDR",
         help="where the monitor and tools send control commands",
     )
     queues.add_argument(
         "--status-queue",
-        default="ipc:///tmp/piw-status",
+        default=MasterConfig.status_queue,
         metavar="ADDR",
         help="where the master publishes its status to monitors",
     )
     queues.add_argument(
         "--import-queue",
-        default="ipc:///tmp/piw-import",
+        default=MasterConfig.import_queue,
         metavar="ADDR",
         help="where piw-import, piw-remove and piw-rebuild talk to Mr. Chase",
     )

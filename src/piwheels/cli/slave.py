@@ -16,6 +16,7 @@ from datetime import timedelta
 from pathlib import Path
 from types import FrameType
 
+from piwheels import defaults
 from piwheels.cli.options import ConfigError, configure_logging, make_parser, parse_args
 from piwheels.slave.agent import PiwSlave, SlaveConfig
 from piwheels.slave.build_volume import own_mount_namespace
@@ -117,14 +118,14 @@ def make_slave_parser() -> argparse.ArgumentParser:
         "--slave-port",
         metavar="PORT",
         type=_port,
-        default=5555,
+        default=defaults.SLAVE_PORT,
         help="the master's slave driver port (ignored with --slave-queue)",
     )
     parser.add_argument(
         "--file-port",
         metavar="PORT",
         type=_port,
-        default=5556,
+        default=defaults.FILE_PORT,
         help="the master's file juggler port (ignored with --file-queue)",
     )
     parser.add_argument(

@@ -31,13 +31,13 @@ from piwheels.master.mr_chase import MrChase
 from piwheels.master.seraph import Seraph
 from piwheels.master.slave_driver import SlaveDriver
 from piwheels.master.status import StatusBoard, status_topics
-from piwheels.master.task import ALL_TASKS, Task, describe_error
+from piwheels.master.task import Task, describe_error, tell_tasks
 from piwheels.master.the_architect import TheArchitect
 from piwheels.master.the_oracle import TheOracle
 from piwheels.master.the_scribe import TheScribe
 from piwheels.master.the_secretary import TheSecretary
 from piwheels.records.status import MasterStatus
-from piwheels.transport import ProtocolError, Socket, encode, recv_frames
+from piwheels.transport import ProtocolError, Socket, recv_frames
 
 log = logging.getLogger(__name__)
 JOIN_TIMEOUT = 10.0
@@ -164,7 +164,7 @@ class PiwMaster:
             if task.ident is None:  # never started (another task failed to set up)
                 task.close()
                 continue
-            control.zsock.send_multipart([task.name.encode(), encode(control.protocol, "QUIT")])
+            tell_tasks(control, "QUIT", task.name)
             task.join(JOIN_TIMEOUT)
             if task.is_alive():
                 log.error("%s did not stop within %ss", task.name, JOIN_TIMEOUT)
@@ -238,7 +238,7 @@ class PiwMaster:
             self.board.replay()
         elif action in ("PAUSE", "RESUME"):
             self.paused = action == "PAUSE"
-            self.control.zsock.send_multipart([ALL_TASKS, encode(self.control.protocol, action)])
+            tell_tasks(self.control, action)
             self._publish_state()
         else:  # SLEEP, WAKE, KILL: one slave's or every slave's business
             try:

@@ -27,7 +27,7 @@ import zmq
 from packaging.utils import canonicalize_name
 
 from piwheels import protocols
-from piwheels.abis import BuildABI, sorted_abis
+from piwheels.abis import BuildABI
 from piwheels.master.config import MasterConfig
 from piwheels.master.db_client import DatabaseError, DbClient
 from piwheels.master.fetch_workers import (
@@ -125,7 +125,7 @@ class CloudGazer(Task):
                 # once: from here on every change to a serial is one this task made
                 self.known = self.db.get_package_serials()
                 self.loaded = True
-            self.abis = sorted_abis(self.db.get_build_abis())
+            self.abis = self.db.get_build_abis()
             if self.allow_list:
                 # a handful of projects: ask about each rather than download PyPI's whole list
                 self.pending = deque((name, None) for name in self.allow_list)

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
+from piwheels import defaults
+
 DEFAULT_PACKAGES = ("six", "packaging", "markupsafe", "pyyaml", "wrapt")
 
 
@@ -13,9 +15,9 @@ DEFAULT_PACKAGES = ("six", "packaging", "markupsafe", "pyyaml", "wrapt")
 class MasterConfig:
     dsn: str
     output_path: Path
-    build_abis: list[str]
-    pypi_simple: str = "https://pypi.org/simple/"
-    pypi_json: str = "https://pypi.org/pypi"
+    build_abis: list[str]  # set in the database at the start; the tasks ask it (GETABIS)
+    pypi_simple: str = defaults.PYPI_SIMPLE
+    pypi_json: str = defaults.PYPI_JSON
     # where slaves fetch sdists from (sent in ACK); defaults to pypi_simple
     slave_index: str | None = None
     packages: list[str] = field(default_factory=list)  # empty: follow all of PyPI
@@ -30,7 +32,7 @@ class MasterConfig:
     # below this many free bytes on the output disk, slaves are told to SLEEP
     min_free_space: int = 1 << 30
     # where users reach the output (the install lines on the pages); scripts/farm serves here
-    public_url: str = "http://127.0.0.1:8080"
+    public_url: str = defaults.PUBLIC_URL
     slave_timeout: timedelta = timedelta(minutes=15)  # silence before a slave is dropped
     # silence before a building slave is dropped: it says BUSY every 10 s (the original's 5-10 s)
     busy_timeout: timedelta = timedelta(minutes=1)
@@ -38,11 +40,11 @@ class MasterConfig:
     # queue after give_back_delay, doubled before each next try, and is failed after this many
     give_back_tries: int = 3
     give_back_delay: timedelta = timedelta(minutes=10)
-    slave_queue: str = "tcp://*:5555"
-    file_queue: str = "tcp://*:5556"
-    control_queue: str = "ipc:///tmp/piw-control"
-    status_queue: str = "ipc:///tmp/piw-status"
-    import_queue: str = "ipc:///tmp/piw-import"
+    slave_queue: str = defaults.SLAVE_QUEUE
+    file_queue: str = defaults.FILE_QUEUE
+    control_queue: str = defaults.CONTROL_QUEUE
+    status_queue: str = defaults.STATUS_QUEUE
+    import_queue: str = defaults.IMPORT_QUEUE
     # the master's internal queues; addresses so a task could later live in another process
     oracle_queue: str = "inproc://oracle"
     oracle_workers_queue: str = "inproc://oracle-workers"

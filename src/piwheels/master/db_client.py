@@ -12,6 +12,7 @@ from typing import Any, cast
 import zmq
 
 from piwheels import protocols
+from piwheels.abis import BuildABI
 from piwheels.codec import ShapeError
 from piwheels.protocols import NO_DATA, Failure
 from piwheels.protocols.messages import (
@@ -89,8 +90,9 @@ class DbClient:
     def remove_project(self, package: str) -> None:
         self._call("REMOVEPROJECT", package)
 
-    def get_build_abis(self) -> list[str]:
-        return cast("list[str]", self._call("GETABIS"))
+    def get_build_abis(self) -> list[BuildABI]:
+        """The farm's ABIs, lowest first: the database's, as piw-master set them at its start."""
+        return cast("list[BuildABI]", self._call("GETABIS"))
 
     def get_queue(self, limit: int) -> QueueSnapshot:
         return cast("QueueSnapshot", self._call("GETQUEUE", limit))

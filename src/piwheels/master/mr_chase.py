@@ -135,7 +135,7 @@ class MrChase(Task):
         package = canonicalize_name(package)
         if not self.db.version_exists(package, version):
             raise Refused(f"no such version: {package} {version} (piw-add it first)")
-        abis = self.db.get_build_abis()
+        abis = [abi.abi_tag for abi in self.db.get_build_abis()]
         abi_tag = abi_tag or abis[0]
         if abi_tag not in abis:
             raise Refused(f"{abi_tag} is not one of this farm's ABIs ({', '.join(abis)})")

@@ -22,11 +22,21 @@ from piwheels import protocols
 from piwheels.master.config import MasterConfig
 from piwheels.protocols import Protocol
 from piwheels.protocols.messages import TaskFailure
-from piwheels.transport import ProtocolError, Socket, decode
+from piwheels.transport import ProtocolError, Socket, decode, encode
 
 Handler = Callable[[], None]
-ALL_TASKS = b"*"
 MAX_ERROR_TEXT = 300
+
+
+def tell_tasks(control: Socket, action: str, task: str | None = None) -> None:
+    """Send *action* (protocols.task_control) to one task by its name, or to every task."""
+    control.zsock.send_multipart([_topic(task), encode(control.protocol, action)])
+
+
+def _topic(task: str | None) -> bytes:
+    """The topic frame of control messages: every task's, or one task's (so the master can
+    stop tasks one by one, clients of the Oracles before the Oracles)."""
+    return b"*" if task is None else task.encode()
 
 
 def describe_error(exc: BaseException) -> str:
@@ -73,11 +83,9 @@ class Task(threading.Thread):
         self._muted: set[zmq.Socket[Any] | int] = set()
         self._timers: list[_Timer] = []
         self._poller = zmq.Poller()
-        # Control messages carry a topic frame: ALL_TASKS, or one task's name so the master can
-        # stop tasks one by one (clients of the Oracles before the Oracles).
         control = self.socket(zmq.SUB, protocols.task_control)
-        control.zsock.setsockopt(zmq.SUBSCRIBE, ALL_TASKS)
-        control.zsock.setsockopt(zmq.SUBSCRIBE, self.name.encode())
+        control.zsock.setsockopt(zmq.SUBSCRIBE, _topic(None))
+        control.zsock.setsockopt(zmq.SUBSCRIBE, _topic(self.name))
         control.connect(config.task_control_queue)
         self.register(control, self._handle_control)
         self._control = control

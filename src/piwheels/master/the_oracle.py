@@ -50,7 +50,7 @@ class TheOracle(Task):
             "SETSERIAL": self.db.set_pypi_serial,
             "SETPROJECTS": self.db.set_project_rows,
             "REMOVEPROJECT": self.db.remove_project,
-            "GETABIS": lambda _: [abi.abi_tag for abi in self.db.get_build_abis()],
+            "GETABIS": lambda _: self.db.get_build_abis(),
             "GETQUEUE": self.db.get_queue,
             "GETHASHES": self.db.get_file_hashes,
             "QUEUED": lambda data: self.db.is_queued(*data),

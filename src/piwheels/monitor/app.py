@@ -14,7 +14,7 @@ from textual.binding import Binding
 from textual.reactive import var
 from textual.widgets import Footer, Header
 
-from piwheels import protocols
+from piwheels import defaults, protocols
 from piwheels.cli.options import ConfigError, configure_logging, make_parser, parse_args
 from piwheels.monitor.messages import (
     BadMessage,
@@ -250,13 +250,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--status-queue",
-        default="ipc:///tmp/piw-status",
+        default=defaults.STATUS_QUEUE,
         metavar="ADDR",
         help="where the master publishes its status (its --status-queue)",
     )
     parser.add_argument(
         "--control-queue",
-        default="ipc:///tmp/piw-control",
+        default=defaults.CONTROL_QUEUE,
         metavar="ADDR",
         help="where the master takes commands (its --control-queue)",
     )

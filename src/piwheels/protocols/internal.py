@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from piwheels.abis import BuildABI
 from piwheels.codec import (
     Bool,
     Bytes,
@@ -46,8 +47,8 @@ from piwheels.protocols.wire import (
 from piwheels.records.builds import QueueSnapshot
 from piwheels.records.projects import ProjectRow
 
-# The master -> every task (PUB/SUB: each message's first frame is its topic, ALL_TASKS or
-# one task's name; see master/task.py).
+# The master -> every task (PUB/SUB: each message's first frame is its topic, every task's or
+# one task's; see master/task.py: tell_tasks).
 task_control = Protocol(
     "task control",
     recv={"PAUSE": None, "RESUME": None, "QUIT": None},
@@ -83,7 +84,7 @@ oracle = Protocol(
                 ListOf(Record([Str, Text], RefusedProject)),
             ),
             "REMOVEPROJECT": (Str, None),
-            "GETABIS": (None, ListOf(Str)),
+            "GETABIS": (None, ListOf(Record([Str, Int, Str], BuildABI))),  # lowest first
             "GETQUEUE": (Int, QUEUE),  # how many entries per ABI
             "GETHASHES": (ListOf(Str), MapOf(Str, Str)),  # filenames -> published SHA256
             "QUEUED": (Record([Str, Str, Str], QueueQuery), Bool),
