@@ -64,7 +64,7 @@ from piwheels.cli.options import LOG_FORMAT
 from piwheels.db.database import Database, ProjectVersion
 from piwheels.db.embedded.cluster import EmbeddedPostgres
 from piwheels.master import PiwMaster
-from piwheels.master.config import MasterConfig
+from piwheels.master_support.config import MasterConfig
 
 SIZES: dict[str, int | float] = {
     "packages": 1_000_000,

@@ -68,7 +68,7 @@ from slave_sim import (
 from piwheels.cli.log_output import LazyFileHandler
 from piwheels.cli.options import LOG_FORMAT
 from piwheels.master import PiwMaster
-from piwheels.master.config import MasterConfig
+from piwheels.master_support.config import MasterConfig
 
 SIZES: dict[str, int | float] = {
     "slaves": 500,

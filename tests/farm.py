@@ -28,7 +28,7 @@ from piwheels import protocols
 from piwheels.abis import sorted_abis
 from piwheels.db.database import Database
 from piwheels.master import PiwMaster
-from piwheels.master.config import MasterConfig
+from piwheels.master_support.config import MasterConfig
 from piwheels.protocols import NO_DATA
 from piwheels.records.builds import BuildResult, FileState
 from piwheels.records.slaves import SlaveHello, SlaveStats

@@ -1,6 +1,7 @@
-"""The defaults several programs share, written once: where a master listens (its queues), where
-it finds PyPI, and where users reach its output. The master's own tuning is in
-:class:`piwheels.master.config.MasterConfig`, whose defaults ``piw-master``'s options show."""
+"""The defaults several programs share, written once: where a master listens (its queues),
+where it finds PyPI, and where users reach its output. The master's own tuning is in
+:class:`piwheels.master_support.config.MasterConfig`, whose defaults piw-master's options
+show."""
 
 from __future__ import annotations
 

@@ -58,7 +58,7 @@ from farm import (
 )
 from piwheels import protocols
 from piwheels.master import PiwMaster
-from piwheels.master.config import MasterConfig
+from piwheels.master_support.config import MasterConfig
 from piwheels.records.slaves import SlaveHello
 from piwheels.transport import decode
 from pypi_index import LocalPyPI

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from farm import MasterThread, configure
-from piwheels.master.config import MasterConfig
+from piwheels.master_support.config import MasterConfig
 from pypi_index import LocalPyPI
 
 

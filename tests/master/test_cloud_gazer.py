@@ -20,10 +20,10 @@ from piwheels import protocols
 from piwheels.db.database import Database
 from piwheels.master import cloud_gazer
 from piwheels.master.cloud_gazer import CloudGazer
-from piwheels.master.config import MasterConfig
 from piwheels.master.seraph import Seraph
-from piwheels.master.task import Task, tell_tasks
 from piwheels.master.the_oracle import TheOracle
+from piwheels.master_support.config import MasterConfig
+from piwheels.master_support.task import Task, tell_tasks
 from piwheels.transport import Socket
 from pypi_index import LocalPyPI
 

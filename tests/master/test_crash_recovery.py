@@ -27,7 +27,7 @@ from farm import (
 )
 from piwheels import protocols
 from piwheels.db.embedded.cluster import EmbeddedPostgres
-from piwheels.master.config import MasterConfig
+from piwheels.master_support.config import MasterConfig
 from piwheels.transport import Socket
 from piwheels.web.layout import log_path
 from pypi_index import LocalPyPI

@@ -23,8 +23,8 @@ import psycopg
 import pytest
 
 from farm import MasterThread, ScriptedSlave, SlaveProcess, configure, rows, wait_for
-from piwheels.master.config import MasterConfig
 from piwheels.master.slave_driver import SlaveDriver
+from piwheels.master_support.config import MasterConfig
 from piwheels.records.builds import BuildResult
 from piwheels.slave.build_volume import mount_points
 from pypi_index import LocalPyPI, SdistFactory

@@ -10,7 +10,7 @@ import pytest
 
 from clients import client_env, new_venv, run, uv_binary
 from farm import MasterThread, SlaveProcess, rows, wait_for
-from piwheels.master.config import MasterConfig
+from piwheels.master_support.config import MasterConfig
 from piwheels.web.server import serve
 
 pytestmark = pytest.mark.slow

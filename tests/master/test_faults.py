@@ -11,8 +11,8 @@ import pytest
 
 from farm import MasterProcess, MasterThread, SlaveProcess, configure, rows, wait_for
 from piwheels.db.embedded.cluster import EmbeddedPostgres
-from piwheels.master.config import MasterConfig
 from piwheels.master.slave_driver import SlaveDriver
+from piwheels.master_support.config import MasterConfig
 from pypi_index import LocalPyPI
 
 pytestmark = pytest.mark.slow

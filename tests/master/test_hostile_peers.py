@@ -33,8 +33,8 @@ from farm import (
     wait_for,
 )
 from piwheels import protocols
-from piwheels.master.config import MasterConfig
-from piwheels.master.slaves import file_problem
+from piwheels.master_support.config import MasterConfig
+from piwheels.master_support.slaves import file_problem
 from piwheels.records.builds import Dependency
 from piwheels.transport import Socket
 from pypi_index import LocalPyPI

@@ -21,7 +21,7 @@ from farm import (
     stats,
     wait_for,
 )
-from piwheels.master.config import MasterConfig
+from piwheels.master_support.config import MasterConfig
 from pypi_index import LocalPyPI
 
 WHEEL = "piwtest_pure-1.0-py3-none-any.whl"

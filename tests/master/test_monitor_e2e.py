@@ -16,7 +16,7 @@ import pytest
 from textual.pilot import Pilot
 
 from farm import MasterThread, ScriptedSlave, configure
-from piwheels.master.config import MasterConfig
+from piwheels.master_support.config import MasterConfig
 from piwheels.monitor.app import MonitorApp
 from piwheels.monitor.widgets import SlaveTable
 from pypi_index import LocalPyPI

@@ -14,7 +14,7 @@ import zmq
 
 from farm import MasterThread, ScriptedSlave, build_result, configure, file_state, rows, wait_for
 from piwheels import protocols
-from piwheels.master.config import MasterConfig
+from piwheels.master_support.config import MasterConfig
 from piwheels.protocols import NO_DATA
 from piwheels.transport import Socket
 from pypi_index import LocalPyPI, make_wheel

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from farm import MasterThread, ScriptedSlave, build_result, configure, rows, wait_for
-from piwheels.master.config import MasterConfig
+from piwheels.master_support.config import MasterConfig
 from pypi_index import LocalPyPI, SdistFactory
 
 BIN = Path(sys.executable).parent

@@ -21,7 +21,6 @@ from farm import MasterThread, make_config, rows, wait_for
 from piwheels import protocols
 from piwheels.abis import sorted_abis
 from piwheels.db.database import Database, ProjectVersion
-from piwheels.master.config import MasterConfig
 from piwheels.master.the_scribe import (
     WRITER_BACKLOG,
     WRITER_RESTART_GAP,
@@ -29,6 +28,7 @@ from piwheels.master.the_scribe import (
     TheScribe,
 )
 from piwheels.master.the_secretary import TheSecretary
+from piwheels.master_support.config import MasterConfig
 from piwheels.transport import Socket
 
 PROJECTS = [f"proj-{n}" for n in range(10)]

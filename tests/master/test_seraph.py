@@ -10,9 +10,9 @@ import pytest
 import zmq
 
 from farm import make_config
-from piwheels.master.config import MasterConfig
 from piwheels.master.seraph import READY, Seraph, urgent_routing_id
-from piwheels.master.task import tell_tasks
+from piwheels.master_support.config import MasterConfig
+from piwheels.master_support.task import tell_tasks
 from piwheels.protocols import task_control
 from piwheels.transport import Socket
 

@@ -25,9 +25,9 @@ from farm import (
 )
 from piwheels import protocols
 from piwheels.master import slave_driver
-from piwheels.master.config import MasterConfig
 from piwheels.master.slave_driver import SlaveDriver
-from piwheels.master.slaves import SlaveRecord
+from piwheels.master_support.config import MasterConfig
+from piwheels.master_support.slaves import SlaveRecord
 from piwheels.records.slaves import SlaveHello, SlaveState
 from piwheels.transport import Socket
 from pypi_index import LocalPyPI

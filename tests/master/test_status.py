@@ -11,7 +11,7 @@ import zmq
 
 from farm import MasterThread, ScriptedSlave, build_result, configure, stats, wait_for
 from piwheels import protocols
-from piwheels.master.config import MasterConfig
+from piwheels.master_support.config import MasterConfig
 from piwheels.protocols import NO_DATA
 from piwheels.transport import Socket
 from pypi_index import LocalPyPI

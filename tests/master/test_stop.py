@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from farm import MasterProcess, ScriptedSlave, configure, wait_for
-from piwheels.master.config import MasterConfig
+from piwheels.master_support.config import MasterConfig
 from pypi_index import LocalPyPI
 
 

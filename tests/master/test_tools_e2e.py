@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from farm import MasterThread, configure, rows, wait_for
-from piwheels.master.config import MasterConfig
 from piwheels.master.the_scribe import TheScribe
 from piwheels.master.the_secretary import TheSecretary
+from piwheels.master_support.config import MasterConfig
 from pypi_index import LocalPyPI, make_wheel
 
 BIN = Path(sys.executable).parent

@@ -15,11 +15,11 @@ import zmq
 
 from farm import MasterThread, ScriptedSlave, build_result, configure, file_state, rows, wait_for
 from piwheels import protocols
-from piwheels.master.config import MasterConfig
 from piwheels.master.seraph import Seraph
-from piwheels.master.task import tell_tasks
 from piwheels.master.the_oracle import TheOracle
 from piwheels.master.the_secretary import TheSecretary
+from piwheels.master_support.config import MasterConfig
+from piwheels.master_support.task import tell_tasks
 from piwheels.protocols import NO_DATA
 from piwheels.transport import Socket, encode
 from piwheels.web.layout import log_path

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from piwheels import defaults
 from piwheels.cli.options import LOG_FORMAT
-from piwheels.master.config import DEFAULT_PACKAGES
+from piwheels.master_support.config import DEFAULT_PACKAGES
 from piwheels.web.server import serve
 
 log = logging.getLogger("piwheels.farm")

@@ -21,7 +21,7 @@ from piwheels.db.embedded import EmbeddedPostgresError
 from piwheels.db.embedded.cluster import EmbeddedPostgres
 from piwheels.db.migrate import SchemaError, migrate
 from piwheels.master import PiwMaster
-from piwheels.master.config import MasterConfig
+from piwheels.master_support.config import MasterConfig
 
 log = logging.getLogger("piwheels.cli.master")
 MASTER_ROLE = "piwheels"

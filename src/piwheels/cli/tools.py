@@ -34,7 +34,7 @@ from piwheels.cli.options import (
     parse_args,
     per_run,
 )
-from piwheels.master.config import MasterConfig
+from piwheels.master_support.config import MasterConfig
 from piwheels.protocols import NO_DATA
 from piwheels.transport import ProtocolError, Socket, private_routing_id
 

@@ -377,7 +377,7 @@ def statistics(conn: Conn) -> Statistics:
         queue_priority={abi: lengths[0] for abi, lengths in tiers.items()},
         queue_newest={abi: lengths[1] for abi, lengths in tiers.items()},
         failures_by_cause=failures,
-        disk_free=0,  # the master measures the output disk (master/web_requests.py)
+        disk_free=0,  # the master measures the output disk (master_support/web_requests.py)
         disk_total=0,
         updated=datetime.now(UTC),
     )

@@ -1,8 +1,9 @@
 """The piwheels master: its tasks, wired together and run until told to stop.
 
-Each task is a thread with its own sockets (see :mod:`piwheels.master.task`). This module binds
-the control queues, starts the tasks in an order where every queue has a reader, and stops them
-all on SIGTERM / SIGINT, on QUIT, or as soon as one task crashes.
+The tasks are this package's other modules, one each, named as the spec names them; what they
+are built on is :mod:`piwheels.master_support`. Each task is a thread with its own sockets.
+This module binds the control queues, starts the tasks in an order where every queue has a
+reader, and stops them all on SIGTERM / SIGINT, on QUIT, or as soon as one task crashes.
 """
 
 from __future__ import annotations
@@ -25,17 +26,17 @@ from piwheels.db.embedded.cluster import EmbeddedPostgres
 from piwheels.heap import release_free_memory
 from piwheels.master.big_brother import BigBrother
 from piwheels.master.cloud_gazer import CloudGazer
-from piwheels.master.config import MasterConfig
 from piwheels.master.file_juggler import FileJuggler
 from piwheels.master.mr_chase import MrChase
 from piwheels.master.seraph import Seraph
 from piwheels.master.slave_driver import SlaveDriver
-from piwheels.master.status import StatusBoard, status_topics
-from piwheels.master.task import Task, describe_error, tell_tasks
 from piwheels.master.the_architect import TheArchitect
 from piwheels.master.the_oracle import TheOracle
 from piwheels.master.the_scribe import TheScribe
 from piwheels.master.the_secretary import TheSecretary
+from piwheels.master_support.config import MasterConfig
+from piwheels.master_support.status import StatusBoard, status_topics
+from piwheels.master_support.task import Task, describe_error, tell_tasks
 from piwheels.records.status import MasterStatus
 from piwheels.transport import ProtocolError, Socket, recv_frames
 

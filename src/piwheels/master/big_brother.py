@@ -10,11 +10,11 @@ from typing import Any
 
 import zmq
 
-from piwheels.master.config import MasterConfig
-from piwheels.master.db_client import DatabaseError, DbClient
-from piwheels.master.status import StatusReporter
-from piwheels.master.task import Task
-from piwheels.master.web_requests import PageRequests, with_output_disk
+from piwheels.master_support.config import MasterConfig
+from piwheels.master_support.db_client import DatabaseError, DbClient
+from piwheels.master_support.status import StatusReporter
+from piwheels.master_support.task import Task
+from piwheels.master_support.web_requests import PageRequests, with_output_disk
 from piwheels.records.projects import Statistics
 
 

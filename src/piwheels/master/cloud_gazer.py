@@ -28,18 +28,18 @@ from packaging.utils import canonicalize_name
 
 from piwheels import protocols
 from piwheels.abis import BuildABI
-from piwheels.master.config import MasterConfig
-from piwheels.master.db_client import DatabaseError, DbClient
-from piwheels.master.fetch_workers import (
+from piwheels.master_support.config import MasterConfig
+from piwheels.master_support.db_client import DatabaseError, DbClient
+from piwheels.master_support.fetch_workers import (
     FETCH_THREADS,
     Entry,
     Fetched,
     FetchedProject,
     FetchWorkers,
 )
-from piwheels.master.request_pool import RequestPool
-from piwheels.master.task import Task
-from piwheels.master.web_requests import PageRequests
+from piwheels.master_support.request_pool import RequestPool
+from piwheels.master_support.task import Task
+from piwheels.master_support.web_requests import PageRequests
 from piwheels.protocols.messages import PageRequest
 from piwheels.pypi.client import PyPIClient
 from piwheels.pypi.errors import ProjectNotFound, PyPIError

@@ -35,8 +35,8 @@ from packaging.utils import canonicalize_name
 
 from piwheels import protocols
 from piwheels.heap import serve_from_heap
-from piwheels.master.config import MasterConfig
-from piwheels.master.task import Task, describe_error
+from piwheels.master_support.config import MasterConfig
+from piwheels.master_support.task import Task, describe_error
 from piwheels.protocols import Failure
 from piwheels.records.builds import FileState
 from piwheels.transport import ProtocolError, chose_routing_id

@@ -20,11 +20,11 @@ from packaging.utils import canonicalize_name
 from piwheels import protocols
 from piwheels.codec import ShapeError
 from piwheels.failures import Cause
-from piwheels.master.config import MasterConfig
-from piwheels.master.db_client import DatabaseError, DbClient
-from piwheels.master.slaves import check_files
-from piwheels.master.task import Task, describe_error
-from piwheels.master.web_requests import PageRequests, with_output_disk
+from piwheels.master_support.config import MasterConfig
+from piwheels.master_support.db_client import DatabaseError, DbClient
+from piwheels.master_support.slaves import check_files
+from piwheels.master_support.task import Task, describe_error
+from piwheels.master_support.web_requests import PageRequests, with_output_disk
 from piwheels.protocols import NO_DATA, Failure
 from piwheels.protocols.messages import (
     AddRequest,

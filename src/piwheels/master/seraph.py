@@ -20,8 +20,8 @@ from typing import Any
 import zmq
 
 from piwheels import protocols
-from piwheels.master.config import MasterConfig
-from piwheels.master.task import Task
+from piwheels.master_support.config import MasterConfig
+from piwheels.master_support.task import Task
 from piwheels.transport import ProtocolError, decode, encode, recv_frames, send_frames
 
 # what an Oracle says when it is free (protocols.seraph_workers)

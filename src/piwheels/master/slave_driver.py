@@ -8,7 +8,7 @@ produced has been fetched and verified by the File Juggler.
 
 Nothing here waits: a step that needs the database or the File Juggler sends its request and
 returns, and the slave's reply goes out when the answer comes back (see
-:mod:`piwheels.master.request_pool`); meanwhile every other slave is answered at once.
+:mod:`piwheels.master_support.request_pool`); meanwhile every other slave is answered at once.
 """
 
 from __future__ import annotations
@@ -25,14 +25,14 @@ from typing import Any
 import zmq
 
 from piwheels import protocols
-from piwheels.master.config import MasterConfig
-from piwheels.master.db_client import DatabaseError, DbClient
-from piwheels.master.request_pool import Answer, RequestPool
 from piwheels.master.seraph import urgent_routing_id
-from piwheels.master.slaves import BuildKey, SlaveRecord, check_files
-from piwheels.master.status import StatusReporter
-from piwheels.master.task import Task, describe_error
-from piwheels.master.web_requests import PageRequests
+from piwheels.master_support.config import MasterConfig
+from piwheels.master_support.db_client import DatabaseError, DbClient
+from piwheels.master_support.request_pool import Answer, RequestPool
+from piwheels.master_support.slaves import BuildKey, SlaveRecord, check_files
+from piwheels.master_support.status import StatusReporter
+from piwheels.master_support.task import Task, describe_error
+from piwheels.master_support.web_requests import PageRequests
 from piwheels.protocols import NO_DATA
 from piwheels.protocols.messages import BuildReport, Discard, Expect, LostBuild, QueueQuery
 from piwheels.records.builds import BuildResult

@@ -14,9 +14,9 @@ from typing import Any
 import zmq
 
 from piwheels import protocols
-from piwheels.master.config import MasterConfig
-from piwheels.master.db_client import DatabaseError, DbClient
-from piwheels.master.task import Task
+from piwheels.master_support.config import MasterConfig
+from piwheels.master_support.db_client import DatabaseError, DbClient
+from piwheels.master_support.task import Task
 
 
 class TheArchitect(Task):

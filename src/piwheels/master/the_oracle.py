@@ -18,9 +18,9 @@ import zmq
 
 from piwheels import protocols
 from piwheels.db.database import Database, GiveBack
-from piwheels.master.config import MasterConfig
 from piwheels.master.seraph import READY
-from piwheels.master.task import Task, describe_error
+from piwheels.master_support.config import MasterConfig
+from piwheels.master_support.task import Task, describe_error
 from piwheels.protocols import NO_DATA
 from piwheels.transport import ProtocolError, decode, encode, recv_frames, send_frames
 

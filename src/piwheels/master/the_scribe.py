@@ -33,10 +33,10 @@ from typing import Any
 import zmq
 
 from piwheels import protocols
-from piwheels.master.child_jobs import ChildJob, end_process
-from piwheels.master.config import MasterConfig
-from piwheels.master.db_client import DatabaseError, DbClient
-from piwheels.master.task import Task
+from piwheels.master_support.child_jobs import ChildJob, end_process
+from piwheels.master_support.config import MasterConfig
+from piwheels.master_support.db_client import DatabaseError, DbClient
+from piwheels.master_support.task import Task
 from piwheels.pipes import MessageReader, write_message
 from piwheels.protocols import messages
 from piwheels.records.projects import Statistics

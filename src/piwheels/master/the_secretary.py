@@ -20,10 +20,10 @@ from typing import Any
 import zmq
 
 from piwheels import protocols
-from piwheels.master.config import MasterConfig
-from piwheels.master.db_client import DatabaseError, DbClient
-from piwheels.master.task import Task
 from piwheels.master.the_scribe import INBOX_BACKLOG
+from piwheels.master_support.config import MasterConfig
+from piwheels.master_support.db_client import DatabaseError, DbClient
+from piwheels.master_support.task import Task
 from piwheels.protocols import NO_DATA
 from piwheels.protocols.messages import PageRequest
 from piwheels.transport import ProtocolError

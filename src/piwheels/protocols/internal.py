@@ -48,7 +48,7 @@ from piwheels.records.builds import QueueSnapshot
 from piwheels.records.projects import ProjectRow
 
 # The master -> every task (PUB/SUB: each message's first frame is its topic, every task's or
-# one task's; see master/task.py: tell_tasks).
+# one task's; see master_support/task.py: tell_tasks).
 task_control = Protocol(
     "task control",
     recv={"PAUSE": None, "RESUME": None, "QUIT": None},

@@ -12,8 +12,8 @@ import zmq
 
 from farm import make_config
 from piwheels import protocols
-from piwheels.master.request_pool import RequestPool
-from piwheels.master.task import Task
+from piwheels.master_support.request_pool import RequestPool
+from piwheels.master_support.task import Task
 from piwheels.protocols import Failure
 from piwheels.transport import Socket, decode, encode
 

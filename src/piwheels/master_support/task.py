@@ -19,7 +19,7 @@ from typing import Any
 import zmq
 
 from piwheels import protocols
-from piwheels.master.config import MasterConfig
+from piwheels.master_support.config import MasterConfig
 from piwheels.protocols import Protocol
 from piwheels.protocols.messages import TaskFailure
 from piwheels.transport import ProtocolError, Socket, decode, encode

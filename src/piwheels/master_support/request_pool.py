@@ -23,7 +23,7 @@ from piwheels.protocols import NO_DATA, Failure, Protocol
 from piwheels.transport import ProtocolError, Socket
 
 if TYPE_CHECKING:
-    from piwheels.master.task import Task
+    from piwheels.master_support.task import Task
 
 # What a callback receives: ("OK", the reply its request declares) or ("ERROR", a Failure of a
 # kind the protocol declares).

@@ -25,8 +25,8 @@ from typing import NamedTuple
 
 from piwheels.abis import BuildABI
 from piwheels.db.database import ProjectUpdate, ProjectVersion, project_row
-from piwheels.master.child_jobs import ignore_stop_signals
-from piwheels.master.task import Task
+from piwheels.master_support.child_jobs import ignore_stop_signals
+from piwheels.master_support.task import Task
 from piwheels.pypi.answers import ProjectInfo
 from piwheels.pypi.client import PyPIClient
 from piwheels.pypi.errors import ProjectNotFound, PyPIError

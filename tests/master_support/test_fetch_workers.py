@@ -19,8 +19,8 @@ import zmq
 
 from farm import configure
 from piwheels.abis import sorted_abis
-from piwheels.master.fetch_workers import Entry, Fetched, FetchedProject, FetchWorkers
-from piwheels.master.task import Task
+from piwheels.master_support.fetch_workers import Entry, Fetched, FetchedProject, FetchWorkers
+from piwheels.master_support.task import Task
 from piwheels.pypi.client import PyPIClient
 from pypi_index import LocalPyPI
 

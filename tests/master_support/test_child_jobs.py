@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from farm import wait_for
-from piwheels.master.child_jobs import ChildJob
+from piwheels.master_support.child_jobs import ChildJob
 
 log = logging.getLogger("piwheels.test_child_jobs")
 

@@ -13,8 +13,8 @@ import zmq
 from farm import MasterThread, ScriptedSlave, make_config, wait_for
 from piwheels import protocols
 from piwheels.master import PiwMaster
-from piwheels.master.config import MasterConfig
-from piwheels.master.task import Task, tell_tasks
+from piwheels.master_support.config import MasterConfig
+from piwheels.master_support.task import Task, tell_tasks
 from piwheels.transport import Socket
 
 
