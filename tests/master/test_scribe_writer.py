@@ -64,8 +64,8 @@ def master(config: MasterConfig) -> Iterator[MasterThread]:
     finally:
         # a writer this test stopped must not hold up the master's stop for its whole grace
         scribe = the_scribe(running)
-        if scribe.writer is not None:
-            with_writer(scribe.writer, signal.SIGCONT)
+        if scribe.writer.process is not None:
+            with_writer(scribe.writer.process, signal.SIGCONT)
         running.stop()
 
 
@@ -84,7 +84,13 @@ def the_scribe(master: MasterThread) -> TheScribe:
 
 
 def the_writer(scribe: TheScribe) -> subprocess.Popen[bytes]:
-    return wait_for(lambda: scribe.writer, what="the project writer")
+    return wait_for(lambda: scribe.writer.process, what="the project writer")
+
+
+def new_writer(scribe: TheScribe, pids: set[int]) -> subprocess.Popen[bytes] | None:
+    """The writer child, if it is not one of *pids*."""
+    process = scribe.writer.process
+    return process if process is not None and process.pid not in pids else None
 
 
 def with_writer(writer: subprocess.Popen[bytes], sig: signal.Signals) -> None:
@@ -124,7 +130,7 @@ def test_a_stalled_writer_holds_a_few_requests_and_the_secretary_the_rest(
     wait_for(lambda: all(written(caplog, p) for p in PROJECTS), what="every project's pages")
     assert [written(caplog, p) for p in PROJECTS] == [1] * len(PROJECTS)
     assert not scribe.in_flight
-    assert scribe.writer is writer  # the same child throughout
+    assert scribe.writer.process is writer  # the same child throughout
 
 
 def test_a_writer_that_dies_is_started_again_with_what_it_had_in_hand(
@@ -141,7 +147,7 @@ def test_a_writer_that_dies_is_started_again_with_what_it_had_in_hand(
     assert "the project writer ended (status -9) with 2 requests in hand" in caplog.text
     [record] = [r for r in caplog.records if "the project writer ended" in r.getMessage()]
     assert record.levelno == logging.ERROR
-    again = scribe.writer
+    again = scribe.writer.process
     assert again is not None and again.pid != writer.pid
     # and the new child goes on taking requests
     ask_for_pages(master, ("PROJECT", "proj-3"))
@@ -158,14 +164,14 @@ def test_a_writer_that_keeps_dying_is_restarted_at_most_once_a_second(
     started = []
     for _ in range(3):
         writer = wait_for(
-            lambda: scribe.writer if scribe.writer and scribe.writer.pid not in pids else None,
+            lambda: new_writer(scribe, pids),
             what="a new writer",
         )
         pids.add(writer.pid)
-        started.append(scribe.writer_started)
+        started.append(scribe.writer.started)
         with_writer(writer, signal.SIGKILL)
-    wait_for(lambda: scribe.writer and scribe.writer.pid not in pids, what="a fourth writer")
-    started.append(scribe.writer_started)
+    wait_for(lambda: new_writer(scribe, pids), what="a fourth writer")
+    started.append(scribe.writer.started)
     assert caplog.text.count("the project writer ended (status -9)") == 3
     gaps = [later - earlier for earlier, later in itertools.pairwise(started)]
     assert min(gaps) >= WRITER_RESTART_GAP, gaps
@@ -179,17 +185,17 @@ def test_a_request_the_writer_dies_on_again_and_again_is_given_up(
     """One project that kills the writer must not stop every other project's pages."""
     caplog.set_level(logging.INFO, logger="piwheels")
     scribe = the_scribe(master)
-    real_command = scribe.writer_command
+    real_command = scribe.writer.command
     # a writer that dies on whatever it is given (and waits for ever when given nothing),
     # saying so in words of its own, the last without a newline
     script = (
         "import sys; sys.stdin.buffer.read(1); sys.stderr.write('it fell over\\nfor good'); "
         "sys.exit(3)"
     )
-    scribe.writer_command = [sys.executable, "-c", script]
+    scribe.writer.command = [sys.executable, "-c", script]
     with_writer(the_writer(scribe), signal.SIGKILL)
     wait_for(
-        lambda: scribe.writer and scribe.writer.args == scribe.writer_command,
+        lambda: (process := scribe.writer.process) and process.args == scribe.writer.command,
         what="the dying writer",
     )
     ask_for_pages(master, ("PROJECT", "proj-8"))
@@ -202,7 +208,7 @@ def test_a_request_the_writer_dies_on_again_and_again_is_given_up(
     assert said.count("project writer: it fell over") == WRITER_TRIES
     assert said.count("project writer: for good") == WRITER_TRIES
     assert not scribe.in_flight
-    scribe.writer_command = real_command
+    scribe.writer.command = real_command
     with_writer(the_writer(scribe), signal.SIGKILL)  # the last dying one, idle
     ask_for_pages(master, ("PROJECT", "proj-9"))
     wait_for(lambda: written(caplog, "proj-9"), what="the next project's pages")

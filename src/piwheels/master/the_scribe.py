@@ -17,11 +17,8 @@ and at the start the search page and the static files.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import selectors
 import shutil
-import subprocess
 import sys
 import time
 from collections import deque
@@ -33,11 +30,10 @@ from typing import Any
 import zmq
 
 from piwheels import protocols
-from piwheels.master_support.child_jobs import ChildJob, end_process
+from piwheels.master_support.children import ChildJob, ChildProcess
 from piwheels.master_support.config import MasterConfig
 from piwheels.master_support.db_client import DatabaseError, DbClient
 from piwheels.master_support.task import Task
-from piwheels.pipes import MessageReader, write_message
 from piwheels.protocols import messages
 from piwheels.records.projects import Statistics
 from piwheels.transport import ProtocolError
@@ -58,11 +54,6 @@ RETRY_AFTER = 5.0
 WRITER_TRIES = 3
 # At a stop, the writer has this long to finish what it was given, then SIGTERM, then SIGKILL.
 WRITER_STOP_GRACE = 3.0
-WRITER_TERM_GRACE = 2.0
-# What the writer prints on stderr (an interpreter's traceback) is logged line by line; a line
-# longer than MAX_LINE is cut there, and each is quoted up to MAX_QUOTE bytes.
-MAX_LINE = 4 * 1024 * 1024
-MAX_QUOTE = 16 * 1024
 
 # Writing the root may take at most this share of the time: at PyPI's scale its query and
 # rendering take a few seconds (1.7 s for the query with migration 0006; 25-40 s before it),
@@ -114,20 +105,22 @@ class TheScribe(Task):
             min_gap=SEARCH_GAP,
             duty=SEARCH_DUTY,
         )
-        self.writer_command = [
-            sys.executable,
-            "-m",
-            "piwheels.web.project_writer",
-            str(self.output),
-            "--public-url",
-            config.public_url,
-        ]
-        self.writer: subprocess.Popen[bytes] | None = None
-        self.writer_fd = -1  # its stdout: page_writer messages
-        self.writer_said = MessageReader(protocols.page_writer)
-        self.writer_err_fd = -1  # its stderr: text
-        self.writer_partial = b""  # the start of a line of stderr the writer has not finished
-        self.writer_started = float("-inf")
+        self.writer = ChildProcess(
+            self,
+            "project writer",
+            [
+                sys.executable,
+                "-m",
+                "piwheels.web.project_writer",
+                str(self.output),
+                "--public-url",
+                config.public_url,
+            ],
+            protocols.page_writer,
+            on_message=self._heard,
+            on_end=self._writer_ended,
+            env=self.child_env,
+        )
         self.writer_wanted = False  # from once() until close()
         self.in_flight: deque[WriterJob] = deque()
         self.retries: dict[tuple[str, str], float] = {}  # (action, package) -> when to retry
@@ -177,51 +170,21 @@ class TheScribe(Task):
         self.in_flight.append(request)
         if len(self.in_flight) >= WRITER_BACKLOG:
             self.mute(self.inbox)  # the rest wait in the Secretary
-        if self.writer is not None:
-            self._send_to_writer(request)
-        # else: sent when the writer is started again
-
-    def _send_to_writer(self, request: WriterJob) -> None:
-        assert self.writer is not None and self.writer.stdin is not None
-        # a few short messages at most, into an empty pipe: this never waits. If it has died, its
-        # end of output says so, and the request is sent again.
-        with contextlib.suppress(OSError):
-            write_message(self.writer.stdin, protocols.page_writer, request.action, request.package)
+        # if it has died (or is not running), the request is sent when it starts again
+        self.writer.send(request.action, request.package)
 
     def _start_writer(self) -> None:
-        self.writer_started = time.monotonic()
-        try:
-            writer = subprocess.Popen(
-                self.writer_command,
-                env=self.child_env,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-            )
-        except OSError as exc:
-            self.log.error("cannot start the project writer: %s", exc)
-            return  # tried again by check_writer
-        assert writer.stdout is not None and writer.stderr is not None
-        self.writer = writer
-        self.writer_fd = writer.stdout.fileno()
-        self.writer_said = MessageReader(protocols.page_writer)
-        self.writer_err_fd = writer.stderr.fileno()
-        self.writer_partial = b""
-        for fd in (self.writer_fd, self.writer_err_fd):
-            os.set_blocking(fd, False)
-        self.register_raw(self.writer_fd, self.read_writer)
-        self.register_raw(self.writer_err_fd, self.read_writer_errors)
-        for request in self.in_flight:
-            self._send_to_writer(request)
+        if self.writer.start():
+            for request in self.in_flight:
+                self.writer.send(request.action, request.package)
+        # else: tried again by check_writer
 
     def check_writer(self) -> None:
-        """Notice a writer gone without a word, and start a new one once the gap has passed;
-        hand it again the requests it could not write for want of the database."""
-        if self.writer is not None and self.writer.poll() is not None:
-            self.read_writer()  # what it said before it went, then its end
+        """Start a new writer once the gap since the last start has passed; hand it again the
+        requests it could not write for want of the database."""
         now = time.monotonic()
-        gap_passed = now - self.writer_started >= WRITER_RESTART_GAP
-        if self.writer_wanted and self.writer is None and gap_passed:
+        gap_passed = now - self.writer.started >= WRITER_RESTART_GAP
+        if self.writer_wanted and not self.writer.running and gap_passed:
             self._start_writer()
         for key, due in list(self.retries.items()):
             if due > now or len(self.in_flight) >= WRITER_BACKLOG:
@@ -230,53 +193,11 @@ class TheScribe(Task):
             if not any((r.action, r.package) == key for r in self.in_flight):
                 self._forward(WriterJob(*key))
 
-    def read_writer(self) -> None:
-        """Take in what the writer has said; at the end of its output, deal with its end."""
-        while self.writer is not None:
-            try:
-                chunk = os.read(self.writer_fd, 65536)
-            except BlockingIOError:
-                return
-            except OSError as exc:
-                self.log.error("cannot read from the project writer: %s", exc)
-                chunk = b""
-            if not chunk:
-                self.read_writer_errors()  # its last words first
-                self._writer_ended()
-                return
-            for message in self.writer_said.feed(chunk):
-                if isinstance(message, ProtocolError):
-                    self.log.error("project writer: %s", message)
-                    continue
-                action, data = message
-                if action == "DONE":
-                    self._done(data.package, new=data.new, retry=data.retry)
-                else:  # LOG
-                    self.log.log(data.level, "%s", data.message)
-
-    def read_writer_errors(self) -> None:
-        """Log what the writer printed on stderr, a line at a time."""
-        while self.writer_err_fd >= 0:
-            try:
-                chunk = os.read(self.writer_err_fd, 65536)
-            except BlockingIOError:
-                return
-            except OSError:
-                chunk = b""
-            if not chunk:
-                return
-            lines = (self.writer_partial + chunk).split(b"\n")
-            self.writer_partial = lines.pop()
-            if len(self.writer_partial) > MAX_LINE:
-                lines.append(self.writer_partial)
-                self.writer_partial = b""
-            for line in lines:
-                self._quote(line)
-
-    def _quote(self, line: bytes) -> None:
-        if line.strip():
-            text = line[:MAX_QUOTE].decode("utf-8", "replace").rstrip()
-            self.log.error("project writer: %s%s", text, " ..." if len(line) > MAX_QUOTE else "")
+    def _heard(self, action: str, data: Any) -> None:
+        if action == "DONE":
+            self._done(data.package, new=data.new, retry=data.retry)
+        else:  # LOG
+            self.log.log(data.level, "%s", data.message)
 
     def _done(self, package: str, *, new: bool, retry: bool) -> None:
         for request in self.in_flight:
@@ -294,9 +215,8 @@ class TheScribe(Task):
         if len(self.in_flight) < WRITER_BACKLOG:
             self.unmute(self.inbox)
 
-    def _writer_ended(self) -> None:
-        """The writer's output has ended: collect it, and start another unless stopping."""
-        status = self._reap_writer()
+    def _writer_ended(self, status: int | None) -> None:
+        """The writer's output has ended: start another unless stopping."""
         if not self.writer_wanted:
             return
         self.log.error(
@@ -317,52 +237,10 @@ class TheScribe(Task):
                 self.unmute(self.inbox)
         self.check_writer()
 
-    def _reap_writer(self) -> int | None:
-        """Forget the writer and wait for its exit status (killing it if it lingers)."""
-        writer, self.writer = self.writer, None
-        assert writer is not None
-        self.read_writer_errors()
-        if self.writer_partial:
-            self._quote(self.writer_partial)  # its last words, without a newline
-            self.writer_partial = b""
-        self.mute(self.writer_fd)
-        self.mute(self.writer_err_fd)
-        for pipe in (writer.stdin, writer.stdout, writer.stderr):
-            if pipe is not None:
-                with contextlib.suppress(OSError):
-                    pipe.close()
-        self.writer_fd = self.writer_err_fd = -1
-        try:
-            return writer.wait(WRITER_TERM_GRACE)
-        except subprocess.TimeoutExpired:  # its output closed, and yet it runs on
-            writer.kill()
-            return writer.wait()
-
     def _stop_writer(self) -> None:
         """Let the writer finish what it was given (for a while), then end it."""
         self.writer_wanted = False
-        writer = self.writer
-        if writer is None:
-            return
-        assert writer.stdin is not None
-        with contextlib.suppress(OSError):
-            writer.stdin.close()  # its end of input: it exits once done with the rest
-        deadline = time.monotonic() + WRITER_STOP_GRACE
-        with selectors.DefaultSelector() as selector:
-            selector.register(self.writer_fd, selectors.EVENT_READ)
-            while self.writer is not None:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                if selector.select(left):
-                    self.read_writer()  # at the end of its output, reaps it
-        if self.writer is None:
-            return
-        self.log.info("the project writer did not finish in %.0fs: ending it", WRITER_STOP_GRACE)
-        end_process(writer)
-        self.read_writer()  # what it said before it ended, then its end
-        if self.writer is not None:  # (its output still open: something else holds it)
-            self._reap_writer()
+        self.writer.stop(WRITER_STOP_GRACE)
 
     # -- the jobs done here --------------------------------------------------------------------
 

@@ -25,7 +25,7 @@ from typing import NamedTuple
 
 from piwheels.abis import BuildABI
 from piwheels.db.database import ProjectUpdate, ProjectVersion, project_row
-from piwheels.master_support.child_jobs import ignore_stop_signals
+from piwheels.master_support.children import ignore_stop_signals
 from piwheels.master_support.task import Task
 from piwheels.pypi.answers import ProjectInfo
 from piwheels.pypi.client import PyPIClient

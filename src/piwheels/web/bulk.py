@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from piwheels.db.database import Database
-from piwheels.master_support.child_jobs import ignore_stop_signals
+from piwheels.master_support.children import ignore_stop_signals
 from piwheels.records.projects import SearchEntry
 from piwheels.web import index, pages
 from piwheels.web.writer import write_atomic

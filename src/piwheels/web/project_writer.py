@@ -30,7 +30,7 @@ import psycopg
 from piwheels import protocols
 from piwheels.db.database import Database
 from piwheels.db.migrate import SchemaError
-from piwheels.master_support.child_jobs import ignore_stop_signals
+from piwheels.master_support.children import ignore_stop_signals
 from piwheels.pipes import StreamBroken, read_message, write_message
 from piwheels.protocols.messages import LogRecord, PagesWritten
 from piwheels.records.projects import ProjectData, WheelFile

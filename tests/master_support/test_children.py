@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from farm import wait_for
-from piwheels.master_support.child_jobs import ChildJob
+from piwheels.master_support.children import ChildJob
 
-log = logging.getLogger("piwheels.test_child_jobs")
+log = logging.getLogger("piwheels.test_children")
 
 
 def counting_job(
