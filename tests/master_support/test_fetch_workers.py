@@ -6,7 +6,6 @@ from __future__ import annotations
 import errno
 import json
 import logging
-import multiprocessing.context
 import os
 import signal
 import time
@@ -19,8 +18,10 @@ import zmq
 
 from farm import configure
 from piwheels.abis import sorted_abis
-from piwheels.master_support.fetch_workers import Entry, Fetched, FetchedProject, FetchWorkers
+from piwheels.master_support import children
+from piwheels.master_support.fetch_workers import Entry, Fetched, FetchWorkers
 from piwheels.master_support.task import Task
+from piwheels.protocols.messages import FetchedProject
 from piwheels.pypi.client import PyPIClient
 from pypi_index import LocalPyPI
 
@@ -96,7 +97,7 @@ def test_a_dead_process_hands_its_projects_back(
         workers.fetch([("piwtest-pure", None)], ABIS)
         run_until(host, lambda: outcome.fetched)
         [first] = workers.workers
-        assert first.process.pid is not None
+        assert first.process is not None
         workers.fetch([("piwtest-cext", None)], ABIS)
         os.kill(first.process.pid, signal.SIGKILL)
         with caplog.at_level(logging.ERROR):
@@ -120,12 +121,13 @@ def test_a_stuck_process_is_replaced(host: Host, pypi_index: LocalPyPI) -> None:
         workers.fetch([("piwtest-pure", None)], ABIS)
         run_until(host, lambda: outcome.fetched)
         [stuck] = workers.workers
-        assert stuck.process.pid is not None
-        os.kill(stuck.process.pid, signal.SIGSTOP)
+        process = stuck.process
+        assert process is not None
+        os.kill(process.pid, signal.SIGSTOP)
         workers.fetch([("piwtest-cext", None)], ABIS)
         run_until(host, lambda: (workers.check(), outcome.lost)[1])
         assert outcome.lost == [[("piwtest-cext", None)]]
-        assert not stuck.process.is_alive()
+        assert process.poll() is not None
     finally:
         workers.close()
 
@@ -139,12 +141,12 @@ def test_no_fetch_process_to_be_had_takes_nothing(
     outcome = Outcome()
     workers = start(host, PyPIClient(pypi_index.simple_url, pypi_index.json_url), outcome)
 
-    def no_more(self: Any) -> None:
+    def no_more(*_: Any, **__: Any) -> None:
         raise OSError(errno.EAGAIN, "Resource temporarily unavailable")
 
     try:
         with monkeypatch.context() as patch, caplog.at_level(logging.ERROR):
-            patch.setattr(multiprocessing.context.SpawnProcess, "start", no_more)
+            patch.setattr(children.subprocess, "Popen", no_more)
             assert not workers.fetch([("piwtest-pure", None)], ABIS)
         assert "cannot start a fetch process" in caplog.text
         assert not workers.busy and not workers.workers

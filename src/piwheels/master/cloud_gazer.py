@@ -30,19 +30,14 @@ from piwheels import protocols
 from piwheels.abis import BuildABI
 from piwheels.master_support.config import MasterConfig
 from piwheels.master_support.db_client import DatabaseError, DbClient
-from piwheels.master_support.fetch_workers import (
-    FETCH_THREADS,
-    Entry,
-    Fetched,
-    FetchedProject,
-    FetchWorkers,
-)
+from piwheels.master_support.fetch_workers import FETCH_THREADS, Entry, Fetched, FetchWorkers
 from piwheels.master_support.request_pool import RequestPool
 from piwheels.master_support.task import Task
 from piwheels.master_support.web_requests import PageRequests
-from piwheels.protocols.messages import PageRequest
+from piwheels.protocols import Failure
+from piwheels.protocols.messages import FetchedProject, PageRequest
 from piwheels.pypi.client import PyPIClient
-from piwheels.pypi.errors import ProjectNotFound, PyPIError
+from piwheels.pypi.errors import PyPIError
 
 FETCH_PROCESSES = 2
 FETCH_CHUNK = 16  # projects handed to a process at a time
@@ -197,10 +192,10 @@ class CloudGazer(Task):
         if info is None:
             if self.known.get(name, -1) >= 0:
                 self.ready.append((entry, None))
-        elif isinstance(info, ProjectNotFound):
+        elif isinstance(info, Failure) and info.kind == "not-found":
             # the index lists it, so this 404 is a stale cache (e.g. a brand-new project)
             self.log.warning("%s: %s (will retry)", name, info)
-        elif isinstance(info, PyPIError):
+        elif isinstance(info, Failure):
             self.log.warning("cannot fetch %s (skipped this round): %s", name, info)
         elif info.serial != self.known.get(name):
             self.ready.append((entry, info))

@@ -2,62 +2,59 @@
 
 Following a burst of PyPI's changes is thousands of HTTP requests, JSON documents and PEP 440
 versions; in the master that work would take the interpreter from every other task. Each
-process takes chunks of projects over a pipe, fetches them on a few threads (they mostly wait
-on the network), and answers with each project's row as the database takes it (JSON text, see
-``db.database.project_row``): the master passes rows on to an Oracle without reading them.
+process (``python -m piwheels.master_support.fetch_workers``, a :class:`ChildProcess`) takes
+chunks of projects as FETCH messages (protocols.fetcher), fetches them on a few threads (they
+mostly wait on the network), and answers FETCHED with each project's row as the database takes
+it (JSON text, see ``db.database.project_row``): the master passes rows on to an Oracle
+without reading them.
 
-The master's side polls the pipes in Cloud Gazer's own loop. A process that dies, or sits on a
-chunk past its deadline, is replaced, and the projects it held go back to the task to fetch again.
+A process that dies, or sits on a chunk past its deadline, is replaced, and the projects it
+held go back to the task to fetch again.
 """
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import logging
-import multiprocessing
+import sys
 import threading
 import time
 from collections.abc import Callable
-from multiprocessing.connection import Connection
-from multiprocessing.process import BaseProcess
 from queue import SimpleQueue
-from typing import NamedTuple
+from typing import IO, NamedTuple
 
+from piwheels import protocols
 from piwheels.abis import BuildABI
 from piwheels.db.database import ProjectUpdate, ProjectVersion, project_row
-from piwheels.master_support.children import ignore_stop_signals
+from piwheels.master_support.children import ChildProcess, ignore_stop_signals
 from piwheels.master_support.task import Task
+from piwheels.pipes import StreamBroken, read_message, write_message
+from piwheels.protocols import Failure
+from piwheels.protocols.messages import (
+    FetchAnswer,
+    FetchedProject,
+    FetchEntry,
+    FetchRequest,
+    FetchResult,
+)
 from piwheels.pypi.answers import ProjectInfo
 from piwheels.pypi.client import PyPIClient
 from piwheels.pypi.errors import ProjectNotFound, PyPIError
 from piwheels.records.projects import ProjectRow
+from piwheels.transport import ProtocolError
 
 FETCH_THREADS = 8  # in each process
 
 Entry = tuple[str, int | None]  # a project to look at, and the serial PyPI listed it with
-
-
-class FetchedProject(NamedTuple):
-    """A project as PyPI describes it now, ready for the database."""
-
-    name: str  # as PyPI displays it
-    canonical_name: str
-    serial: int
-    versions: int  # how many (for the log)
-    row: ProjectRow
-
-
-Fetched = FetchedProject | PyPIError | None  # None: PyPI no longer has it
+# what came of one: its row, PyPI's error (kind "not-found" or "failed"), or None: PyPI no
+# longer has it
+Fetched = FetchedProject | Failure | None
 Fetches = Callable[[list[Entry], list[Fetched]], None]
 
 
-class _Worker(NamedTuple):
-    process: BaseProcess
-    conn: Connection
-
-
 class _Chunk(NamedTuple):
-    worker: _Worker
+    worker: ChildProcess
     deadline: float
     entries: list[Entry]
 
@@ -75,7 +72,7 @@ class FetchWorkers:
         self.fetched = fetched
         self.lost = lost
         self.log = task.log
-        self.workers: list[_Worker] = []  # started at the first fetch
+        self.workers: list[ChildProcess] = []  # started at the first fetch
         self.chunks: dict[int, _Chunk] = {}  # number -> a chunk some worker holds
         self._numbers = itertools.count()
 
@@ -105,10 +102,9 @@ class FetchWorkers:
         timeout = self.pypi.timeout
         deadline = time.monotonic() + 4 * timeout * (1 + len(entries) // FETCH_THREADS)
         self.chunks[number] = _Chunk(worker, deadline, entries)
-        try:
-            worker.conn.send((number, entries, abis))
-        except OSError as exc:
-            self._replace(worker, f"cannot be written to ({exc})")
+        request = FetchRequest(number, [FetchEntry(*entry) for entry in entries], abis)
+        if not worker.send("FETCH", request):
+            self._replace(worker, "cannot be written to")
         return True
 
     def check(self) -> None:
@@ -120,97 +116,112 @@ class FetchWorkers:
 
     def close(self) -> None:
         for worker in self.workers:
-            self._stop(worker)
+            worker.stop(0)  # a fetch waiting on PyPI is not worth waiting for
         self.workers.clear()
 
     def _start(self) -> bool:
-        # spawned, not forked: the master has threads (and ZeroMQ's) of its own
-        context = multiprocessing.get_context("spawn")
-        ours, theirs = context.Pipe()
-        process = context.Process(
-            target=_serve,
-            args=(theirs, self.pypi.simple_url, self.pypi.json_url, self.pypi.timeout),
-            name="piw-fetch",
-            daemon=True,
+        pypi = self.pypi
+        worker: ChildProcess
+        worker = ChildProcess(
+            self.task,
+            "fetch process",
+            [
+                sys.executable,
+                "-m",
+                "piwheels.master_support.fetch_workers",
+                pypi.simple_url,
+                pypi.json_url,
+                str(pypi.timeout),
+            ],
+            protocols.fetcher,
+            on_message=lambda _, answer: self._answered(answer),
+            on_end=lambda status: self._replace(worker, f"is gone (status {status})"),
         )
-        try:
-            process.start()
-        except OSError as exc:  # out of processes or memory: tried again at the next fetch
-            self.log.error("cannot start a fetch process: %s", exc)
-            ours.close()
+        if not worker.start():  # out of processes or memory: tried again at the next fetch
+            self.log.error("cannot start a fetch process")
             return False
-        finally:
-            theirs.close()
-        worker = _Worker(process, ours)
         self.workers.append(worker)
-        self.task.register_raw(ours.fileno(), lambda: self._read(worker))
         return True
 
-    def _read(self, worker: _Worker) -> None:
-        try:
-            number, results = worker.conn.recv()
-        except (EOFError, OSError) as exc:
-            self._replace(worker, f"is gone ({exc or 'no more output'})")
-            return
-        chunk = self.chunks.pop(number, None)
+    def _answered(self, answer: FetchAnswer) -> None:
+        chunk = self.chunks.pop(answer.number, None)
         if chunk is not None:
-            self.fetched(chunk.entries, results)
+            self.fetched(chunk.entries, [_fetched(result) for result in answer.results])
 
-    def _replace(self, worker: _Worker, why: str) -> None:
+    def _replace(self, worker: ChildProcess, why: str) -> None:
         """Stop *worker*, hand its chunks back as lost; a new one starts at the next fetch."""
+        if worker not in self.workers:
+            return  # replaced already (its end reported as it was being stopped)
         held = [n for n, chunk in self.chunks.items() if chunk.worker is worker]
+        pid = worker.process.pid if worker.process is not None else "-"
         self.log.error(
             "fetch process %s %s: %d projects to fetch again",
-            worker.process.pid,
+            pid,
             why,
             sum(len(self.chunks[n].entries) for n in held),
         )
-        self._stop(worker)
         self.workers.remove(worker)
+        worker.stop(0)
         for number in held:
             self.lost(self.chunks.pop(number).entries, [])
 
-    def _stop(self, worker: _Worker) -> None:
-        self.task.mute(worker.conn.fileno())
-        worker.conn.close()
-        # a fetch waiting on PyPI is not worth waiting for (and SIGTERM is ignored)
-        worker.process.kill()
-        worker.process.join()
+
+def _fetched(result: FetchResult) -> Fetched:
+    return result.project if result.project is not None else result.failure
 
 
 # -- in the fetch processes ---------------------------------------------------------------------
 
+CHILD_SIDE = reversed(protocols.fetcher)
+
 
 class _Job(NamedTuple):
     number: int
-    entries: list[Entry]
+    entries: list[FetchEntry]
     abis: list[BuildABI]
-    results: list[Fetched]
+    results: list[FetchResult]
     left: list[int]  # projects not fetched yet, counted down under the process's lock
 
 
-def _serve(conn: Connection, simple_url: str, json_url: str, timeout: float) -> None:
+def main(argv: list[str] | None = None) -> int:
     """A fetch process: chunks in, each fetched by the first free thread, results out."""
+    parser = argparse.ArgumentParser(prog="python -m piwheels.master_support.fetch_workers")
+    parser.add_argument("simple_url")
+    parser.add_argument("json_url")
+    parser.add_argument("timeout", type=float)
+    args = parser.parse_args(argv)
     ignore_stop_signals()
-    client = PyPIClient(simple_url, json_url, timeout=timeout)
+    client = PyPIClient(args.simple_url, args.json_url, timeout=args.timeout)
+    out = sys.stdout.buffer
     todo: SimpleQueue[tuple[_Job, int]] = SimpleQueue()
     lock = threading.Lock()  # the counts, and the pipe shared by the threads
     for _ in range(FETCH_THREADS):
-        threading.Thread(target=_fetch_jobs, args=(client, todo, lock, conn), daemon=True).start()
+        threading.Thread(target=_fetch_jobs, args=(client, todo, lock, out), daemon=True).start()
     while True:
         try:
-            number, entries, abis = conn.recv()
-        except (EOFError, OSError):
-            return  # the master closed its end
-        job = _Job(number, entries, abis, [None] * len(entries), [len(entries)])
-        if not entries:
-            conn.send((number, []))
-        for index in range(len(entries)):
+            message = read_message(sys.stdin.buffer, CHILD_SIDE)
+        except StreamBroken:
+            return 1
+        except ProtocolError as exc:
+            logging.getLogger(__name__).error("bad request: %s", exc)
+            continue
+        if message is None:
+            return 0  # the master closed its end
+        request: FetchRequest = message[1]
+        count = len(request.entries)
+        job = _Job(request.number, request.entries, request.abis, [NOTHING] * count, [count])
+        if not count:
+            with lock:
+                write_message(out, CHILD_SIDE, "FETCHED", FetchAnswer(job.number, []))
+        for index in range(count):
             todo.put((job, index))
 
 
+NOTHING = FetchResult(None, None)  # PyPI no longer has it
+
+
 def _fetch_jobs(
-    client: PyPIClient, todo: SimpleQueue[tuple[_Job, int]], lock: threading.Lock, conn: Connection
+    client: PyPIClient, todo: SimpleQueue[tuple[_Job, int]], lock: threading.Lock, out: IO[bytes]
 ) -> None:
     while True:
         job, index = todo.get()
@@ -219,26 +230,27 @@ def _fetch_jobs(
             job.left[0] -= 1
             if job.left[0] == 0:
                 try:
-                    conn.send((job.number, job.results))
+                    write_message(out, CHILD_SIDE, "FETCHED", FetchAnswer(job.number, job.results))
                 except OSError:
                     return  # the master has gone: the process ends with its main thread
 
 
-def _fetch_one(client: PyPIClient, entry: Entry, abis: list[BuildABI]) -> Fetched:
-    """The project's row, None when PyPI no longer has it, or the error to log."""
+def _fetch_one(client: PyPIClient, entry: FetchEntry, abis: list[BuildABI]) -> FetchResult:
+    """The project's row, nothing when PyPI no longer has it, or the error to log."""
     name, serial = entry
     try:
         info = client.project(name, min_serial=serial)
     except ProjectNotFound as exc:
-        return exc if serial is not None else None
+        return FetchResult(None, Failure("not-found", str(exc))) if serial is not None else NOTHING
     except PyPIError as exc:
-        return exc
+        return FetchResult(None, Failure("failed", str(exc)))
     except Exception as exc:  # a bug must cost this project its turn, not the whole chunk
         logging.getLogger(__name__).exception("fetching %s failed", name)
-        return PyPIError(f"{name}: fetching failed: {exc!r}")
-    return FetchedProject(
+        return FetchResult(None, Failure("failed", f"{name}: fetching failed: {exc!r}"))
+    project = FetchedProject(
         info.name, info.canonical_name, info.serial, len(info.versions), _row(info, abis)
     )
+    return FetchResult(project, None)
 
 
 def _row(info: ProjectInfo, abis: list[BuildABI]) -> ProjectRow:
@@ -262,3 +274,7 @@ def _row(info: ProjectInfo, abis: list[BuildABI]) -> ProjectRow:
         versions,
     )
     return project_row(update, abis)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

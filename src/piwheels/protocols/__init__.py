@@ -12,6 +12,7 @@ The protocols themselves are named here, so that code says ``protocols.slave_dri
 from piwheels.protocols.base import NO_DATA, Failure, NoData, Protocol
 from piwheels.protocols.internal import (
     architect,
+    fetcher,
     file_juggler_control,
     master_control,
     oracle,
@@ -29,6 +30,7 @@ __all__ = [
     "NoData",
     "Protocol",
     "architect",
+    "fetcher",
     "file_juggler",
     "file_juggler_control",
     "master_commands",

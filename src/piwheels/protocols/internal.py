@@ -16,11 +16,16 @@ from piwheels.codec import (
     Str,
     Text,
 )
-from piwheels.protocols.base import Protocol, request_reply
+from piwheels.protocols.base import FAILURE, Protocol, request_reply
 from piwheels.protocols.messages import (
     BuildReport,
     Discard,
     Expect,
+    FetchAnswer,
+    FetchedProject,
+    FetchEntry,
+    FetchRequest,
+    FetchResult,
     LogRecord,
     LostBuild,
     PageRequest,
@@ -173,4 +178,24 @@ page_writer = Protocol(
         "LOG": Record([Int, Text], LogRecord),
     },
     send={"BOTH": Str, "PROJECT": Str},
+)
+
+# Cloud Gazer -> its fetch processes (python -m piwheels.master_support.fetch_workers), on the
+# child's stdin and stdout (pipes.py): a chunk of projects to fetch, and what came of each.
+BUILD_ABI = Record([Str, Int, Str], BuildABI)
+FETCHED_PROJECT = Record([Str, Str, Int, Int, Record([Str, Str, Text], ProjectRow)], FetchedProject)
+fetcher = Protocol(
+    "fetcher",
+    send={
+        "FETCH": Record(
+            [Int, ListOf(Record([Str, Optional(Int)], FetchEntry)), ListOf(BUILD_ABI)],
+            FetchRequest,
+        )
+    },
+    recv={
+        "FETCHED": Record(
+            [Int, ListOf(Record([Optional(FETCHED_PROJECT), Optional(FAILURE)], FetchResult))],
+            FetchAnswer,
+        )
+    },
 )

@@ -7,7 +7,10 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import NamedTuple
 
+from piwheels.abis import BuildABI
+from piwheels.protocols.base import Failure
 from piwheels.records.builds import BuildResult, FileState
+from piwheels.records.projects import ProjectRow
 
 # -- the slaves' queues ---------------------------------------------------------------------------
 
@@ -211,3 +214,46 @@ class LogRecord(NamedTuple):
 
     level: int
     message: str
+
+
+# -- Cloud Gazer's fetch processes (children) -----------------------------------------------------
+
+
+class FetchEntry(NamedTuple):
+    """A project to fetch, and the serial PyPI listed it with (None: whatever it has now)."""
+
+    name: str
+    serial: int | None
+
+
+class FetchRequest(NamedTuple):
+    """FETCH: a chunk of projects, their versions' skips worked out for the farm's ABIs."""
+
+    number: int
+    entries: list[FetchEntry]
+    abis: list[BuildABI]
+
+
+class FetchedProject(NamedTuple):
+    """A project as PyPI describes it now, ready for the database."""
+
+    name: str  # as PyPI displays it
+    canonical_name: str
+    serial: int
+    versions: int  # how many (for the log)
+    row: ProjectRow
+
+
+class FetchResult(NamedTuple):
+    """What came of one project: its row, or PyPI's error, or neither (PyPI no longer has
+    it)."""
+
+    project: FetchedProject | None
+    failure: Failure | None  # kind "not-found" or "failed"
+
+
+class FetchAnswer(NamedTuple):
+    """FETCHED: a chunk done, a result for each of its projects in order."""
+
+    number: int
+    results: list[FetchResult]
