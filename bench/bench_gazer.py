@@ -61,8 +61,9 @@ from harness import Row, Sizes, standalone
 
 from piwheels.cli.log_output import LazyFileHandler
 from piwheels.cli.options import LOG_FORMAT
-from piwheels.db.database import Database, ProjectVersion
+from piwheels.db.database import Database
 from piwheels.db.embedded.cluster import EmbeddedPostgres
+from piwheels.db.project_rows import ProjectVersion
 from piwheels.master import PiwMaster
 from piwheels.master_support.config import MasterConfig
 

@@ -49,12 +49,14 @@ from harness import Row, Sizes, standalone
 from psycopg.conninfo import make_conninfo
 
 from piwheels.abis import sorted_abis
-from piwheels.db.database import Database, ProjectVersion
+from piwheels.db.database import Database
 from piwheels.db.embedded.cluster import EmbeddedPostgres
 from piwheels.db.migrate import migrate
+from piwheels.db.project_rows import ProjectVersion
 from piwheels.records.builds import FileState
 from piwheels.slave.agent import PiwSlave, SlaveConfig
-from piwheels.slave.builder import Build, Builder
+from piwheels.slave.build import Build
+from piwheels.slave.builder import Builder
 from piwheels.slave.interpreter import Interpreter
 from piwheels.slave.sandbox import PlainSandbox
 

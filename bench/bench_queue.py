@@ -57,8 +57,9 @@ from harness import Row, Sizes, standalone
 from packaging.version import Version
 
 from piwheels.abis import covers_from, sorted_abis
-from piwheels.db.database import Database, ProjectUpdate, ProjectVersion
+from piwheels.db.database import Database
 from piwheels.db.migrate import migrate
+from piwheels.db.project_rows import ProjectUpdate, ProjectVersion
 from piwheels.records.builds import BuildResult, FileState
 
 SIZES: dict[str, int | float] = {

@@ -11,7 +11,9 @@ import pytest
 from test_queue import version
 
 from piwheels.abis import sorted_abis
-from piwheels.db.database import Database, GiveBack, ProjectUpdate
+from piwheels.db.builds import GiveBack
+from piwheels.db.database import Database
+from piwheels.db.project_rows import ProjectUpdate
 from piwheels.failures import Cause, Diagnosis, Want, classify
 from piwheels.records.builds import BuildResult, BuildState, Dependency, FileState
 from piwheels.web.pages import project_page

@@ -13,7 +13,8 @@ import pytest
 import zmq
 
 from farm import file_state, make_config
-from piwheels.master.file_juggler import CHUNK_SIZE, HASH_BACKLOG, WINDOW, FileJuggler, Transfer
+from piwheels.master.file_juggler import HASH_BACKLOG, WINDOW, FileJuggler
+from piwheels.master_support.transfers import CHUNK_SIZE, Transfer
 from piwheels.records.builds import FileState
 
 WHEEL = "piwtest_pure-1.0-py3-none-any.whl"

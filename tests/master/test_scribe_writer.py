@@ -20,7 +20,8 @@ import zmq
 from farm import MasterThread, make_config, rows, wait_for
 from piwheels import protocols
 from piwheels.abis import sorted_abis
-from piwheels.db.database import Database, ProjectVersion
+from piwheels.db.database import Database
+from piwheels.db.project_rows import ProjectVersion
 from piwheels.master.the_scribe import (
     WRITER_BACKLOG,
     WRITER_RESTART_GAP,

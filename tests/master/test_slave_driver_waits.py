@@ -293,31 +293,3 @@ def test_a_crowd_of_slaves_is_answered_in_bursts(tmp_path: Path) -> None:
             sock.close()
         driver.close()
         context.destroy(linger=0)
-
-
-def test_hellos_wait_for_slave_ids_rather_than_go_unanswered(tmp_path: Path) -> None:
-    """A crowd of HELLOs before the database has given ids: each is answered when they come
-    (found by the hostile campaign: 746 of 2,000 HELLOs were left to their master timeout)."""
-    context: zmq.Context[Any] = zmq.Context()
-    config = make_config("", tmp_path, tmp_path, ["cp311"])
-    driver = SlaveDriver(config, context)  # no ids yet: once() has not reserved any
-    hello = SlaveHello(
-        timedelta(minutes=5), timedelta(seconds=5), "311", "cp311", "linux_x86_64", "t", "", "",
-        "", "",
-    )  # fmt: skip
-    crowd = [Socket(zmq.REQ, reversed(protocols.slave_driver), context=context) for _ in range(5)]
-    try:
-        for sock in crowd:
-            sock.connect(config.slave_queue)
-            sock.send("HELLO", hello)
-        time.sleep(0.5)
-        driver.handle_slave()
-        assert not driver.slaves and len(driver.hellos_waiting) == 5
-        driver.add_slave_ids("OK", 1)  # the database's answer
-        assert sorted(s.slave_id for s in driver.slaves.values()) == [1, 2, 3, 4, 5]
-        assert all(sock.zsock.poll(5000) and sock.recv()[0] == "ACK" for sock in crowd)
-    finally:
-        for sock in crowd:
-            sock.close()
-        driver.close()
-        context.destroy(linger=0)

@@ -31,7 +31,8 @@ from piwheels.protocols import NO_DATA
 from piwheels.records.builds import BuildResult
 from piwheels.records.slaves import SlaveHello, SlaveStats
 from piwheels.slave.agent import PiwSlave, SlaveConfig, _trim
-from piwheels.slave.builder import Build, Builder
+from piwheels.slave.build import Build
+from piwheels.slave.builder import Builder
 from piwheels.slave.interpreter import Interpreter, inspect_interpreter
 from piwheels.slave.sandbox import Sandbox, make_sandbox
 from piwheels.transport import Socket

@@ -22,7 +22,8 @@ from pathlib import Path
 import pytest
 
 from piwheels.records.builds import BuildResult, Dependency, FileState
-from piwheels.slave.builder import Build, Builder
+from piwheels.slave.build import Build
+from piwheels.slave.builder import Builder
 from piwheels.slave.inspection import apt_dependencies
 from piwheels.slave.interpreter import Interpreter, InterpreterError, inspect_interpreter
 from piwheels.slave.limits import Limits

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from piwheels.slave.builder import Build, Builder
+from piwheels.slave.build import Build
+from piwheels.slave.builder import Builder
 from piwheels.slave.interpreter import Interpreter, inspect_interpreter
 from piwheels.slave.sandbox import make_sandbox
 from pypi_index import LocalPyPI, SdistFactory

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from piwheels.failures import Cause, Want, classify
-from piwheels.slave.builder import Build
+from piwheels.slave.build import Build
 from piwheels.slave.gate import check_wheel
 from piwheels.slave.interpreter import Interpreter, inspect_interpreter
 from pypi_index import LocalPyPI, SdistFactory

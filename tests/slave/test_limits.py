@@ -11,7 +11,7 @@ import pytest
 
 from piwheels.cli.slave import make_slave_parser, parse_size
 from piwheels.failures import Cause, classify
-from piwheels.slave.builder import Build
+from piwheels.slave.build import Build
 from piwheels.slave.interpreter import inspect_interpreter
 from piwheels.slave.limits import Limits, cpu_pinning, disk_used
 from piwheels.slave.sandbox import bubblewrap_works

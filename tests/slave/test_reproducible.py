@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from piwheels.slave.builder import Build, Builder
+from piwheels.slave.build import Build
+from piwheels.slave.builder import Builder
 from piwheels.slave.interpreter import inspect_interpreter
 from piwheels.slave.release_time import ZIP_EPOCH, sdist_upload_time, source_date_epoch
 from piwheels.slave.sandbox import make_sandbox

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from piwheels.failures import Cause, Want, classify
-from piwheels.slave.builder import Build
+from piwheels.slave.build import Build
 from piwheels.slave.interpreter import Interpreter, inspect_interpreter
 from piwheels.slave.sandbox import bubblewrap_works, make_sandbox
 from piwheels.slave.toolchains import Toolchains, find_toolchains

@@ -25,8 +25,9 @@ from psycopg.conninfo import make_conninfo
 
 from piwheels import protocols
 from piwheels.abis import sorted_abis
-from piwheels.db.database import Database, ProjectVersion
+from piwheels.db.database import Database
 from piwheels.db.migrate import migrate
+from piwheels.db.project_rows import ProjectVersion
 from piwheels.pipes import HEADER, frame, read_message
 from piwheels.records.builds import BuildResult, FileState
 from piwheels.web import bulk, project_writer

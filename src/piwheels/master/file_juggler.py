@@ -6,26 +6,20 @@ into a temporary file beside the target and hashed as they arrive in order, so a
 size costs a few chunks of memory. Only a file whose size and SHA256 match what BUILT reported
 is renamed into ``OUTPUT/simple/<project>/``; the Slave Driver then asks (VERIFY) how it went.
 
-Hashing and storing happen off this task's loop, so the next chunks are fetched meanwhile.
-Chunks that arrive in order are hashed on a thread of their own (SHA-256 is the biggest cost
-of a transfer: on the loop it made a 100 MB transfer take ~1.8x a plain copy); storing a
-finished file (its hash checked, fsync, rename, fsync of the directory) happens on worker
-threads, because an fsync on the loop held up every other transfer and every question from
-the Slave Driver; the hashing thread starts the writeback of what it has hashed, so that
-fsync finds little left to write. Workers report back through a queue and a pipe the loop
-polls (a hashed chunk only when the loop is waiting for one).
+Hashing and storing happen off this task's loop (:mod:`piwheels.master_support.file_store`),
+so the next chunks are fetched meanwhile: SHA-256 is the biggest cost of a transfer (see
+BENCHMARKS.md), and an fsync on the loop held up every other transfer and every question from
+the Slave Driver. Workers report back through a queue and a pipe the loop polls (a hashed chunk
+only when the loop is waiting for one).
 """
 
 from __future__ import annotations
 
-import ctypes
 import errno
-import hashlib
 import os
 import secrets
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from queue import SimpleQueue
 from typing import Any
@@ -36,68 +30,17 @@ from packaging.utils import canonicalize_name
 from piwheels import protocols
 from piwheels.heap import serve_from_heap
 from piwheels.master_support.config import MasterConfig
+from piwheels.master_support.file_store import hash_chunk, store
 from piwheels.master_support.task import Task, describe_error
+from piwheels.master_support.transfers import CHUNK_SIZE, Hashing, Transfer, TransferError
 from piwheels.protocols import Failure
 from piwheels.records.builds import FileState
 from piwheels.transport import ProtocolError, chose_routing_id
 
-CHUNK_SIZE = 1 << 20
 WINDOW = 8  # FETCHes in flight per transfer
 REFETCH_AFTER = 10.0  # seconds without a chunk before outstanding FETCHes are repeated
-READ_BLOCK = 1 << 20
 STORE_THREADS = 4  # files being fsynced at once
 HASH_BACKLOG = 8  # chunks of a transfer waiting to be hashed before no more are fetched
-WRITEBACK = 8 * CHUNK_SIZE  # hashed bytes of a transfer after which their writeback is started
-
-
-class TransferError(Exception):
-    """A transfer that cannot go on: what VERIFY (or EXPECT) reports, of a *kind* the File
-    Juggler's control protocol declares (protocols.internal.FILE_ERRORS)."""
-
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.failure = protocols.file_juggler_control.failure(kind, message)
-
-
-class Hashing:
-    """A transfer's running SHA-256, fed in order on the hashing thread."""
-
-    def __init__(self) -> None:
-        self.hasher = hashlib.sha256()
-        self.queued = 0  # bytes handed to the hashing thread (written by the loop only)
-        self.done = 0  # bytes hashed (written by the hashing thread only)
-        self.written_back = 0  # bytes whose writeback has been started (hashing thread only)
-        # Set by the loop when the backlog stops it fetching: only then must a hashed chunk
-        # wake it (waking it for every chunk cost a context switch and a pipe write each).
-        self.stalled = False
-
-    @property
-    def backlog(self) -> int:
-        return (self.queued - self.done + CHUNK_SIZE - 1) // CHUNK_SIZE
-
-
-@dataclass
-class Transfer:
-    slave_id: int
-    file: FileState
-    target: Path
-    temp: Path
-    fd: int
-    slave_address: bytes  # the slave's on its own queue, and its IP there
-    slave_peer: str
-    address: bytes | None = None  # the file connection's, once it said HELLO
-    next_offset: int = 0  # the next offset not yet asked for
-    outstanding: dict[int, int] = field(default_factory=dict)  # offset -> length
-    received: int = 0
-    hashing: Hashing = field(default_factory=Hashing)
-    last_activity: float = field(default_factory=time.monotonic)
-    storing: bool = False  # every byte is in; a worker thread is checking and storing it
-    forgotten: bool = False  # dropped while storing: the worker's result is to be undone
-    verdict: str | None = None  # None while running; "" when verified; else the error
-
-    @property
-    def complete(self) -> bool:
-        return self.received >= self.file.filesize
 
 
 class FileJuggler(Task):
@@ -373,16 +316,8 @@ class FileJuggler(Task):
             self.fill_window(transfer)
 
     def _hash(self, transfer: Transfer, hashing: Hashing, chunk: bytes | memoryview) -> None:
-        """On the hashing thread (hashlib lets go of the interpreter lock meanwhile)."""
-        hashing.hasher.update(chunk)
-        hashing.done += len(chunk)
-        if hashing.done - hashing.written_back >= WRITEBACK and transfer.fd >= 0:
-            # The disk gets the file while the rest arrives, rather than all of it at the
-            # final fsync: that wait was a sixth of a 100 MB transfer.
-            _start_writeback(transfer.fd, hashing.written_back, hashing.done - hashing.written_back)
-            hashing.written_back = hashing.done
-        if hashing.stalled:
-            hashing.stalled = False
+        """On the hashing thread."""
+        if hash_chunk(transfer, hashing, chunk):
             self._report(transfer, None)
 
     def finish(self, transfer: Transfer) -> None:
@@ -392,24 +327,8 @@ class FileJuggler(Task):
         self.hasher.submit(self.storer.submit, self._store, transfer)
 
     def _store(self, transfer: Transfer) -> None:
-        """On a worker thread: check the file and put it in place, durably."""
-        file = transfer.file
-        try:
-            digest = self._digest(transfer)
-            if digest != file.filehash:
-                verdict = f"{file.filename}: SHA256 {digest} does not match {file.filehash}"
-            else:
-                os.fsync(transfer.fd)
-                # Unpublished leftovers (a master stopped between this and recording) may be
-                # replaced; the Slave Driver never sends a name that is already published.
-                transfer.temp.replace(transfer.target)
-                _fsync_directory(transfer.target.parent)
-                verdict = ""
-        except OSError as exc:
-            verdict = f"cannot store {file.filename}: {exc}"
-        except Exception as exc:  # never lose the answer: the slave would wait for ever
-            verdict = f"cannot store {file.filename}: {exc!r}"
-        self._report(transfer, verdict)
+        """On a worker thread."""
+        self._report(transfer, store(transfer))
 
     def _report(self, transfer: Transfer, verdict: str | None) -> None:
         self.reports.put((transfer, verdict))
@@ -446,16 +365,6 @@ class FileJuggler(Task):
                     transfer.file.filesize,
                 )
                 self._done(transfer)
-
-    def _digest(self, transfer: Transfer) -> str:
-        if transfer.hashing.done != transfer.file.filesize:
-            # chunks came out of order: hash what is on disk instead, a block at a time
-            hasher = hashlib.sha256()
-            with transfer.temp.open("rb") as fh:
-                while block := fh.read(READ_BLOCK):
-                    hasher.update(block)
-            return hasher.hexdigest()
-        return transfer.hashing.hasher.hexdigest()
 
     def fail(self, transfer: Transfer, reason: str) -> None:
         self.log.error("slave %d: %s", transfer.slave_id, reason)
@@ -495,34 +404,3 @@ class FileJuggler(Task):
         os.close(self.wake_read)
         os.close(self.wake_write)
         super().close()
-
-
-def _load_sync_file_range() -> Any:
-    try:
-        function = ctypes.CDLL(None, use_errno=True).sync_file_range
-    except (AttributeError, OSError):  # not Linux
-        return None
-    function.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
-    function.restype = ctypes.c_int
-    return function
-
-
-_sync_file_range = _load_sync_file_range()
-_SYNC_FILE_RANGE_WRITE = 2  # from <fcntl.h>: start writeback, wait for nothing
-
-
-def _start_writeback(fd: int, offset: int, length: int) -> None:
-    """Have the kernel start writing a range of *fd* to disk; only a head start for the fsync
-    that follows (which alone makes the file durable), so failure here is no matter, and so
-    is a race with the loop closing *fd*: at worst another file is written back early."""
-    if _sync_file_range is not None:
-        _sync_file_range(fd, offset, length, _SYNC_FILE_RANGE_WRITE)
-
-
-def _fsync_directory(path: Path) -> None:
-    """Make a rename in *path* durable (without it a crash can undo the rename)."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

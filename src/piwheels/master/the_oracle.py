@@ -17,7 +17,8 @@ import psycopg
 import zmq
 
 from piwheels import protocols
-from piwheels.db.database import Database, GiveBack
+from piwheels.db.builds import GiveBack
+from piwheels.db.database import Database
 from piwheels.master.seraph import READY
 from piwheels.master_support.config import MasterConfig
 from piwheels.master_support.task import Task, describe_error

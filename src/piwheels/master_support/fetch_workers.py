@@ -26,7 +26,7 @@ from typing import IO, NamedTuple
 
 from piwheels import protocols
 from piwheels.abis import BuildABI
-from piwheels.db.database import ProjectUpdate, ProjectVersion, project_row
+from piwheels.db.project_rows import ProjectUpdate, ProjectVersion, project_row
 from piwheels.master_support.children import ChildProcess, ignore_stop_signals
 from piwheels.master_support.task import Task
 from piwheels.pipes import StreamBroken, read_message, write_message

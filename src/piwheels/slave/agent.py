@@ -30,7 +30,8 @@ from piwheels.protocols.wire import SLAVE_HELLO
 from piwheels.records.builds import BuildResult
 from piwheels.records.slaves import SlaveHello, SlaveStats
 from piwheels.slave import hostinfo
-from piwheels.slave.builder import Build, Builder
+from piwheels.slave.build import Build
+from piwheels.slave.builder import Builder
 from piwheels.slave.interpreter import Interpreter
 from piwheels.slave.limits import NO_LIMITS, Limits
 from piwheels.slave.sandbox import Sandbox, make_sandbox

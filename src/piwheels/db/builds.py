@@ -1,0 +1,154 @@
+"""Recording builds and their files, and the slave ids builds are recorded under."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any, NamedTuple
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from piwheels.abis import covers_from
+from piwheels.db.connection import DatabaseConnection
+from piwheels.failures import Cause, Diagnosis, Outcome, diagnose, outcome_of, summary_line
+from piwheels.records.builds import BuildResult
+
+log = logging.getLogger("piwheels.db.database")  # the Database's, whichever part of it speaks
+
+
+class GiveBack(NamedTuple):
+    """How a build that failed for a passing cause goes back to the queue (migration 0012)."""
+
+    tries: int = 3  # attempts in all, the last of which is failed if it fails the same way
+    delay: timedelta = timedelta(minutes=10)  # before the second; doubled before each next
+
+
+def file_rows(result: BuildResult) -> list[dict[str, Any]]:
+    """*result*'s files as log_build() in the schema takes them."""
+    return [
+        {
+            "filename": f.filename,
+            "filesize": f.filesize,
+            "filehash": f.filehash,
+            "package_tag": f.package_tag,
+            "package_version_tag": f.package_version_tag,
+            "py_version_tag": f.py_version_tag,
+            "abi_tag": f.abi_tag,
+            "platform_tag": f.platform_tag,
+            "requires_python": f.requires_python,
+            "dependencies": sorted([d.tool, d.package] for d in f.dependencies),
+        }
+        for f in result.files
+    ]
+
+
+class BuildRecords(DatabaseConnection):
+    """Builds, for :class:`~piwheels.db.database.Database`."""
+
+    give_back: GiveBack  # the Database's
+
+    def reserve_slave_ids(self) -> int:
+        """The first of a block of SLAVE_ID_BLOCK slave ids (see migration 0008)."""
+        with self.conn.transaction():
+            row = self.conn.execute("SELECT reserve_slave_ids()").fetchone()
+        assert row is not None
+        return int(row[0])
+
+    def get_file_hashes(self, filenames: Sequence[str]) -> dict[str, str]:
+        """The SHA256 of each of *filenames* already published."""
+        cur = self.conn.execute(
+            "SELECT filename, filehash FROM files WHERE filename = ANY(%s)", (list(filenames),)
+        )
+        return dict(cur.fetchall())
+
+    def log_build(
+        self, slave_id: int, package: str, version: str, abi_tag: str, result: BuildResult
+    ) -> int:
+        """Record a build; a failed one with its cause and outcome (:meth:`failure`).
+
+        A build the database refuses to record (a constraint its data breaks) is recorded as
+        a failure without its files instead, saying why: otherwise it would go back to the
+        queue, be built again, be refused again, and so on for ever (issue #15).
+        """
+        failure = None if result.status else self.failure(package, version, result)
+        try:
+            return self._log_build(slave_id, package, version, abi_tag, result, failure)
+        except (psycopg.errors.IntegrityError, psycopg.errors.DataError) as exc:
+            why = exc.diag.message_primary or str(exc)
+        log.error(
+            "cannot record the build of %s %s for %s as it is: %s", package, version, abi_tag, why
+        )
+        note = f"[piwheels] the master could not record this build: {why}\n"
+        diagnosis = Diagnosis(Cause.UNKNOWN, summary_line("the master refused its record", why))
+        refused = BuildResult(False, result.duration, f"{result.output}{note}", [], diagnosis)
+        return self._log_build(
+            slave_id, package, version, abi_tag, refused, self._failure_row(diagnosis, final=True)
+        )
+
+    def log_lost_build(
+        self,
+        slave_id: int,
+        package: str,
+        version: str,
+        abi_tag: str,
+        duration: timedelta,
+        reason: str,
+    ) -> int:
+        """Record that *slave_id* was lost while it built: a give-back (slave-lost)."""
+        note = f"[piwheels] the slave was lost during the build: {reason}\n"
+        diagnosis = Diagnosis(Cause.SLAVE_LOST, summary_line("the slave was lost", reason))
+        result = BuildResult(False, duration, note, [], diagnosis)
+        return self._log_build(
+            slave_id, package, version, abi_tag, result, self._failure_row(diagnosis)
+        )
+
+    def failure(self, package: str, version: str, result: BuildResult) -> dict[str, Any]:
+        """A failed build's record: its diagnosis (the master's reading of its log, with the
+        Debian packages the slave named) and what comes of it."""
+        diagnosis = diagnose(result.output, package, version, result.diagnosis)
+        return self._failure_row(diagnosis)
+
+    def _failure_row(self, diagnosis: Diagnosis, *, final: bool = False) -> dict[str, Any]:
+        outcome, waits_for = (Outcome.FAILED, None) if final else outcome_of(diagnosis)
+        return {
+            "cause": str(diagnosis.cause),
+            "summary": diagnosis.summary,
+            "wants": [f"{want.kind}:{want.name}" for want in diagnosis.wants],
+            "needs": list(diagnosis.needs),
+            "outcome": str(outcome),
+            "waits_for": waits_for,
+            "tries": self.give_back.tries,
+            "delay": self.give_back.delay.total_seconds(),
+        }
+
+    def _log_build(
+        self,
+        slave_id: int,
+        package: str,
+        version: str,
+        abi_tag: str,
+        result: BuildResult,
+        failure: dict[str, Any] | None,
+    ) -> int:
+        files = file_rows(result)
+        covers = covers_from(f.filename for f in result.files) if result.status else None
+        row = self.conn.execute(
+            "SELECT log_build(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            (
+                slave_id,
+                package,
+                version,
+                abi_tag,
+                result.status,
+                result.duration,
+                # PostgreSQL text cannot hold NUL; a build log may (it is whatever pip printed)
+                result.output.replace("\x00", "\\x00"),
+                covers,
+                Jsonb(files),
+                Jsonb(failure) if failure is not None else None,
+            ),
+        ).fetchone()
+        assert row is not None
+        return int(row[0])

@@ -1,0 +1,58 @@
+"""What the web output asks of the database: pages' data, and which pages to write."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from psycopg.types.json import Jsonb
+
+from piwheels.db import web_queries
+from piwheels.db.connection import DatabaseConnection
+from piwheels.records.projects import ProjectData, SearchEntry, Statistics
+
+
+class WebOutput(DatabaseConnection):
+    """The web output's reads and its pending pages, for :class:`~piwheels.db.database.Database`
+    (the reads themselves are :mod:`piwheels.db.web_queries`)."""
+
+    def get_project_data(self, package: str) -> ProjectData | None:
+        return web_queries.project_data(self.conn, package)
+
+    def get_indexed_projects(self) -> list[str]:
+        return web_queries.indexed_projects(self.conn)
+
+    def get_search_entries(self) -> list[SearchEntry]:
+        return web_queries.search_entries(self.conn)
+
+    def get_statistics(self) -> Statistics:
+        """The farm's figures for the home page, but the output disk's (the master's)."""
+        return web_queries.statistics(self.conn)
+
+    def get_build_output(self, build_id: int) -> str | None:
+        return web_queries.build_output(self.conn, build_id)
+
+    def save_pending_pages(self, pages: Sequence[tuple[str, str]]) -> None:
+        self.conn.execute("SELECT save_pending_pages(%s)", (Jsonb([list(p) for p in pages]),))
+
+    def take_pending_pages(self) -> list[tuple[str, str]]:
+        cur = self.conn.execute("SELECT kind, package FROM take_pending_pages()")
+        return [(kind, package) for kind, package in cur]
+
+    def last_published(self) -> list[tuple[str, float]]:
+        """Each project with files, and when its newest file was recorded (epoch seconds)."""
+        cur = self.conn.execute(
+            "SELECT v.package, extract(epoch FROM max(b.built_at))::float8 "
+            "FROM files f JOIN builds b USING (build_id) JOIN versions v USING (version_id) "
+            "GROUP BY v.package"
+        )
+        return [(package, float(when)) for package, when in cur]
+
+    def page_requests(self, package: str) -> dict[str, int]:
+        """How many times each of *package*'s pages was asked for and not yet written."""
+        row = self.conn.execute("SELECT page_requests(%s)", (package,)).fetchone()
+        return dict(row[0]) if row else {}
+
+    def pages_written(self, package: str, seen: dict[str, int]) -> None:
+        """Forget the requests *seen* before *package*'s pages were written, unless asked
+        for again since (see migration 0009)."""
+        self.conn.execute("SELECT pages_written(%s, %s)", (package, Jsonb(seen)))
