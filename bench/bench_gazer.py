@@ -422,7 +422,8 @@ class MasterLog:
         self.offset += complete
         for line in data[:complete].decode(errors="replace").splitlines():
             try:
-                stamp = datetime.strptime(line[:23], STAMP_FORMAT).timestamp()
+                # the master's log is in local time, and only compared with itself
+                stamp = datetime.strptime(line[:23], STAMP_FORMAT).timestamp()  # noqa: DTZ007
             except ValueError:
                 continue
             self.lines.append((stamp, line))

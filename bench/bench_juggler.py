@@ -371,8 +371,8 @@ class Farm:
         file_queue = f"tcp://127.0.0.1:{free_port()}"
         self.log_path = work / "master.log"
         command = [
-            sys.executable, "-c", "import sys; from piwheels.cli.master import main; "
-            "sys.exit(main())",
+            sys.executable, "-c", ("import sys; from piwheels.cli.master import main; "
+            "sys.exit(main())"),
             "--dsn", dsn, "--output-path", str(self.output), "--data-dir", str(work / "data"),
             "--no-follow", "--build-abi", ABI, "--queue-interval", "1",
             "--min-free-space", str(MIB),

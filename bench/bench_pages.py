@@ -110,7 +110,7 @@ def _worker(args: tuple[int, int]) -> float:
     """Render project pages for *rounds* rounds in a fresh process; returns its busy seconds."""
     count, rounds = args
     projects = [make_project(seed) for seed in range(count)]
-    page = PAGE
+    page = render_page
     render_all(page, projects)  # warm: templates loaded and compiled
     start = time.perf_counter()
     for _ in range(rounds):
@@ -118,7 +118,7 @@ def _worker(args: tuple[int, int]) -> float:
     return time.perf_counter() - start
 
 
-def PAGE(project: ProjectData) -> str:
+def render_page(project: ProjectData) -> str:
     return pages.project_page(project, apt_dependencies=["libc6"])
 
 
@@ -127,7 +127,7 @@ def bench_pages(count: int, repeat: int) -> list[Row]:
     sample = projects[0]
     files = sum(len(p.files) for p in projects) / count
     builds = sum(len(v.builds) for p in projects for v in p.versions) / count
-    size = len(PAGE(sample))
+    size = len(render_page(sample))
     print(
         f"{count} projects: {len(sample.versions)} versions x {len(ABIS)} ABIs, "
         f"{files:.0f} files and {builds:.0f} builds each on average; a page is ~{size // 1000} kB"
@@ -137,7 +137,7 @@ def bench_pages(count: int, repeat: int) -> list[Row]:
     def per_page(renderer: Callable[[ProjectData], object]) -> float:
         return best_of(repeat, lambda: render_all(renderer, projects)) / count
 
-    page = per_page(PAGE)
+    page = per_page(render_page)
     data = per_page(lambda p: pages.project_json(p, ["libc6"]))
     simple = per_page(index.simple_project)
     bare_name = "bare json.dumps of the record"

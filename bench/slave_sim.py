@@ -292,7 +292,8 @@ class SimSlave:
         self.result = BuildResult(True, timedelta(seconds=1), "built in no time\n", [file])
 
     def start_transfer(self, filename: str) -> None:
-        assert self.wheel is not None and self.wheel[0] == filename, filename
+        assert self.wheel is not None
+        assert self.wheel[0] == filename, filename
         self.transfer = Socket(zmq.DEALER, reversed(protocols.file_juggler), context=self.context)
         self.transfer.connect(self.file_queue)
         self.watch.add(self.transfer, self, transfer=True)
@@ -300,7 +301,8 @@ class SimSlave:
         self.transfer.send("HELLO", self.slave_id)
 
     def on_transfer(self) -> None:
-        assert self.transfer is not None and self.wheel is not None
+        assert self.transfer is not None
+        assert self.wheel is not None
         now = time.perf_counter()
         try:
             action, data = self.transfer.recv()

@@ -165,7 +165,8 @@ def finish(
     )
     roots_left = sorted(p.name for p in (farm.work / "tmp").glob("piw-slave-*"))
     farm.note_children()
-    assert farm.master is not None and farm.pg is not None
+    assert farm.master is not None
+    assert farm.pg is not None
     master_exit = farm.master.poll()
     stopped = farm.stop_processes()
     farm.pg.start()  # the master stopped its PostgreSQL; the audit reads it

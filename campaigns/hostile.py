@@ -172,8 +172,10 @@ def report(figures: dict[str, Any]) -> str:
     master, memory = figures["master"], figures["memory"]
     files, builds, log = figures["files"], figures["builds"], figures["log"]
     out = [
-        f"hostile campaign, seed {figures['seed']}: barrage of {figures['barrage_s']:.1f} s "
-        f"(planned {figures['planned_s']:.0f} s), at most {figures['budget']} messages a queue",
+        (
+            f"hostile campaign, seed {figures['seed']}: barrage of {figures['barrage_s']:.1f} s "
+            f"(planned {figures['planned_s']:.0f} s), at most {figures['budget']} messages a queue"
+        ),
         "",
         "master",
         table(
@@ -184,13 +186,17 @@ def report(figures: dict[str, Any]) -> str:
                 ("RSS at rest", mb(memory["rest_kb"])),
                 (
                     "RSS peak during the barrage",
-                    f"{mb(memory['peak_kb'])} at +{memory.get('peak_at_s', '-')} s "
-                    f"({mb(memory['peak_with_children_kb'])} with its children)",
+                    (
+                        f"{mb(memory['peak_kb'])} at +{memory.get('peak_at_s', '-')} s "
+                        f"({mb(memory['peak_with_children_kb'])} with its children)"
+                    ),
                 ),
                 (
                     f"RSS {figures['after_s']:.0f} s after the barrage",
-                    f"{mb(memory['after_kb'])} ({memory.get('after_over_rest', '-')} x rest; "
-                    f"back near rest: {memory.get('back_near_rest', '-')})",
+                    (
+                        f"{mb(memory['after_kb'])} ({memory.get('after_over_rest', '-')} x rest; "
+                        f"back near rest: {memory.get('back_near_rest', '-')})"
+                    ),
                 ),
                 ("RSS at the end", mb(memory["last_kb"])),
                 (

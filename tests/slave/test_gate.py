@@ -93,8 +93,10 @@ def test_a_dependency_missing_here_passes_with_a_note(tmp_path: Path) -> None:
     gate = check_wheel(wheel, tmp_path / "target", sys.executable, plain_run, timeout=60)
     assert gate.passed
     assert gate.lines == [
-        "publish gate: import needy needs piwtest_not_installed_anywhere, another distribution "
-        "(not installed here): passed",
+        (
+            "publish gate: import needy needs piwtest_not_installed_anywhere, another "
+            "distribution (not installed here): passed"
+        ),
         "publish gate: import needy_extra: ok",
     ]
 

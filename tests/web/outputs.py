@@ -158,7 +158,7 @@ def _wheel_file(path: Path, requires_python: str | None, metadata_hash: str | No
         uploaded=RELEASED,
         yanked=None,
         metadata_hash=metadata_hash,
-        abi_tag=sorted({tag.abi for tag in tags})[0],
+        abi_tag=min(tag.abi for tag in tags),
         apt_dependencies=(),
     )
 

@@ -93,17 +93,17 @@ def cells(dom: str, table_class: str) -> list[list[tuple[str, str]]]:
     """The rows of the first ``<table class=table_class>``: (cell class, text) per cell."""
     found = re.search(rf'<table class="{table_class}">(.*?)</table>', dom, re.DOTALL)
     assert found, f"no table.{table_class} in the page"
-    rows = []
-    for row in re.findall(r"<tr[^>]*>(.*?)</tr>", found.group(1), re.DOTALL):
-        rows.append(
-            [
-                (kind, html.unescape(re.sub(r"<[^>]+>", "", text)).strip())
-                for _, kind, text in re.findall(
-                    r'<(td|th)(?: class="([^"]*)")?[^>]*>(.*?)</\1>', row, re.DOTALL
-                )
-            ]
+    return [_cells(row) for row in re.findall(r"<tr[^>]*>(.*?)</tr>", found.group(1), re.DOTALL)]
+
+
+def _cells(row: str) -> list[tuple[str, str]]:
+    """A table row's cells: each one's class and text."""
+    return [
+        (kind, html.unescape(re.sub(r"<[^>]+>", "", text)).strip())
+        for _, kind, text in re.findall(
+            r'<(td|th)(?: class="([^"]*)")?[^>]*>(.*?)</\1>', row, re.DOTALL
         )
-    return rows
+    ]
 
 
 def test_project_page_shows_the_abi_table(chromium: str, site: Site, tmp_path: Path) -> None:

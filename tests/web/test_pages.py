@@ -158,7 +158,7 @@ def rows(page: str) -> dict[str, list[str]]:
     """The version table as {version: [cell text, ...]}."""
     table = page[page.index('<table class="matrix">') : page.index("</table>")]
     result = {}
-    for row in re.findall(r"<tr[^>]*>(.*?)</tr>", table, re.S)[1:]:
+    for row in re.findall(r"<tr[^>]*>(.*?)</tr>", table, re.DOTALL)[1:]:
         cells = [Page(cell).text for cell in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row)]
         result[cells[0].removesuffix(" yanked")] = cells[2:]
     return result

@@ -20,7 +20,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Self, TextIO
 
 import zmq
 from packaging.utils import InvalidName, canonicalize_name
@@ -283,7 +283,7 @@ class MasterClient:
     def close(self) -> None:
         self.sock.close()
 
-    def __enter__(self) -> MasterClient:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -104,7 +104,8 @@ class BuildCollection:
         self.fs(slave).ask("EXPECT", expect, self.later(slave, partial(self.expected, slave)))
 
     def record(self, slave: SlaveRecord) -> None:
-        assert slave.build is not None and slave.result is not None
+        assert slave.build is not None
+        assert slave.result is not None
         build, result = slave.build, slave.result
         slave.waiting = slave.recording = True
         # From here the request decides the fate of the fetched files, not the slave.

@@ -106,7 +106,8 @@ class ChildProcess:
         except OSError as exc:
             self.log.error("cannot start %s: %s", self.name, exc)
             return False
-        assert process.stdout is not None and process.stderr is not None
+        assert process.stdout is not None
+        assert process.stderr is not None
         self.process = process
         self._said = MessageReader(self.protocol)
         self._partial = b""
@@ -289,7 +290,8 @@ class ChildJob:
             self.wanted = True  # tried again after min_gap
 
     def _collect(self, *, stopped: bool = False) -> None:
-        assert self.process is not None and self.output is not None
+        assert self.process is not None
+        assert self.output is not None
         status = self.process.returncode
         self.output.seek(0)
         said = self.output.read(64 * 1024).decode("utf-8", "replace").strip()

@@ -218,10 +218,7 @@ def _owning_packages(paths: Iterable[str]) -> set[str]:
 def _path_variants(path: str) -> set[str]:
     # With merged /usr, ldd may report /lib/... while dpkg registered /usr/lib/... (or the
     # reverse), and a symlinked name while dpkg knows the target.
-    variants = {path, str(Path(path).resolve())}
-    for variant in list(variants):
-        if variant.startswith("/usr/"):
-            variants.add(variant[len("/usr") :])
-        else:
-            variants.add("/usr" + variant)
-    return variants
+    named = {path, str(Path(path).resolve())}
+    return named | {
+        name[len("/usr") :] if name.startswith("/usr/") else "/usr" + name for name in named
+    }

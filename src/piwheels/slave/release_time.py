@@ -56,7 +56,7 @@ def sdist_upload_time(index_url: str, package: str, version: str) -> datetime | 
             continue
         when = file.get("upload-time")
         try:
-            return datetime.fromisoformat(str(when).replace("Z", "+00:00")).astimezone(UTC)
+            return datetime.fromisoformat(str(when)).astimezone(UTC)
         except ValueError:
             return None
     return None

@@ -98,7 +98,7 @@ class RequestHandler(BaseHTTPRequestHandler):
     def _answer(self, *, send_body: bool) -> None:
         self._sent = 0
         self._status = 500
-        self.server._begin()
+        self.server.begin_request()
         try:
             self._dispatch(send_body=send_body)
         except OSError as exc:
@@ -106,7 +106,7 @@ class RequestHandler(BaseHTTPRequestHandler):
             log.debug("%s %r from %s ended early: %s", self.command, self.path, self._peer(), exc)
             self.close_connection = True
         finally:
-            self.server._end(
+            self.server.end_request(
                 LoggedRequest(
                     method=self.command,
                     path=self.path,

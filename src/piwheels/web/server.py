@@ -143,11 +143,11 @@ class OutputServer(ThreadingHTTPServer):
             with self._lock:
                 self._connections.discard(request)
 
-    def _begin(self) -> None:
+    def begin_request(self) -> None:
         with self._lock:
             self._in_flight += 1
 
-    def _end(self, entry: LoggedRequest) -> None:
+    def end_request(self, entry: LoggedRequest) -> None:
         with self._lock:
             self._requests.append(entry)
             self._in_flight -= 1

@@ -12,10 +12,10 @@ from setuptools.command.build_ext import build_ext
 class NumpyBuildExt(build_ext):
     def build_extensions(self) -> None:
         # Here, not at the top: the sdist is made without numpy.
-        import numpy  # noqa: PLC0415
+        import numpy as np  # noqa: PLC0415
 
         for ext in self.extensions:
-            ext.include_dirs.append(numpy.get_include())
+            ext.include_dirs.append(np.get_include())
         super().build_extensions()
 
 
