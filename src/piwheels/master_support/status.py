@@ -12,11 +12,10 @@ from collections import deque
 from typing import Any
 
 import cbor2
-import zmq
 
 from piwheels import protocols
 from piwheels.codec import Record
-from piwheels.protocols import NO_DATA
+from piwheels.master_support.task import Outbox
 from piwheels.records.status import BuildEvent, SlaveStatus
 from piwheels.transport import Socket
 
@@ -40,24 +39,12 @@ def status_topics() -> frozenset[bytes]:
     return frozenset(topics)
 
 
-class StatusReporter:
-    """A task's handle for reporting status; never blocks the task."""
+class StatusReporter(Outbox):
+    """A task's handle for reporting status to the main thread; never blocks the task."""
 
-    def __init__(self, sock: Socket) -> None:
-        self.sock = sock
-        sock.zsock.setsockopt(zmq.SNDTIMEO, 0)
-
-    @classmethod
-    def connect(cls, task: Any, address: str) -> StatusReporter:
-        sock = task.socket(zmq.PUSH, protocols.status)
-        sock.connect(address)
-        return cls(sock)
-
-    def send(self, action: str, data: Any = NO_DATA) -> None:
-        try:
-            self.sock.send(action, data)
-        except zmq.Again:
-            log.debug("status %s dropped: the main thread is not listening", action)
+    PROTOCOL = protocols.status
+    LEVEL = logging.DEBUG
+    DROPPED = "status %s dropped: the main thread is not listening"
 
 
 class StatusBoard:

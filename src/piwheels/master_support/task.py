@@ -14,13 +14,13 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 import zmq
 
 from piwheels import protocols
 from piwheels.master_support.config import MasterConfig
-from piwheels.protocols import Protocol
+from piwheels.protocols import NO_DATA, Protocol
 from piwheels.protocols.messages import TaskFailure
 from piwheels.transport import ProtocolError, Socket, decode, encode
 
@@ -202,3 +202,28 @@ class Task(threading.Thread):
             raise ProtocolError(f"expected [topic, message], got {len(frames)} frames")
         action, _ = decode(self._control.protocol, frames[1])
         return action
+
+
+class Outbox:
+    """A task's PUSH to another part of the master that must never block it: what cannot be
+    queued now is dropped, and *DROPPED* logged at *LEVEL* (with the action)."""
+
+    PROTOCOL: Protocol
+    LEVEL = logging.WARNING
+    DROPPED = "%s dropped"
+
+    def __init__(self, sock: Socket) -> None:
+        self.sock = sock
+        sock.zsock.setsockopt(zmq.SNDTIMEO, 0)
+
+    @classmethod
+    def connect(cls, task: Task, address: str) -> Self:
+        sock = task.socket(zmq.PUSH, cls.PROTOCOL)
+        sock.connect(address)
+        return cls(sock)
+
+    def send(self, action: str, data: Any = NO_DATA) -> None:
+        try:
+            self.sock.send(action, data)
+        except zmq.Again:
+            logging.getLogger(type(self).__module__).log(self.LEVEL, self.DROPPED, action)

@@ -2,40 +2,20 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
-from typing import Any
-
-import zmq
 
 from piwheels import protocols
-from piwheels.protocols import NO_DATA
+from piwheels.master_support.task import Outbox
 from piwheels.records.projects import Statistics
-from piwheels.transport import Socket
-
-log = logging.getLogger(__name__)
 
 
-class PageRequests:
-    """A task's handle for asking the Secretary for pages."""
+class PageRequests(Outbox):
+    """A task's handle for asking the Secretary for pages (a stopped Secretary must never
+    block the task asking)."""
 
-    def __init__(self, sock: Socket) -> None:
-        self.sock = sock
-        # a stopped Secretary must never block the task asking
-        sock.zsock.setsockopt(zmq.SNDTIMEO, 0)
-
-    @classmethod
-    def connect(cls, task: Any, address: str) -> PageRequests:
-        sock = task.socket(zmq.PUSH, reversed(protocols.web))
-        sock.connect(address)
-        return cls(sock)
-
-    def send(self, action: str, data: Any = NO_DATA) -> None:
-        try:
-            self.sock.send(action, data)
-        except zmq.Again:
-            log.warning("the Secretary is not taking requests: %s %s dropped", action, data)
+    PROTOCOL = reversed(protocols.web)
+    DROPPED = "the Secretary is not taking requests: %s dropped"
 
     def project(self, package: str, *, index: bool = True) -> None:
         """The project's page, and its index page too unless *index* is False."""
