@@ -34,11 +34,12 @@ import zmq
 
 from piwheels import protocols
 from piwheels.master.slave_driver import SLAVE_BACKLOG
+from piwheels.message_codec import ProtocolError, encode
 from piwheels.protocols import NO_DATA
 from piwheels.records.builds import BuildResult, FileState
 from piwheels.records.slaves import SlaveHello, SlaveStats
 from piwheels.slave.agent import SlaveConfig, spread
-from piwheels.transport import ProtocolError, Socket, encode
+from piwheels.transport import Socket
 
 MASTER_TIMEOUT = SlaveConfig.master_timeout.total_seconds()  # what a real slave waits
 BUSY_INTERVAL = SlaveConfig.busy_interval.total_seconds()  # BUSY again while building

@@ -12,7 +12,8 @@ import zmq
 
 from piwheels import protocols
 from piwheels.file_sender import answer_fetch
-from piwheels.transport import ProtocolError, Socket, decode, decode_frame, encode, encode_head
+from piwheels.message_codec import ProtocolError, decode, decode_frame, encode, encode_head
+from piwheels.transport import Socket
 
 SENDER = reversed(protocols.file_juggler)
 RECEIVER = protocols.file_juggler

@@ -8,9 +8,9 @@ import io
 import pytest
 
 from piwheels import protocols
+from piwheels.message_codec import ProtocolError
 from piwheels.pipes import HEADER, MAX_MESSAGE, MessageReader, StreamBroken, frame, read_message
 from piwheels.protocols.messages import PagesWritten
-from piwheels.transport import ProtocolError
 
 SCRIBE = protocols.page_writer  # the master's side: sends BOTH/PROJECT, receives DONE/LOG
 WRITER = reversed(protocols.page_writer)

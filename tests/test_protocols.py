@@ -10,11 +10,11 @@ import pytest
 
 from piwheels import protocols
 from piwheels.failures import Cause, Diagnosis, Want
+from piwheels.message_codec import ProtocolError, decode, encode
 from piwheels.protocols import NO_DATA, Failure, Protocol
 from piwheels.records.builds import BuildResult, Dependency, FileState
 from piwheels.records.projects import Statistics
 from piwheels.records.slaves import SlaveHello, SlaveStats
-from piwheels.transport import ProtocolError, decode, encode
 
 NOW = datetime(2026, 11, 22, 12, 34, 56, 789012, tzinfo=UTC)
 FILE = FileState(

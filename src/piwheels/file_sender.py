@@ -18,7 +18,8 @@ import zmq
 
 from piwheels import protocols
 from piwheels.heap import serve_from_heap
-from piwheels.transport import ProtocolError, Socket
+from piwheels.message_codec import ProtocolError
+from piwheels.transport import Socket
 
 __all__ = ["MAX_CHUNK", "answer_fetch", "send_file"]
 

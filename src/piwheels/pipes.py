@@ -10,8 +10,8 @@ from __future__ import annotations
 import struct
 from typing import IO, Any
 
+from piwheels.message_codec import ProtocolError, decode, encode
 from piwheels.protocols import NO_DATA, Protocol
-from piwheels.transport import ProtocolError, decode, encode
 
 HEADER = struct.Struct(">I")
 

@@ -21,8 +21,8 @@ from hypothesis import strategies as st
 
 from piwheels import protocols
 from piwheels.codec import AnyValue, ListOf, MapOf, Optional, Record, Scalar, Shape
+from piwheels.message_codec import ProtocolError, decode
 from piwheels.protocols import Protocol
-from piwheels.transport import ProtocolError, decode
 
 # The protocols a peer outside the master speaks; the others join the master's own tasks.
 PEER_FACING = ("slave_driver", "file_juggler", "mr_chase", "master_commands")
@@ -368,7 +368,7 @@ def _scalar(shape: Scalar) -> st.SearchStrategy[Any]:
 
 
 def valid_data(shape: Shape) -> st.SearchStrategy[Any]:
-    """Data of *shape*, as a sender would pass it to :func:`piwheels.transport.encode`."""
+    """Data of *shape*, as a sender would pass it to :func:`piwheels.message_codec.encode`."""
     if isinstance(shape, Record):
         return st.tuples(*(valid_data(field) for field in shape.fields))
     if isinstance(shape, Optional):

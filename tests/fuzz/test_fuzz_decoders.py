@@ -39,9 +39,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from piwheels import protocols
+from piwheels.message_codec import ProtocolError, decode, decode_frame
 from piwheels.protocols import Protocol
 from piwheels.records.slaves import SlaveStats
-from piwheels.transport import ProtocolError, decode, decode_frame
 
 MAX_ERROR_TEXT = 2000  # a refusal is logged: it must not carry the peer's megabytes with it
 # The hand-made costly messages must be refused well within this (pytest-timeout, not a

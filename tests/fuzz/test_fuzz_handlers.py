@@ -59,8 +59,8 @@ from farm import (
 from piwheels import protocols
 from piwheels.master import PiwMaster
 from piwheels.master_support.config import MasterConfig
+from piwheels.message_codec import decode
 from piwheels.records.slaves import SlaveHello
-from piwheels.transport import decode
 from pypi_index import LocalPyPI
 
 MAX_ERROR_TEXT = 2000  # a refusal is logged: it must not carry the peer's megabytes with it

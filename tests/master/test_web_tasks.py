@@ -20,8 +20,9 @@ from piwheels.master.the_oracle import TheOracle
 from piwheels.master.the_secretary import TheSecretary
 from piwheels.master_support.config import MasterConfig
 from piwheels.master_support.task import tell_tasks
+from piwheels.message_codec import encode
 from piwheels.protocols import NO_DATA
-from piwheels.transport import Socket, encode
+from piwheels.transport import Socket
 from piwheels.web.layout import log_path
 from pypi_index import LocalPyPI, make_wheel
 

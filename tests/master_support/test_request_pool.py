@@ -14,8 +14,9 @@ from farm import make_config
 from piwheels import protocols
 from piwheels.master_support.request_pool import RequestPool
 from piwheels.master_support.task import Task
+from piwheels.message_codec import decode, encode
 from piwheels.protocols import Failure
-from piwheels.transport import Socket, decode, encode
+from piwheels.transport import Socket
 
 SERVICE = "inproc://test-service"
 ORACLE = protocols.oracle  # the service's side: receives requests, sends OK / ERROR

@@ -35,8 +35,9 @@ from piwheels.cli.options import (
     per_run,
 )
 from piwheels.master_support.config import MasterConfig
+from piwheels.message_codec import ProtocolError
 from piwheels.protocols import NO_DATA
-from piwheels.transport import ProtocolError, Socket, private_routing_id
+from piwheels.transport import Socket, private_routing_id
 
 __all__ = [
     "BadInput",

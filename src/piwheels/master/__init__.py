@@ -37,8 +37,9 @@ from piwheels.master.the_secretary import TheSecretary
 from piwheels.master_support.config import MasterConfig
 from piwheels.master_support.status import StatusBoard, status_topics
 from piwheels.master_support.task import Task, describe_error, tell_tasks
+from piwheels.message_codec import ProtocolError
 from piwheels.records.status import MasterStatus
-from piwheels.transport import ProtocolError, Socket, recv_frames
+from piwheels.transport import Socket, recv_frames
 
 log = logging.getLogger(__name__)
 JOIN_TIMEOUT = 10.0

@@ -33,9 +33,10 @@ from piwheels.master_support.config import MasterConfig
 from piwheels.master_support.file_store import hash_chunk, store
 from piwheels.master_support.task import Task, describe_error
 from piwheels.master_support.transfers import CHUNK_SIZE, Hashing, Transfer, TransferError
+from piwheels.message_codec import ProtocolError
 from piwheels.protocols import Failure
 from piwheels.records.builds import FileState
-from piwheels.transport import ProtocolError, chose_routing_id
+from piwheels.transport import chose_routing_id
 
 WINDOW = 8  # FETCHes in flight per transfer
 REFETCH_AFTER = 10.0  # seconds without a chunk before outstanding FETCHes are repeated

@@ -25,6 +25,7 @@ from piwheels.master_support.db_client import DatabaseError, DbClient
 from piwheels.master_support.slaves import check_files
 from piwheels.master_support.task import Task, describe_error
 from piwheels.master_support.web_requests import PageRequests, with_output_disk
+from piwheels.message_codec import ProtocolError
 from piwheels.protocols import NO_DATA, Failure
 from piwheels.protocols.messages import (
     AddRequest,
@@ -41,7 +42,6 @@ from piwheels.protocols.messages import (
     YankRequest,
 )
 from piwheels.records.builds import BuildResult, FileState
-from piwheels.transport import ProtocolError
 
 IMPORTER_ID = 0
 ABANDONED_AFTER = 300.0  # seconds of silence after which another tool may take over

@@ -22,7 +22,8 @@ import zmq
 from piwheels import protocols
 from piwheels.master_support.config import MasterConfig
 from piwheels.master_support.task import Task
-from piwheels.transport import ProtocolError, decode, encode, recv_frames, send_frames
+from piwheels.message_codec import ProtocolError, decode, encode
+from piwheels.transport import recv_frames, send_frames
 
 # what an Oracle says when it is free (protocols.seraph_workers)
 READY = encode(reversed(protocols.seraph_workers), "READY")

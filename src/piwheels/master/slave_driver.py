@@ -38,11 +38,11 @@ from piwheels.master_support.slaves import BuildKey, SlaveRecord, check_files
 from piwheels.master_support.status import StatusReporter
 from piwheels.master_support.task import Task, describe_error
 from piwheels.master_support.web_requests import PageRequests
+from piwheels.message_codec import ProtocolError
 from piwheels.protocols import NO_DATA
 from piwheels.protocols.messages import QueueQuery
 from piwheels.records.builds import BuildResult
 from piwheels.records.slaves import SlaveHello, SlaveState, SlaveStats
-from piwheels.transport import ProtocolError
 
 # BUILT carries the whole build log; nothing a slave says is allowed to be bigger than this.
 MAX_SLAVE_MESSAGE = 32 * 1024 * 1024

@@ -22,8 +22,9 @@ from piwheels.db.database import Database
 from piwheels.master.seraph import READY
 from piwheels.master_support.config import MasterConfig
 from piwheels.master_support.task import Task, describe_error
+from piwheels.message_codec import ProtocolError, decode, encode
 from piwheels.protocols import NO_DATA
-from piwheels.transport import ProtocolError, decode, encode, recv_frames, send_frames
+from piwheels.transport import recv_frames, send_frames
 
 REPORT_INTERVAL = 60.0
 

@@ -34,9 +34,9 @@ from piwheels.master_support.children import ChildJob, ChildProcess
 from piwheels.master_support.config import MasterConfig
 from piwheels.master_support.db_client import DatabaseError, DbClient
 from piwheels.master_support.task import Task
+from piwheels.message_codec import ProtocolError
 from piwheels.protocols import messages
 from piwheels.records.projects import Statistics
-from piwheels.transport import ProtocolError
 from piwheels.web import bulk, pages
 from piwheels.web.writer import write_atomic
 

@@ -24,9 +24,9 @@ from piwheels.master.the_scribe import INBOX_BACKLOG
 from piwheels.master_support.config import MasterConfig
 from piwheels.master_support.db_client import DatabaseError, DbClient
 from piwheels.master_support.task import Task
+from piwheels.message_codec import ProtocolError
 from piwheels.protocols import NO_DATA
 from piwheels.protocols.messages import PageRequest
-from piwheels.transport import ProtocolError
 
 # A request held this long is passed on even if repeats keep arriving.
 MAX_HOLD = 30.0

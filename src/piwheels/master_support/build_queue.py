@@ -12,7 +12,8 @@ import time
 
 from piwheels.master_support.slaves import BuildKey
 from piwheels.master_support.status import StatusReporter
-from piwheels.transport import ProtocolError, Socket
+from piwheels.message_codec import ProtocolError
+from piwheels.transport import Socket
 
 # A finished build may linger in a queue picture read just before it was recorded: it is not
 # handed out again until a picture read after it comes (or, should none, for this long).

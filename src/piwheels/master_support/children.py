@@ -25,9 +25,9 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import IO, TYPE_CHECKING, Any
 
+from piwheels.message_codec import ProtocolError
 from piwheels.pipes import MessageReader, write_message
 from piwheels.protocols import NO_DATA, Protocol
-from piwheels.transport import ProtocolError
 
 if TYPE_CHECKING:
     from piwheels.master_support.task import Task

@@ -29,6 +29,7 @@ from piwheels.abis import BuildABI
 from piwheels.db.project_rows import ProjectUpdate, ProjectVersion, project_row
 from piwheels.master_support.children import ChildProcess, ignore_stop_signals
 from piwheels.master_support.task import Task
+from piwheels.message_codec import ProtocolError
 from piwheels.pipes import StreamBroken, read_message, write_message
 from piwheels.protocols import Failure
 from piwheels.protocols.messages import (
@@ -42,7 +43,6 @@ from piwheels.pypi.answers import ProjectInfo
 from piwheels.pypi.client import PyPIClient
 from piwheels.pypi.errors import ProjectNotFound, PyPIError
 from piwheels.records.projects import ProjectRow
-from piwheels.transport import ProtocolError
 
 FETCH_THREADS = 8  # in each process
 

@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING, Any
 import zmq
 
 from piwheels.codec import ShapeError
+from piwheels.message_codec import ProtocolError
 from piwheels.protocols import NO_DATA, Failure, Protocol
-from piwheels.transport import ProtocolError, Socket
+from piwheels.transport import Socket
 
 if TYPE_CHECKING:
     from piwheels.master_support.task import Task

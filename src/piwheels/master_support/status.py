@@ -25,7 +25,7 @@ RECENT_BUILDS = 50  # how many BUILD events a late monitor is sent
 
 def status_topics() -> frozenset[bytes]:
     """Every subscription that can match a status message: b"" (all of them), and each prefix
-    of each kind's first bytes (its array's head and its name, as transport.encode writes it).
+    of each kind's first bytes (its array's head and its name, as message_codec.encode writes it).
 
     A monitor may subscribe to these only. libzmq keeps subscriptions in a tree of a node per
     byte, and keeps the nodes after the subscriber leaves: 12,000 random short subscriptions

@@ -20,9 +20,10 @@ import zmq
 
 from piwheels import protocols
 from piwheels.master_support.config import MasterConfig
+from piwheels.message_codec import ProtocolError, decode, encode
 from piwheels.protocols import NO_DATA, Protocol
 from piwheels.protocols.messages import TaskFailure
-from piwheels.transport import ProtocolError, Socket, decode, encode
+from piwheels.transport import Socket
 
 Handler = Callable[[], None]
 MAX_ERROR_TEXT = 300

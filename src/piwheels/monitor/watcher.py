@@ -21,6 +21,7 @@ import zmq
 from textual.message import Message
 
 from piwheels import protocols
+from piwheels.message_codec import ProtocolError
 from piwheels.monitor.messages import (
     BadMessage,
     BuildRecorded,
@@ -33,7 +34,7 @@ from piwheels.monitor.messages import (
     StatsChanged,
 )
 from piwheels.records.status import BuildEvent, MasterStatus, SlaveStatus
-from piwheels.transport import ProtocolError, Socket
+from piwheels.transport import Socket
 
 log = logging.getLogger(__name__)
 

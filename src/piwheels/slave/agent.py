@@ -25,6 +25,7 @@ import zmq
 from piwheels import protocols
 from piwheels.codec import Text
 from piwheels.file_sender import send_file
+from piwheels.message_codec import ProtocolError
 from piwheels.protocols import NO_DATA
 from piwheels.protocols.wire import SLAVE_HELLO
 from piwheels.records.builds import BuildResult
@@ -36,7 +37,7 @@ from piwheels.slave.interpreter import Interpreter
 from piwheels.slave.limits import NO_LIMITS, Limits
 from piwheels.slave.sandbox import Sandbox, make_sandbox
 from piwheels.slave.toolchains import Toolchains, find_toolchains
-from piwheels.transport import ProtocolError, Socket, private_routing_id
+from piwheels.transport import Socket, private_routing_id
 
 __all__ = ["PiwSlave", "SlaveConfig"]
 

@@ -31,10 +31,10 @@ from piwheels import protocols
 from piwheels.db.database import Database
 from piwheels.db.migrate import SchemaError
 from piwheels.master_support.children import ignore_stop_signals
+from piwheels.message_codec import ProtocolError
 from piwheels.pipes import StreamBroken, read_message, write_message
 from piwheels.protocols.messages import LogRecord, PagesWritten
 from piwheels.records.projects import ProjectData, WheelFile
-from piwheels.transport import ProtocolError
 from piwheels.web import index, pages
 from piwheels.web.bulk import DSN_VARIABLE, database_from_environment, give_way
 from piwheels.web.layout import log_path
