@@ -1,7 +1,7 @@
 """The reads behind the web output: a project's page, the index's project list, statistics.
 
-Each function takes an open connection and runs plain SELECTs; the Oracle calls them for the
-Scribe and Big Brother.
+Each function takes an open connection and runs plain SELECTs. The Scribe's page-writing
+children call them on connections of their own, and the Oracles for Big Brother's figures.
 """
 
 from __future__ import annotations
