@@ -18,7 +18,6 @@ import zmq
 from packaging.utils import canonicalize_name
 
 from piwheels import protocols
-from piwheels.codec import ShapeError
 from piwheels.failures import Cause
 from piwheels.master_support.config import MasterConfig
 from piwheels.master_support.db_client import DatabaseError, DbClient
@@ -220,10 +219,8 @@ class MrChase(Task):
         Failure)."""
         self.fs.send(action, data)
         status, result = self.fs.recv()
-        try:
-            return status, protocols.file_juggler_control.answer(action, status, result)
-        except ShapeError as exc:
-            return "ERROR", Failure("malformed", f"malformed answer: {exc}")
+        answer = protocols.file_juggler_control.answer(action, status, result)
+        return ("ERROR" if isinstance(answer, Failure) else "OK"), answer
 
     # -- removing, rebuilding and repairs ------------------------------------------------------
 

@@ -13,7 +13,6 @@ import zmq
 
 from piwheels import protocols
 from piwheels.abis import BuildABI
-from piwheels.codec import ShapeError
 from piwheels.protocols import NO_DATA, Failure
 from piwheels.protocols.messages import (
     AddRequest,
@@ -70,10 +69,7 @@ class DbClient:
             why = f"{action}: no reply from the database within {self.timeout}s"
             raise DatabaseError(Failure("timeout", why))
         status, result = self._sock.recv()
-        try:
-            answer = protocols.oracle.answer(action, status, result)
-        except ShapeError as exc:
-            raise DatabaseError(Failure("malformed", str(exc))) from None
+        answer = protocols.oracle.answer(action, status, result)
         if isinstance(answer, Failure):
             raise DatabaseError(answer)
         return answer

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 
 import zmq
 
-from piwheels.codec import ShapeError
 from piwheels.message_codec import ProtocolError
 from piwheels.protocols import NO_DATA, Failure, Protocol
 from piwheels.transport import Socket
@@ -99,13 +98,15 @@ class RequestPool:
     def _answered(self, sock: Socket) -> None:
         request = self.in_flight.pop(sock)
         try:
-            status, result = sock.recv()
-            result = self.protocol.answer(request.action, status, result)
-        except (ProtocolError, ShapeError) as exc:
-            status, result = "ERROR", Failure("malformed", f"malformed answer: {exc}")
+            status, data = sock.recv()
+        except ProtocolError as exc:
+            result = Failure("malformed", f"malformed answer: {exc}")
+        else:
+            result = self.protocol.answer(request.action, status, data)
+        if isinstance(result, Failure) and result.kind == "malformed":
             self.log.error("%s: %s", request.action, result)
         self._release(sock)
-        self._deliver(request, status, result)
+        self._deliver(request, "ERROR" if isinstance(result, Failure) else "OK", result)
 
     def _release(self, sock: Socket) -> None:
         if self.backlog:

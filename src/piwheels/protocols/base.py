@@ -72,22 +72,29 @@ class Protocol:
         )
 
     def answer(self, request: str, status: str, data: Any) -> Any:
-        """The reply to *request* as its declared type: OK's data, or a :class:`Failure`
-        (ERROR) of a declared kind; :class:`ShapeError` for anything else."""
+        """The reply to *request* as its declared type: OK's data, or a :class:`Failure`: the
+        ERROR's, or one of kind "malformed" for an answer of no declared shape."""
         if status == "ERROR":
-            if not isinstance(data, Failure) or data.kind not in self.errors:
-                raise ShapeError(f"{request}: an ERROR of no declared kind")
-            return data
+            if isinstance(data, Failure) and data.kind in self.errors:
+                return data
+            return _malformed(f"{request}: an ERROR of no declared kind")
         if status != "OK":
-            raise ShapeError(f"{request}: {status} is no reply")
+            return _malformed(f"{request}: {status} is no reply")
         shape = self.replies.get(request)
-        return None if shape is None else shape.check(data, f"{request} reply")
+        try:
+            return None if shape is None else shape.check(data, f"{request} reply")
+        except ShapeError as exc:
+            return _malformed(str(exc))
 
     def failure(self, kind: str, message: str) -> Failure:
         """An ERROR to send: only of a kind this protocol declares."""
         if kind not in self.errors:
             raise ValueError(f"{self.name}: no error kind {kind!r}")
         return Failure(kind, message)
+
+
+def _malformed(why: str) -> Failure:
+    return Failure("malformed", f"malformed answer: {why}")
 
 
 def request_reply(requests: dict[str, tuple[Spec, Spec]], errors: set[str]) -> dict[str, Any]:
