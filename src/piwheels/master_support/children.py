@@ -104,7 +104,7 @@ class ChildProcess:
                 stderr=subprocess.PIPE,
             )
         except OSError as exc:
-            self.log.error("cannot start %s: %s", self.name, exc)
+            self.log.error("cannot start a %s: %s", self.name, exc)
             return False
         assert process.stdout is not None
         assert process.stderr is not None

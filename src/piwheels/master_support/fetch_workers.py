@@ -138,7 +138,6 @@ class FetchWorkers:
             on_end=lambda status: self._replace(worker, f"is gone (status {status})"),
         )
         if not worker.start():  # out of processes or memory: tried again at the next fetch
-            self.log.error("cannot start a fetch process")
             return False
         self.workers.append(worker)
         return True
