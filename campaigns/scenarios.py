@@ -85,7 +85,7 @@ def bigints(queue: str) -> list[Any]:
     row = wheel_row("piwtest_pure-1.0-py3-none-any.whl", BIG, "a" * 64)
     return {
         "slave": [
-            ["HELLO", dur(1), cbor2.CBORTag(1002, {1: BIG}), *hello(IDLE_ABI, "big")[3:]],
+            ["HELLO", dur(1), cbor2.CBORTag(2001, [BIG, 0, 0]), *hello(IDLE_ABI, "big")[3:]],
             ["IDLE", *stats(f1=BIG, f2=HUGE, f3=HUGE, f4=HUGE)],
             ["IDLE", *stats(f5=HUGE, f6=BIG)],
             built(True, [row]),

@@ -219,7 +219,7 @@ def test_times_round_trip_exactly() -> None:
         (cbor2.dumps(["IDLE", NOW.replace(tzinfo=None), 1, 2, 3, 4, 5.0, 6.0], timezone=UTC), None),
         (cbor2.dumps(["IDLE", NOW, True, 2, 3, 4, 5.0, 6.0]), "IDLE.disk_total: expected int"),
         (cbor2.dumps(["BUILT", True, 5, "log", []]), "BUILT.duration: expected timedelta"),
-        (cbor2.dumps(["BUILT", True, cbor2.CBORTag(1002, {1: "x"}), "", []]), "tag 1002"),
+        (cbor2.dumps(["BUILT", True, cbor2.CBORTag(2001, [0, "x", 0]), "", []]), "tag 2001"),
         (cbor2.dumps(["BUILT", True, cbor2.CBORTag(99999, 1), "", []]), "tag 99999"),
         (cbor2.dumps(["HELLO", *(["x"] * 10)]), "HELLO.build_timeout"),
         (cbor2.dumps(["HELLO", *(["x"] * 3)]), "expected 10 fields"),
@@ -280,12 +280,12 @@ def test_built_carries_a_diagnosis_and_the_original_four_fields_still_do() -> No
     assert tuple(back.diagnosis.wants) == diagnosis.wants
     assert tuple(back.diagnosis.needs) == ("portaudio19-dev",)
     # the original piwheels slave's BUILT: status, duration, output, files, and no more
-    original = cbor2.dumps(["BUILT", False, cbor2.CBORTag(1002, {1: 3}), "log", []])
+    original = cbor2.dumps(["BUILT", False, cbor2.CBORTag(2001, [0, 3, 0]), "log", []])
     _, back = decode(protocols.slave_driver, original)
     assert back.diagnosis is None
     assert back.output == "log"
     # but not fewer, nor more
-    duration = cbor2.CBORTag(1002, {1: 3})
+    duration = cbor2.CBORTag(2001, [0, 3, 0])
     for fields in (
         ["BUILT", False, duration, "log"],
         ["BUILT", False, duration, "log", [], None, 1],

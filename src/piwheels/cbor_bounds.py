@@ -11,7 +11,7 @@ items has its items counted first, by walking their heads (:func:`check_structur
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -19,9 +19,10 @@ import cbor2
 
 from piwheels.codec import describe_value
 
-# timedelta has no CBOR type. RFC 9581 gives durations tag 1002 with a map of time parts; we
-# send whole seconds under key 1 and microseconds under key -6 so both ends round-trip exactly.
-DURATION_TAG = 1002
+# timedelta has no CBOR type. It travels as tag 2001 holding [days, seconds, microseconds], its
+# own exact parts, as the original piwheels sends it. RFC 9581's duration (tag 1002) is a map
+# keyed by integers, and a peer's maps may have only text keys (see PEER_LOAD_OPTIONS).
+DURATION_TAG = 2001
 # The deepest message (an Oracle's rows, a BUILT's dependency) nests 6 deep.
 MAX_DEPTH = 16
 
@@ -33,8 +34,7 @@ class MalformedCBOR(ValueError):
 def encode_extra(encoder: cbor2.CBOREncoder, value: Any) -> None:
     """cbor2's ``default``: the types messages carry that CBOR has no type for."""
     if isinstance(value, timedelta):
-        seconds, micros = divmod(value // timedelta(microseconds=1), 1_000_000)
-        encoder.encode(cbor2.CBORTag(DURATION_TAG, {1: seconds, -6: micros}))
+        encoder.encode(cbor2.CBORTag(DURATION_TAG, [value.days, value.seconds, value.microseconds]))
     elif isinstance(value, frozenset | set):
         encoder.encode(list(value))
     else:
@@ -50,10 +50,11 @@ def decode_tag(tag: cbor2.CBORTag, _immutable: bool) -> Any:
 
 def decode_duration(parts: Any, _immutable: bool) -> timedelta:
     """The timedelta of a duration's tag (see :data:`DURATION_TAG`) holding *parts*."""
-    if isinstance(parts, Mapping):
-        seconds, micros = parts.get(1, 0), parts.get(-6, 0)
-        if type(seconds) is int and type(micros) is int:
-            return timedelta(seconds=seconds, microseconds=micros)
+    if isinstance(parts, list | tuple) and len(parts) == 3 and all(type(p) is int for p in parts):
+        try:
+            return timedelta(*parts)
+        except OverflowError:
+            pass
     raise MalformedCBOR(f"unexpected CBOR tag {DURATION_TAG}")
 
 
@@ -89,10 +90,14 @@ LOAD_OPTIONS: dict[str, Any] = {
     "allow_indefinite": False,
 }
 # A peer's messages, which only ever meet shapes: cbor2 looks each tag up in semantic_decoders
-# before it decodes it itself, and a tag not found there costs a KeyError (~250 ns).
+# before it decodes it itself, and a tag not found there costs a KeyError (~250 ns). Their maps
+# (a BUILT's dependencies) are keyed by text, whose hashes Python salts: keys of other types
+# (arrays, floats) can be made to share one hash, and a map of 5,000 such keys in 70 kB costs
+# 12 million comparisons to build (0.2 s), so cbor2 refuses them as it reads.
 PEER_LOAD_OPTIONS = LOAD_OPTIONS | {
     "semantic_decoders": LOAD_OPTIONS["semantic_decoders"]
-    | {258: _set_members, DURATION_TAG: decode_duration}
+    | {258: _set_members, DURATION_TAG: decode_duration},
+    "strict_hashable_types": True,
 }
 
 

@@ -25,6 +25,7 @@ from fuzz_messages import (
     Raw,
     actions_of,
     colliding_keys,
+    colliding_pair_keys,
     directions,
     dumps,
     hostile_messages,
@@ -220,6 +221,18 @@ NESTINGS = {
     "tags": b"\xc6" * DEEP + b"\x00",
     "shareables": b"\xd8\x1c" * DEEP + b"\x80",
 }
+
+
+@pytest.mark.parametrize("name", PEER_FACING)
+def test_a_small_map_of_colliding_keys_is_refused_as_it_is_read(name: str) -> None:
+    """5,000 keys [a, b] of one hash in 70 kB: short enough that its items are not counted
+    first, and 12 million comparisons (~0.2 s) to build. The decoder refuses the first key
+    that is not text or bytes, so no dict of them is ever built."""
+    protocol = PROTOCOLS[name]
+    raw = colliding_pair_keys(5000)
+    assert len(raw) < 100_000
+    for message in (raw, dumps([actions_of(protocol)[0], Raw(raw)])):
+        assert "map key must be a text string" in str(verdict(protocol, message))
 
 
 @pytest.mark.timeout(HOSTILE_TIMEOUT)
