@@ -11,7 +11,8 @@ itself, and the bounds a peer's message is held to, are :mod:`piwheels.cbor_boun
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from typing import Any, TypeGuard
 
 import cbor2
@@ -25,7 +26,7 @@ from piwheels.cbor_bounds import (
     new_peer_decoder,
     read_head,
 )
-from piwheels.codec import Bytes, Record, Shape, ShapeError, describe_value
+from piwheels.codec import Bytes, Int, Record, Shape, ShapeError, describe_value
 from piwheels.protocols import NO_DATA, NoData, Protocol
 
 
@@ -65,8 +66,12 @@ def encode(protocol: Protocol, action: str, data: Any = NO_DATA) -> bytes:
         spec.validate(data, action)
     except ShapeError as exc:
         raise ProtocolError(f"{protocol.name}: refusing to send {exc}") from None
-    # a record's fields travel after the action, any other value as the one field
-    message = (action, *data) if isinstance(spec, Record) else (action, data)
+    # a record's fields travel after the action (but for the original's "nested" framing),
+    # any other value as the one field
+    if isinstance(spec, Record) and protocol.framing == "flat":
+        message: tuple[Any, ...] = (action, *data)
+    else:
+        message = (action, data)
     try:
         encoder = _SPARE_ENCODERS.pop()
     except IndexError:
@@ -142,7 +147,7 @@ def decode(protocol: Protocol, raw: bytes) -> tuple[str, Any]:
     # Nearly every message is a record after its action: that one is checked straight away.
     if type(message) is list and message:
         action = message[0]
-        if type(action) is str and isinstance(spec := protocol.recv.get(action), Record):
+        if type(action) is str and (spec := protocol.flat_records.get(action)) is not None:
             try:
                 return action, spec.check_after_action(message, action)
             except ShapeError as exc:
@@ -169,7 +174,7 @@ def _decode_other(protocol: Protocol, message: Any) -> tuple[str, Any]:
         return action, NO_DATA
     if fields is None:
         raise ProtocolError(f"{protocol.name}: {action} needs data ({spec.describe()})")
-    if not isinstance(spec, Record):
+    if not isinstance(spec, Record) or protocol.framing == "nested":
         if len(fields) != 1:
             raise ProtocolError(f"{protocol.name}: {action} carries one value")
         fields = fields[0]
@@ -233,3 +238,70 @@ def decode_frame(protocol: Protocol, raw: memoryview) -> tuple[str, Any]:
     if decoded is not None:
         return decoded
     return decode(protocol, raw.tobytes())
+
+
+# -- the "frames" framing (the original piwheels' file queue) -----------------------------------
+
+_DIGITS = re.compile(rb"[0-9]{1,19}")
+
+
+def _field_shapes(protocol: Protocol, spec: Shape | None) -> tuple[Shape, ...]:
+    if spec is None:
+        return ()
+    shapes = spec.fields if isinstance(spec, Record) else (spec,)
+    if any(shape is not Int and shape is not Bytes for shape in shapes):
+        raise ProtocolError(f"{protocol.name}: only ints and bytes travel as frames")
+    return shapes
+
+
+def encode_frames(protocol: Protocol, action: str, data: Any = NO_DATA) -> list[bytes]:
+    """*action* with *data* as frames: the action in ASCII, then each field (an int in ASCII
+    digits, bytes as they are), checked as :func:`encode` checks."""
+    try:
+        spec = protocol.send[action]
+    except KeyError:
+        raise ProtocolError(f"{protocol.name}: may not send {action!r}") from None
+    shapes = _field_shapes(protocol, spec)
+    if spec is not None:
+        try:
+            spec.validate(data, action)
+        except ShapeError as exc:
+            raise ProtocolError(f"{protocol.name}: refusing to send {exc}") from None
+    values = () if spec is None else data if isinstance(spec, Record) else (data,)
+    fields = zip(shapes, values, strict=True)
+    return [action.encode("ascii"), *(b"%d" % v if s is Int else bytes(v) for s, v in fields)]
+
+
+def decode_frames(protocol: Protocol, frames: Sequence[bytes | memoryview]) -> tuple[str, Any]:
+    """The ``(action, data)`` of a message in *frames*, as :func:`encode_frames` makes them. A
+    byte string that ends the message stays what it came as (a view into a frame: no copy)."""
+    try:
+        action = bytes(frames[0][:64]).decode("ascii")
+        spec = protocol.recv[action]
+    except (UnicodeDecodeError, KeyError):
+        raise ProtocolError(
+            f"{protocol.name}: unknown message {describe_value(bytes(frames[0][:64]))}"
+        ) from None
+    shapes = _field_shapes(protocol, spec)
+    if len(frames) != 1 + len(shapes):
+        raise ProtocolError(f"{protocol.name}: {action} takes {len(shapes)} fields")
+    values: list[Any] = []
+    for shape, frame in zip(shapes, frames[1:], strict=True):
+        if shape is Bytes:
+            values.append(frame)
+        elif _DIGITS.fullmatch(frame):
+            values.append(int(bytes(frame)))
+        else:
+            found = describe_value(bytes(frame[:64]))
+            raise ProtocolError(f"{protocol.name}: {action}: expected an int, found {found}")
+    if spec is None:
+        return action, NO_DATA
+    if not isinstance(spec, Record):
+        values = values[0]
+    try:
+        if isinstance(spec, Record) and shapes[-1] is Bytes:  # the bytes are taken as they are
+            head = [s.check(v, action) for s, v in zip(shapes, values[:-1], strict=False)]
+            return action, spec.into(*head, values[-1]) if spec.into else (*head, values[-1])
+        return action, spec.check(values, action)
+    except ShapeError as exc:
+        raise ProtocolError(f"{protocol.name}: {exc}") from None

@@ -8,7 +8,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Self
 
 import zmq
@@ -17,7 +17,9 @@ from piwheels.message_codec import (
     ProtocolError,
     decode,
     decode_frame,
+    decode_frames,
     encode,
+    encode_frames,
     encode_head,
 )
 from piwheels.protocols import NO_DATA, Protocol
@@ -100,6 +102,10 @@ class Socket:
     :meth:`recv_from` handle that frame, :meth:`send` and :meth:`recv` the rest. With
     *peer_addresses*, :meth:`recv_from` also notes the sender's IP address in ``peer`` ("" where
     there is none, as over ipc://), for the log and to tell one host's connections apart.
+
+    A ROUTER may hear several dialects of its protocol (the spec's and the original
+    piwheels'): :meth:`recv_from` is told which each peer may speak, and notes in ``spoken`` the
+    one its message was in; :meth:`send_to` answers in the one it is given.
     """
 
     def __init__(
@@ -120,6 +126,7 @@ class Socket:
             self.zsock.setsockopt(zmq.MAXMSGSIZE, max_message_size)
         self.peer_addresses = peer_addresses
         self.peer = ""
+        self.spoken = protocol
 
     def bind(self, address: str) -> Self:
         self.zsock.bind(address)
@@ -179,37 +186,67 @@ class Socket:
             return decode(self.protocol, frames[1])
         return decode(self.protocol, self.zsock.recv(flags, copy=True))
 
-    def send_to(self, address: bytes, action: str, data: Any = NO_DATA) -> None:
-        send_frames(self.zsock, [address, b"", encode(self.protocol, action, data)])
+    def send_to(
+        self, address: bytes, action: str, data: Any = NO_DATA, *, protocol: Protocol | None = None
+    ) -> None:
+        """Send to a ROUTER's peer at *address*, in *protocol* (the socket's own by default)."""
+        protocol = protocol or self.protocol
+        if protocol.framing == "frames":
+            send_frames(self.zsock, [address, *encode_frames(protocol, action, data)])
+        else:
+            send_frames(self.zsock, [address, b"", encode(protocol, action, data)])
 
-    def recv_from(self, *, copy: bool = True) -> tuple[bytes, str, Any]:
+    def recv_from(
+        self,
+        *,
+        copy: bool = True,
+        dialects: Sequence[Protocol] = (),
+        speaks: Callable[[bytes], Protocol | None] | None = None,
+    ) -> tuple[bytes, str, Any]:
         """Receive from a ROUTER: ``(address, action, data)``.
 
         The address is returned even when the message is bad (inside the ProtocolError's
         ``address`` attribute) so the caller can log which peer misbehaved. Without *copy*, a
         byte string that ends a message is a memoryview into it (see :func:`decode_frame`).
+        *dialects* are the protocols a peer may speak, tried in order (by default the socket's
+        own), and *speaks* gives the one a peer at an address is known to speak (None where it
+        is not known); the one that decoded the message is then ``spoken``.
         """
+        candidates = dialects or (self.protocol,)
+        keep = 4 if any(p.framing == "frames" for p in candidates) else 3
         if copy and not self.peer_addresses:
-            frames, count = recv_at_most(self.zsock, 3)
+            frames, count = recv_at_most(self.zsock, keep)
         else:
-            parts, count = recv_at_most(self.zsock, 3, copy=False)
+            parts, count = recv_at_most(self.zsock, keep, copy=False)
             if self.peer_addresses:
                 self.peer = _peer_address(parts[0])
             frames = [part.bytes for part in parts[:-1]]
             frames.append(parts[-1].bytes if copy else parts[-1].buffer)
         address = bytes(frames[0])
-        if count != 3 or frames[1] != b"":
+        if speaks is not None and (known := speaks(address)) is not None:
+            candidates = (known,)
+        # the spec's envelope has an empty delimiter; the original's file queue has none
+        framed = count > 1 and frames[1] != b""
+        candidates = [p for p in candidates if (p.framing == "frames") == framed]
+        if not candidates or count > len(frames) or (not framed and count != 3):
             raise ProtocolError(
                 f"{self.protocol.name}: malformed envelope ({count} frames)", address
             )
-        try:
-            if copy:
-                action, data = decode(self.protocol, frames[2])
-            else:
-                action, data = decode_frame(self.protocol, frames[2])
-        except ProtocolError as exc:
-            raise ProtocolError(str(exc), address) from None
-        return address, action, data
+        failures = []
+        for protocol in candidates:
+            try:
+                if framed:
+                    action, data = decode_frames(protocol, frames[1:])
+                elif copy:
+                    action, data = decode(protocol, frames[2])
+                else:
+                    action, data = decode_frame(protocol, frames[2])
+            except ProtocolError as exc:
+                failures.append(exc)
+                continue
+            self.spoken = protocol
+            return address, action, data
+        raise ProtocolError(str(failures[0]), address)
 
     def send_raw_to(self, address: bytes, payload: bytes) -> None:
         send_frames(self.zsock, [address, b"", payload])

@@ -233,7 +233,7 @@ def test_a_file_the_database_cannot_record_is_not_fetched(
     state = file_state(WHEEL, CONTENT, dependencies=frozenset({Dependency("evil", "x")}))
     assert slave.request("BUILT", build_result(state))[0] == "DONE"  # not SEND
     [(_, status, output)] = builds(config.dsn)
-    assert status is False and "'evil', not apt or pip" in output
+    assert status is False and "'evil', not apt, pip or library" in output
     assert not list((config.output_path / "simple").rglob("*.whl"))
 
 

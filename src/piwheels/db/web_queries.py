@@ -75,7 +75,9 @@ def project_data(conn: Conn, package: str) -> ProjectData | None:
         files = conn.execute(
             "SELECT b.version_id, f.filename, f.filesize, f.filehash, f.requires_python, "
             "b.built_at, b.abi_tag, v.yanked, ARRAY(SELECT d.dependency FROM dependencies d "
-            "WHERE d.filename = f.filename AND d.tool = 'apt' ORDER BY 1) "
+            "WHERE d.filename = f.filename AND d.tool = 'apt' ORDER BY 1), "
+            "ARRAY(SELECT d.dependency FROM dependencies d "
+            "WHERE d.filename = f.filename AND d.tool = 'library' ORDER BY 1) "
             "FROM files f JOIN builds b USING (build_id) JOIN versions v USING (version_id) "
             "WHERE v.package = %s ORDER BY f.filename",
             (package,),
@@ -85,11 +87,10 @@ def project_data(conn: Conn, package: str) -> ProjectData | None:
     for build in builds:
         builds_of[build.version_id].append(build)
     files_of: dict[int, list[WheelFile]] = defaultdict(list)
-    for vid, name, size, sha, requires, built_at, abi, yanked, apt in files:
+    for vid, name, size, sha, requires, built_at, abi, yanked, apt, libraries in files:
+        yank = "" if yanked else None
         files_of[vid].append(
-            WheelFile(
-                name, size, sha, requires, built_at, "" if yanked else None, None, abi, tuple(apt)
-            )
+            WheelFile(name, size, sha, requires, built_at, yank, None, abi, (*apt,), (*libraries,))
         )
     return ProjectData(
         name=package,

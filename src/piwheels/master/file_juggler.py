@@ -38,6 +38,9 @@ from piwheels.protocols import Failure
 from piwheels.records.builds import FileState
 from piwheels.transport import chose_routing_id
 
+# How a slave's file connection may speak: the spec's dialect, or the original piwheels' raw
+# frames (told apart by their envelope: see Socket.recv_from).
+DIALECTS = (protocols.file_juggler, protocols.original.file_juggler)
 WINDOW = 8  # FETCHes in flight per transfer
 REFETCH_AFTER = 10.0  # seconds without a chunk before outstanding FETCHes are repeated
 STORE_THREADS = 4  # files being fsynced at once
@@ -211,7 +214,7 @@ class FileJuggler(Task):
         try:
             # A chunk stays in the frame it came in, written and hashed from there: each copy
             # out of it would hold up this loop (and the interpreter lock) for no purpose.
-            address, action, data = self.file_queue.recv_from(copy=False)
+            address, action, data = self.file_queue.recv_from(copy=False, dialects=DIALECTS)
         except ProtocolError as exc:
             self.log.error("refused a message on the file queue from %s: %s", self.peer(), exc)
             return
@@ -233,10 +236,11 @@ class FileJuggler(Task):
         return self.file_queue.peer or "a local peer"
 
     def begin_transfer(self, address: bytes, slave_id: int) -> None:
+        dialect = self.file_queue.spoken
         transfer = self.transfers.get(slave_id)
         if transfer is None or transfer.verdict is not None or transfer.storing:
             self.log.warning("slave %d said HELLO but no file is expected from it", slave_id)
-            self.file_queue.send_to(address, "DONE")
+            self.file_queue.send_to(address, "DONE", protocol=dialect)
             return
         if not self._from_its_slave(transfer, address):
             self.log.error(
@@ -244,7 +248,7 @@ class FileJuggler(Task):
                 slave_id,
                 self.peer(),
             )
-            self.file_queue.send_to(address, "DONE")
+            self.file_queue.send_to(address, "DONE", protocol=dialect)
             return
         if transfer.address is not None:
             self.log.warning("slave %d restarted its transfer", slave_id)
@@ -252,7 +256,7 @@ class FileJuggler(Task):
             transfer.next_offset, transfer.outstanding = 0, {}
             transfer.received = 0
             transfer.hashing = Hashing()  # chunks still queued for the old one are wasted
-        transfer.address = address
+        transfer.address, transfer.dialect = address, dialect
         self.by_address[address] = transfer
         self.log.info("slave %d: receiving %s", slave_id, transfer.file.filename)
         self.fill_window(transfer)
@@ -286,7 +290,9 @@ class FileJuggler(Task):
 
     def _fetch(self, transfer: Transfer, offset: int, length: int) -> None:
         assert transfer.address is not None
-        self.file_queue.send_to(transfer.address, "FETCH", (offset, length))
+        self.file_queue.send_to(
+            transfer.address, "FETCH", (offset, length), protocol=transfer.dialect
+        )
 
     def receive(self, transfer: Transfer, offset: int, chunk: bytes | memoryview) -> None:
         expected = transfer.outstanding.get(offset)
@@ -376,7 +382,7 @@ class FileJuggler(Task):
 
     def _done(self, transfer: Transfer) -> None:
         if transfer.address is not None:
-            self.file_queue.send_to(transfer.address, "DONE")
+            self.file_queue.send_to(transfer.address, "DONE", protocol=transfer.dialect)
             self.by_address.pop(transfer.address, None)
 
     def refetch(self) -> None:

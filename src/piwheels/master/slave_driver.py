@@ -39,7 +39,7 @@ from piwheels.master_support.status import StatusReporter
 from piwheels.master_support.task import Task, describe_error
 from piwheels.master_support.web_requests import PageRequests
 from piwheels.message_codec import ProtocolError
-from piwheels.protocols import NO_DATA
+from piwheels.protocols import NO_DATA, SLAVE_DIALECTS, Dialect, Protocol
 from piwheels.protocols.messages import QueueQuery
 from piwheels.records.builds import BuildResult
 from piwheels.records.slaves import SlaveHello, SlaveState, SlaveStats
@@ -69,6 +69,11 @@ JUST_HANDED_OUT = 0.05
 SLAVE_BURST = 32  # messages from slaves handled in one go, at most
 SLAVE_RCVHWM = 4  # messages queued from one slave before libzmq stops reading its connection
 FS_LANES = 4  # requests to the File Juggler in flight at once (one per slave)
+
+
+# The ways a slave may speak, by the name of their protocol; tried in order on a first message.
+DIALECTS = {dialect.protocol.name: dialect for dialect in SLAVE_DIALECTS}
+DIALECT_PROTOCOLS = tuple(dialect.protocol for dialect in SLAVE_DIALECTS)
 
 
 class SlaveDriver(SlaveIds, BuildQueue, BuildCollection, LostSlaves, Task):
@@ -172,7 +177,9 @@ class SlaveDriver(SlaveIds, BuildQueue, BuildCollection, LostSlaves, Task):
 
     def handle_one_slave(self) -> None:
         try:
-            address, action, data = self.slave_queue.recv_from()
+            address, action, data = self.slave_queue.recv_from(
+                dialects=DIALECT_PROTOCOLS, speaks=self.speaks
+            )
         except ProtocolError as exc:
             slave = self.slaves.get(exc.address) if exc.address else None
             self.log.error("refused a message from %s: %s", slave or self.stranger(), exc)
@@ -180,7 +187,8 @@ class SlaveDriver(SlaveIds, BuildQueue, BuildCollection, LostSlaves, Task):
                 self.forget(slave, "it sent a malformed message")
             return
         try:
-            self.handle_message(address, action, data)
+            dialect = DIALECTS[self.slave_queue.spoken.name]
+            self.handle_message(address, action, dialect.received(action, data), dialect)
         except Exception as exc:  # one slave's message must never end the task
             slave = self.slaves.get(address)
             self.log.error(
@@ -189,13 +197,18 @@ class SlaveDriver(SlaveIds, BuildQueue, BuildCollection, LostSlaves, Task):
             if slave is not None:
                 self.forget(slave, "its message could not be handled")
 
+    def speaks(self, address: bytes) -> Protocol | None:
+        """The protocol of the slave at *address*: its dialect, for the whole of its session."""
+        slave = self.slaves.get(address)
+        return None if slave is None else slave.dialect.protocol
+
     def stranger(self) -> str:
         """The sender of the message just received, which is not a known slave, for the log."""
         return f"an unknown slave at {self.slave_queue.peer or 'a local address'}"
 
-    def handle_message(self, address: bytes, action: str, data: Any) -> None:
+    def handle_message(self, address: bytes, action: str, data: Any, dialect: Dialect) -> None:
         if action == "HELLO":
-            self.greet(address, data, self.slave_queue.peer)
+            self.greet(address, data, self.slave_queue.peer, dialect)
             return
         slave = self.slaves.get(address)
         if slave is None:
@@ -250,34 +263,42 @@ class SlaveDriver(SlaveIds, BuildQueue, BuildCollection, LostSlaves, Task):
 
     def send(self, address: bytes, action: str, data: Any = NO_DATA) -> None:
         slave = self.slaves.get(address)
-        if slave is not None:
-            slave.last_reply = action
-        self.slave_queue.send_to(address, action, data)
+        if slave is None:
+            self.slave_queue.send_to(address, action, data)
+            return
+        slave.last_reply = action
+        dialect = slave.dialect
+        self.slave_queue.send_to(
+            address, action, dialect.to_send(action, data), protocol=dialect.protocol
+        )
 
-    def greet(self, address: bytes, hello: SlaveHello, peer: str) -> None:
-        reply = self.do_hello(address, hello, peer)
+    def greet(self, address: bytes, hello: SlaveHello, peer: str, dialect: Dialect) -> None:
+        reply = self.do_hello(address, hello, peer, dialect)
         if reply is not None:
             self.send(address, *reply)
             self.changed(self.slaves[address])
 
-    def do_hello(self, address: bytes, hello: SlaveHello, peer: str) -> Reply | None:
+    def do_hello(
+        self, address: bytes, hello: SlaveHello, peer: str, dialect: Dialect
+    ) -> Reply | None:
         old = self.slaves.get(address)
         if old is not None:
             self.forget(old, "it said HELLO again")
         slave_id = self.take_slave_id()
         if slave_id is None:  # answered when the ids come (or, if too many wait, not at all)
-            self.wait_for_slave_id(address, hello, peer)
+            self.wait_for_slave_id(address, hello, peer, dialect)
             return None
-        slave = SlaveRecord(slave_id, address, hello, peer=peer)
+        slave = SlaveRecord(slave_id, address, hello, peer=peer, dialect=dialect)
         self.slaves[address] = slave
         # A slave new to this master is load it has not measured, and they come in crowds (a
         # restart, a farm switched on): as cautious as after being behind (see behind()).
         self.cautious_until = time.monotonic() + CAUTIOUS
         self.log.info(
-            "slave %d (%s, %s) connected: %s %s, build timeout %s",
+            "slave %d (%s, %s%s) connected: %s %s, build timeout %s",
             slave.slave_id,
             hello.label,
             slave.peer or "local",
+            ", the original piwheels slave" if dialect.name == "original" else "",
             hello.abi_tag,
             hello.platform_tag,
             hello.build_timeout,
@@ -299,13 +320,14 @@ class SlaveDriver(SlaveIds, BuildQueue, BuildCollection, LostSlaves, Task):
         if slave.kill_requested:
             slave.state = SlaveState.DYING
             return "DIE", NO_DATA
+        # SLEEP says whether the master is paused, for the original slaves' log
         if self.paused or slave.sleep_requested or self.behind() or not self.disk_has_room():
             slave.state = SlaveState.SLEEPING
-            return "SLEEP", NO_DATA
+            return "SLEEP", self.paused
         build = self.next_build(slave.abi_tag)
         if build is None:
             slave.state = SlaveState.SLEEPING
-            return "SLEEP", NO_DATA
+            return "SLEEP", False
         slave.start_build(build)
         self.active[build] = slave.slave_id
         if self.cautious_until > time.monotonic():

@@ -15,6 +15,8 @@ from packaging.utils import (
 )
 
 from piwheels.codec import describe_value
+from piwheels.protocols import Dialect, wire
+from piwheels.protocols.original import UNOWNED_LIBRARY
 from piwheels.records.builds import BuildResult, FileState, PackageVersion
 from piwheels.records.slaves import SlaveHello, SlaveState, SlaveStats
 from piwheels.records.status import SlaveStatus
@@ -29,7 +31,7 @@ MAX_FILENAME = 255 - len("..12345678.part")
 # name stands for are the product of its three sets of dot-separated parts, which packaging
 # builds in full (with 20 dots, a few hundred at most; real wheels have fewer than 10 dots).
 MAX_DOTS = 20
-DEPENDENCY_TOOLS = frozenset({"apt", "pip"})
+DEPENDENCY_TOOLS = frozenset({"apt", "pip", UNOWNED_LIBRARY})
 # The widths of the files and dependencies tables' columns: a file the database cannot record
 # must be refused before it is fetched, not after it is on disk.
 COLUMN_WIDTHS = {
@@ -49,6 +51,7 @@ class SlaveRecord:
     address: bytes
     hello: SlaveHello
     peer: str = ""  # its IP address, where it has one
+    dialect: Dialect = wire.slave_dialect  # how it speaks, for the whole of its session
     state: SlaveState = SlaveState.HELLO
     first_seen: float = field(default_factory=time.monotonic)
     last_seen: float = field(default_factory=time.monotonic)
@@ -214,7 +217,8 @@ def _record_problem(file: FileState) -> str | None:
             return f"its {column} is longer than {width} characters"
     for dependency in file.dependencies:
         if dependency.tool not in DEPENDENCY_TOOLS:
-            return f"a dependency's tool is {describe_value(dependency.tool)}, not apt or pip"
+            tool = describe_value(dependency.tool)
+            return f"a dependency's tool is {tool}, not apt, pip or library"
         if not 0 < len(dependency.package) <= MAX_DEPENDENCY_NAME:
             return f"a dependency's name {describe_value(dependency.package)} is implausible"
     return None

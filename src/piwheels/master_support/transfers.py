@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from piwheels import protocols
+from piwheels.protocols import Protocol
 from piwheels.records.builds import FileState
 
 CHUNK_SIZE = 1 << 20
@@ -54,6 +55,7 @@ class Transfer:
     slave_address: bytes  # the slave's on its own queue, and its IP there
     slave_peer: str
     address: bytes | None = None  # the file connection's, once it said HELLO
+    dialect: Protocol = protocols.file_juggler  # the file connection's (its HELLO's)
     next_offset: int = 0  # the next offset not yet asked for
     outstanding: dict[int, int] = field(default_factory=dict)  # offset -> length
     received: int = 0

@@ -12,8 +12,10 @@ request's OK, ``errors`` the kinds an ERROR may carry. Code decides on a kind, n
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from functools import cached_property
+from typing import Any, Literal, NamedTuple
 
 from piwheels.codec import AnyValue, Reason, Record, Shape, ShapeError, Str
 
@@ -24,6 +26,8 @@ class NoData:
 
 NO_DATA = NoData()
 Spec = Shape | None  # None: the message has no data
+# How a protocol's messages travel (see Protocol): the spec's, and the original piwheels'.
+Framing = Literal["flat", "nested", "frames"]
 
 # The most CBOR items a peer's message may hold: a BUILT of 100 files, each with 256
 # dependencies, is ~78,000. Decoded, 100,000 items are a few MB; unbounded, 8 MB of empty
@@ -52,6 +56,11 @@ class Protocol:
     ``max_items`` marks a protocol spoken with peers outside the master (slaves, operators'
     tools): a message of more CBOR items than that is refused before it is decoded (see
     :mod:`piwheels.transport`). The master's tasks trust each other and have no such bound.
+
+    ``framing`` is how a message travels. "flat", the spec's: one CBOR frame, a record's fields
+    after the action. "nested", the original piwheels': one CBOR frame ``[action, data]`` also
+    for a record (``["BUILD", ["numpy", "1.14.0"]]``). "frames", the original's file queue: no
+    CBOR, one ZeroMQ frame for the action (ASCII) and one per field, an int in ASCII digits.
     """
 
     name: str
@@ -60,6 +69,7 @@ class Protocol:
     max_items: int | None = None
     replies: dict[str, Spec] = field(default_factory=dict)  # request -> its OK's data
     errors: frozenset[str] = frozenset()  # the kinds of its ERRORs
+    framing: Framing = "flat"
 
     def __reversed__(self) -> Protocol:
         return Protocol(
@@ -69,7 +79,15 @@ class Protocol:
             max_items=self.max_items,
             replies=self.replies,
             errors=self.errors,
+            framing=self.framing,
         )
+
+    @cached_property
+    def flat_records(self) -> dict[str, Record]:
+        """The records this end receives as ``[action, *fields]`` (none where "nested")."""
+        if self.framing != "flat":
+            return {}
+        return {action: spec for action, spec in self.recv.items() if isinstance(spec, Record)}
 
     def answer(self, request: str, status: str, data: Any) -> Any:
         """The reply to *request* as its declared type: OK's data, or a :class:`Failure`: the
@@ -91,6 +109,30 @@ class Protocol:
         if kind not in self.errors:
             raise ValueError(f"{self.name}: no error kind {kind!r}")
         return Failure(kind, message)
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """One way a task's peers speak its protocol (the spec's, or the original piwheels'):
+    what goes on the wire, checked both ways as every protocol is, and how its messages become
+    the ones the task handles, and back.
+
+    ``incoming`` turns the data of an action received into what the task handles;
+    ``outgoing``, what the task sends into what travels. An action in neither is the same.
+    """
+
+    name: str
+    protocol: Protocol
+    incoming: dict[str, Callable[[Any], Any]] = field(default_factory=dict)
+    outgoing: dict[str, Callable[[Any], Any]] = field(default_factory=dict)
+
+    def received(self, action: str, data: Any) -> Any:
+        convert = self.incoming.get(action)
+        return data if convert is None else convert(data)
+
+    def to_send(self, action: str, data: Any) -> Any:
+        convert = self.outgoing.get(action)
+        return data if convert is None else convert(data)
 
 
 def _malformed(why: str) -> Failure:

@@ -23,7 +23,7 @@ from piwheels.codec import (
     Text,
 )
 from piwheels.failures import MAX_WANTS, Diagnosis, Want
-from piwheels.protocols.base import PEER_MAX_ITEMS, Protocol
+from piwheels.protocols.base import NO_DATA, PEER_MAX_ITEMS, Dialect, Protocol
 from piwheels.protocols.messages import (
     Ack,
     AddRequest,
@@ -66,7 +66,11 @@ BUILD_RESULT = Record(
     required=4,  # the diagnosis is ours: the original slaves' BUILT has four fields
 )
 SLAVE_HELLO = Record([Duration, Duration, Str, Str, Str, Str, Str, Str, Str, Str], SlaveHello)
-SLAVE_STATS = Record([DateTime, Int, Int, Int, Int, Float, Float], SlaveStats)
+SLAVE_STATS = Record(
+    [DateTime, Int, Int, Int, Int, Float, Float, Optional(Int), Optional(Int)],
+    SlaveStats,
+    required=7,  # the spec's; swap is ours, after them
+)
 PACKAGE_VERSION = Record([Str, Str], PackageVersion)
 REMOVE = Record([Str, Str, Str], RemoveRequest)
 ADD = Record([Str, OptStr, Str], AddRequest)
@@ -104,6 +108,10 @@ slave_driver = Protocol(
     },
     max_items=PEER_MAX_ITEMS,
 )
+
+# The Slave Driver sends SLEEP with whether the master is paused, which the spec's SLEEP does not
+# say (the original's does: see original.py).
+slave_dialect = Dialect("spec", slave_driver, outgoing={"SLEEP": lambda _paused: NO_DATA})
 
 # The spec's CHUNK carries only the bytes; with several FETCHes in flight the master must know
 # which one a chunk answers, so (as the original implementation does) it carries the offset too.

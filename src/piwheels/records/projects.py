@@ -32,6 +32,9 @@ class WheelFile(NamedTuple):
     metadata_hash: str | None  # SHA256 of <wheel>.metadata; None when there is none
     abi_tag: str  # the ABI of the build that made it
     apt_dependencies: tuple[str, ...]
+    # shared libraries it links that no Debian package owned on its builder (by path), as the
+    # original piwheels slaves report them
+    unowned_libraries: tuple[str, ...] = ()
 
 
 class QueuePlace(NamedTuple):

@@ -32,6 +32,10 @@ class SlaveStats(NamedTuple):
     mem_free: int
     load_avg: float
     cpu_temp: float
+    # Not in the spec's IDLE: the original piwheels' slaves report swap (between memory and
+    # load), ours after the spec's fields. None from a slave that does not say.
+    swap_total: int | None = None
+    swap_free: int | None = None
 
 
 class SlaveState(enum.StrEnum):

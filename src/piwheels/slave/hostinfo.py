@@ -60,8 +60,8 @@ def board_info(cpuinfo: Path = _CPUINFO) -> tuple[str, str]:
     return revision, serial
 
 
-def memory_info(meminfo: Path = _MEMINFO) -> tuple[int, int]:
-    """Total RAM and RAM available to new processes, in bytes."""
+def _meminfo(meminfo: Path) -> dict[str, int]:
+    """/proc/meminfo's figures, in bytes (none where it cannot be read)."""
     fields: dict[str, int] = {}
     try:
         for line in meminfo.read_text().splitlines():
@@ -72,6 +72,18 @@ def memory_info(meminfo: Path = _MEMINFO) -> tuple[int, int]:
                 fields[key] = int(parts[0]) * factor
     except OSError:
         pass
+    return fields
+
+
+def swap_info(meminfo: Path = _MEMINFO) -> tuple[int, int]:
+    """Total and free swap, in bytes (0 and 0 without swap, or where it cannot be read)."""
+    fields = _meminfo(meminfo)
+    return fields.get("SwapTotal", 0), fields.get("SwapFree", 0)
+
+
+def memory_info(meminfo: Path = _MEMINFO) -> tuple[int, int]:
+    """Total RAM and RAM available to new processes, in bytes."""
+    fields = _meminfo(meminfo)
     total = fields.get("MemTotal")
     # MemAvailable counts reclaimable caches, which a build can have; MemFree does not (and is
     # always near zero on a busy Linux), so it is only the fallback for old kernels.
@@ -108,6 +120,7 @@ def slave_stats(work_root: Path, now: datetime) -> SlaveStats:
     """The resources reported with IDLE and BUSY; the disk is the one *work_root* is on."""
     disk = shutil.disk_usage(work_root)
     mem_total, mem_free = memory_info()
+    swap_total, swap_free = swap_info()
     return SlaveStats(
         timestamp=now,
         disk_total=disk.total,
@@ -117,4 +130,6 @@ def slave_stats(work_root: Path, now: datetime) -> SlaveStats:
         mem_free=mem_free,
         load_avg=os.getloadavg()[0],
         cpu_temp=cpu_temperature(),
+        swap_total=swap_total,
+        swap_free=swap_free,
     )

@@ -76,7 +76,11 @@ def _render(template: str, **context: Any) -> str:
 
 
 def project_page(
-    project: ProjectData, *, apt_dependencies: Sequence[str], base_url: str | None = None
+    project: ProjectData,
+    *,
+    apt_dependencies: Sequence[str],
+    unowned_libraries: Sequence[str] = (),
+    base_url: str | None = None,
 ) -> str:
     """The HTML page of *project*: install lines, every version x ABI, files and build logs.
 
@@ -94,6 +98,7 @@ def project_page(
         description=description,
         description_truncated=truncated,
         apt_dependencies=list(apt_dependencies),
+        unowned_libraries=list(unowned_libraries),
         base_url=base_url.rstrip("/") if base_url else None,
     )
 
@@ -319,6 +324,7 @@ def _file_json(name: str, version: VersionInfo, file: WheelFile) -> dict[str, An
         "yanked": _file_yanked(version, file),
         "metadata_sha256": file.metadata_hash,
         "apt_dependencies": list(file.apt_dependencies),
+        "unowned_libraries": list(file.unowned_libraries),
     }
 
 

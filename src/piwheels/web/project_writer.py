@@ -83,7 +83,12 @@ class ProjectWriter:
         apt = newest_apt_dependencies(project)
         pages_dir = self.output / "project" / project.name
         (pages_dir / "json").mkdir(parents=True, exist_ok=True)
-        html = pages.project_page(project, apt_dependencies=apt, base_url=self.public_url)
+        html = pages.project_page(
+            project,
+            apt_dependencies=apt,
+            unowned_libraries=newest_unowned_libraries(project),
+            base_url=self.public_url,
+        )
         write_atomic(pages_dir / "index.html", html)
         json_page = pages.project_json(project, apt, base_url=self.public_url)
         write_atomic(pages_dir / "json" / "index.json", json_page)
@@ -148,6 +153,15 @@ def newest_apt_dependencies(project: ProjectData) -> list[str]:
     for version in project.versions:
         if version.files:
             return sorted({dep for f in version.files for dep in f.apt_dependencies})
+    return []
+
+
+def newest_unowned_libraries(project: ProjectData) -> list[str]:
+    """The shared libraries the newest release with wheels links that no Debian package owned
+    on the builders (see WheelFile.unowned_libraries)."""
+    for version in project.versions:
+        if version.files:
+            return sorted({lib for f in version.files for lib in f.unowned_libraries})
     return []
 
 

@@ -29,6 +29,7 @@ COLUMNS = (
     ("seen", "Seen"),
     ("load", "Load"),
     ("mem", "Mem free"),
+    ("swap", "Swap free"),
     ("disk", "Disk free"),
     ("temp", "Temp"),
 )
@@ -56,10 +57,12 @@ def slave_cells(slave: SlaveStatus, now: datetime) -> tuple[Cell, ...]:
         running = human_duration(now - slave.build_started)
     stats = slave.stats
     if stats is None:
-        load = mem = disk = temp = "-"
+        load = mem = swap = disk = temp = "-"
     else:
         load = f"{stats.load_avg:.2f}"
         mem = human_size(stats.mem_free)
+        # "-" where the slave does not say, or has no swap at all
+        swap = human_size(stats.swap_free) if stats.swap_total else "-"
         disk = human_size(stats.disk_free)
         # A slave with no sensor to read reports 0.0.
         known = math.isfinite(stats.cpu_temp) and stats.cpu_temp != 0.0
@@ -74,6 +77,7 @@ def slave_cells(slave: SlaveStatus, now: datetime) -> tuple[Cell, ...]:
         f"{human_duration(now - slave.last_seen)} ago",
         load,
         mem,
+        swap,
         disk,
         temp,
     )
