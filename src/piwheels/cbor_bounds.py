@@ -147,12 +147,16 @@ def check_structure(raw: bytes | memoryview, max_items: int) -> None:
     data = bytes(raw)
     end, pos = len(data), 0
     left = [1]  # items still to read at each level of nesting
-    for _ in range(max_items):
+    items = 0
+    while True:
         while not left[-1]:
             left.pop()
             if not left:
                 _check_end(pos, end)
                 return
+        items += 1
+        if items > max_items:
+            raise MalformedCBOR(f"more than {max_items} items in one message")
         left[-1] -= 1
         if pos >= end:
             raise MalformedCBOR("a truncated message")
@@ -178,7 +182,6 @@ def check_structure(raw: bytes | memoryview, max_items: int) -> None:
             if value not in ALLOWED_TAGS:
                 raise MalformedCBOR(f"a CBOR tag no message carries ({describe_value(value)})")
             left[-1] += 1  # the tagged item
-    raise MalformedCBOR(f"more than {max_items} items in one message")
 
 
 def cbor_head(major: int, value: int) -> bytes:
