@@ -442,11 +442,16 @@ class OriginalSlave:
             "PYTHONDONTWRITEBYTECODE": "1",
         }
         env.update(self.extra_env)
+        env.pop("LD_PRELOAD", None)  # see command()
         return env
 
     def command(self) -> list[str]:
+        # A library preloaded into the slave (libfaketime) must not load into setpriv, which
+        # runs as root: its state would be root's, and the slave's user could not reach it.
+        preload = self.extra_env.get("LD_PRELOAD")
         return [
             *self.user.run_as(),
+            *(["/usr/bin/env", f"LD_PRELOAD={preload}"] if preload else []),
             str(self.venv / "bin" / "piw-slave"),
             "--master",
             self.master,

@@ -25,10 +25,18 @@ from piwheels.message_codec import ProtocolError, decode
 from piwheels.protocols import Protocol
 
 # The protocols a peer outside the master speaks; the others join the master's own tasks.
-PEER_FACING = ("slave_driver", "file_juggler", "mr_chase", "master_commands")
+PEER_FACING = (
+    "slave_driver",
+    "original_slave_driver",
+    "file_juggler",
+    "mr_chase",
+    "master_commands",
+)
 PROTOCOLS: dict[str, Protocol] = {
     name: value for name, value in sorted(vars(protocols).items()) if isinstance(value, Protocol)
 }
+# The original piwheels' slave queue (its file queue is raw frames, not CBOR: tested apart)
+PROTOCOLS["original_slave_driver"] = protocols.original.slave_driver
 DURATION_TAG = 2001  # [days, seconds, microseconds], as piwheels sends a timedelta
 NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
 # The categories str.isprintable() refuses (bar the space).
@@ -450,13 +458,14 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def wire(spec: Shape | None, action: str, data: Any = None) -> Any:
+def wire(spec: Shape | None, action: str, data: Any = None, *, nested: bool = False) -> Any:
     """The message *action* with *data* as it travels: a bare action, ``[action, *fields]``
-    for a record, ``[action, data]`` for anything else (see piwheels.protocols)."""
+    for a record (``[action, [fields...]]`` when *nested*, the original's framing),
+    ``[action, data]`` for anything else (see piwheels.protocols)."""
     if spec is None:
         return action
     body = _plain(data)
-    return [action, *body] if isinstance(spec, Record) else [action, body]
+    return [action, *body] if isinstance(spec, Record) and not nested else [action, body]
 
 
 def valid_messages(protocol: Protocol) -> st.SearchStrategy[Any]:
@@ -468,7 +477,8 @@ def valid_messages(protocol: Protocol) -> st.SearchStrategy[Any]:
         spec = protocol.recv[action]
         if spec is None:
             return st.just(action)
-        return valid_data(spec).map(lambda data: wire(spec, action, data))
+        nested = protocol.framing == "nested"
+        return valid_data(spec).map(lambda data: wire(spec, action, data, nested=nested))
 
     return st.sampled_from(sorted(protocol.recv)).flatmap(of)
 
@@ -476,7 +486,7 @@ def valid_messages(protocol: Protocol) -> st.SearchStrategy[Any]:
 def minimal_messages(protocol: Protocol) -> list[Any]:
     """One small valid message of each action *protocol* receives that carries data."""
     return [
-        wire(spec, action, minimal_data(spec))
+        wire(spec, action, minimal_data(spec), nested=protocol.framing == "nested")
         for action, spec in sorted(protocol.recv.items())
         if spec is not None
     ]

@@ -40,7 +40,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from piwheels import protocols
-from piwheels.message_codec import ProtocolError, decode, decode_frame
+from piwheels.message_codec import ProtocolError, decode, decode_frame, decode_frames
 from piwheels.protocols import Protocol
 from piwheels.records.slaves import SlaveStats
 
@@ -255,3 +255,32 @@ def test_a_map_of_50k_colliding_keys_is_refused(name: str) -> None:
     raw = colliding_keys(50_000)
     assert refused(protocol, raw)
     assert refused(protocol, dumps([actions_of(protocol)[0], Raw(raw)]))
+
+
+# -- the original's file queue: raw frames, no CBOR ------------------------------------------
+
+_FRAME = st.one_of(
+    st.binary(max_size=40),
+    st.sampled_from([b"HELLO", b"CHUNK", b"FETCH", b"DONE", b"0", b"9" * 19, b"9" * 20, b"-1"]),
+    st.integers(min_value=-(2**70), max_value=2**70).map(lambda n: b"%d" % n),
+)
+
+
+@pytest.mark.parametrize(
+    "protocol",
+    [protocols.original.file_juggler, reversed(protocols.original.file_juggler)],
+    ids=["original_file_juggler", "original_file_juggler-peer"],
+)
+@DECODER
+@given(frames=st.lists(_FRAME, min_size=1, max_size=5))
+def test_any_frames_decode_or_are_refused(protocol: Protocol, frames: list[bytes]) -> None:
+    """A frame of digits is an int of at most 19 of them (it fits 64 bits); anything else,
+    or a count of frames the action does not take, is a ProtocolError and nothing more."""
+    try:
+        action, data = decode_frames(protocol, frames)
+    except ProtocolError as exc:
+        assert len(str(exc)) < MAX_ERROR_TEXT
+        return
+    assert action in protocol.recv
+    for value in data if isinstance(data, tuple) else (data,):
+        assert not isinstance(value, int) or 0 <= value < 10**19

@@ -33,9 +33,12 @@ def slave_record(
     temp: float = 52.0,
     sleep_requested: bool = False,
     first_seen: datetime = NOW,
+    swap: tuple[int, int] | None = None,
 ) -> list[Any]:
-    """A SLAVE record as the master sends it."""
+    """A SLAVE record as the master sends it; *swap* (total, free) where the slave says."""
     stats = SlaveStats(NOW - timedelta(seconds=3), 32 << 30, 20 << 30, 8 << 30, 5 << 30, load, temp)
+    if swap is not None:
+        stats = stats._replace(swap_total=swap[0], swap_free=swap[1])
     return [
         slave_id,
         label,

@@ -187,6 +187,16 @@ def test_project_page_shows_every_version_and_abi(project: ProjectData) -> None:
     assert "2026-11-01 12:30" in page.text
 
 
+def test_project_page_lists_libraries_no_debian_package_owned(project: ProjectData) -> None:
+    libraries = ["/usr/lib/x86_64-linux-gnu/libfoo.so.1", "/opt/<b>evil</b>.so"]
+    html = pages.project_page(project, apt_dependencies=[], unowned_libraries=libraries)
+    text = Page(html).text
+    assert "no Debian package provided" in text
+    assert libraries[0] in text
+    assert "<b>evil</b>" not in html  # escaped, as everything from a slave is
+    assert "no Debian package" not in pages.project_page(project, apt_dependencies=[])
+
+
 def test_project_page_marks_yanked_versions(project: ProjectData) -> None:
     html = pages.project_page(project, apt_dependencies=[])
     assert re.search(
@@ -335,6 +345,7 @@ def test_project_json_shape(project: ProjectData) -> None:
         "yanked": None,
         "metadata_sha256": "c" * 64,
         "apt_dependencies": ["libfoo1"],
+        "unowned_libraries": [],
     }
     v1 = data["versions"][2]
     assert v1["yanked"] is True
