@@ -1,21 +1,19 @@
-"""The shapes' compiled checkers: what they accept, convert and refuse, and what a refusal says.
+"""The shapes of piwheels.codec: what they accept, convert and refuse, and what a refusal says.
 
 Each shape has two checkers, its own ``take`` (which walks the declaration and says where a
-bad value is) and a function compiled from the declaration (``check``, ``validate``). These
-tests pin the edges; tests/fuzz/test_fuzz_codec.py has both agree on generated values.
+bad value is) and a function compiled from the declaration (``check``, ``validate``; see
+test_shape_compiler.py). These tests pin the edges; tests/fuzz/test_fuzz_codec.py has both
+agree on generated values.
 """
 
 from __future__ import annotations
 
 import enum
-import threading
-from datetime import UTC, datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any
 
 import cbor2
 import pytest
 
-from piwheels import protocols
 from piwheels.codec import (
     AnyValue,
     Bool,
@@ -27,50 +25,16 @@ from piwheels.codec import (
     Optional,
     Reason,
     Record,
-    SetOf,
     Shape,
-    ShapeError,
     Str,
     Text,
     describe_value,
 )
-from piwheels.message_codec import ProtocolError, decode, encode
-from piwheels.shape_compiler import MAX_INLINE_DEPTH, checker_source
-
-NOW = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
-
-
-class Pair(NamedTuple):
-    tool: str
-    name: str
-
-
-class Row(NamedTuple):
-    name: str
-    size: int
-    when: datetime
-    load: float
-    pairs: frozenset[Pair]
-    note: str | None
-
-
-PAIR = Record([Str, Str], Pair)
-ROW = Record([Str, Int, DateTime, Float, SetOf(PAIR, max_items=4), Optional(Str)], Row)
-GOOD_ROW = Row("foo", 3, NOW, 0.5, frozenset({Pair("apt", "libc6")}), None)
+from sample_shapes import GOOD_ROW, NOW, ROW, Pair, Row, refusal
 
 
 class Colour(enum.StrEnum):
     RED = "red"
-
-
-def refusal(shape: Shape, value: Any) -> str:
-    """What check() says of *value*, which must be refused, and that validate() says the same."""
-    with pytest.raises(ShapeError) as checked:
-        shape.check(value, "msg")
-    with pytest.raises(ShapeError) as validated:
-        shape.validate(value, "msg")
-    assert str(checked.value) == str(validated.value)
-    return str(checked.value)
 
 
 @pytest.mark.parametrize(
@@ -147,111 +111,3 @@ def test_a_record_may_leave_its_optional_fields_off_the_end() -> None:
     assert shape.check([1, "a", 2], "") == (1, "a", 2)
     assert refusal(shape, [1]) == "msg: expected 2 to 3 fields (0, 1, 2), found a list of 1 items"
     assert refusal(shape, [1, "a", 2, 3]).startswith("msg: expected 2 to 3 fields")
-
-
-def test_strings_checked_joined_are_each_still_held_to_their_bounds() -> None:
-    # two fields of 1,000 characters join longer than either may be: each is then checked alone
-    long = Pair("x" * 1000, "y" * 1000)
-    assert PAIR.check(list(long), "") == long
-    assert refusal(PAIR, ["x" * 1000, "y" * 1025]) == "msg.name: longer than 1024 (1025)"
-    assert refusal(PAIR, ["x", "\x07"]) == "msg.name: unprintable characters in '\\x07'"
-    assert refusal(PAIR, [None, "y"]) == "msg.tool: expected str, found None"
-    assert refusal(PAIR, [b"x", "y"]) == "msg.tool: expected str, found b'x'"
-
-
-def test_shapes_nested_past_what_one_function_holds_still_check() -> None:
-    depth = MAX_INLINE_DEPTH // 2 + 4  # a list's code is two levels deep: past the limit
-    shape: Shape = Int
-    value: Any = 1
-    for _ in range(depth):
-        shape, value = ListOf(shape), [value]
-    assert shape.check(value, "") == value
-    innermost = value
-    for _ in range(depth - 1):
-        innermost = innermost[0]
-    innermost[0] = True
-    assert refusal(shape, value) == f"msg{'[0]' * depth}: expected int, found True"
-
-
-def test_a_checker_is_written_from_the_declaration_alone() -> None:
-    source = checker_source(ROW, build=True).text()
-    # what is checked: the shape's own types and bounds, by name; never a value from data
-    assert "1024" in source and ".isprintable()" in source and "bit_length() > 63" in source
-    assert "foo" not in source
-    compile(source, "<test>", "exec")
-
-
-def test_every_declared_shape_compiles() -> None:
-    for protocol in vars(protocols).values():
-        if isinstance(protocol, protocols.Protocol):
-            for spec in [*protocol.recv.values(), *protocol.send.values()]:
-                if spec is not None:
-                    checker_source(spec, build=True)
-                    checker_source(spec, build=False)
-
-
-# -- whole messages -----------------------------------------------------------------------------
-
-SLAVE = reversed(protocols.slave_driver)
-MASTER = protocols.slave_driver
-STATS = ("IDLE", NOW, 1, 2, 3, 4, 0.5, 40.0)
-
-
-@pytest.mark.parametrize(
-    ("tag", "content"),
-    [
-        *((2, b"\x01"), (3, b"\x01"), (28, "x"), (29, 0), (1, 0), (1004, "2026-01-01")),
-        *((55799, 1), (43000, [1.0, 2.0]), (25, 0), (256, "x"), (35, "a+")),
-    ],
-)
-def test_tags_no_message_carries_are_refused_in_a_small_message_too(tag: int, content: Any) -> None:
-    """A message of at most PEER_MAX_ITEMS bytes is not walked first: cbor2 refuses the tag."""
-    raw = cbor2.dumps(["IDLE", cbor2.CBORTag(tag, content), 1, 2, 3, 4, 0.5, 40.0])
-    assert len(raw) < 100
-    with pytest.raises(ProtocolError, match=rf"a CBOR tag no message carries \({tag}\)"):
-        decode(MASTER, raw)
-
-
-def test_a_decoder_is_not_used_again_after_a_message_it_did_not_finish() -> None:
-    good = cbor2.dumps(list(STATS))
-    for bad in (good + b"\x00", good[:-3], good + b"\xff\xff", b"\x9f\x01\xff", b"\xc2\x41\x01"):
-        with pytest.raises(ProtocolError):
-            decode(MASTER, bad)
-        assert decode(MASTER, good) == ("IDLE", protocols.slave_driver.recv["IDLE"].take(STATS[1:]))
-
-
-def test_sets_and_durations_of_a_peer_decode_as_they_always_did() -> None:
-    built = ["BUILT", True, cbor2.CBORTag(2001, [0, 5, 7]), "log"]
-    files = [["f.whl", 1, "h", "f", "1", "py3", "none", "any"]]
-    deps = cbor2.CBORTag(258, [["apt", "libc6"], ["apt", "libc6"], ["pip", "x"]])
-    raw = cbor2.dumps([*built, [[*files[0], deps, None]]])
-    _, result = decode(MASTER, raw)
-    assert result.duration == timedelta(seconds=5, microseconds=7)
-    assert result.files[0].dependencies == frozenset({Pair("apt", "libc6"), Pair("pip", "x")})
-    for parts in ({1: 5}, [0, "5", 0], [5], [0, 1.5, 0], [10**9, 0, 0]):
-        bad = cbor2.dumps([*built[:2], cbor2.CBORTag(2001, parts), "log", []])
-        with pytest.raises(ProtocolError, match=r"tag 2001|text string"):
-            decode(MASTER, bad)
-
-
-def test_messages_decode_alike_in_many_threads_at_once() -> None:
-    """Encoders and decoders are reused: no two threads may ever share one."""
-    messages = [(NOW + timedelta(seconds=n), n, n, n, n, n / 2, 40.0) for n in range(50)]
-    raws = [encode(SLAVE, "IDLE", protocols.slave_driver.recv["IDLE"].take(m)) for m in messages]
-    wrong: list[Any] = []
-
-    def work() -> None:
-        for _ in range(20):
-            for message, raw in zip(messages, raws, strict=True):
-                _, back = decode(MASTER, raw)
-                if tuple(back) != message:
-                    wrong.append(back)
-                with pytest.raises(ProtocolError, match="junk"):
-                    decode(MASTER, raw + b"\x00")
-
-    threads = [threading.Thread(target=work) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert not wrong

@@ -10,12 +10,10 @@ import time
 from pathlib import Path
 
 import psycopg
-import pytest
 
 from farm import free_port, wait_for
 from piwheels.cli import init_db
 from piwheels.cli.master import build_parser
-from piwheels.cli.options import parse_args
 from piwheels.db.embedded.cluster import EmbeddedPostgres
 from piwheels.db.migrate import latest_version
 
@@ -116,28 +114,3 @@ def test_master_refuses_a_schema_it_does_not_match(fresh_database: str, tmp_path
     assert result.returncode == 2
     assert f"this piwheels needs {latest_version()}" in result.stderr
     assert time.monotonic() - started < 60
-
-
-def test_init_db_creates_upgrades_and_refuses_downgrades(fresh_database: str) -> None:
-    assert init_db.main(["--dsn", fresh_database]) == 0
-    assert init_db.main(["--dsn", fresh_database]) == 0
-    with psycopg.connect(fresh_database, autocommit=True) as conn:
-        conn.execute("UPDATE configuration SET schema_version = 999")
-    assert init_db.main(["--dsn", fresh_database]) == 1
-
-
-def test_options_come_from_a_config_file_and_the_environment(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    config = tmp_path / "piwheels.toml"
-    config.write_text(
-        '[master]\nbuild-abi = ["cp39", "cp311"]\npypi-interval = 5\noutput-path = "/srv/www"\n'
-    )
-    monkeypatch.setenv("PIW_PYPI_INTERVAL", "7")
-    parser = build_parser()
-    args = parse_args(parser, ["--config", str(config)], "master")
-    assert args.build_abi == ["cp39", "cp311"]
-    assert args.pypi_interval == 7.0  # the environment beats the file
-    assert args.output_path == Path("/srv/www")
-    args = parse_args(build_parser(), ["--config", str(config), "--pypi-interval", "9"], "master")
-    assert args.pypi_interval == 9.0  # the command line beats both

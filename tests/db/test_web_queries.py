@@ -111,28 +111,6 @@ def test_index_search_statistics_and_logs(db: Database) -> None:
     assert db.get_build_output(build_id) == "ok"
 
 
-def test_pending_pages_stay_until_written(db: Database) -> None:
-    db.save_pending_pages([("BOTH", "foo"), ("SEARCH", ""), ("BOTH", "foo"), ("PROJECT", "bar")])
-    taken = [("BOTH", "foo"), ("PROJECT", "bar"), ("SEARCH", "")]
-    assert sorted(db.take_pending_pages()) == taken
-    # a project's pages are asked for until the page writer has written them
-    assert sorted(db.take_pending_pages()) == taken[:2]
-    seen = db.page_requests("foo")
-    db.save_pending_pages([("BOTH", "foo")])  # asked again while they were being written
-    db.pages_written("foo", seen)
-    db.pages_written("bar", db.page_requests("bar"))
-    assert db.take_pending_pages() == [("BOTH", "foo")]
-    db.pages_written("foo", db.page_requests("foo"))
-    assert db.take_pending_pages() == []
-
-
-def test_recording_a_build_asks_for_its_pages(db: Database) -> None:
-    db.set_project("foo", "Foo", 1, "", "", [version("1.0")])
-    db.take_pending_pages()
-    db.log_build(1, "foo", "1.0", "cp311", FAILED)
-    assert db.take_pending_pages() == [("BOTH", "foo")]
-
-
 def _published_by_join(db: Database) -> dict[str, int]:
     rows = db.conn.execute(
         "SELECT v.package, count(*) FROM files f JOIN builds b USING (build_id)"

@@ -1,4 +1,5 @@
-"""Faults a real farm meets: a master restart, a dead slave, a database restart."""
+"""Faults a real farm meets: a master restart, a dead slave, a master killed mid-build (a
+database restart is the Oracle's: test_the_oracle.py)."""
 
 from __future__ import annotations
 
@@ -9,25 +10,18 @@ from pathlib import Path
 
 import pytest
 
-from farm import MasterProcess, MasterThread, SlaveProcess, configure, rows, wait_for
-from piwheels.db.embedded.cluster import EmbeddedPostgres
+from farm import MasterProcess, MasterThread, SlaveProcess, rows, wait_for
+from master.slow_farm import SLOW_BUILDS, slow_farm
 from piwheels.master.slave_driver import SlaveDriver
 from piwheels.master_support.config import MasterConfig
 from pypi_index import LocalPyPI
 
 pytestmark = pytest.mark.slow
 
-SLOW_BUILDS = (
-    "SELECT b.built_by, b.status, b.outcome, b.cause, b.requeued_at IS NOT NULL "
-    "FROM builds b JOIN versions v USING (version_id) "
-    "WHERE v.package = 'piwtest-slow' ORDER BY b.build_id"
-)
-
 
 @pytest.fixture
 def config(master_dsn: str, tmp_path: Path, pypi_index: LocalPyPI) -> MasterConfig:
-    pypi_index.add_version("piwtest-slow", "1.0")
-    return configure(master_dsn, tmp_path, pypi_index, ["cp311"], packages=["piwtest-slow"])
+    return slow_farm(master_dsn, tmp_path, pypi_index)
 
 
 def active_builds(master: MasterThread) -> dict:
@@ -86,35 +80,6 @@ def test_slave_killed_mid_build(
     assert done[1:3] == (True, "built") and done[0] != first_id
     assert "building, yet silent for 0:00:03" in caplog.text
     assert "is given back (slave lost)" in caplog.text
-
-
-def test_database_restarted(
-    config: MasterConfig,
-    pg_server: EmbeddedPostgres,
-    pypi_index: LocalPyPI,
-    python311: Path,
-    tmp_path: Path,
-) -> None:
-    config.packages = ["piwtest-slow", "piwtest-pure"]
-    master = MasterThread(config).start()
-    slave = SlaveProcess(config, python311, tmp_path)
-    try:
-        wait_for(lambda: rows(config.dsn, SLOW_BUILDS), timeout=120, what="the first build")
-        before = rows(config.dsn, "SELECT build_id, status FROM builds ORDER BY 1")
-        pg_server.restart()
-        # the master reconnects: a release that appears afterwards is recorded and built
-        pypi_index.add_version("piwtest-pure", "2.0")
-        done = (
-            "SELECT count(*) FROM builds b JOIN versions v USING (version_id) "
-            "WHERE v.package = 'piwtest-pure' AND v.version = '2.0'"
-        )
-        wait_for(lambda: rows(config.dsn, done) == [(1,)], timeout=120, what="the later build")
-    finally:
-        slave.stop()
-        status = master.stop()
-    after = rows(config.dsn, "SELECT build_id, status FROM builds ORDER BY 1")
-    assert after[: len(before)] == before  # nothing already recorded was lost
-    assert status == 0
 
 
 def test_a_build_finished_while_the_master_was_killed_is_kept(

@@ -17,7 +17,6 @@ import pytest
 from piwheels.slave.build import Build
 from piwheels.slave.builder import Builder
 from piwheels.slave.interpreter import inspect_interpreter
-from piwheels.slave.release_time import ZIP_EPOCH, sdist_upload_time, source_date_epoch
 from piwheels.slave.sandbox import make_sandbox
 from piwheels.slave.toolchains import find_toolchains
 from pypi_index import LocalPyPI, SdistFactory
@@ -97,14 +96,3 @@ def test_a_rust_program_is_identical_but_for_maturins_sbom(
         first["piwtest_rust-1.0.data/scripts/piwtest-rust"]
         == second["piwtest_rust-1.0.data/scripts/piwtest-rust"]
     )
-
-
-def test_source_date_epoch_is_the_sdists_upload_time(index: LocalPyPI) -> None:
-    uploaded = sdist_upload_time(index.simple_url, "piwtest-pure", "1.0")
-    assert uploaded is not None
-    epoch, why = source_date_epoch(index.simple_url, "piwtest-pure", "1.0")
-    assert epoch == int(uploaded.timestamp())
-    assert why.startswith("the sdist's upload time")
-    # a version the index does not have: still one value every builder agrees on
-    assert source_date_epoch(index.simple_url, "piwtest-pure", "9.9")[0] == ZIP_EPOCH
-    assert source_date_epoch("http://127.0.0.1:9/simple/", "piwtest-pure", "1.0")[0] == ZIP_EPOCH

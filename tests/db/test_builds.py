@@ -1,0 +1,61 @@
+"""Recording builds and their files."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import psycopg
+import pytest
+from psycopg.conninfo import make_conninfo
+from test_queue import FAILED, built, version, wheel
+
+from piwheels.db.builds import file_rows
+from piwheels.db.database import Database
+from piwheels.records.builds import BuildResult, Dependency
+
+
+def test_published_file_keeps_its_first_record(db: Database) -> None:
+    db.set_project("foo", "Foo", 1, "", "", [version("1.0")])
+    first = wheel("foo-1.0-py3-none-any.whl")
+    db.log_build(1, "foo", "1.0", "cp39", BuildResult(True, timedelta(1), "", [first]))
+    other = first._replace(filehash="f" * 64)
+    db.log_build(2, "foo", "1.0", "cp310", BuildResult(True, timedelta(1), "", [other]))
+    assert db.get_file_hashes([first.filename]) == {first.filename: "0" * 64}
+
+
+def test_log_build_of_unknown_version_fails_cleanly(db: Database) -> None:
+    with pytest.raises(psycopg.Error, match="unknown version"):
+        db.log_build(1, "nope", "1.0", "cp39", FAILED)
+
+
+def test_slave_ids_are_given_in_blocks_never_twice(db: Database, superuser_dsn: str) -> None:
+    first = db.reserve_slave_ids()
+    # another master on the same database (or this one restarted) gets the next block
+    other = Database(make_conninfo(superuser_dsn, user="piwheels"))
+    try:
+        assert other.reserve_slave_ids() == first + 1000
+    finally:
+        other.close()
+    assert db.reserve_slave_ids() == first + 2000
+
+
+def test_a_files_dependencies_are_recorded_in_one_order() -> None:
+    result = built("foo-1.0-py3-none-any.whl")
+    deps = frozenset({Dependency("pip", "b"), Dependency("apt", "z"), Dependency("pip", "a")})
+    result.files[0] = result.files[0]._replace(dependencies=deps, requires_python=">=3.9")
+    [row] = file_rows(result)
+    assert row["dependencies"] == [["apt", "z"], ["pip", "a"], ["pip", "b"]]
+    assert row["filename"] == "foo-1.0-py3-none-any.whl"
+    assert row["requires_python"] == ">=3.9"
+    assert file_rows(FAILED) == []
+
+
+def test_a_lost_build_is_given_back_saying_why(db: Database) -> None:
+    db.set_project("foo", "Foo", 1, "", "", [version("1.0")])
+    build_id = db.log_lost_build(3, "foo", "1.0", "cp39", timedelta(minutes=2), "silent for 1m")
+    row = db.conn.execute(
+        "SELECT outcome, cause, status FROM builds WHERE build_id = %s", (build_id,)
+    ).fetchone()
+    assert row == ("give-back", "slave-lost", False)
+    output = db.get_build_output(build_id)
+    assert output == "[piwheels] the slave was lost during the build: silent for 1m\n"
