@@ -326,7 +326,11 @@ class Barrage:
             scenario.close()
         self.stopping = False
 
-    def close_all(self) -> None:
+    def hang_up(self) -> None:
+        """Close every peer's connection (scenarios started later open their own)."""
         for peer in list(self.peers.values()):
             self.close(peer)
+
+    def close_all(self) -> None:
+        self.hang_up()
         self.context.destroy(linger=0)

@@ -385,6 +385,9 @@ def run_campaign(farm: Farm, python311: Path, options: argparse.Namespace) -> in
     try:
         barrage.run(plan(barrage, options), marks["barrage_start"] + options.seconds, master_died)
         marks["barrage_end"] = time.monotonic()
+        # The barrage's peers leave before the memory after it is read: what libzmq holds for a
+        # connection still open is not memory the master kept.
+        barrage.hang_up()
         print("barrage over; draining ...", flush=True)
         if not master_died():
             drain(barrage, farm, marks, options, master_died)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import platform
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from piwheels.heap import serve_from_heap
+from piwheels.heap import limit_arenas, serve_from_heap
 
 GLIBC = platform.libc_ver()[0] == "glibc"
 
@@ -58,3 +59,35 @@ def test_smaller_sizes_never_lower_the_setting() -> None:
 @pytest.mark.skipif(GLIBC, reason="glibc is tuned")
 def test_elsewhere_nothing_is_done() -> None:
     assert serve_from_heap(1 << 20) is False
+
+
+# Without the limit, glibc gives a new thread an arena of its own at its first allocation.
+_ARENAS = """
+import ctypes, sys, threading
+from piwheels.heap import limit_arenas
+print(limit_arenas(int(sys.argv[2])))
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+thread = threading.Thread(target=libc.malloc, args=(1000,))
+thread.start()
+thread.join()
+libc.fopen.restype = ctypes.c_void_p
+out = libc.fopen(sys.argv[1].encode(), b"w")
+libc.malloc_info(0, ctypes.c_void_p(out))
+libc.fclose(ctypes.c_void_p(out))
+"""
+
+
+@pytest.mark.skipif(not GLIBC, reason="only glibc's malloc is tuned")
+def test_limited_arenas_keep_threads_on_the_main_one(tmp_path: Path) -> None:
+    info = tmp_path / "malloc.xml"
+    done = subprocess.run(
+        [sys.executable, "-c", _ARENAS, str(info), "1"], capture_output=True, text=True, check=True
+    )
+    assert done.stdout.split() == ["True"]
+    assert info.read_text().count("<heap nr=") == 1
+
+
+@pytest.mark.skipif(GLIBC, reason="glibc is tuned")
+def test_elsewhere_arenas_are_not_limited() -> None:
+    assert limit_arenas(1) is False

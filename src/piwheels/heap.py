@@ -21,13 +21,14 @@ import logging
 import platform
 import threading
 
-__all__ = ["release_free_memory", "serve_from_heap"]
+__all__ = ["limit_arenas", "release_free_memory", "serve_from_heap"]
 
 log = logging.getLogger(__name__)
 
 # From glibc's <malloc.h>.
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
+_M_ARENA_MAX = -8
 
 _lock = threading.Lock()
 _served = 0  # the largest request size already arranged for
@@ -69,3 +70,19 @@ def release_free_memory() -> None:
     """
     if platform.libc_ver()[0] == "glibc":
         ctypes.CDLL(None).malloc_trim(0)
+
+
+def limit_arenas(count: int) -> bool:
+    """Have every thread of this process allocate from at most *count* malloc arenas.
+
+    glibc gives each new thread an arena of its own, up to 8 a core, then shares them. What lies
+    free at the top of an arena other than the main one stays resident until it exceeds the trim
+    threshold (4 MiB once :func:`serve_from_heap` has run), and ``malloc_trim`` never gives it
+    back: after a hostile campaign the master's arenas held a fair part of what it kept that
+    way, free for good (#13). Its threads take turns on the interpreter lock anyway. To take
+    effect for every thread, call this before any other thread starts. Returns whether glibc
+    took the setting (False elsewhere).
+    """
+    if platform.libc_ver()[0] != "glibc":
+        return False
+    return bool(ctypes.CDLL(None).mallopt(_M_ARENA_MAX, count))

@@ -1,24 +1,30 @@
 """The Oracle: each request carried out in a transaction and answered, a failing one answered
-with its kind of error, and the database's restart survived."""
+with its kind of error, the database's restart survived, and a big request's buffers given
+back."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import zmq
 
-from farm import MasterThread, SlaveProcess, rows, wait_for
+from farm import MasterThread, SlaveProcess, make_config, rows, wait_for
 from master.slow_farm import SLOW_BUILDS, slow_farm
 from master.tasks_alone import TasksAlone, farm_alone
+from piwheels import protocols
 from piwheels.db.embedded.cluster import EmbeddedPostgres
 from piwheels.master.seraph import Seraph
-from piwheels.master.the_oracle import TheOracle
+from piwheels.master.the_oracle import BIG_REQUEST, TheOracle
 from piwheels.master_support.config import MasterConfig
 from piwheels.master_support.db_client import DatabaseError, DbClient
+from piwheels.message_codec import decode, encode
+from piwheels.protocols.messages import BuildReport
+from piwheels.records.builds import BuildResult
 from pypi_index import LocalPyPI
 
 
@@ -108,3 +114,38 @@ def test_database_restarted(
     after = rows(config.dsn, "SELECT build_id, status FROM builds ORDER BY 1")
     assert after[: len(before)] == before  # nothing already recorded was lost
     assert status == 0
+
+
+def test_a_big_request_is_followed_by_a_new_connection(master_dsn: str, tmp_path: Path) -> None:
+    config = make_config(master_dsn, tmp_path, tmp_path, ["cp39"])
+    context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    seraph = context.socket(zmq.ROUTER)  # as Seraph's back socket: the Oracle says READY to it
+    seraph.bind(config.oracle_workers_queue)
+    oracle = TheOracle(config, context)
+    try:
+        oracle.once()
+        worker = seraph.recv_multipart()[0]
+
+        def ask(action: str, data: Any) -> str:
+            request = encode(reversed(protocols.oracle), action, data)
+            seraph.send_multipart([worker, b"", b"client", b"", request])
+            oracle.poll(10.0)
+            action, _ = decode(reversed(protocols.oracle), seraph.recv_multipart()[-1])
+            return str(action)
+
+        assert ask("PKGEXISTS", "small") == "OK"
+        first = oracle.db.conn
+        assert ask("PKGEXISTS", "small") == "OK"
+        assert oracle.db.conn is first, "a small request keeps the connection"
+        # A build log larger than BIG_REQUEST (of a project the database does not know, so it is
+        # refused), sent to PostgreSQL in the query: libpq keeps a buffer that large.
+        log = "a line of a long build log\n" * (BIG_REQUEST // 20)
+        result = BuildResult(False, timedelta(seconds=1), log, [])
+        ask("LOGBUILD", BuildReport(1, "no-such-project", "1.0", "cp39", result))
+        assert first.closed
+        assert ask("PKGEXISTS", "small") == "OK"  # the next request connects again
+        assert oracle.db.conn is not first
+    finally:
+        oracle.close()
+        seraph.close(linger=0)
+        context.term()

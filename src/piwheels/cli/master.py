@@ -20,11 +20,15 @@ from piwheels.db.database import Database
 from piwheels.db.embedded import EmbeddedPostgresError
 from piwheels.db.embedded.cluster import EmbeddedPostgres
 from piwheels.db.migrate import SchemaError, migrate
+from piwheels.heap import limit_arenas
 from piwheels.master import PiwMaster
 from piwheels.master_support.config import MasterConfig
 
 log = logging.getLogger("piwheels.cli.master")
 MASTER_ROLE = "piwheels"
+# The main arena only: its free top is what the master's periodic malloc_trim gives back. The
+# tasks take turns on the interpreter lock; libzmq's I/O thread is the one other that allocates.
+MALLOC_ARENAS = 1
 
 
 def default_data_dir() -> Path:
@@ -202,6 +206,8 @@ def current_abi() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Before any thread starts: what the master's threads free goes back (see limit_arenas).
+    limit_arenas(MALLOC_ARENAS)
     parser = build_parser()
     try:
         args = parse_args(parser, argv, "master")

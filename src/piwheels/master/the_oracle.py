@@ -27,6 +27,11 @@ from piwheels.protocols import NO_DATA
 from piwheels.transport import recv_frames, send_frames
 
 REPORT_INTERVAL = 60.0
+# libpq grows a connection's output buffer to the largest query it ever sent (doubling) and
+# never shrinks it: one slave's huge build log left every Oracle holding a buffer that size for
+# good (the larger part of what the master kept after the hostile campaign). After a request
+# this large the Oracle takes a new connection, so what it keeps stays under twice this size.
+BIG_REQUEST = 1 << 20
 
 
 class TheOracle(Task):
@@ -94,6 +99,8 @@ class TheOracle(Task):
         spent[1] += took
         spent[2] = max(spent[2], took)
         send_frames(self.worker, [client, b"", reply])
+        if len(raw) > BIG_REQUEST:
+            self.db.close()  # the next request connects again (see BIG_REQUEST)
 
     def report(self) -> None:
         if not self.spent:
