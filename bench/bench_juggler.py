@@ -377,8 +377,8 @@ class Farm:
             "--no-follow", "--build-abi", ABI, "--queue-interval", "1",
             "--min-free-space", str(MIB),
             "--slave-queue", slave_queue, "--file-queue", file_queue,
-            "--control-queue", f"ipc://{work}/control", "--status-queue", f"ipc://{work}/status",
-            "--import-queue", f"ipc://{work}/import", "--log-file", str(self.log_path),
+            "--control-queue", f"ipc://{work}/sockets/control", "--status-queue", f"ipc://{work}/sockets/status",
+            "--import-queue", f"ipc://{work}/sockets/import", "--log-file", str(self.log_path),
         ]  # fmt: skip
         self.master = subprocess.Popen(
             command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL

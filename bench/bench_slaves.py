@@ -170,9 +170,9 @@ def master_config(dsn: str, work: Path, abis: list[str], **overrides: Any) -> Ma
         build_abis=abis,
         slave_queue=f"tcp://127.0.0.1:{free_port()}",
         file_queue=f"tcp://127.0.0.1:{free_port()}",
-        control_queue=f"ipc://{work}/control",
-        status_queue=f"ipc://{work}/status",
-        import_queue=f"ipc://{work}/import",
+        control_queue=f"ipc://{work}/sockets/control",
+        status_queue=f"ipc://{work}/sockets/status",
+        import_queue=f"ipc://{work}/sockets/import",
     )
     return replace(config, **overrides)
 

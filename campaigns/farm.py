@@ -207,9 +207,9 @@ class Farm:
         self.addresses = {
             "slave": f"tcp://127.0.0.1:{free_port()}",
             "file": f"tcp://127.0.0.1:{free_port()}",
-            "import": f"ipc://{work}/import",
-            "control": f"ipc://{work}/control",
-            "status": f"ipc://{work}/status",
+            "import": f"ipc://{work}/sockets/import",
+            "control": f"ipc://{work}/sockets/control",
+            "status": f"ipc://{work}/sockets/status",
         }
         self.known_children: dict[int, bytes] = {}
         self.ids: defaultdict[str, set[int]] = defaultdict(set)  # slave ids by label

@@ -5,13 +5,27 @@ show."""
 
 from __future__ import annotations
 
+import os
+import pwd
+
+
+def _user() -> str:
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:  # a uid without a name (in a container)
+        return str(os.geteuid())
+
+
 SLAVE_PORT = 5555  # the Slave Driver's (the original piwheels' slaves know only these two)
 FILE_PORT = 5556  # the File Juggler's
 SLAVE_QUEUE = f"tcp://*:{SLAVE_PORT}"
 FILE_QUEUE = f"tcp://*:{FILE_PORT}"
-CONTROL_QUEUE = "ipc:///tmp/piw-control"
-STATUS_QUEUE = "ipc:///tmp/piw-status"
-IMPORT_QUEUE = "ipc:///tmp/piw-import"
+# The local queues, in a directory of the master's user only (master_support/local_queues.py):
+# the operator's tools, run as that user, find them there.
+SOCKET_DIR = f"/tmp/piwheels-{_user()}"  # noqa: S108 (made 700, or refused: see there)
+CONTROL_QUEUE = f"ipc://{SOCKET_DIR}/control"
+STATUS_QUEUE = f"ipc://{SOCKET_DIR}/status"
+IMPORT_QUEUE = f"ipc://{SOCKET_DIR}/import"
 
 PYPI_SIMPLE = "https://pypi.org/simple/"
 PYPI_JSON = "https://pypi.org/pypi"

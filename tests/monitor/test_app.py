@@ -17,6 +17,7 @@ from fake_master import NOW, FakeMaster, slave_record, statistics
 from pilot import SIZE, connected, log_lines, monitor, next_command, panel_text, row, run, until
 from textual.message import Message
 
+from piwheels import defaults
 from piwheels.cli import master as master_cli
 from piwheels.monitor import app as monitor_app
 from piwheels.monitor.app import MonitorApp
@@ -255,4 +256,4 @@ def test_a_bad_address_is_an_option_error(capsys: pytest.CaptureFixture[str]) ->
     with pytest.raises(SystemExit) as exit_:
         monitor_app.main(["--control-queue", "nonsense"])
     assert exit_.value.code == 2
-    assert "cannot use 'ipc:///tmp/piw-status' and 'nonsense'" in capsys.readouterr().err
+    assert f"cannot use '{defaults.STATUS_QUEUE}' and 'nonsense'" in capsys.readouterr().err

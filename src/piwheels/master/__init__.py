@@ -35,6 +35,7 @@ from piwheels.master.the_oracle import TheOracle
 from piwheels.master.the_scribe import TheScribe
 from piwheels.master.the_secretary import TheSecretary
 from piwheels.master_support.config import MasterConfig
+from piwheels.master_support.local_queues import local_queue_problem
 from piwheels.master_support.status import StatusBoard, status_topics
 from piwheels.master_support.task import Task, describe_error, tell_tasks
 from piwheels.message_codec import ProtocolError
@@ -81,6 +82,10 @@ class PiwMaster:
 
     def run(self) -> int:
         """Run until QUIT, a signal, or a task failure; return the exit status."""
+        problem = local_queue_problem(self.config)
+        if problem is not None:
+            log.critical("%s", problem)
+            return 1
         sockets = self._open_sockets()
         # A task waiting for the interpreter lock waits up to the switch interval for a busy
         # one to let go, and a slave's request crosses several tasks (Slave Driver, Seraph,
