@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import zmq
 
 from farm import MasterThread, configure
+from piwheels import protocols
 from piwheels.master_support.config import MasterConfig
+from piwheels.transport import Socket
 from pypi_index import LocalPyPI
 
 
@@ -22,3 +26,12 @@ def master(farm_config: MasterConfig) -> Iterator[MasterThread]:
     running = MasterThread(farm_config).start()
     yield running
     running.stop()
+
+
+@pytest.fixture
+def status(config: MasterConfig, context: zmq.Context[Any]) -> Iterator[Socket]:
+    """The master's end of the tasks' status reports, for a test module's own ``config`` (a
+    task run alone)."""
+    with Socket(zmq.PULL, reversed(protocols.status), context=context) as sock:
+        sock.bind(config.status_internal_queue)
+        yield sock

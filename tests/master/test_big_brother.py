@@ -37,14 +37,6 @@ def secretary(config: MasterConfig, context: zmq.Context[Any]) -> Iterator[Socke
 
 
 @pytest.fixture
-def status(config: MasterConfig, context: zmq.Context[Any]) -> Iterator[Socket]:
-    """The master's end of the tasks' status reports."""
-    with Socket(zmq.PULL, reversed(protocols.status), context=context) as sock:
-        sock.bind(config.status_internal_queue)
-        yield sock
-
-
-@pytest.fixture
 def big_brother(
     config: MasterConfig, context: zmq.Context[Any], secretary: Socket, status: Socket
 ) -> Iterator[BigBrother]:

@@ -27,14 +27,6 @@ def config(tmp_path: Path) -> MasterConfig:
 
 
 @pytest.fixture
-def status(config: MasterConfig, context: zmq.Context[Any]) -> Iterator[Socket]:
-    """The master's end of the tasks' status reports."""
-    with Socket(zmq.PULL, reversed(protocols.status), context=context) as sock:
-        sock.bind(config.status_internal_queue)
-        yield sock
-
-
-@pytest.fixture
 def driver(
     config: MasterConfig, context: zmq.Context[Any], status: Socket
 ) -> Iterator[SlaveDriver]:

@@ -33,14 +33,6 @@ def config(tmp_path: Path) -> MasterConfig:
 
 
 @pytest.fixture
-def status(config: MasterConfig, context: zmq.Context[Any]) -> Iterator[Socket]:
-    """The master's end of the tasks' status reports."""
-    with Socket(zmq.PULL, reversed(protocols.status), context=context) as sock:
-        sock.bind(config.status_internal_queue)
-        yield sock
-
-
-@pytest.fixture
 def oracles(config: MasterConfig, context: zmq.Context[Any]) -> Iterator[Socket]:
     """Seraph's end of the Slave Driver's requests to the Oracles."""
     with Socket(zmq.ROUTER, protocols.oracle, context=context) as sock:
