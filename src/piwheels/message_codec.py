@@ -52,6 +52,20 @@ _reset_stream = io.BytesIO.__init__  # from bytes, which it shares rather than c
 
 def encode(protocol: Protocol, action: str, data: Any = NO_DATA) -> bytes:
     """Check *data* against what *protocol* may send as *action* and encode it."""
+    # Nearly every message is a record after its action: that one is checked straight away.
+    record = protocol.flat_sends.get(action)
+    if record is not None and type(data) is not NoData:
+        try:
+            record.validate(data, action)
+        except ShapeError as exc:
+            raise ProtocolError(f"{protocol.name}: refusing to send {exc}") from None
+        try:
+            encoder = _SPARE_ENCODERS.pop()
+        except IndexError:
+            encoder = new_encoder()
+        encoded: bytes = encoder.encode_to_bytes((action, *data))
+        _SPARE_ENCODERS.append(encoder)
+        return encoded
     try:
         spec = protocol.send[action]
     except KeyError:
@@ -69,16 +83,18 @@ def encode(protocol: Protocol, action: str, data: Any = NO_DATA) -> bytes:
     # a record's fields travel after the action (but for the original's "nested" framing),
     # any other value as the one field
     if isinstance(spec, Record) and protocol.framing == "flat":
-        message: tuple[Any, ...] = (action, *data)
-    else:
-        message = (action, data)
+        return _encode_message((action, *data))
+    return _encode_message((action, data))
+
+
+def _encode_message(message: tuple[Any, ...]) -> bytes:
     try:
         encoder = _SPARE_ENCODERS.pop()
     except IndexError:
         encoder = new_encoder()
     encoded: bytes = encoder.encode_to_bytes(message)
     _SPARE_ENCODERS.append(encoder)
-    return encoded
+    return encoded  # (the fast path in encode() does the same, inline)
 
 
 def _ends_in_bytes(spec: Shape | None) -> TypeGuard[Record]:

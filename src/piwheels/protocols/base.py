@@ -89,6 +89,13 @@ class Protocol:
             return {}
         return {action: spec for action, spec in self.recv.items() if isinstance(spec, Record)}
 
+    @cached_property
+    def flat_sends(self) -> dict[str, Record]:
+        """The records this end sends as ``[action, *fields]`` (none where "nested")."""
+        if self.framing != "flat":
+            return {}
+        return {action: spec for action, spec in self.send.items() if isinstance(spec, Record)}
+
     def answer(self, request: str, status: str, data: Any) -> Any:
         """The reply to *request* as its declared type: OK's data, or a :class:`Failure`: the
         ERROR's, or one of kind "malformed" for an answer of no declared shape."""
