@@ -94,6 +94,77 @@ class Outcome(enum.StrEnum):
     GIVE_BACK = "give-back"  # back to the queue after a delay, a few times
 
 
+class Explanation(NamedTuple):
+    """A cause as the FAQ page and README's table tell it to people."""
+
+    said: str  # what the build's log said
+    outcome: str  # what happens next: the outcomes outcome_of gives it, and when
+
+
+# Every cause, in README's words: the FAQ is made from this, and a test holds it to Cause and to
+# outcome_of.
+EXPLAINED: dict[Cause, Explanation] = {
+    Cause.MISSING_HEADER: Explanation(
+        "a C or C++ header is not installed (fatal error: foo.h: No such file or directory)",
+        "dep-wait on the Debian package that provides it; failed when none is known",
+    ),
+    Cause.MISSING_LIBRARY: Explanation(
+        "the linker cannot find a library (ld: cannot find -lfoo), or pkg-config found no foo",
+        "dep-wait on the Debian package that provides it; failed when none is known",
+    ),
+    Cause.MISSING_TOOL: Explanation(
+        "a program the build runs is not installed (swig, cmake, a Rust compiler)",
+        "dep-wait on the Debian package that provides it; failed when none is known",
+    ),
+    Cause.BUILD_REQUIREMENT: Explanation(
+        "no release on PyPI satisfies a build requirement (Cython>=3.3.2)",
+        "dep-wait on PyPI; failed when the requirement cannot be read",
+    ),
+    Cause.PYTHON_VERSION: Explanation(
+        "the code is not for this Python (a print statement, distutils on 3.12)", "failed"
+    ),
+    Cause.TIMEOUT: Explanation("the builder's time limit for a build ended it", "failed"),
+    Cause.OUT_OF_MEMORY: Explanation(
+        "the build ran out of memory (MemoryError, the compiler killed)",
+        "give-back; failed past the builder's own memory limit",
+    ),
+    Cause.DISK_FULL: Explanation(
+        "the builder's disk was full (No space left on device)",
+        "give-back; failed past the builder's own disk limit",
+    ),
+    Cause.NETWORK: Explanation("the build could not reach a host", "give-back"),
+    Cause.NO_SDIST: Explanation(
+        "the index had no source distribution of the version (still uploading?)", "give-back"
+    ),
+    Cause.IMPORT_FAILED: Explanation(
+        "the build imports a module it does not require (No module named 'numpy'), or the "
+        "built wheel cannot load a shared library when imported",
+        "failed; dep-wait on the Debian package that provides the shared library, when known",
+    ),
+    Cause.SLAVE_LOST: Explanation("the builder went silent while it built", "give-back"),
+    Cause.UNKNOWN: Explanation(
+        "none of the above: the summary quotes the last line the failed step printed", "failed"
+    ),
+}
+
+# What each outcome means for the version and ABI, in README's words (the FAQ shows these).
+OUTCOME_MEANINGS: dict[Outcome, str] = {
+    Outcome.BUILT: "the build succeeded: its wheels are in the index",
+    Outcome.DEP_WAIT: (
+        "waits for something that can arrive. A build requirement is checked whenever a new "
+        "release of the project it names is seen on PyPI, and the version is built again as "
+        "soon as one satisfies it; a Debian package waits for the farm's operator to install "
+        "it on the builders"
+    ),
+    Outcome.GIVE_BACK: (
+        "goes back to the queue after a delay, which doubles before each next try, and counts "
+        "as failed after a few tries; until then the farm's figures do not count it as a failure"
+    ),
+    Outcome.FAILED: "final, until the farm's operator retries it (say, after installing what "
+    "the build lacked on the builders)",
+}
+
+
 # Causes that pass: another try, later or on another builder, can succeed. A timeout is not
 # among them: trying again costs the whole timeout, and nearly always ends the same way.
 TRANSIENT = frozenset(

@@ -30,6 +30,7 @@ def test_a_recorded_build_lands_in_the_index_and_pages(
     content = wheel.read_bytes()
     # only a project's first wheel can bring the search index up to date in time (#14)
     config.search_interval = 3600.0
+    config.contact = "wheels@example.org"  # the FAQ's way to the operator (--contact)
     master = MasterThread(config).start()
     slave = ScriptedSlave(config, abi="cp39")
     try:
@@ -53,6 +54,16 @@ def test_a_recorded_build_lands_in_the_index_and_pages(
             what="the index root",
         )
         wait_for((out / "index.html").exists, what="the home page")
+        # written at the start: the FAQ, the 404 page and the sitemap (in a child, at once)
+        assert '<a href="mailto:wheels@example.org">' in (out / "faq" / "index.html").read_text()
+        assert (out / "404.html").exists()
+        wait_for(
+            lambda: (
+                (out / "sitemap.xml").exists()
+                and f"{config.public_url}/faq/" in (out / "sitemap.xml").read_text()
+            ),
+            what="the sitemap",
+        )
         wait_for(
             lambda: (
                 (out / "packages.json").exists()

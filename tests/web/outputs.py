@@ -33,8 +33,8 @@ from piwheels.records.projects import (
     VersionInfo,
     WheelFile,
 )
-from piwheels.web import index, pages
-from piwheels.web.layout import log_path
+from piwheels.web import index, pages, site_pages, sitemap
+from piwheels.web.layout import NOT_FOUND_PAGE, log_path
 from piwheels.web.writer import extract_metadata, write_atomic, write_gzip_atomic
 
 # The Accept headers real clients send (pip 23-26, uv, Chromium/Firefox).
@@ -49,6 +49,8 @@ UV_ACCEPT = (
 BROWSER_ACCEPT = (
     "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8"
 )
+#: Where the sitemap says the site is (its URLs must be absolute; the tests' ports vary).
+SITE_URL = "https://piwheels.example"
 #: The content of a file beside the output directory, which no server may ever send.
 SECRET = b"piwheels-test-secret: this file lies outside the output directory\n"
 
@@ -143,6 +145,11 @@ def publish(
     ]
     write_atomic(output / "packages.json", pages.search_index(entries))
     write_atomic(output / "search" / "index.html", pages.search_page())
+    write_atomic(output / "faq" / "index.html", site_pages.faq_page())
+    write_atomic(output / NOT_FOUND_PAGE, site_pages.not_found_page())
+    sitemap.write_sitemap(
+        output, SITE_URL, sitemap.project_pages((name, RELEASED) for name in sorted(projects))
+    )
     shutil.copytree(STATIC_DIR, output / "static", dirs_exist_ok=True)
     return projects
 

@@ -22,6 +22,7 @@ import pytest
 from outputs import ABIS, publish
 
 from piwheels.db.web_queries import failure_reason
+from piwheels.failures import Cause
 from piwheels.records.builds import BuildState
 from piwheels.records.projects import AbiCell, BuildInfo, ProjectData, QueuePlace, VersionInfo
 from piwheels.web import pages
@@ -220,3 +221,16 @@ def test_a_page_says_where_each_version_stands(chromium: str, site: Site, tmp_pa
     assert shown["1.0"][1] == ("dep-wait", "dep-waitneeds portaudio19-dev on the cp311 builders")
     assert shown["0.1"][0] == ("", "unknown")
     assert f'title="{html.escape(summary)}"' in dom
+
+
+def test_the_faq_lists_every_cause_and_state(chromium: str, site: Site, tmp_path: Path) -> None:
+    dom = browse(chromium, tmp_path / "profile", f"{site.server.url}/faq/", "--dump-dom")
+    _, *causes = cells(dom, "causes")
+    assert [row[0][1] for row in causes] == [str(cause) for cause in Cause]
+    _, *states = cells(dom, "states")
+    assert [row[0] for row in states] == [(str(state), str(state)) for state in BuildState]
+    # static/site.js filled the site's origin into every install line
+    origins = re.findall(r'<span class="origin">([^<]*)</span>', dom)
+    assert len(origins) >= 5
+    assert set(origins) == {site.server.url}
+    assert '<a href="/faq/">FAQ</a>' in dom

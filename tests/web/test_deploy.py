@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
@@ -30,6 +31,7 @@ from outputs import (
     BROWSER_ACCEPT,
     PIP_ACCEPT,
     SECRET,
+    SITE_URL,
     UV_ACCEPT,
     Response,
     fetch,
@@ -38,7 +40,8 @@ from outputs import (
 )
 
 from piwheels.web.http_headers import HTML_V1_TYPE, JSON_TYPE, negotiate
-from piwheels.web.layout import log_path
+from piwheels.web.layout import NOT_FOUND_PAGE, log_path
+from piwheels.web.sitemap import NAMESPACE
 from pypi_index import make_wheel
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
@@ -414,6 +417,46 @@ def test_serves_nothing_outside(deployed: Deployed, path: str) -> None:
     response = get(deployed, path)
     assert response.status in {400, 403, 404}
     assert SECRET not in response.body and b"half a page" not in response.body
+
+
+# The rest of the site -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "accept"),
+    [
+        ("/nothing/here", None),
+        ("/project/no-such-project/", BROWSER_ACCEPT),
+        # pip and uv read the status: a project the index lacks must stay a 404
+        ("/simple/no-such-project/", PIP_ACCEPT),
+        ("/simple/no-such-project/", UV_ACCEPT),
+        ("/simple/no-such-project/", None),
+        ("/simple/piwtest-pure/no-such-1.0-py3-none-any.whl", None),
+        ("/logs/0000/0000/1.txt", None),
+        ("/simple/piwtest-pure/.index.html.x1y2.tmp", None),
+    ],
+)
+def test_a_missing_path_gets_the_sites_404_page(
+    deployed: Deployed, path: str, accept: str | None
+) -> None:
+    response = get(deployed, path, {"Accept": accept} if accept else {})
+    assert response.status == 404
+    assert response.headers["Content-Type"] == "text/html; charset=utf-8"
+    assert response.body == (deployed.root / NOT_FOUND_PAGE).read_bytes()
+
+
+def test_the_sitemap_and_the_faq(deployed: Deployed) -> None:
+    sitemap = get(deployed, "/sitemap.xml")
+    assert sitemap.status == 200
+    assert sitemap.headers["Content-Type"] == "application/xml"
+    assert sitemap.body == (deployed.root / "sitemap.xml").read_bytes()
+    locs = [loc.text for loc in ET.fromstring(sitemap.body).iter(f"{{{NAMESPACE}}}loc")]
+    assert f"{SITE_URL}/project/piwtest-pure/" in locs
+    zipped = get(deployed, "/sitemap.xml", {"Accept-Encoding": "gzip"})
+    assert gzip.decompress(zipped.body) == sitemap.body
+    faq = get(deployed, "/faq/")
+    assert faq.status == 200
+    assert faq.body == (deployed.root / "faq" / "index.html").read_bytes()
 
 
 # A real installer -----------------------------------------------------------------------------

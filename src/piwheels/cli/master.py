@@ -66,6 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
         "is what scripts/farm serves",
     )
     parser.add_argument(
+        "--contact",
+        default=MasterConfig.contact,
+        metavar="ADDRESS",
+        help="how users reach the farm's operator (an e-mail or web address), for the site's "
+        "FAQ; by default it tells them to write to the operator",
+    )
+    parser.add_argument(
         "--pypi-simple",
         default=MasterConfig.pypi_simple,
         metavar="URL",
@@ -236,6 +243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             dsn=dsn,
             output_path=output,
             public_url=args.public_url,
+            contact=args.contact,
             build_abis=[abi.abi_tag for abi in abis],
             pypi_simple=args.pypi_simple,
             pypi_json=args.pypi_json,

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from datetime import datetime
 
 from psycopg.types.json import Jsonb
 
@@ -23,6 +24,9 @@ class WebOutput(DatabaseConnection):
 
     def get_search_entries(self) -> list[SearchEntry]:
         return web_queries.search_entries(self.conn)
+
+    def get_sitemap_projects(self) -> Iterator[tuple[str, datetime | None]]:
+        return web_queries.sitemap_projects(self.conn)
 
     def get_statistics(self) -> Statistics:
         """The farm's figures for the home page, but the output disk's (the master's)."""

@@ -7,6 +7,7 @@ children call them on connections of their own, and the Oracles for Big Brother'
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
@@ -337,6 +338,35 @@ def search_entries(conn: Conn) -> list[SearchEntry]:
             "GROUP BY package) AS v USING (package) WHERE p.files > 0 ORDER BY 1"
         )
         return [SearchEntry(*row) for row in cur]
+
+
+def sitemap_projects(conn: Conn) -> Iterator[tuple[str, datetime | None]]:
+    """Every project still on PyPI (each has a page), by name, with when its page last had
+    something new to say: its newest release or its newest build, whichever is later.
+
+    The rows stream from a server-side cursor: at PyPI's scale there are 600,000, and the
+    sitemap is written as they come.
+    """
+    with conn.transaction():
+        # A cursor's plan is made for its first rows (cursor_tuple_fraction 0.1), which here
+        # would mean a walk by index per project; every row is read, so plan for them all.
+        conn.execute("SET LOCAL cursor_tuple_fraction = 1.0")
+        conn.execute("SET LOCAL work_mem = '256MB'")
+        yield from _sitemap_rows(conn)
+
+
+def _sitemap_rows(conn: Conn) -> Iterator[tuple[str, datetime | None]]:
+    with conn.cursor(name="sitemap_projects") as cur:
+        cur.itersize = 10_000
+        cur.execute(
+            "SELECT p.package, greatest(v.released, b.built_at) FROM packages p "
+            "LEFT JOIN (SELECT package, max(released) AS released FROM versions "
+            "GROUP BY package) AS v USING (package) "
+            "LEFT JOIN (SELECT v.package, max(b.built_at) AS built_at FROM builds b "
+            "JOIN versions v USING (version_id) GROUP BY v.package) AS b USING (package) "
+            "WHERE NOT p.removed ORDER BY 1"
+        )
+        yield from cur
 
 
 def statistics(conn: Conn) -> Statistics:

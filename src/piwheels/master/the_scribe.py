@@ -1,4 +1,5 @@
-"""The Scribe: writes the web output — the index, project pages, logs, home and search.
+"""The Scribe: writes the web output — the index, project pages, logs, home, search, the FAQ,
+the 404 page and the sitemap.
 
 Every file is written atomically (a temporary file renamed into place), so a reader never sees
 half a page. A page that cannot be written (a full disk, a wheel that will not open) is logged
@@ -9,10 +10,10 @@ holds the lock every other task needs: at PyPI's scale the project pages alone (
 four pages and the build logs for every recorded build) took half of the master's time and
 starved the Slave Driver. A long-lived child (:mod:`piwheels.web.project_writer`) writes the
 project pages; the Scribe passes it requests, a few at a time, and logs what it says. The rest
-of the requests wait in the Secretary, where repeats merge, rather than in a queue here. The two
-pages that list every project (the index root and the search index) are written by short-lived
-children (:mod:`piwheels.web.bulk`). Only small pages are still written here: the home page,
-and at the start the search page and the static files.
+of the requests wait in the Secretary, where repeats merge, rather than in a queue here. The
+pages that list every project (the index root, the search index and the sitemap) are written
+by short-lived children (:mod:`piwheels.web.bulk`). Only small pages are still written here: the
+home page, and at the start the search page, the FAQ, the 404 page and the static files.
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ from piwheels.master_support.task import Task
 from piwheels.message_codec import ProtocolError
 from piwheels.protocols import messages
 from piwheels.records.projects import Statistics
-from piwheels.web import bulk, pages
+from piwheels.web import bulk, pages, site_pages
+from piwheels.web.layout import NOT_FOUND_PAGE
 from piwheels.web.writer import write_atomic
 
 # Project requests passed to the writer child and not yet done. Enough to keep it busy between
@@ -64,6 +66,11 @@ ROOT_DUTY = 0.1
 # and then besides.
 SEARCH_GAP = 30.0
 SEARCH_DUTY = 0.25
+# The sitemap is for search engines, which read it a few times a day: written at the start, then
+# at most hourly while projects' pages change (PyPI's 600,000 projects take about 3 s of CPU to
+# write, besides the query).
+SITEMAP_GAP = 3600.0
+SITEMAP_DUTY = 0.05
 
 
 @dataclass
@@ -105,6 +112,14 @@ class TheScribe(Task):
             min_gap=SEARCH_GAP,
             duty=SEARCH_DUTY,
         )
+        self.sitemap = ChildJob(
+            "the sitemap",
+            [*command, "sitemap", str(self.output), "--public-url", config.public_url],
+            self.child_env,
+            self.log,
+            min_gap=SITEMAP_GAP,
+            duty=SITEMAP_DUTY,
+        )
         self.writer = ChildProcess(
             self,
             "project writer",
@@ -126,16 +141,19 @@ class TheScribe(Task):
         self.retries: dict[tuple[str, str], float] = {}  # (action, package) -> when to retry
         self.every(1.0, self.root.check)
         self.every(1.0, self.search.check)
+        self.every(1.0, self.sitemap.check)
         self.every(WRITER_RESTART_GAP, self.check_writer)
 
     def once(self) -> None:
         self.simple.mkdir(parents=True, exist_ok=True)
         self._copy_static()
         self._attempt("the search page", self.write_search_page)
+        self._attempt("the FAQ and the 404 page", self.write_site_pages)
         self.writer_wanted = True
         self._start_writer()
         self.search.request()
         self.root.request()
+        self.sitemap.request()
 
     def handle_request(self) -> None:
         if len(self.in_flight) >= WRITER_BACKLOG:
@@ -212,6 +230,8 @@ class TheScribe(Task):
             # a project new to the index (at a stop: both rewritten at the start)
             self.root.request()
             self.search.request()
+        if self.writer_wanted:
+            self.sitemap.request()  # the project's lastmod, or the project, is new
         if len(self.in_flight) < WRITER_BACKLOG:
             self.unmute(self.inbox)
 
@@ -252,6 +272,11 @@ class TheScribe(Task):
         (self.output / "search").mkdir(parents=True, exist_ok=True)
         write_atomic(self.output / "search" / "index.html", pages.search_page())
 
+    def write_site_pages(self) -> None:
+        faq = site_pages.faq_page(base_url=self.config.public_url, contact=self.config.contact)
+        write_atomic(self.output / "faq" / "index.html", faq)
+        write_atomic(self.output / NOT_FOUND_PAGE, site_pages.not_found_page())
+
     def _copy_static(self) -> None:
         target = self.output / "static"
         target.mkdir(parents=True, exist_ok=True)
@@ -264,9 +289,10 @@ class TheScribe(Task):
 
     def close(self) -> None:
         self._stop_writer()
-        # Both are written afresh at the next start.
+        # All three are written afresh at the next start.
         self.root.stop()
         self.search.stop()
+        self.sitemap.stop()
         self._save_unwritten()
         self.db.close()
         super().close()

@@ -33,6 +33,9 @@ class MasterConfig:
     min_free_space: int = 1 << 30
     # where users reach the output (the install lines on the pages); scripts/farm serves here
     public_url: str = defaults.PUBLIC_URL
+    # how users reach the operator (an e-mail or web address), for the FAQ; empty: the FAQ
+    # says to write to the farm's operator
+    contact: str = ""
     slave_timeout: timedelta = timedelta(minutes=15)  # silence before a slave is dropped
     # silence before a building slave is dropped: it says BUSY every 10 s (the original's 5-10 s)
     busy_timeout: timedelta = timedelta(minutes=1)

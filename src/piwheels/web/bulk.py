@@ -1,11 +1,12 @@
-"""The pages that list every project: the simple index root and the search index.
+"""The pages that list every project: the simple index root, the search index and the sitemap.
 
 At PyPI's scale each lists about a million projects. Made inside the master they took seconds
 of its CPU — fetching, checking and rendering a million rows — and with it the interpreter
 lock every other task needs: the slaves' replies stalled behind them (bench/bench_slaves.py).
-So the Scribe runs this module as a child process (``python -m piwheels.web.bulk root OUTPUT``),
-which reads the database on a connection of its own and writes atomically; the Scribe only
-starts it and notices when it ends. The database address comes in the environment
+So the Scribe runs this module as a child process (``python -m piwheels.web.bulk root OUTPUT``;
+the sitemap's also takes ``--public-url``, as its URLs must be absolute), which reads the
+database on a connection of its own and writes atomically; the Scribe only starts it and
+notices when it ends. The database address comes in the environment
 (``PIW_BULK_DSN``), never on the command line, where any local user could read a password.
 """
 
@@ -21,11 +22,11 @@ from pathlib import Path
 from piwheels.db.database import Database
 from piwheels.master_support.children import ignore_stop_signals
 from piwheels.records.projects import SearchEntry
-from piwheels.web import index, pages
+from piwheels.web import index, pages, sitemap
 from piwheels.web.writer import write_atomic
 
 DSN_VARIABLE = "PIW_BULK_DSN"
-KINDS = ("root", "search")
+KINDS = ("root", "search", "sitemap")
 
 log = logging.getLogger(__name__)
 
@@ -62,12 +63,15 @@ def database_from_environment() -> Database | None:
     return Database(dsn)
 
 
-def write(kind: str, db: Database, output: Path) -> int:
-    """Write the *kind* page from *db*; return how many projects it lists."""
+def write(kind: str, db: Database, output: Path, public_url: str = "") -> int:
+    """Write the *kind* page from *db*; return how many projects (sitemap: URLs) it lists."""
     if kind == "root":
         projects = db.get_indexed_projects()
         write_root(output, projects)
         return len(projects)
+    if kind == "sitemap":
+        pages_listed = sitemap.project_pages(db.get_sitemap_projects())
+        return sitemap.write_sitemap(output, public_url, pages_listed)
     entries = db.get_search_entries()
     write_search_index(output, entries)
     return len(entries)
@@ -80,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("kind", choices=KINDS)
     parser.add_argument("output", type=Path, help="the web output directory")
+    parser.add_argument(
+        "--public-url", default="", help="where users reach the output (the sitemap's URLs)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     ignore_stop_signals()
@@ -91,13 +98,13 @@ def main(argv: list[str] | None = None) -> int:
         # One core at most: at PyPI's scale these queries read millions of rows, and with
         # parallel workers they took both cores from the master and its database for ~40 s.
         db.conn.execute("SET max_parallel_workers_per_gather = 0")
-        count = write(args.kind, db, args.output)
+        count = write(args.kind, db, args.output, args.public_url)
     except Exception as exc:  # the Scribe logs whatever this says, and tries again later
         log.error("cannot write the %s page: %s", args.kind, exc)
         return 1
     finally:
         db.close()
-    print(f"listed {count} projects")
+    print(f"listed {count} {'URLs' if args.kind == 'sitemap' else 'projects'}")
     return 0
 
 

@@ -21,6 +21,7 @@ _TYPES = (
     (".whl", "application/octet-stream"),
     (".html", "text/html; charset=utf-8"),
     (".json", "application/json"),
+    (".xml", "application/xml"),  # the sitemap
     (".txt", "text/plain; charset=utf-8"),
     (".css", "text/css; charset=utf-8"),
     (".js", "text/javascript; charset=utf-8"),

@@ -5,6 +5,10 @@ The output directory (served as-is by any static web server; see deploy/):
     index.html                          home page, with Big Brother's statistics
     packages.json                       the search index
     search/index.html                   the search page
+    faq/index.html                      the FAQ
+    404.html                            what a missing path gets (with status 404)
+    sitemap.xml                         the sitemap, or past 50,000 URLs the index of
+    sitemap-<n>.xml                       the numbered sitemaps (piwheels.web.sitemap)
     simple/index.html, index.json       the index root (PEP 503 / PEP 691)
     simple/<name>/index.html, .json     one project's files (PEP 503/592/629/691/700/714)
     simple/<name>/<wheel>               the wheels (written by the File Juggler)
@@ -16,6 +20,8 @@ The output directory (served as-is by any static web server; see deploy/):
 """
 
 from __future__ import annotations
+
+NOT_FOUND_PAGE = "404.html"  # the deploy configs name it too
 
 
 def log_path(build_id: int) -> str:

@@ -68,7 +68,8 @@ def _environment() -> jinja2.Environment:
     )
 
 
-def _render(template: str, **context: Any) -> str:
+def render(template: str, **context: Any) -> str:
+    """*template* rendered with *context*, every value escaped."""
     return _environment().get_template(template).render(**context)
 
 
@@ -89,7 +90,7 @@ def project_page(
     """
     name = canonicalize_name(project.name)
     description, truncated = _cap(project.description, MAX_DESCRIPTION)
-    return _render(
+    return render(
         "project.html",
         project=project,
         name=name,
@@ -356,7 +357,7 @@ def home_page(
     """The home page: Big Brother's figures and, when given, the latest builds; *base_url*
     as for :func:`project_page`."""
     disk_used = 1 - stats.disk_free / stats.disk_total if stats.disk_total else 0.0
-    return _render(
+    return render(
         "home.html",
         stats=stats,
         recent=list(recent),
@@ -385,7 +386,7 @@ def home_page(
 
 def search_page() -> str:
     """The search page; static/search.js does the searching, in the browser."""
-    return _render("search.html")
+    return render("search.html")
 
 
 def search_index(entries: Iterable[SearchEntry]) -> bytes:

@@ -3,7 +3,9 @@
 Static files only, GET and HEAD. A directory is answered with its index file, negotiated by the
 ``Accept`` header in the simple index; a log is sent from its ``.gz``, compressed or not as the
 client allows; a file goes whole, as a single byte range, or as 304 Not Modified, by the
-request's conditional headers. Every request answered is reported to the server as a
+request's conditional headers. A path that is not there gets status 404 and the output's
+``404.html`` (as deploy/ has nginx and Apache send it), or a line of text before the master has
+written that. Every request answered is reported to the server as a
 :class:`LoggedRequest`, for tests to assert on.
 """
 
@@ -35,6 +37,7 @@ from piwheels.web.http_headers import (
     negotiate,
     parse_range,
 )
+from piwheels.web.layout import NOT_FOUND_PAGE
 from piwheels.web.request_paths import (
     BadRequest,
     Refused,
@@ -53,6 +56,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("piwheels.web.server")
 
 _SIMPLE_FILES = {TEXT_HTML: "index.html", HTML_V1_TYPE: "index.html", JSON_TYPE: "index.json"}
+# The page is a few kB; anything much larger is not the page the Scribe wrote.
+MAX_NOT_FOUND_PAGE = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -138,17 +143,15 @@ class RequestHandler(BaseHTTPRequestHandler):
             reply = self._choose(segments, trailing)
         except Refused as exc:
             log.warning("refused %s %r from %s: %s", self.command, self.path, self._peer(), exc)
-            self._plain(HTTPStatus.NOT_FOUND, "not found\n", send_body=send_body)
+            self._not_found(send_body=send_body)
             return
         if isinstance(reply, str):  # a redirect to the directory's URL
             self._redirect(reply + suffix, send_body=send_body)
+        elif reply == HTTPStatus.NOT_ACCEPTABLE:
+            body = f"not acceptable; this index offers {', '.join(SIMPLE_TYPES)}\n"
+            self._plain(reply, body, send_body=send_body, vary="Accept")
         elif isinstance(reply, HTTPStatus):
-            body = "not found\n"
-            vary = None
-            if reply == HTTPStatus.NOT_ACCEPTABLE:
-                body = f"not acceptable; this index offers {', '.join(SIMPLE_TYPES)}\n"
-                vary = "Accept"
-            self._plain(reply, body, send_body=send_body, vary=vary)
+            self._not_found(send_body=send_body)
         else:
             self._send_file(reply, send_body=send_body)
 
@@ -203,12 +206,12 @@ class RequestHandler(BaseHTTPRequestHandler):
             fd = os.open(reply.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except OSError as exc:
             log.warning("cannot open %s for %r: %s", reply.path, self.path, exc)
-            self._plain(HTTPStatus.NOT_FOUND, "not found\n", send_body=send_body)
+            self._not_found(send_body=send_body)
             return
         with os.fdopen(fd, "rb") as file:
             info = os.fstat(file.fileno())
             if not stat.S_ISREG(info.st_mode):
-                self._plain(HTTPStatus.NOT_FOUND, "not found\n", send_body=send_body)
+                self._not_found(send_body=send_body)
                 return
             size = info.st_size
             etag = f'"{info.st_ino:x}-{info.st_mtime_ns:x}-{size:x}"'
@@ -321,6 +324,37 @@ class RequestHandler(BaseHTTPRequestHandler):
             send_body=send_body,
             extra={"Location": location, "Cache-Control": PAGE_MAX_AGE},
         )
+
+    def _not_found(self, *, send_body: bool) -> None:
+        """404, with the output's page for it when there is one."""
+        body = self._not_found_page()
+        if body is None:
+            self._plain(HTTPStatus.NOT_FOUND, "not found\n", send_body=send_body)
+            return
+        self._status = HTTPStatus.NOT_FOUND
+        self.send_response(HTTPStatus.NOT_FOUND)
+        self.send_header("Content-Type", content_type(NOT_FOUND_PAGE))
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if send_body:
+            self.wfile.write(body)
+            self._sent = len(body)
+
+    def _not_found_page(self) -> bytes | None:
+        """The output's 404 page (a few kB, so read whole), or None if it has none."""
+        page = resolve_inside(self.server.root, self.server.root / NOT_FOUND_PAGE)
+        if page is None:
+            return None
+        try:
+            # as _send_file opens files: no symlink, no waiting on a FIFO
+            fd = os.open(page, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:
+            return None
+        with os.fdopen(fd, "rb") as file:
+            if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+                return None
+            body = file.read(MAX_NOT_FOUND_PAGE + 1)
+        return body if 0 < len(body) <= MAX_NOT_FOUND_PAGE else None
 
     def _plain(
         self,
