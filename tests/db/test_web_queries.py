@@ -163,3 +163,26 @@ def test_a_version_not_queued_is_not_said_to_wait_for_a_lower_abi(
     assert project is not None
     [only] = project.versions
     assert only.cells["cp311"] == (BuildState.PENDING, "not queued yet", None, None)
+
+
+def test_a_yanked_releases_files_carry_pypis_reason(db: Database) -> None:
+    """PEP 592/691: the uploader's reason reaches the index and pages; none is "" (yanked
+    all the same); a release unyanked loses it."""
+    db.set_project("foo", "Foo", 1, "", "", [version("1.0"), version("2.0")])
+    db.log_build(1, "foo", "1.0", "cp39", built("foo-1.0-cp39-cp39-linux_x86_64.whl"))
+    db.log_build(1, "foo", "2.0", "cp39", built("foo-2.0-cp39-cp39-linux_x86_64.whl"))
+
+    def yanks() -> dict[str, str | None]:
+        project = db.get_project_data("foo")
+        assert project is not None
+        return {v.version: v.files[0].yanked for v in project.versions}
+
+    assert yanks() == {"1.0": None, "2.0": None}
+    reasons = [
+        version("1.0", yanked=True, yanked_reason="broken <b>build</b>"),
+        version("2.0", yanked=True),
+    ]
+    db.set_project("foo", "Foo", 2, "", "", reasons)
+    assert yanks() == {"1.0": "broken <b>build</b>", "2.0": ""}
+    db.set_project("foo", "Foo", 3, "", "", [version("1.0"), version("2.0")])
+    assert yanks() == {"1.0": None, "2.0": None}

@@ -102,6 +102,15 @@ def test_follows_additions_yanks_and_removals(
     assert ("piwtest-pure", "2.0", False, False, True) in versions
     assert ("piwtest-cext", "2.0", False, False, False) in versions  # binary only: not queued
     assert ("piwtest-abi3", "1.0", True, False, True) in versions
+    # with the uploaders' reasons (PEP 592), where they gave one
+    reasons = rows(
+        config.dsn,
+        "SELECT package, version, yanked_reason FROM versions WHERE yanked ORDER BY 1, 2",
+    )
+    assert reasons == [
+        ("piwtest-abi3", "1.0", "bad build"),
+        ("piwtest-pure", "1.1", "broken release, use 1.0"),
+    ]
     assert rows(config.dsn, "SELECT removed FROM packages WHERE package = 'piwtest-broken'") == [
         (True,)
     ]

@@ -207,6 +207,16 @@ def test_project_page_marks_yanked_versions(project: ProjectData) -> None:
     assert "yanked" in Page(files[: files.index("</table>")]).text
 
 
+def test_project_page_gives_pypis_reason_for_a_yank(project: ProjectData) -> None:
+    one = next(v for v in project.versions if v.version == "1.0")
+    said = one._replace(files=[f._replace(yanked="bad <b>build</b>") for f in one.files])
+    versions = [said if v is one else v for v in project.versions]
+    html = pages.project_page(project._replace(versions=versions), apt_dependencies=[])
+    assert "Yanked on PyPI: bad <b>build</b>" in Page(html).text
+    assert "<b>build" not in html  # escaped
+    assert "Yanked on PyPI" not in pages.project_page(project, apt_dependencies=[])
+
+
 def test_every_link_within_the_page_has_its_target(project: ProjectData) -> None:
     """#14: the version links pointed at no element when a version had no files."""
     page = Page(pages.project_page(project, apt_dependencies=[]))

@@ -39,6 +39,7 @@ class ProjectVersion(NamedTuple):
     has_sdist: bool
     yanked: bool
     skip: str  # the follower's reason never to build it ("" = build it)
+    yanked_reason: str | None = None  # PyPI's, where it was yanked with one
 
 
 def abis_key(abis: Iterable[BuildABI]) -> str:
@@ -82,6 +83,7 @@ def project_row(update: ProjectUpdate, abis: Sequence[BuildABI]) -> ProjectRow:
                 "requires_python": v.requires_python,
                 "has_sdist": v.has_sdist,
                 "yanked": v.yanked,
+                "yanked_reason": v.yanked_reason if v.yanked else None,
                 "skip": v.skip,
                 "version_order": orders[v.version][0],
                 "prerelease": orders[v.version][1],

@@ -129,7 +129,9 @@ class ProjectRecords(FarmQueue):
 
     def _record_rows(self, texts: Sequence[str]) -> None:
         # The rows are JSON already: joined, not parsed and dumped again.
-        self.conn.execute("SELECT set_projects(%s::jsonb)", ("[" + ",".join(texts) + "]",))
+        batch = "[" + ",".join(texts) + "]"
+        self.conn.execute("SELECT set_projects(%s::jsonb)", (batch,))
+        self.conn.execute("SELECT set_yank_reasons(%s::jsonb)", (batch,))
 
     def remove_project(self, package: str) -> None:
         self.conn.execute("SELECT remove_project(%s)", (package,))

@@ -75,7 +75,8 @@ def project_data(conn: Conn, package: str) -> ProjectData | None:
         ]
         files = conn.execute(
             "SELECT b.version_id, f.filename, f.filesize, f.filehash, f.requires_python, "
-            "b.built_at, b.abi_tag, v.yanked, ARRAY(SELECT d.dependency FROM dependencies d "
+            "b.built_at, b.abi_tag, CASE WHEN v.yanked THEN coalesce(v.yanked_reason, '') END, "
+            "ARRAY(SELECT d.dependency FROM dependencies d "
             "WHERE d.filename = f.filename AND d.tool = 'apt' ORDER BY 1), "
             "ARRAY(SELECT d.dependency FROM dependencies d "
             "WHERE d.filename = f.filename AND d.tool = 'library' ORDER BY 1) "
@@ -88,8 +89,7 @@ def project_data(conn: Conn, package: str) -> ProjectData | None:
     for build in builds:
         builds_of[build.version_id].append(build)
     files_of: dict[int, list[WheelFile]] = defaultdict(list)
-    for vid, name, size, sha, requires, built_at, abi, yanked, apt, libraries in files:
-        yank = "" if yanked else None
+    for vid, name, size, sha, requires, built_at, abi, yank, apt, libraries in files:
         files_of[vid].append(
             WheelFile(name, size, sha, requires, built_at, yank, None, abi, (*apt,), (*libraries,))
         )

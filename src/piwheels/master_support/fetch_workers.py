@@ -261,6 +261,7 @@ def _row(info: ProjectInfo, abis: list[BuildABI]) -> ProjectRow:
             has_sdist=v.has_sdist,
             yanked=v.yanked,
             skip="" if v.valid else "not a valid PEP 440 version",
+            yanked_reason=v.yanked_reason,
         )
         for v in info.versions
     ]

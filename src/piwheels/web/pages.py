@@ -164,6 +164,9 @@ def _releases(name: str, project: ProjectData) -> Markup:
         number = _h(version.version)
         badge = _YANKED_BADGE if version.yanked else ""
         parts.append(f'<h3 id="{_anchor(version.version, "files")}">{number}{badge}</h3>\n')
+        reason = next((f.yanked for f in version.files if f.yanked), "")
+        if reason:  # the uploader's, from PyPI (PEP 592)
+            parts.append(f'<p class="yanked-reason">Yanked on PyPI: {_h(reason)}</p>\n')
         if version.files:
             parts.append(_FILES_HEAD)
             for file in version.files:
