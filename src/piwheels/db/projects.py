@@ -131,6 +131,9 @@ class ProjectRecords(FarmQueue):
         # The rows are JSON already: joined, not parsed and dumped again.
         batch = "[" + ",".join(texts) + "]"
         self.conn.execute("SELECT set_projects(%s::jsonb)", (batch,))
+        self._set_yank_reasons(batch)
+
+    def _set_yank_reasons(self, batch: str) -> None:
         self.conn.execute("SELECT set_yank_reasons(%s::jsonb)", (batch,))
 
     def remove_project(self, package: str) -> None:
