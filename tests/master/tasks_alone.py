@@ -44,8 +44,10 @@ class TasksAlone:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        tell_tasks(self.control, "QUIT")
-        for task in self.tasks:
+        # as the master stops them: in the reverse of their start order, so that no task is
+        # left waiting on one already gone (a client of the Oracles for its answer)
+        for task in reversed(self.tasks):
+            tell_tasks(self.control, "QUIT", task.name)
             task.join(5.0)
         self.control.close()
         self.inbox.close()
