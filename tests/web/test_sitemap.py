@@ -68,7 +68,10 @@ def test_a_small_site_is_one_list(tmp_path: Path) -> None:
         (f"{BASE}/project/foo/", "2026-11-01T12:00:00+00:00"),
         (f"{BASE}/project/bar-baz/", None),  # no time in the data: no <lastmod>
     ]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["sitemap.xml"]  # no temporary files
+    # no temporary files; and robots.txt, where crawlers look for the sitemap unasked
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["robots.txt", "sitemap.xml"]
+    robots = (tmp_path / "robots.txt").read_text()
+    assert robots.splitlines()[-1] == f"Sitemap: {BASE}/sitemap.xml"
 
 
 def test_lastmod_is_utc_whatever_the_zone(tmp_path: Path) -> None:

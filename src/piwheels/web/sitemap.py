@@ -31,6 +31,7 @@ NAMESPACE = "http://www.sitemaps.org/schemas/sitemap/0.9"
 MAX_URLS = 50_000  # per sitemap file, and sitemap files per index
 MAX_BYTES = 50 * 1024 * 1024  # per file, uncompressed (52,428,800 bytes)
 SITEMAP = "sitemap.xml"
+ROBOTS = "robots.txt"
 # The site's own pages, listed first: the home page, search and the FAQ.
 SITE_PAGES = ("/", "/search/", "/faq/")
 _NUMBERED = re.compile(r"sitemap-([1-9][0-9]*)\.xml")
@@ -92,6 +93,10 @@ def write_sitemap(
     else:
         write_atomic(output / SITEMAP, listing.finish())
     _delete_unlisted(output, len(written))
+    # where crawlers look for the sitemap without being told (sitemaps.org, "Informing search
+    # engine crawlers"); every page may be crawled
+    robots = f"User-agent: *\nAllow: /\n\nSitemap: {base}/{SITEMAP}\n"
+    write_atomic(output / ROBOTS, robots.encode("ascii"))
     return count
 
 
