@@ -13,6 +13,7 @@ from piwheels.cli import rebuild
     [
         (["home"], ("HOME", None), "rebuilding home"),
         (["search"], ("SEARCH", None), "rebuilding search"),
+        (["site"], ("SITE", None), "rebuilding site"),
         (["project", "Foo_Bar"], ("PROJECT", "foo-bar"), "rebuilding project pages of foo-bar"),
         (["both"], ("BOTH", None), "rebuilding both pages of every project"),
     ],

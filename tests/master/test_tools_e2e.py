@@ -132,6 +132,14 @@ def test_remove_and_rebuild(config: MasterConfig, master: MasterThread, tmp_path
     wait_for(index.exists, what="the index page")
     for part in ("home", "search"):
         ok(piw(config, "rebuild", part))
+    # the pages of the whole site, otherwise written only when the master starts
+    site = [config.output_path / name for name in ("faq/index.html", "404.html", "sitemap.xml")]
+    wait_for(lambda: all(path.exists() for path in site), what="the site's pages")
+    for path in site:
+        path.unlink()
+    assert ok(piw(config, "rebuild", "site")) == "rebuilding site\n"
+    wait_for(lambda: all(path.exists() for path in site), what="the site's pages again")
+    failed(piw(config, "rebuild", "site", "piwtest-pure"), 2, "site takes no PACKAGE")
 
     # Not from a terminal and no --yes: refused, nothing changes.
     failed(piw(config, "remove", "piwtest-pure", "1.0"), 2, "without --yes")

@@ -118,3 +118,15 @@ def test_a_long_job_runs_at_most_its_duty_of_the_time(tmp_path: Path) -> None:
     settle(job)
     assert runs(tmp_path) == 2
     assert time.monotonic() - first >= 4 * 0.5
+
+
+def test_an_unspaced_request_does_not_wait_out_the_gap(tmp_path: Path) -> None:
+    """An operator's piw-rebuild: the sitemap's hour between runs is not theirs to wait."""
+    job = counting_job(tmp_path, 0, min_gap=3600)
+    job.request()
+    settle(job)
+    job.request()
+    assert job.wanted and not job.running  # due in an hour
+    job.request(unspaced=True)
+    settle(job)
+    assert runs(tmp_path) == 2

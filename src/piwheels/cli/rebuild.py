@@ -17,11 +17,12 @@ from piwheels.cli.tools import (
 __all__ = ["main"]
 
 # The command-line words for the REBUILD parts of the protocol.
-PARTS = {"home": "HOME", "search": "SEARCH", "project": "PROJECT", "both": "BOTH"}
+PARTS = {"home": "HOME", "search": "SEARCH", "site": "SITE", "project": "PROJECT", "both": "BOTH"}
 
 DESCRIPTION = """\
 Ask the master to rewrite part of the web output: the home page (home), the search index
-(search), a project's page (project), or its page and its package index (both). Without
+(search), the pages of the whole site (site: the FAQ, the 404 page, the index root and the
+sitemap), a project's page (project), or its page and its package index (both). Without
 PACKAGE, project and both rewrite every project's. The master queues the pages and returns at
 once; they are written within seconds. Exit status: 0 queued, 1 the master refused (e.g. no
 such package; its message is printed), 2 bad arguments, 3 the master is not running or did not
@@ -49,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run(args: argparse.Namespace) -> None:
     part = PARTS[args.part]
-    if part in ("HOME", "SEARCH") and args.package is not None:
+    if part in ("HOME", "SEARCH", "SITE") and args.package is not None:
         raise BadInput(f"{args.part} takes no PACKAGE (got {args.package!r})")
     with MasterClient(args.import_queue, args.timeout) as client:
         client.expect_done("REBUILD", (part, args.package))

@@ -247,8 +247,8 @@ class MrChase(Task):
         if part == "HOME":
             stats = with_output_disk(self.db.get_statistics(), self.config.output_path)
             self.pages.send("HOME", stats)
-        elif part == "SEARCH":
-            self.pages.send("SEARCH")
+        elif part in ("SEARCH", "SITE"):
+            self.pages.send(part)
         elif part in ("PROJECT", "BOTH"):
             if package is not None:
                 package = canonicalize_name(package)
@@ -261,7 +261,7 @@ class MrChase(Task):
                 self.pages.project(name, index=part == "BOTH")
             self.log.info("asked for %s pages of %d packages", part.lower(), len(names))
         else:
-            raise Refused(f"cannot rebuild {part!r}: say HOME, SEARCH, PROJECT or BOTH")
+            raise Refused(f"cannot rebuild {part!r}: say HOME, SEARCH, SITE, PROJECT or BOTH")
         return "DONE", NO_DATA
 
     def do_add(self, _: bytes, data: AddRequest) -> Reply:

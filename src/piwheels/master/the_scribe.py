@@ -168,6 +168,10 @@ class TheScribe(Task):
             self._forward(WriterJob(action, data))
         elif action == "HOME":
             self._attempt("the home page", self.write_home, data)
+        elif action == "SITE":  # an operator's piw-rebuild: at once
+            self._attempt("the FAQ and the 404 page", self.write_site_pages)
+            self.root.request(unspaced=True)
+            self.sitemap.request(unspaced=True)
         else:  # SEARCH
             self.search.request()
 

@@ -69,7 +69,7 @@ class TheSecretary(Task):
         if saved:
             self.log.info("redoing %d page requests saved at the last stop", len(saved))
         for action, package in saved:
-            self.hold(action, package or None, NO_DATA if action == "SEARCH" else package)
+            self.hold(action, package or None, NO_DATA if action in ("SEARCH", "SITE") else package)
         self.hold_stale_indexes()
 
     def hold_stale_indexes(self) -> None:

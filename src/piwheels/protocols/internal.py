@@ -129,6 +129,7 @@ web = Protocol(
         "PROJECT": Str,
         "HOME": STATISTICS,
         "SEARCH": None,
+        "SITE": None,  # the pages of the whole site: the FAQ, the 404 page, the root, the sitemap
     },
 )
 

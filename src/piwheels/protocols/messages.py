@@ -61,7 +61,8 @@ class RemoveRequest(NamedTuple):
 
 
 class RebuildRequest(NamedTuple):
-    """REBUILD: pages to write again: HOME, SEARCH, PROJECT or BOTH (of one package or all)."""
+    """REBUILD: pages to write again: HOME, SEARCH, SITE, PROJECT or BOTH (of one package or
+    all)."""
 
     part: str
     package: str | None
