@@ -17,6 +17,7 @@ import contextlib
 import hashlib
 import os
 import stat
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +29,9 @@ from zmq.utils import z85
 PUBLIC_SUFFIX = ".key"
 SECRET_SUFFIX = ".key_secret"  # noqa: S105 (a file name, not a secret)
 KEY_LENGTH = 40  # a 32-byte key in Z85
+# A directory's mtime moves in the kernel's clock ticks (a few ms), so a change within the tick
+# of the last read leaves it as it was: until it is this old, the directory is read every time.
+RACY_NS = 1_000_000_000
 
 
 class KeyFileError(ValueError):
@@ -110,8 +114,9 @@ class TrustedKey:
 class TrustedKeys:
     """The master's trusted builders: one certificate file per key in *directory*.
 
-    :meth:`is_trusted` reads the directory again whenever it changed (its mtime), so a key
-    added or revoked by ``piw-trust`` counts at the next message, without a restart.
+    :meth:`is_trusted` reads the directory again whenever it changed (its mtime, and always
+    while that is recent: see RACY_NS), so a key added or revoked by ``piw-trust`` counts at
+    the next message, without a restart.
     """
 
     def __init__(self, directory: Path) -> None:
@@ -133,7 +138,7 @@ class TrustedKeys:
             "#   piwheels: a trusted builder's public key (piw-trust add)\n"
             "metadata\n"
             f'    label = "{label.replace(chr(34), chr(39))}"\n'
-            f'    added = "{datetime.now(UTC).isoformat(timespec="seconds")}"\n'
+            f'    added = "{datetime.now(UTC).isoformat()}"\n'
             "curve\n"
             f'    public-key = "{public.decode("ascii")}"\n'
         )
@@ -157,7 +162,7 @@ class TrustedKeys:
         if not self.directory.is_dir():
             return []
         found = [self._read(p) for p in sorted(self.directory.glob(f"*{PUBLIC_SUFFIX}"))]
-        return sorted(found, key=lambda key: key.added)
+        return sorted(found, key=lambda key: (key.added, key.fingerprint))
 
     def _read(self, path: Path) -> TrustedKey:
         public, _ = zmq.auth.load_certificate(path)
@@ -177,7 +182,7 @@ class TrustedKeys:
             seen = self.directory.stat().st_mtime_ns
         except FileNotFoundError:
             seen = -1
-        if seen != self._seen:
+        if seen != self._seen or time.time_ns() - seen < RACY_NS:
             self._seen = seen
             self._keys = {key.public: key for key in self.list()}
         return self._keys.get(public)
