@@ -80,10 +80,8 @@ def encode(protocol: Protocol, action: str, data: Any = NO_DATA) -> bytes:
         spec.validate(data, action)
     except ShapeError as exc:
         raise ProtocolError(f"{protocol.name}: refusing to send {exc}") from None
-    # a record's fields travel after the action (but for the original's "nested" framing),
-    # any other value as the one field
-    if isinstance(spec, Record) and protocol.framing == "flat":
-        return _encode_message((action, *data))
+    # a record sent flat took the fast path above: anything else travels as the one field
+    # (a record too, in the original's "nested" framing)
     return _encode_message((action, data))
 
 
