@@ -15,8 +15,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
-import os
-import stat
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,6 +23,8 @@ from pathlib import Path
 import zmq
 import zmq.auth
 from zmq.utils import z85
+
+from piwheels.private_dirs import OTHERS, private_directory_problem
 
 PUBLIC_SUFFIX = ".key"
 SECRET_SUFFIX = ".key_secret"  # noqa: S105 (a file name, not a secret)
@@ -55,12 +55,9 @@ def fingerprint(public: bytes) -> str:
 
 
 def _private_directory(directory: Path) -> None:
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    info = directory.lstat()
-    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid():
-        raise KeyFileError(f"{directory} is not a directory of this user's")
-    if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise KeyFileError(f"{directory} is open to other users: chmod 700 it")
+    problem = private_directory_problem(directory)
+    if problem is not None:
+        raise KeyFileError(f"{directory} {problem}: keys need a directory only you can enter")
 
 
 def key_pair(directory: Path, name: str) -> tuple[KeyPair, bool]:
@@ -75,7 +72,7 @@ def key_pair(directory: Path, name: str) -> tuple[KeyPair, bool]:
     if made:
         zmq.auth.create_certificates(directory, name)
     secret_file.chmod(0o600)
-    if secret_file.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+    if secret_file.stat().st_mode & OTHERS:
         raise KeyFileError(f"{secret_file} is readable by other users")
     public, secret = zmq.auth.load_certificate(secret_file)
     if secret is None:

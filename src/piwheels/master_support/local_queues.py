@@ -12,14 +12,10 @@ else. An operator's tools and monitor run as that user (``sudo -u piwheels piw-m
 
 from __future__ import annotations
 
-import os
-import stat
 from pathlib import Path
 
 from piwheels.master_support.config import MasterConfig
-
-# Bits of a directory's mode that let users other than its owner in.
-OTHERS = stat.S_IRWXG | stat.S_IRWXO
+from piwheels.private_dirs import private_directory_problem
 
 
 def local_addresses(config: MasterConfig) -> dict[str, str]:
@@ -43,22 +39,13 @@ def socket_directory_problem(address: str) -> str | None:
     if address.startswith("ipc://@"):
         return f"{address} is an abstract socket, which any local user can connect to"
     directory = Path(address.removeprefix("ipc://")).parent
-    try:
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        info = directory.lstat()
-    except OSError as exc:
-        return f"cannot make the directory of {address}: {exc}"
-    if not stat.S_ISDIR(info.st_mode):
-        return f"{directory} (of {address}) is not a directory"
-    if info.st_uid != os.geteuid():
-        return f"{directory} (of {address}) belongs to another user (uid {info.st_uid})"
-    if info.st_mode & OTHERS:
-        return (
-            f"{directory} (of {address}) is open to other users "
-            f"(mode {stat.S_IMODE(info.st_mode):o}): give the local queues a directory of "
-            "their own that only this user can enter (chmod 700)"
-        )
-    return None
+    problem = private_directory_problem(directory)
+    if problem is None:
+        return None
+    return (
+        f"{directory} (of {address}) {problem}: give the local queues a directory of their "
+        "own that only this user can enter (chmod 700)"
+    )
 
 
 def local_queue_problem(config: MasterConfig) -> str | None:
