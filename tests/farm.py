@@ -26,6 +26,14 @@ import zmq
 
 from piwheels import protocols
 from piwheels.abis import sorted_abis
+from piwheels.builder_keys import (
+    MASTER_KEY,
+    SLAVE_KEY,
+    TRUSTED,
+    ClientKeys,
+    TrustedKeys,
+    key_pair,
+)
 from piwheels.db.database import Database
 from piwheels.master import PiwMaster
 from piwheels.master_support.config import MasterConfig
@@ -108,8 +116,32 @@ def make_config(
         root_interval=1.0,
         slave_timeout=timedelta(seconds=30),
         min_free_space=1 << 20,
+        key_dir=work / "keys",
     )
-    return replace(config, **overrides)
+    config = replace(config, **overrides)
+    if config.key_dir is not None:  # as piw-master makes it at its first start
+        key_pair(config.key_dir, MASTER_KEY)
+    return config
+
+
+def builder_keys(
+    config: MasterConfig,
+    label: str = "builder",
+    *,
+    trusted: bool = True,
+    directory: Path | None = None,
+) -> ClientKeys | None:
+    """A new builder key pair (in *directory*, by default a new one) for a slave of *config*'s
+    master, trusted there unless not *trusted* (as ``piw-trust add`` would), with the master's
+    public key; None for a master without keys."""
+    if config.key_dir is None:
+        return None
+    master, _ = key_pair(config.key_dir, MASTER_KEY, make=False)
+    directory = directory or config.key_dir.parent / f"builder-keys-{time.monotonic_ns()}"
+    pair, _ = key_pair(directory, SLAVE_KEY)
+    if trusted:
+        TrustedKeys(config.key_dir / TRUSTED).add(pair.public, label)
+    return ClientKeys(pair, master.public)
 
 
 class MasterThread:
@@ -170,6 +202,13 @@ class MasterProcess:
                 for option in ("slave", "file", "control", "status", "import")
                 for arg in (f"--{option}-queue", getattr(config, f"{option}_queue"))
             ),
+            *(["--key-dir", str(config.key_dir)] if config.key_dir else []),
+            *(
+                arg
+                for option in ("slave", "file")
+                if (address := getattr(config, f"insecure_{option}_queue"))
+                for arg in (f"--insecure-{option}-queue", address)
+            ),
             *extra,
         ]
         self.log = self.log_path.open("w")
@@ -207,8 +246,12 @@ class SlaveProcess:
         work: Path,
         *extra: str,
         work_root: Path | None = None,
+        trusted: bool = True,
     ) -> None:
         name = f"slave-{python.parent.parent.name}-{time.monotonic_ns()}"
+        # its key pair, trusted by the master (unless not *trusted*), as an operator would
+        self.key_dir = work / f"{name}-keys"
+        self.keys = builder_keys(config, name, trusted=trusted, directory=self.key_dir)
         self.log_path = work / f"{name}.log"
         # each slave holds its own directory (another slave's is refused)
         self.work_root = work_root or work / name
@@ -231,10 +274,16 @@ class SlaveProcess:
             "-v",
             # CI and these machines run tests as root; a real slave refuses root without this
             *(["--allow-root"] if os.geteuid() == 0 else []),
+            *self.key_options(config),
             *extra,
         ]
         self.log = self.log_path.open("w")
         self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT)
+
+    def key_options(self, config: MasterConfig) -> list[str]:
+        if self.keys is None:
+            return ["--insecure"]
+        return ["--key-dir", str(self.key_dir), "--master-key", self.keys.master.decode()]
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -270,6 +319,8 @@ class ScriptedSlave:
         *,
         kind: int = zmq.REQ,  # a DEALER may break the protocol as a REQ cannot
         routing_id: bytes | None = None,  # as our slaves give their request and file sockets
+        trusted: bool = True,  # whether the master trusts its key (if the master has keys)
+        keys: ClientKeys | None = None,  # other keys than a new builder's of its own
     ) -> None:
         self.config = config
         self.context: zmq.Context[Any] = zmq.Context()
@@ -277,6 +328,9 @@ class ScriptedSlave:
         self.routing_id = routing_id
         if routing_id is not None:
             self.sock.zsock.setsockopt(zmq.ROUTING_ID, routing_id)
+        self.keys = keys or builder_keys(config, label, trusted=trusted)
+        if self.keys is not None:
+            self.keys.secure(self.sock.zsock)
         self.sock.connect(config.slave_queue)
         self.abi = abi
         self.label = label
@@ -329,12 +383,18 @@ class ScriptedSlave:
             time.sleep(0.2)
         raise AssertionError("no BUILD within the time allowed")
 
-    def send_file(self, content: bytes, *, corrupt_first_chunk: bool = False) -> str:
-        """Answer the File Juggler's FETCHes with *content*; return how the transfer ended."""
+    def file_socket(self) -> Socket:
+        """A connection to the File Juggler, as this slave's own (its routing id and key)."""
         sock = Socket(zmq.DEALER, reversed(protocols.file_juggler), context=self.context)
         if self.routing_id is not None:
             sock.zsock.setsockopt(zmq.ROUTING_ID, self.routing_id)
-        sock.connect(self.config.file_queue)
+        if self.keys is not None:
+            self.keys.secure(sock.zsock)
+        return sock.connect(self.config.file_queue)
+
+    def send_file(self, content: bytes, *, corrupt_first_chunk: bool = False) -> str:
+        """Answer the File Juggler's FETCHes with *content*; return how the transfer ended."""
+        sock = self.file_socket()
         try:
             sock.send("HELLO", self.slave_id)
             corrupt = corrupt_first_chunk

@@ -15,10 +15,13 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import logging
+import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import zmq
 import zmq.auth
@@ -26,6 +29,11 @@ from zmq.utils import z85
 
 from piwheels.private_dirs import OTHERS, private_directory_problem
 
+log = logging.getLogger(__name__)
+
+MASTER_KEY = "master"  # the master's key pair: KEY_DIR/master.key and master.key_secret
+SLAVE_KEY = "slave"  # a slave's, in its own key directory
+TRUSTED = "trusted"  # the master's trusted builders' public keys: KEY_DIR/trusted/
 PUBLIC_SUFFIX = ".key"
 SECRET_SUFFIX = ".key_secret"  # noqa: S105 (a file name, not a secret)
 KEY_LENGTH = 40  # a 32-byte key in Z85
@@ -48,6 +56,31 @@ class KeyPair:
         return fingerprint(self.public)
 
 
+def serve_securely(zsock: zmq.Socket[Any], pair: KeyPair) -> None:
+    """Make *zsock* (before it binds) a CurveZMQ server with the key pair *pair*: every
+    connection is encrypted, and its client's public key is checked by the context's ZAP
+    handler and carried by each message (its ``User-Id``)."""
+    zsock.curve_server = True
+    zsock.curve_secretkey = pair.secret
+    zsock.curve_publickey = pair.public
+
+
+@dataclass(frozen=True)
+class ClientKeys:
+    """What a builder (or piw-import) connects to the master's builder queues with: its own
+    key pair, and the master's public key."""
+
+    pair: KeyPair
+    master: bytes
+
+    def secure(self, zsock: zmq.Socket[Any]) -> None:
+        """Make *zsock* (before it connects) a CurveZMQ client that talks only to a server
+        proving it holds the master's secret key, and proves it holds this pair's."""
+        zsock.curve_secretkey = self.pair.secret
+        zsock.curve_publickey = self.pair.public
+        zsock.curve_serverkey = self.master
+
+
 def fingerprint(public: bytes) -> str:
     """The key's name for people: ``SHA256:`` and the base64 of the SHA-256 of the raw key."""
     digest = hashlib.sha256(z85.decode(public)).digest()
@@ -60,14 +93,17 @@ def _private_directory(directory: Path) -> None:
         raise KeyFileError(f"{directory} {problem}: keys need a directory only you can enter")
 
 
-def key_pair(directory: Path, name: str) -> tuple[KeyPair, bool]:
-    """The key pair *name* in *directory*, made there if it has none; and whether it was made.
+def key_pair(directory: Path, name: str, *, make: bool = True) -> tuple[KeyPair, bool]:
+    """The key pair *name* in *directory*, made there if it has none (and *make*); and whether
+    it was made.
 
     The directory is made (or must be) this user's alone, so the secret file, which ZeroMQ
     writes under the umask, is never readable by anyone else, even before it is chmod 600.
     """
-    _private_directory(directory)
     secret_file = directory / f"{name}{SECRET_SUFFIX}"
+    if not make and not secret_file.exists():
+        raise KeyFileError(f"no key pair {name!r} in {directory}")
+    _private_directory(directory)
     made = not secret_file.exists()
     if made:
         zmq.auth.create_certificates(directory, name)
@@ -121,6 +157,7 @@ class TrustedKeys:
         self.revoked_directory = directory / "revoked"
         self._seen: int | None = None
         self._keys: dict[bytes, TrustedKey] = {}
+        self._lock = threading.Lock()  # the ZAP handler's thread and the tasks' ask at once
 
     @staticmethod
     def _file_name(public: bytes) -> str:
@@ -158,7 +195,13 @@ class TrustedKeys:
     def list(self) -> list[TrustedKey]:
         if not self.directory.is_dir():
             return []
-        found = [self._read(p) for p in sorted(self.directory.glob(f"*{PUBLIC_SUFFIX}"))]
+        found = []
+        for path in sorted(self.directory.glob(f"*{PUBLIC_SUFFIX}")):
+            try:
+                found.append(self._read(path))
+            except (OSError, ValueError) as exc:  # revoked meanwhile, or not a key file
+                if path.exists():
+                    log.warning("%s is not a trusted key, skipped: %s", path, exc)
         return sorted(found, key=lambda key: (key.added, key.fingerprint))
 
     def _read(self, path: Path) -> TrustedKey:
@@ -179,7 +222,8 @@ class TrustedKeys:
             seen = self.directory.stat().st_mtime_ns
         except FileNotFoundError:
             seen = -1
-        if seen != self._seen or time.time_ns() - seen < RACY_NS:
-            self._seen = seen
-            self._keys = {key.public: key for key in self.list()}
-        return self._keys.get(public)
+        with self._lock:
+            if seen != self._seen or time.time_ns() - seen < RACY_NS:
+                self._keys = {key.public: key for key in self.list()}
+                self._seen = seen
+            return self._keys.get(public)

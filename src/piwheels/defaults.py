@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import pwd
+from pathlib import Path
 
 
 def _user() -> str:
@@ -30,3 +31,14 @@ IMPORT_QUEUE = f"ipc://{SOCKET_DIR}/import"
 PYPI_SIMPLE = "https://pypi.org/simple/"
 PYPI_JSON = "https://pypi.org/pypi"
 PUBLIC_URL = "http://127.0.0.1:8080"  # what scripts/farm serves
+
+
+def data_dir() -> Path:
+    """Where piw-master keeps its embedded database, output and keys unless told otherwise."""
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "piwheels"
+
+
+def key_dir() -> Path:
+    """The master's key pair and trusted builders' keys, by default (piw-master --key-dir)."""
+    return data_dir() / "keys"

@@ -17,6 +17,7 @@ from typing import Any, BinaryIO
 import zmq
 
 from piwheels import protocols
+from piwheels.builder_keys import ClientKeys
 from piwheels.heap import serve_from_heap
 from piwheels.message_codec import ProtocolError
 from piwheels.transport import Socket
@@ -43,6 +44,7 @@ def send_file(
     check_stop: Callable[[], None] = lambda: None,
     on_chunk: Callable[[int, int], None] | None = None,
     routing_id: bytes | None = None,
+    keys: ClientKeys | None = None,
 ) -> bool:
     """Serve the File Juggler at *address* the FETCHes for *wheel* until it says DONE.
 
@@ -51,13 +53,16 @@ def send_file(
     that knows whether the file arrived and asks again if not. *check_stop* is called between
     waits and may raise to abandon the transfer; *on_chunk* hears ``(offset, length)`` of each
     CHUNK sent (a repeated FETCH is reported again). *routing_id* is the one the sender's
-    request socket has: the File Juggler takes the file only from that sender's connection.
+    request socket has: the File Juggler takes the file only from that sender's connection;
+    with *keys*, the connection is a CurveZMQ one, as the sender's requests are.
     """
     with Socket(zmq.DEALER, reversed(protocols.file_juggler), context=context) as sock:
         # The master may be named by an IPv6 address or a name that resolves to one.
         sock.zsock.setsockopt(zmq.IPV6, 1)
         if routing_id is not None:
             sock.zsock.setsockopt(zmq.ROUTING_ID, routing_id)
+        if keys is not None:
+            keys.secure(sock.zsock)
         sock.connect(address)
         sock.send("HELLO", slave_id)
         deadline = clock() + timeout

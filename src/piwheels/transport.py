@@ -70,6 +70,24 @@ def recv_at_most(
     return frames, count
 
 
+class UntrustedPeer(ProtocolError):
+    """A message on a CurveZMQ server from a key it does not (or no longer) admit: refused
+    before a byte of it is decoded. ``key`` is the one it came with ("" if none)."""
+
+    def __init__(self, address: bytes, key: str) -> None:
+        super().__init__("its key is not trusted", address)
+        self.key = key
+
+
+def _peer_key(frame: zmq.Frame) -> str:
+    """The public key (Z85) of the CurveZMQ client *frame* came from, as the ZAP handler
+    admitted it; "" where there is none (a plain connection, or no ZAP handler)."""
+    try:
+        return str(frame.get("User-Id"))
+    except zmq.ZMQError:
+        return ""
+
+
 def _peer_address(frame: zmq.Frame) -> str:
     """The IP address *frame* came from; "" where it came by ipc:// (which libzmq describes
     with the peer's credentials) or inproc://."""
@@ -101,7 +119,9 @@ class Socket:
     ROUTER sockets prefix every message with the peer's address; :meth:`send_to` and
     :meth:`recv_from` handle that frame, :meth:`send` and :meth:`recv` the rest. With
     *peer_addresses*, :meth:`recv_from` also notes the sender's IP address in ``peer`` ("" where
-    there is none, as over ipc://), for the log and to tell one host's connections apart.
+    there is none, as over ipc://), for the log and to tell one host's connections apart; with
+    *peer_keys*, the sender's public key in ``peer_key`` (a CurveZMQ server's: see
+    :mod:`piwheels.builder_keys`).
 
     A ROUTER may hear several dialects of its protocol (the spec's and the original
     piwheels'): :meth:`recv_from` is told which each peer may speak, and notes in ``spoken`` the
@@ -116,6 +136,7 @@ class Socket:
         context: zmq.Context[Any] | None = None,
         max_message_size: int | None = None,
         peer_addresses: bool = False,
+        peer_keys: bool = False,
     ) -> None:
         self.protocol = protocol
         self.zsock: zmq.Socket[Any] = (context or zmq.Context.instance()).socket(kind)
@@ -126,6 +147,8 @@ class Socket:
             self.zsock.setsockopt(zmq.MAXMSGSIZE, max_message_size)
         self.peer_addresses = peer_addresses
         self.peer = ""
+        self.peer_keys = peer_keys
+        self.peer_key = ""
         self.spoken = protocol
 
     def bind(self, address: str) -> Self:
@@ -202,6 +225,7 @@ class Socket:
         copy: bool = True,
         dialects: Sequence[Protocol] = (),
         speaks: Callable[[bytes], Protocol | None] | None = None,
+        admits: Callable[[str], bool] | None = None,
     ) -> tuple[bytes, str, Any]:
         """Receive from a ROUTER: ``(address, action, data)``.
 
@@ -210,19 +234,24 @@ class Socket:
         byte string that ends a message is a memoryview into it (see :func:`decode_frame`).
         *dialects* are the protocols a peer may speak, tried in order (by default the socket's
         own), and *speaks* gives the one a peer at an address is known to speak (None where it
-        is not known); the one that decoded the message is then ``spoken``.
+        is not known); the one that decoded the message is then ``spoken``. A message whose
+        key *admits* refuses raises :class:`UntrustedPeer`, undecoded.
         """
         candidates = dialects or (self.protocol,)
         keep = 4 if any(p.framing == "frames" for p in candidates) else 3
-        if copy and not self.peer_addresses:
+        if copy and not self.peer_addresses and not self.peer_keys:
             frames, count = recv_at_most(self.zsock, keep)
         else:
             parts, count = recv_at_most(self.zsock, keep, copy=False)
             if self.peer_addresses:
                 self.peer = _peer_address(parts[0])
+            if self.peer_keys:  # the routing id's frame is libzmq's own: it carries no key
+                self.peer_key = _peer_key(parts[-1])
             frames = [part.bytes for part in parts[:-1]]
             frames.append(parts[-1].bytes if copy else parts[-1].buffer)
         address = bytes(frames[0])
+        if admits is not None and not admits(self.peer_key):
+            raise UntrustedPeer(address, self.peer_key)
         if speaks is not None and (known := speaks(address)) is not None:
             candidates = (known,)
         # the spec's envelope has an empty delimiter; the original's file queue has none

@@ -39,12 +39,19 @@ class Farm:
         self.wheels = tmp_path / "wheels"
         self.wheels.mkdir()
         self.master_options = ["--import-queue", config.import_queue, "--timeout", "20"]
+        self.key_options = ["--key-dir", str(config.key_dir)]
         self.options = ["--dsn", config.dsn, "-o", str(self.www), *self.master_options]
 
     def publish(self, package: str, version: str) -> Path:
         assert add.main([package, version, *self.master_options]) == 0
         wheel = write_wheel(self.wheels, package, version, payload=os.urandom(2000))
-        argv = [str(wheel), "--file-queue", self.config.file_queue, *self.master_options]
+        argv = [
+            str(wheel),
+            "--file-queue",
+            self.config.file_queue,
+            *self.key_options,
+            *self.master_options,
+        ]
         assert importer.main(argv) == 0
         return self.simple / package / wheel.name
 

@@ -34,7 +34,7 @@ def test_import_sends_the_build_then_each_file_the_master_asks_for(master, tmp_p
         importer.main,
         [
             *(str(pure), str(cext), "--abi", "cp311", "--delete"),
-            *("--file-queue", master.file_queue, *master.options()),
+            *(*master.import_options(), *master.options()),
         ],
     )
 
@@ -103,7 +103,9 @@ def test_import_makes_one_build_per_project_version(master, tmp_path, capsys):
         # PyPI knows the version as the author spelt it in METADATA, not as the filename has it
         write_wheel(tmp_path, "foo", "2.0.post1", meta_version="2.0-1"),
     ]
-    tool = ToolThread(importer.main, [*map(str, wheels), *master.options()])
+    tool = ToolThread(
+        importer.main, [*map(str, wheels), *master.import_options(), *master.options()]
+    )
     for project, version, files in (
         ("foo", "1.0", [wheels[0].name, wheels[2].name]),
         ("bar", "2.0", [wheels[1].name]),
@@ -123,14 +125,22 @@ def test_import_overrides_must_agree_with_the_wheels(master, tmp_path, capsys):
     wheel = write_wheel(tmp_path, "foo-bar", "1.0")
     tool = ToolThread(
         importer.main,
-        [str(wheel), "--package", "Foo.Bar", "--version", "1.0.0", *master.options()],
+        [
+            str(wheel),
+            "--package",
+            "Foo.Bar",
+            "--version",
+            "1.0.0",
+            *master.import_options(),
+            *master.options(),
+        ],
     )
     assert master.expect("IMPORT")[1:3] == ("foo-bar", "1.0.0")
     master.reply("DONE")
     assert tool.join() == 0
 
     for override in (["--package", "foo"], ["--version", "1.1"], ["--package", "not valid!"]):
-        status = importer.main([str(wheel), *override, *master.options()])
+        status = importer.main([str(wheel), *override, *master.import_options(), *master.options()])
         assert status == 2, override
         assert override[1] in capsys.readouterr().err
     assert master.heard_nothing()
@@ -154,7 +164,7 @@ def test_import_reports_every_bad_wheel_and_sends_nothing(master, tmp_path, caps
         tmp_path / "gone-1.0-py3-none-any.whl": "no such file",
         tmp_path: "not a file",
     }
-    status = importer.main([str(good), *map(str, bad), *master.options()])
+    status = importer.main([str(good), *map(str, bad), *master.import_options(), *master.options()])
     assert status == 2
     err = capsys.readouterr().err
     assert "nothing was imported" in err
@@ -166,7 +176,9 @@ def test_import_reports_every_bad_wheel_and_sends_nothing(master, tmp_path, caps
 
 def test_import_refused_by_the_master_exits_1_and_keeps_the_wheels(master, tmp_path, capsys):
     wheel = write_wheel(tmp_path, "foo", "1.0")
-    tool = ToolThread(importer.main, [str(wheel), "--delete", *master.options()])
+    tool = ToolThread(
+        importer.main, [str(wheel), "--delete", *master.import_options(), *master.options()]
+    )
     master.expect("IMPORT")
     master.reply("ERROR", "no such version: foo 1.0 (piw-add it first)")
     assert tool.join() == 1
@@ -180,7 +192,7 @@ def test_import_says_sent_when_the_file_juggler_is_silent(master, tmp_path, caps
     wheel = write_wheel(tmp_path, "foo", "1.0")
     tool = ToolThread(
         importer.main,
-        [str(wheel), "--file-queue", master.file_queue, *master.options(timeout=0.5)],
+        [str(wheel), *master.import_options(), *master.options(timeout=0.5)],
     )
     master.expect("IMPORT")
     master.reply("SEND", wheel.name)
@@ -195,17 +207,13 @@ def test_import_says_sent_when_the_file_juggler_is_silent(master, tmp_path, caps
 
 def test_import_gives_up_on_a_master_that_asks_forever(master, tmp_path, capsys):
     wheel = write_wheel(tmp_path, "foo", "1.0")
-    tool = ToolThread(
-        importer.main, [str(wheel), "--file-queue", master.file_queue, *master.options()]
-    )
+    tool = ToolThread(importer.main, [str(wheel), *master.import_options(), *master.options()])
     master.expect("IMPORT")
     master.reply("SEND", "other-1.0-py3-none-any.whl")
     assert tool.join() == 1
     assert "not in this import" in capsys.readouterr().err
 
-    tool = ToolThread(
-        importer.main, [str(wheel), "--file-queue", master.file_queue, *master.options()]
-    )
+    tool = ToolThread(importer.main, [str(wheel), *master.import_options(), *master.options()])
     master.expect("IMPORT")
     for _ in range(importer.MAX_SENDS):
         master.reply("SEND", wheel.name)

@@ -125,7 +125,7 @@ def test_console_scripts_as_processes(master, tmp_path):
 
     wheel = write_wheel(tmp_path, "foo", "1.0", payload=os.urandom(3 << 20))
     process = subprocess.Popen(
-        [BIN / "piw-import", wheel, "--file-queue", master.file_queue, *master.options()],
+        [BIN / "piw-import", wheel, *master.import_options(), *master.options()],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -18,6 +18,7 @@ from typing import Any
 import zmq
 
 from piwheels import protocols
+from piwheels.builder_keys import MASTER_KEY, key_pair, serve_securely
 from piwheels.protocols import NO_DATA
 from piwheels.transport import Socket
 
@@ -35,9 +36,16 @@ class FakeMaster:
         self.chase = Socket(zmq.ROUTER, protocols.mr_chase, context=context)
         self.chase.bind(self.import_queue)
         self.juggler = Socket(zmq.ROUTER, protocols.file_juggler, context=context)
+        # as the master's: a CurveZMQ server with the master's key, which piw-import reads
+        self.key_dir = directory / "keys"
+        serve_securely(self.juggler.zsock, key_pair(self.key_dir, MASTER_KEY)[0])
         self.juggler.bind(self.file_queue)
         self.address = b""
         self.file_address = b""
+
+    def import_options(self) -> list[str]:
+        """piw-import's options for where it sends files, and with which key."""
+        return ["--file-queue", self.file_queue, "--key-dir", str(self.key_dir)]
 
     def options(self, timeout: float = WAIT) -> list[str]:
         return ["--import-queue", self.import_queue, "--timeout", str(timeout)]

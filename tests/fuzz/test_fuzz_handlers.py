@@ -94,7 +94,10 @@ def barrage(examples: int) -> settings:
 
 @pytest.fixture
 def config(master_dsn: str, tmp_path: Path, pypi_index: LocalPyPI) -> MasterConfig:
-    return configure(master_dsn, tmp_path, pypi_index, ["cp39", "cp311"], packages=["piwtest-pure"])
+    # plain builder queues, as an insecure queue is: anyone reaches the decoders there
+    return configure(
+        master_dsn, tmp_path, pypi_index, ["cp39", "cp311"], packages=["piwtest-pure"], key_dir=None
+    )
 
 
 class FuzzedThread(MasterThread):

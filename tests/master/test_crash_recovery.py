@@ -12,7 +12,6 @@ from pathlib import Path
 
 import psycopg
 import pytest
-import zmq
 
 from farm import (
     MasterProcess,
@@ -25,10 +24,8 @@ from farm import (
     rows,
     wait_for,
 )
-from piwheels import protocols
 from piwheels.db.embedded.cluster import EmbeddedPostgres
 from piwheels.master_support.config import MasterConfig
-from piwheels.transport import Socket
 from piwheels.web.layout import log_path
 from pypi_index import LocalPyPI
 
@@ -106,8 +103,7 @@ def test_a_transfer_cut_by_a_kill_leaves_nothing_behind(
         slave.hello()
         slave.wait_for_build()
         assert slave.request("BUILT", build_result(file_state(WHEEL, content)))[0] == "SEND"
-        sender = Socket(zmq.DEALER, reversed(protocols.file_juggler), context=slave.context)
-        sender.connect(config.file_queue)
+        sender = slave.file_socket()
         sender.send("HELLO", slave.slave_id)
         assert sender.poll(10_000)
         _, (offset, length) = sender.recv()

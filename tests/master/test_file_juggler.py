@@ -33,9 +33,9 @@ def juggler(tmp_path: Path) -> Iterator[FileJuggler]:
 
 def receive_all(juggler: FileJuggler, state: FileState, content: bytes) -> Transfer:
     """EXPECT a file from slave 1 and take in all of *content* as if the slave sent it."""
-    juggler.expect(1, "piwtest-pure", state, b"\0slave", "")
+    juggler.expect(1, "piwtest-pure", state, b"\0slave", "", "")
     transfer = juggler.transfers[1]
-    transfer.address = b"slave-1"  # FETCH and DONE go to a peer that is not there: dropped
+    transfer.address = b"\0slave-1"  # queue 0; FETCH and DONE go to a peer not there: dropped
     juggler.by_address[transfer.address] = transfer
     juggler.fill_window(transfer)
     for offset in range(0, len(content), CHUNK_SIZE):
@@ -83,9 +83,9 @@ def test_a_transfer_forgotten_while_storing_leaves_nothing(juggler: FileJuggler)
 
 def test_chunks_in_any_order_are_hashed_from_the_disk(juggler: FileJuggler) -> None:
     state = file_state(WHEEL, CONTENT)
-    juggler.expect(1, "piwtest-pure", state, b"\0slave", "")
+    juggler.expect(1, "piwtest-pure", state, b"\0slave", "", "")
     transfer = juggler.transfers[1]
-    transfer.address = b"slave-1"
+    transfer.address = b"\0slave-1"
     juggler.by_address[transfer.address] = transfer
     juggler.fill_window(transfer)
     offsets = list(range(0, len(CONTENT), CHUNK_SIZE))
@@ -99,9 +99,9 @@ def test_chunks_in_any_order_are_hashed_from_the_disk(juggler: FileJuggler) -> N
 def test_a_big_file_is_fetched_no_faster_than_it_is_hashed(juggler: FileJuggler) -> None:
     """What the master holds of a transfer is bounded, whatever the file's size."""
     content = os.urandom(40 * CHUNK_SIZE + 5)
-    juggler.expect(1, "piwtest-pure", file_state(WHEEL, content), b"\0slave", "")
+    juggler.expect(1, "piwtest-pure", file_state(WHEEL, content), b"\0slave", "", "")
     transfer = juggler.transfers[1]
-    transfer.address = b"slave-1"
+    transfer.address = b"\0slave-1"
     juggler.by_address[transfer.address] = transfer
     juggler.fill_window(transfer)
     held = 0

@@ -26,6 +26,7 @@ from farm import (
     MasterThread,
     ScriptedSlave,
     build_result,
+    builder_keys,
     configure,
     file_state,
     rows,
@@ -33,6 +34,7 @@ from farm import (
     wait_for,
 )
 from piwheels import protocols
+from piwheels.builder_keys import ClientKeys
 from piwheels.master_support.config import MasterConfig
 from piwheels.master_support.slaves import file_problem
 from piwheels.records.builds import Dependency
@@ -63,9 +65,17 @@ def slave(config: MasterConfig, master: MasterThread) -> Iterator[ScriptedSlave]
     scripted.close()
 
 
-def raw_peer(context: zmq.Context[Any], kind: int, address: str) -> zmq.Socket[Any]:
+def raw_peer(
+    context: zmq.Context[Any], kind: int, address: str, builder_of: MasterConfig | None = None
+) -> zmq.Socket[Any]:
+    """A hostile peer; on a builder queue (*builder_of* a master), with a key the master
+    trusts, a hostile builder's: only such a peer reaches the builder queues' decoders (a
+    stranger's handshake fails; see test_builder_trust.py)."""
     sock = context.socket(kind)
     sock.setsockopt(zmq.LINGER, 0)
+    keys = builder_keys(builder_of, "hostile") if builder_of is not None else None
+    if keys is not None:
+        keys.secure(sock)
     sock.connect(address)
     return sock
 
@@ -112,7 +122,7 @@ def test_a_big_integer_to_the_slave_queue(
     message: Any,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    peer = raw_peer(context, zmq.REQ, config.slave_queue)
+    peer = raw_peer(context, zmq.REQ, config.slave_queue, config)
     peer.send(cbor2.dumps(message))
     assert not peer.poll(500)  # refused: no answer
     assert "refused a message from an unknown slave at 127.0.0.1" in caplog.text
@@ -123,7 +133,7 @@ def test_a_big_integer_to_the_file_queue(
     config: MasterConfig, master: MasterThread, slave: ScriptedSlave, context: zmq.Context[Any]
 ) -> None:
     for message in (HUGE, ["HELLO", HUGE], ["CHUNK", HUGE, b"x"]):
-        peer = raw_peer(context, zmq.DEALER, config.file_queue)
+        peer = raw_peer(context, zmq.DEALER, config.file_queue, config)
         peer.send_multipart([b"", cbor2.dumps(message)])
     # the File Juggler still takes a slave's file
     slave.hello()
@@ -274,11 +284,17 @@ def test_tags_of_many_parts_are_refused_at_once(
 
 
 def _stranger_says_hello(
-    context: zmq.Context[Any], endpoint: str, slave_id: int, routing_id: bytes | None = None
+    context: zmq.Context[Any],
+    endpoint: str,
+    slave_id: int,
+    routing_id: bytes | None = None,
+    keys: ClientKeys | None = None,
 ) -> str:
     stranger = Socket(zmq.DEALER, reversed(protocols.file_juggler), context=context)
     if routing_id is not None:
         stranger.zsock.setsockopt(zmq.ROUTING_ID, routing_id)
+    if keys is not None:
+        keys.secure(stranger.zsock)
     stranger.connect(endpoint)
     stranger.send("HELLO", slave_id)
     try:
@@ -304,7 +320,14 @@ def test_a_stranger_cannot_take_over_a_transfer(
             endpoint = config.file_queue
         else:  # the original slaves' connections can only be told apart by host
             endpoint = config.file_queue.replace("tcp://", "tcp://127.0.0.2:0;")
-        assert _stranger_says_hello(context, endpoint, slave_id) == "DONE"
+        # with no key, a stranger does not even reach the File Juggler
+        assert _stranger_says_hello(context, endpoint, slave_id) == "TIMEOUT"
+        # another builder the master trusts is refused: not that slave's key (nor connection)
+        other = builder_keys(config, "another builder")
+        assert _stranger_says_hello(context, endpoint, slave_id, keys=other) == "DONE"
+        if ours:  # even knowing the slave's secret routing id
+            stolen = slave.routing_id
+            assert _stranger_says_hello(context, endpoint, slave_id, stolen, other) == "DONE"
         assert "not that slave's connection" in caplog.text
         assert slave.send_file(CONTENT) == "DONE"
         assert slave.request("SENT")[0] == "DONE"
@@ -329,7 +352,7 @@ def test_a_message_of_millions_of_items_is_refused_before_it_is_built(
     count = 8_000_000
     message = b"\x9a" + count.to_bytes(4, "big") + b"\x80" * count  # [[], [], ...]
     before = _rss()
-    peer = raw_peer(context, zmq.REQ, config.slave_queue)
+    peer = raw_peer(context, zmq.REQ, config.slave_queue, config)
     peer.send(message)
     time.sleep(1)
     still_serving(config, master)
@@ -341,7 +364,7 @@ def test_frames_beyond_a_message_are_not_kept(
     config: MasterConfig, master: MasterThread, context: zmq.Context[Any], caplog: Any
 ) -> None:
     caplog.set_level(logging.ERROR)
-    peer = raw_peer(context, zmq.DEALER, config.slave_queue)
+    peer = raw_peer(context, zmq.DEALER, config.slave_queue, config)
     peer.send_multipart([b"", cbor2.dumps("IDLE"), *[b"x" * (1 << 20)] * 8])
     wait_for(lambda: "malformed envelope (11 frames)" in caplog.text, timeout=10)
     still_serving(config, master)

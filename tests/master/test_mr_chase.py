@@ -14,6 +14,7 @@ import zmq
 
 from farm import MasterThread, ScriptedSlave, build_result, configure, file_state, rows, wait_for
 from piwheels import protocols
+from piwheels.cli.importer import importer_keys
 from piwheels.master_support.config import MasterConfig
 from piwheels.protocols import NO_DATA
 from piwheels.transport import Socket
@@ -74,7 +75,8 @@ def import_request(wheel: Path, **overrides: Any) -> tuple[Any, ...]:
 def test_import_a_wheel(config: MasterConfig, tool: Tool, tmp_path: Path) -> None:
     wheel = make_wheel("piwtest-pure", "1.0", tmp_path / "wheels")
     assert tool.ask("IMPORT", import_request(wheel)) == ("SEND", wheel.name)
-    sender = ScriptedSlave(config)
+    assert config.key_dir is not None
+    sender = ScriptedSlave(config, keys=importer_keys(config.key_dir))  # as piw-import sends
     sender.slave_id = 0  # the id imports use on the file queue
     try:
         assert sender.send_file(wheel.read_bytes()) == "DONE"

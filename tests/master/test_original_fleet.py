@@ -33,8 +33,9 @@ BUILDS = """
 
 @pytest.fixture
 def fleet_config(master_dsn: str, tmp_path: Path, pypi_index: LocalPyPI) -> MasterConfig:
-    """A master on the ports the original knows, on a loopback address of the test's own;
-    one ABI, the one Debian's python3 (the original's interpreter) builds for."""
+    """A master whose insecure queues (the original speaks no CurveZMQ) are on the ports the
+    original knows, on a loopback address of the test's own, its secure ones elsewhere; one
+    ABI, the one Debian's python3 (the original's interpreter) builds for."""
     original_slave_venv()  # skips, with the reason, where it cannot run
     host = loopback_host()
     return configure(
@@ -43,13 +44,14 @@ def fleet_config(master_dsn: str, tmp_path: Path, pypi_index: LocalPyPI) -> Mast
         pypi_index,
         ["cp311"],
         packages=CATALOGUE,
-        slave_queue=f"tcp://{host}:{SLAVE_PORT}",
-        file_queue=f"tcp://{host}:{FILE_PORT}",
+        insecure_slave_queue=f"tcp://{host}:{SLAVE_PORT}",
+        insecure_file_queue=f"tcp://{host}:{FILE_PORT}",
     )
 
 
 def host_of(config: MasterConfig) -> str:
-    return config.slave_queue.removeprefix("tcp://").rsplit(":", 1)[0]
+    assert config.insecure_slave_queue is not None
+    return config.insecure_slave_queue.removeprefix("tcp://").rsplit(":", 1)[0]
 
 
 def queued(dsn: str) -> int:

@@ -194,7 +194,7 @@ def test_after_being_behind_builds_just_handed_out_count_as_owed(
         timedelta(minutes=5), timedelta(seconds=5), "311", "cp311", "linux_x86_64", "t", "", "",
         "", "",
     )  # fmt: skip
-    slaves = [SlaveRecord(n, b"slave%d" % n, hello, state=SlaveState.IDLE) for n in range(4)]
+    slaves = [SlaveRecord(n, b"\0slave%d" % n, hello, state=SlaveState.IDLE) for n in range(4)]
 
     def idle(slave: SlaveRecord) -> str:
         reply = driver.do_idle(slave, stats())
@@ -235,7 +235,7 @@ def test_slave_states_reach_the_monitors_a_batch_at_a_time(tmp_path: Path) -> No
         "", "",
     )  # fmt: skip
     count = 2 * slave_driver.STATUS_BATCH + 7
-    slaves = [SlaveRecord(n, b"slave%d" % n, hello) for n in range(count)]
+    slaves = [SlaveRecord(n, b"\0slave%d" % n, hello) for n in range(count)]
 
     def reported() -> list[int]:
         ids = []
@@ -267,7 +267,7 @@ def test_slave_states_reach_the_monitors_a_batch_at_a_time(tmp_path: Path) -> No
 def test_a_crowd_of_slaves_is_answered_in_bursts(tmp_path: Path) -> None:
     """Messages waiting from slaves are handled several to a poll, up to SLAVE_BURST."""
     context: zmq.Context[Any] = zmq.Context()
-    config = make_config("", tmp_path, tmp_path, ["cp311"])
+    config = make_config("", tmp_path, tmp_path, ["cp311"], key_dir=None)  # plain: no ZAP here
     driver = SlaveDriver(config, context)
     driver.add_slave_ids("OK", 1)  # as once() reserves them from the database
     hello = SlaveHello(
@@ -283,9 +283,9 @@ def test_a_crowd_of_slaves_is_answered_in_bursts(tmp_path: Path) -> None:
             sock.connect(config.slave_queue)
             sock.send("HELLO", hello)
         time.sleep(0.5)  # for all of them to arrive
-        driver.handle_slave()
+        driver.handle_slave(0)
         assert len(driver.slaves) == burst
-        driver.handle_slave()
+        driver.handle_slave(0)
         assert len(driver.slaves) == burst + 3
         assert all(sock.zsock.poll(5000) and sock.recv()[0] == "ACK" for sock in crowd)
     finally:

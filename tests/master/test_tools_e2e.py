@@ -41,7 +41,7 @@ def master(config: MasterConfig) -> Iterator[MasterThread]:
 def piw(config: MasterConfig, tool: str, *argv: object) -> subprocess.CompletedProcess[str]:
     command = [BIN / f"piw-{tool}", *map(str, argv), "--import-queue", config.import_queue]
     if tool == "import":
-        command += ["--file-queue", config.file_queue]
+        command += ["--file-queue", config.file_queue, "--key-dir", str(config.key_dir)]
     return subprocess.run(
         command, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60, check=False
     )

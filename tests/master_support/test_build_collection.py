@@ -69,7 +69,7 @@ def driver(
 
 @pytest.fixture
 def slave(driver: SlaveDriver) -> SlaveRecord:
-    record = SlaveRecord(3, b"\x01slave-3", HELLO)
+    record = SlaveRecord(3, b"\x00slave-3", HELLO)
     record.start_build(BUILD)
     record.result = BuildResult(True, timedelta(seconds=5), "log", [PURE])
     driver.slaves[record.address] = record
@@ -90,7 +90,7 @@ def test_a_file_not_yet_published_is_expected_from_the_slave(
     assert slave.state == SlaveState.SENDING and slave.sending == PURE
     action, expect = request(ends["juggler"])
     assert action == "EXPECT"
-    assert expect == Expect(3, "foo", PURE, b"\x01slave-3", "")
+    assert expect == Expect(3, "foo", PURE, b"slave-3", "", "")
 
 
 def test_a_build_whose_files_are_all_published_is_recorded_at_once(

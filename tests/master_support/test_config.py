@@ -23,9 +23,14 @@ def test_every_queue_has_an_address_of_its_own() -> None:
     queues = [
         getattr(config(), each.name)
         for each in fields(MasterConfig)
-        if each.name.endswith("_queue")
+        if each.name.endswith("_queue") and not each.name.startswith("insecure_")
     ]
     assert len(queues) == len(set(queues)) > 10
+
+
+def test_the_insecure_builder_queues_are_closed_unless_opened() -> None:
+    assert config().insecure_slave_queue is None
+    assert config().insecure_file_queue is None
 
 
 def test_a_building_slave_is_given_up_on_before_an_idle_one() -> None:

@@ -25,7 +25,7 @@ def content() -> bytes:
 def transfer(tmp_path: Path, content: bytes) -> Iterator[Transfer]:
     temp = tmp_path / f".{WHEEL}.1234abcd.part"
     fd = os.open(temp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
-    yield Transfer(1, file_state(WHEEL, content), tmp_path / WHEEL, temp, fd, b"\0slave", "")
+    yield Transfer(1, file_state(WHEEL, content), tmp_path / WHEEL, temp, fd, b"\0slave", "", "")
     os.close(fd)
 
 

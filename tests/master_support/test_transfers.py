@@ -15,7 +15,7 @@ WHEEL = "foo-1.0-py3-none-any.whl"
 
 def test_a_transfer_is_complete_once_every_byte_has_come(tmp_path: Path) -> None:
     state = file_state(WHEEL, b"x" * (CHUNK_SIZE + 1))
-    transfer = Transfer(1, state, tmp_path / WHEEL, tmp_path / "temp", -1, b"\0slave", "")
+    transfer = Transfer(1, state, tmp_path / WHEEL, tmp_path / "temp", -1, b"\0slave", "", "")
     assert not transfer.complete
     transfer.received = CHUNK_SIZE
     assert not transfer.complete

@@ -440,6 +440,7 @@ def test_sigterm(master, python311, tmp_path):
         "30",
         "--label",
         "sigterm",
+        "--insecure",  # this fake master has no keys
     ]
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIW_")}
     with subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True) as proc:

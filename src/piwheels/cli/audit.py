@@ -31,8 +31,9 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import make_conninfo
 
+from piwheels import defaults
 from piwheels.cli.audit_scan import Audit, Kind, Problem, Scope
-from piwheels.cli.master import MASTER_ROLE, default_data_dir
+from piwheels.cli.master import MASTER_ROLE
 from piwheels.cli.options import per_run
 from piwheels.cli.tools import (
     BadInput,
@@ -107,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--data-dir",
         type=Path,
-        default=default_data_dir(),
+        default=defaults.data_dir(),
         help="piw-master's --data-dir: its database, when no --dsn, and its output",
     )
     parser.add_argument(

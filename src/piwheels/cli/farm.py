@@ -18,6 +18,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from piwheels import defaults
+from piwheels.builder_keys import (
+    MASTER_KEY,
+    PUBLIC_SUFFIX,
+    SLAVE_KEY,
+    TRUSTED,
+    TrustedKeys,
+    key_pair,
+)
 from piwheels.cli.options import LOG_FORMAT
 from piwheels.master_support.config import DEFAULT_PACKAGES
 from piwheels.web.server import serve
@@ -47,6 +55,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--pypi-simple", default=defaults.PYPI_SIMPLE, metavar="URL")
     parser.add_argument("--pypi-json", default=defaults.PYPI_JSON, metavar="URL")
     return parser
+
+
+def provision_keys(data: Path) -> list[str]:
+    """Make the master's key pair and the local slave's (each once), have the master trust the
+    slave's, and return the slave's options for them: what an operator does by hand with
+    piw-trust for a slave on another machine."""
+    master_keys = data / "keys"  # piw-master's default --key-dir under --data-dir
+    key_pair(master_keys, MASTER_KEY)
+    slave_keys = data / "slave-keys"
+    slave, _ = key_pair(slave_keys, SLAVE_KEY)
+    trusted = TrustedKeys(master_keys / TRUSTED)
+    if trusted.is_trusted(slave.public) is None:
+        trusted.add(slave.public, "scripts/farm's local slave")
+    master_key = master_keys / f"{MASTER_KEY}{PUBLIC_SUFFIX}"
+    return ["--key-dir", str(slave_keys), "--master-key", str(master_key)]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -92,6 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--sleep-interval",
         "5s",
         *(["--allow-root"] if os.geteuid() == 0 else []),
+        *provision_keys(data),
     ]
     (data / "slave").mkdir(exist_ok=True)
     # The same negotiation, redirects and ranges as deploy/nginx.conf, so that pip and uv see

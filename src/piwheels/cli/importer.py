@@ -24,6 +24,7 @@ from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel
 from packaging.version import InvalidVersion, Version
 
 from piwheels import defaults
+from piwheels.builder_keys import MASTER_KEY, ClientKeys, KeyFileError, key_pair
 from piwheels.cli.options import per_run
 from piwheels.cli.tools import (
     BadInput,
@@ -117,6 +118,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ADDR",
         help="the master's --file-queue, where its File Juggler fetches the wheels",
     )
+    parser.add_argument(
+        "--key-dir",
+        type=Path,
+        default=defaults.key_dir(),
+        metavar="DIR",
+        help="the master's --key-dir: the wheels are sent with the master's own key, which "
+        "only the master's user can read",
+    )
     add_master_options(parser)
     return parser
 
@@ -136,6 +145,7 @@ def run(args: argparse.Namespace) -> None:
     context: zmq.Context[Any] = zmq.Context()
     try:
         with MasterClient(args.import_queue, args.timeout, context=context) as client:
+            keys = importer_keys(args.key_dir)  # a master that is not there says more
             for (project, _), group in groups.items():
                 version = args.version or group[0].version_text
                 request = (
@@ -148,7 +158,7 @@ def run(args: argparse.Namespace) -> None:
                     output,
                     [wheel.state for wheel in group],
                 )
-                importer = _Import(client, context, args, progress)
+                importer = _Import(client, context, args, keys, progress)
                 try:
                     importer.run(request, group)
                 finally:
@@ -168,11 +178,13 @@ class _Import:
         client: MasterClient,
         context: zmq.Context[Any],
         args: argparse.Namespace,
+        keys: ClientKeys,
         progress: Progress,
     ) -> None:
         self.client = client
         self.context = context
         self.file_queue: str = args.file_queue
+        self.keys = keys
         self.timeout: float = args.timeout
         self.progress = progress
 
@@ -206,9 +218,21 @@ class _Import:
                     timeout=self.timeout,
                     on_chunk=lambda _offset, length: self.progress.advance(length),
                     routing_id=self.client.routing_id,
+                    keys=self.keys,
                 )
         except OSError as exc:
             print(f"piw-import: cannot send {wheel.path}: {exc.strerror}", file=sys.stderr)
+
+
+def importer_keys(key_dir: Path) -> ClientKeys:
+    """The master's own key pair, which its File Juggler admits from piw-import."""
+    try:
+        pair, _ = key_pair(key_dir, MASTER_KEY, make=False)
+    except KeyFileError as exc:
+        raise BadInput(
+            f"{exc} (piw-import runs as the master's user, with its --key-dir)"
+        ) from None
+    return ClientKeys(pair, pair.public)
 
 
 def inspect_all(paths: Sequence[Path], package: str | None, version: str | None) -> list[WheelInfo]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from collections.abc import Sequence
 from datetime import timedelta
@@ -14,6 +13,7 @@ import psycopg
 from packaging.utils import canonicalize_name
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from piwheels import defaults
 from piwheels.abis import UnknownABI, sorted_abis
 from piwheels.cli.options import ConfigError, configure_logging, make_parser, parse_args
 from piwheels.db.database import Database
@@ -29,11 +29,6 @@ MASTER_ROLE = "piwheels"
 # The main arena only: its free top is what the master's periodic malloc_trim gives back. The
 # tasks take turns on the interpreter lock; libzmq's I/O thread is the one other that allocates.
 MALLOC_ARENAS = 1
-
-
-def default_data_dir() -> Path:
-    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
-    return Path(base) / "piwheels"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,8 +47,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--data-dir",
         type=Path,
-        default=default_data_dir(),
-        help="where the embedded database (and, by default, the output) live",
+        default=defaults.data_dir(),
+        help="where the embedded database (and, by default, the output and keys) live",
+    )
+    parser.add_argument(
+        "--key-dir",
+        type=Path,
+        metavar="DIR",
+        help="the master's key pair (made at its first start) and its trusted builders' keys "
+        "(piw-trust); default: DATA_DIR/keys",
     )
     parser.add_argument(
         "-o", "--output-path", type=Path, help="the web output directory (default: DATA_DIR/www)"
@@ -180,6 +182,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="where build slaves send files to the File Juggler",
     )
     queues.add_argument(
+        "--insecure-slave-queue",
+        metavar="ADDR",
+        help="also listen here, with no keys, for build slaves that cannot speak CurveZMQ "
+        "(the original piwheels slaves); anyone who reaches it can build. Off by default",
+    )
+    queues.add_argument(
+        "--insecure-file-queue",
+        metavar="ADDR",
+        help="the File Juggler's queue for those slaves (needed with --insecure-slave-queue)",
+    )
+    queues.add_argument(
         "--control-queue",
         default=MasterConfig.control_queue,
         metavar="ADDR",
@@ -225,6 +238,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         abis = sorted_abis(args.build_abi or [current_abi()])
     except (ConfigError, UnknownABI) as exc:
         parser.error(str(exc))
+    if (args.insecure_slave_queue is None) != (args.insecure_file_queue is None):
+        parser.error("--insecure-slave-queue and --insecure-file-queue go together")
     output = args.output_path or args.data_dir / "www"
     embedded = None
     try:
@@ -258,6 +273,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             min_free_space=args.min_free_space,
             slave_queue=args.slave_queue,
             file_queue=args.file_queue,
+            key_dir=args.key_dir or args.data_dir / "keys",
+            insecure_slave_queue=args.insecure_slave_queue,
+            insecure_file_queue=args.insecure_file_queue,
             control_queue=args.control_queue,
             status_queue=args.status_queue,
             import_queue=args.import_queue,

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import re
+import shlex
 import signal
 import socket
 import sys
@@ -17,6 +18,14 @@ from pathlib import Path
 from types import FrameType
 
 from piwheels import defaults
+from piwheels.builder_keys import (
+    SLAVE_KEY,
+    ClientKeys,
+    KeyFileError,
+    fingerprint,
+    key_pair,
+    public_key,
+)
 from piwheels.cli.options import ConfigError, configure_logging, make_parser, parse_args
 from piwheels.slave.agent import PiwSlave, SlaveConfig
 from piwheels.slave.build_volume import own_mount_namespace
@@ -140,6 +149,29 @@ def make_slave_parser() -> argparse.ArgumentParser:
         help="the full ZeroMQ address of the file juggler, e.g. tcp://master:5556; "
         "overrides --master and --file-port",
     )
+    keys = parser.add_argument_group(
+        "keys (the master admits only builders whose keys its operator trusts)"
+    )
+    keys.add_argument(
+        "--master-key",
+        metavar="KEY",
+        help="the master's public key, or a file holding it (its master.key); piw-master logs "
+        "it when it starts, and piw-trust master prints it. The slave talks to no one else",
+    )
+    keys.add_argument(
+        "--key-dir",
+        metavar="DIR",
+        type=Path,
+        default=default_key_dir(),
+        help="where this slave's key pair is kept, made at its first start (the master's "
+        "operator trusts its public key: piw-trust add)",
+    )
+    keys.add_argument(
+        "--insecure",
+        action="store_true",
+        help="talk to a master's insecure queues, with no keys: anyone on the way can read, "
+        "change or pose as either end",
+    )
     parser.add_argument(
         "--python",
         metavar="PATH",
@@ -238,6 +270,32 @@ def make_slave_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def default_key_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "piwheels-slave" / "keys"
+
+
+def slave_keys(args: argparse.Namespace) -> ClientKeys | None:
+    """The keys the slave connects with (None with --insecure), its own made on first use."""
+    if args.insecure:
+        if args.master_key:
+            raise KeyFileError("--insecure and --master-key: choose one")
+        log.warning("talking to the master with no keys (--insecure)")
+        return None
+    if not args.master_key:
+        raise KeyFileError(
+            "the master's public key is needed (--master-key): piw-master logs it when it "
+            "starts, and piw-trust master prints it (or --insecure, for an insecure queue)"
+        )
+    master = public_key(args.master_key)
+    pair, made = key_pair(args.key_dir, SLAVE_KEY)
+    trust = shlex.join(["piw-trust", "add", pair.public.decode(), "--label", args.label])
+    if made:
+        log.warning("made this slave's key pair in %s; on the master: %s", args.key_dir, trust)
+    log.info("this slave's key is %s; the master's %s", pair.fingerprint, fingerprint(master))
+    return ClientKeys(pair, master)
+
+
 def _address(host: str, port: int) -> str:
     # A bare IPv6 address needs brackets to be told apart from the port.
     if ":" in host and not host.startswith("["):
@@ -264,6 +322,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InterpreterError as exc:
         log.error("%s", exc)
         return 2
+    try:
+        keys = slave_keys(args)
+    except KeyFileError as exc:
+        log.error("%s", exc)
+        return 2
     temporary = args.dir is None
     try:
         root = WorkRoot.temporary() if temporary else WorkRoot(args.dir)
@@ -287,6 +350,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sleep_interval=args.sleep_interval,
         toolchains=tuple(args.toolchain),
         limits=Limits(args.memory_limit, args.disk_limit, args.cpus),
+        keys=keys,
     )
     log.info(
         "slave %r building for %s %s (%s, Python %s) in %s, master %s",

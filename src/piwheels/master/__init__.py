@@ -21,6 +21,7 @@ from typing import Any
 import zmq
 
 from piwheels import __version__, protocols
+from piwheels.builder_keys import KeyFileError
 from piwheels.db.embedded import EmbeddedPostgresError
 from piwheels.db.embedded.cluster import EmbeddedPostgres
 from piwheels.heap import release_free_memory
@@ -34,6 +35,7 @@ from piwheels.master.the_architect import TheArchitect
 from piwheels.master.the_oracle import TheOracle
 from piwheels.master.the_scribe import TheScribe
 from piwheels.master.the_secretary import TheSecretary
+from piwheels.master_support.builder_trust import BuilderAuthenticator, BuilderTrust
 from piwheels.master_support.config import MasterConfig
 from piwheels.master_support.local_queues import local_queue_problem
 from piwheels.master_support.status import StatusBoard, status_topics
@@ -86,6 +88,11 @@ class PiwMaster:
         if problem is not None:
             log.critical("%s", problem)
             return 1
+        try:
+            authenticator = self._admit_builders()
+        except KeyFileError as exc:
+            log.critical("%s", exc)
+            return 1
         sockets = self._open_sockets()
         # A task waiting for the interpreter lock waits up to the switch interval for a busy
         # one to let go, and a slave's request crosses several tasks (Slave Driver, Seraph,
@@ -112,6 +119,8 @@ class PiwMaster:
             stuck = self._stop_tasks(self.control)
             for sock in sockets:
                 sock.close()
+            if authenticator is not None:
+                authenticator.stop()
             if stuck:
                 # terminating the context would block on their sockets; exiting frees them
                 log.error("not waiting for %s", ", ".join(stuck))
@@ -120,6 +129,32 @@ class PiwMaster:
                 self._remove_socket_files()
         log.info("stopped")
         return 1 if self.failed else 0
+
+    def _admit_builders(self) -> BuilderAuthenticator | None:
+        """With builder keys, make the master's key pair on its first start and let only
+        trusted builders connect to the builder queues (see builder_trust.py)."""
+        config = self.config
+        if config.key_dir is None:
+            log.warning(
+                "the builder queues %s and %s are open to anyone who can reach them (no keys)",
+                config.slave_queue,
+                config.file_queue,
+            )
+            return None
+        trust = BuilderTrust(config.key_dir, make=True)
+        log.info(
+            "%s master key %s (public key %s, in %s): slaves need it (piw-slave --master-key)",
+            "made the" if trust.made else "the",
+            trust.pair.fingerprint,
+            trust.public_key,
+            config.key_dir,
+        )
+        authenticator = BuilderAuthenticator(self.context, trust)
+        authenticator.start()
+        for address in (config.insecure_slave_queue, config.insecure_file_queue):
+            if address is not None:
+                log.warning("%s is open to any builder, with no key (insecure)", address)
+        return authenticator
 
     def _open_sockets(self) -> list[Socket]:
         """Bind every queue the tasks and the outside world reach the main thread by."""

@@ -20,6 +20,7 @@ import os
 import secrets
 import time
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from queue import SimpleQueue
 from typing import Any
@@ -29,6 +30,7 @@ from packaging.utils import canonicalize_name
 
 from piwheels import protocols
 from piwheels.heap import serve_from_heap
+from piwheels.master_support.builder_trust import describe_key, load_trust, open_builder_queues
 from piwheels.master_support.config import MasterConfig
 from piwheels.master_support.file_store import hash_chunk, store
 from piwheels.master_support.task import Task, describe_error
@@ -36,7 +38,7 @@ from piwheels.master_support.transfers import CHUNK_SIZE, Hashing, Transfer, Tra
 from piwheels.message_codec import ProtocolError
 from piwheels.protocols import Failure
 from piwheels.records.builds import FileState
-from piwheels.transport import chose_routing_id
+from piwheels.transport import Socket, UntrustedPeer, chose_routing_id
 
 # How a slave's file connection may speak: the spec's dialect, or the original piwheels' raw
 # frames (told apart by their envelope: see Socket.recv_from).
@@ -57,21 +59,22 @@ class FileJuggler(Task):
         serve_from_heap(CHUNK_SIZE)
         self.simple = Path(config.output_path) / "simple"
         self.simple.mkdir(parents=True, exist_ok=True)
-        self.file_queue = self.socket(
-            zmq.ROUTER,
+        self.trust = load_trust(config.key_dir)
+        # The secure queue, and the insecure one where it is opened: a file connection's
+        # address is the queue's number (one byte) and its routing id there.
+        self.file_queues = open_builder_queues(
+            self,
             protocols.file_juggler,
+            config.file_queue,
+            config.insecure_file_queue,
+            self.trust,
+            self.setup_file_queue,
             max_message_size=CHUNK_SIZE + 4096,
             peer_addresses=True,
         )
-        # A slave that reconnects (a transfer it restarts) comes back under its own routing id;
-        # without handover the old connection, not yet seen to close, would keep it out.
-        self.file_queue.zsock.setsockopt(zmq.ROUTER_HANDOVER, 1)
-        # A sender has at most a window of chunks in flight: more queued is a flood, held back
-        # in its own buffers rather than ours.
-        self.file_queue.zsock.setsockopt(zmq.RCVHWM, 2 * WINDOW)
-        self.file_queue.bind(config.file_queue)
         self.fs_queue = self.socket(zmq.REP, protocols.file_juggler_control).bind(config.fs_queue)
-        self.register(self.file_queue, self.handle_file)
+        for number, queue in enumerate(self.file_queues):
+            self.register(queue, partial(self.handle_file, queue, bytes([number])))
         self.register(self.fs_queue, self.handle_fs)
         self.every(1.0, self.refetch)
         self.transfers: dict[int, Transfer] = {}
@@ -102,6 +105,15 @@ class FileJuggler(Task):
                 self.log.warning("cannot remove %s: %s", part, exc)
         if removed:
             self.log.warning("removed %d unfinished transfers left by an earlier master", removed)
+
+    @staticmethod
+    def setup_file_queue(zsock: zmq.Socket[Any]) -> None:
+        # A slave that reconnects (a transfer it restarts) comes back under its own routing id;
+        # without handover the old connection, not yet seen to close, would keep it out.
+        zsock.setsockopt(zmq.ROUTER_HANDOVER, 1)
+        # A sender has at most a window of chunks in flight: more queued is a flood, held back
+        # in its own buffers rather than ours.
+        zsock.setsockopt(zmq.RCVHWM, 2 * WINDOW)
 
     # -- the Slave Driver's requests -----------------------------------------------------------
 
@@ -149,7 +161,13 @@ class FileJuggler(Task):
         return directory
 
     def expect(
-        self, slave_id: int, package: str, file: FileState, slave_address: bytes, slave_peer: str
+        self,
+        slave_id: int,
+        package: str,
+        file: FileState,
+        slave_address: bytes,
+        slave_peer: str,
+        slave_key: str,
     ) -> None:
         self.forget(slave_id)
         directory = self._directory(package, file.filename)
@@ -166,7 +184,7 @@ class FileJuggler(Task):
             why = f"no room for {file.filename} on the output disk: {exc}"
             raise TransferError("no-room", why) from None
         self.transfers[slave_id] = Transfer(
-            slave_id, file, target, temp, fd, slave_address, slave_peer
+            slave_id, file, target, temp, fd, slave_address, slave_peer, slave_key
         )
 
     def stalled(self, slave_id: int) -> float | None:
@@ -210,45 +228,63 @@ class FileJuggler(Task):
 
     # -- the slaves' side ----------------------------------------------------------------------
 
-    def handle_file(self) -> None:
+    def handle_file(self, queue: Socket, prefix: bytes) -> None:
         try:
             # A chunk stays in the frame it came in, written and hashed from there: each copy
             # out of it would hold up this loop (and the interpreter lock) for no purpose.
-            address, action, data = self.file_queue.recv_from(copy=False, dialects=DIALECTS)
+            routing_id, action, data = queue.recv_from(
+                copy=False,
+                dialects=DIALECTS,
+                admits=self.trust.admits if queue.peer_keys and self.trust else None,
+            )
+        except UntrustedPeer as exc:
+            if self.trust is not None and self.trust.first_refusal(exc.key):
+                self.log.warning(
+                    "ignored a message on the file queue from %s: its key %s is not trusted",
+                    self.peer(queue),
+                    describe_key(exc.key) if exc.key else "(none)",
+                )
+            return
         except ProtocolError as exc:
-            self.log.error("refused a message on the file queue from %s: %s", self.peer(), exc)
+            why = "refused a message on the file queue from %s: %s"
+            self.log.error(why, self.peer(queue), exc)
             return
         try:
             if action == "HELLO":
-                self.begin_transfer(address, data)
+                self.begin_transfer(queue, prefix + routing_id, data)
                 return
-            transfer = self.by_address.get(address)
+            transfer = self.by_address.get(prefix + routing_id)
             if transfer is None or transfer.verdict is not None or transfer.storing:
                 self.log.debug("ignored a chunk for no transfer in progress")
+                return
+            if queue.peer_key != transfer.slave_key:  # its routing id, from another builder
+                self.log.error("slave %d: refused a chunk from another builder", transfer.slave_id)
                 return
             offset, chunk = data
             self.receive(transfer, offset, chunk)
         except Exception as exc:  # one sender's message must never end the task
-            self.log.error("refused %s from %s: %s", action, self.peer(), describe_error(exc))
+            why = "refused %s from %s: %s"
+            self.log.error(why, action, self.peer(queue), describe_error(exc))
 
-    def peer(self) -> str:
-        """Who sent the message just received, for the log."""
-        return self.file_queue.peer or "a local peer"
+    @staticmethod
+    def peer(queue: Socket) -> str:
+        """Who sent the message just received on *queue*, for the log."""
+        return queue.peer or "a local peer"
 
-    def begin_transfer(self, address: bytes, slave_id: int) -> None:
-        dialect = self.file_queue.spoken
+    def begin_transfer(self, queue: Socket, address: bytes, slave_id: int) -> None:
+        dialect = queue.spoken
         transfer = self.transfers.get(slave_id)
         if transfer is None or transfer.verdict is not None or transfer.storing:
             self.log.warning("slave %d said HELLO but no file is expected from it", slave_id)
-            self.file_queue.send_to(address, "DONE", protocol=dialect)
+            queue.send_to(address[1:], "DONE", protocol=dialect)
             return
-        if not self._from_its_slave(transfer, address):
+        if not self._from_its_slave(transfer, queue, address[1:]):
             self.log.error(
                 "refused a HELLO for slave %d's file from %s: not that slave's connection",
                 slave_id,
-                self.peer(),
+                self.peer(queue),
             )
-            self.file_queue.send_to(address, "DONE", protocol=dialect)
+            queue.send_to(address[1:], "DONE", protocol=dialect)
             return
         if transfer.address is not None:
             self.log.warning("slave %d restarted its transfer", slave_id)
@@ -261,16 +297,20 @@ class FileJuggler(Task):
         self.log.info("slave %d: receiving %s", slave_id, transfer.file.filename)
         self.fill_window(transfer)
 
-    def _from_its_slave(self, transfer: Transfer, address: bytes) -> bool:
+    @staticmethod
+    def _from_its_slave(transfer: Transfer, queue: Socket, routing_id: bytes) -> bool:
         """Whether a file connection may send *transfer*'s file: only the slave told to.
 
-        Our slaves give their file connection the routing id of their request connection,
+        It must present the slave's builder key (none, from a slave on a plain queue). Our
+        slaves also give their file connection the routing id of their request connection,
         which only they know. Others (the original piwheels slaves) get one made up by libzmq
         on each connection, unrelated: for them the file must come from the same host.
         """
+        if queue.peer_key != transfer.slave_key:
+            return False
         if chose_routing_id(transfer.slave_address):
-            return address == transfer.slave_address
-        return not transfer.slave_peer or self.file_queue.peer == transfer.slave_peer
+            return routing_id == transfer.slave_address
+        return not transfer.slave_peer or queue.peer == transfer.slave_peer
 
     def fill_window(self, transfer: Transfer) -> None:
         size = transfer.file.filesize
@@ -289,9 +329,10 @@ class FileJuggler(Task):
             self._fetch(transfer, offset, length)
 
     def _fetch(self, transfer: Transfer, offset: int, length: int) -> None:
-        assert transfer.address is not None
-        self.file_queue.send_to(
-            transfer.address, "FETCH", (offset, length), protocol=transfer.dialect
+        address = transfer.address
+        assert address is not None
+        self.file_queues[address[0]].send_to(
+            address[1:], "FETCH", (offset, length), protocol=transfer.dialect
         )
 
     def receive(self, transfer: Transfer, offset: int, chunk: bytes | memoryview) -> None:
@@ -381,9 +422,10 @@ class FileJuggler(Task):
         self._done(transfer)
 
     def _done(self, transfer: Transfer) -> None:
-        if transfer.address is not None:
-            self.file_queue.send_to(transfer.address, "DONE", protocol=transfer.dialect)
-            self.by_address.pop(transfer.address, None)
+        address = transfer.address
+        if address is not None:
+            self.file_queues[address[0]].send_to(address[1:], "DONE", protocol=transfer.dialect)
+            self.by_address.pop(address, None)
 
     def refetch(self) -> None:
         stale = time.monotonic() - REFETCH_AFTER

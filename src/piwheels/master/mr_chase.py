@@ -19,6 +19,7 @@ from packaging.utils import canonicalize_name
 
 from piwheels import protocols
 from piwheels.failures import Cause
+from piwheels.master_support.builder_trust import load_trust
 from piwheels.master_support.config import MasterConfig
 from piwheels.master_support.db_client import DatabaseError, DbClient
 from piwheels.master_support.slaves import check_files
@@ -74,6 +75,10 @@ class MrChase(Task):
         super().__init__(config, context)
         self.db = DbClient(config.oracle_queue, self.context)
         self.pages = PageRequests.connect(self, config.web_queue)
+        # piw-import sends its files with the master's own key, which it reads as the master's
+        # user (see builder_trust.py); without keys the file queue is plain
+        trust = load_trust(config.key_dir)
+        self.importer_key = "" if trust is None else trust.public_key
         self.queue = self.socket(
             zmq.ROUTER,
             protocols.mr_chase,
@@ -177,7 +182,7 @@ class MrChase(Task):
         assert job is not None
         file = job.to_send[0]
         job.attempts += 1
-        expect = Expect(IMPORTER_ID, job.package, file, job.address, job.peer)
+        expect = Expect(IMPORTER_ID, job.package, file, job.address, job.peer, self.importer_key)
         status, detail = self._ask_fs("EXPECT", expect)
         if status != "OK":
             self.importing = None

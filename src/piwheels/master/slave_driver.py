@@ -30,19 +30,21 @@ from piwheels import protocols
 from piwheels.master.seraph import urgent_routing_id
 from piwheels.master_support.build_collection import BuildCollection, Reply, Step
 from piwheels.master_support.build_queue import BuildQueue
+from piwheels.master_support.builder_trust import describe_key, load_trust, open_builder_queues
 from piwheels.master_support.config import MasterConfig
 from piwheels.master_support.lost_slaves import LostSlaves
 from piwheels.master_support.request_pool import Answer, RequestPool
 from piwheels.master_support.slave_ids import SlaveIds
-from piwheels.master_support.slaves import BuildKey, SlaveRecord, check_files
+from piwheels.master_support.slaves import BuildKey, Connection, SlaveRecord, check_files
 from piwheels.master_support.status import StatusReporter
 from piwheels.master_support.task import Task, describe_error
 from piwheels.master_support.web_requests import PageRequests
 from piwheels.message_codec import ProtocolError
-from piwheels.protocols import NO_DATA, SLAVE_DIALECTS, Dialect, Protocol
+from piwheels.protocols import NO_DATA, SLAVE_DIALECTS, Protocol
 from piwheels.protocols.messages import QueueQuery
 from piwheels.records.builds import BuildResult
 from piwheels.records.slaves import SlaveHello, SlaveState, SlaveStats
+from piwheels.transport import Socket, UntrustedPeer
 
 # BUILT carries the whole build log; nothing a slave says is allowed to be bigger than this.
 MAX_SLAVE_MESSAGE = 32 * 1024 * 1024
@@ -91,17 +93,19 @@ class SlaveDriver(SlaveIds, BuildQueue, BuildCollection, LostSlaves, Task):
             name="Oracles",
             routing_id=urgent_routing_id,  # slaves wait on these: Seraph serves them first
         )
-        self.slave_queue = self.socket(
-            zmq.ROUTER,
+        self.trust = load_trust(config.key_dir)
+        # The secure queue, and the insecure one where it is opened: a slave's address is the
+        # queue's number (one byte) and its routing id there (see handle_one_slave).
+        self.slave_queues = open_builder_queues(
+            self,
             protocols.slave_driver,
+            config.slave_queue,
+            config.insecure_slave_queue,
+            self.trust,
+            self.setup_slave_queue,
             max_message_size=MAX_SLAVE_MESSAGE,
             peer_addresses=True,
         )
-        self.slave_queue.zsock.setsockopt(zmq.BACKLOG, SLAVE_BACKLOG)
-        # A slave has one message unanswered at a time: more queued from one peer is a flood,
-        # held back in its own buffers rather than ours.
-        self.slave_queue.zsock.setsockopt(zmq.RCVHWM, SLAVE_RCVHWM)
-        self.slave_queue.bind(config.slave_queue)
         self.builds_queue = self.socket(zmq.PULL, reversed(protocols.architect))
         self.builds_queue.bind(config.builds_queue)
         # Each slave keeps to one lane (see fs()); with a single socket every EXPECT and VERIFY
@@ -122,7 +126,8 @@ class SlaveDriver(SlaveIds, BuildQueue, BuildCollection, LostSlaves, Task):
         self.commands = self.socket(zmq.PULL, protocols.slave_commands)
         self.commands.bind(config.slave_commands_queue)
         self.register(self.commands, self.handle_command)
-        self.register(self.slave_queue, self.handle_slave)
+        for number, queue in enumerate(self.slave_queues):
+            self.register(queue, partial(self.handle_slave, number))
         self.register(self.builds_queue, self.handle_queue)
         self.every(1.0, self.expire_slaves)
         self.every(STATUS_INTERVAL, self.report_changes)
@@ -165,56 +170,94 @@ class SlaveDriver(SlaveIds, BuildQueue, BuildCollection, LostSlaves, Task):
 
     # -- messages from slaves ------------------------------------------------------------------
 
-    def handle_slave(self) -> None:
+    def setup_slave_queue(self, zsock: zmq.Socket[Any]) -> None:
+        zsock.setsockopt(zmq.BACKLOG, SLAVE_BACKLOG)
+        # A slave has one message unanswered at a time: more queued from one peer is a flood,
+        # held back in its own buffers rather than ours.
+        zsock.setsockopt(zmq.RCVHWM, SLAVE_RCVHWM)
+
+    def handle_slave(self, number: int) -> None:
         # A crowd (every slave connecting at once) is answered in bursts: not one poll of all
         # the task's sockets between two messages, yet never long enough to keep the
         # Oracles' answers waiting.
+        queue = self.slave_queues[number]
+        prefix = bytes([number])
         for _ in range(SLAVE_BURST):
-            self.handle_one_slave()
-            events = self.slave_queue.zsock.getsockopt(zmq.EVENTS)
+            self.handle_one_slave(queue, prefix)
+            events = queue.zsock.getsockopt(zmq.EVENTS)
             if not (isinstance(events, int) and events & zmq.POLLIN):
                 return
 
-    def handle_one_slave(self) -> None:
+    def handle_one_slave(self, queue: Socket, prefix: bytes) -> None:
         try:
-            address, action, data = self.slave_queue.recv_from(
-                dialects=DIALECT_PROTOCOLS, speaks=self.speaks
+            routing_id, action, data = queue.recv_from(
+                dialects=DIALECT_PROTOCOLS,
+                speaks=lambda routing_id: self.speaks(prefix + routing_id),
+                admits=self.trust.admits if queue.peer_keys and self.trust else None,
             )
+        except UntrustedPeer as exc:
+            self.untrusted(prefix + (exc.address or b""), exc.key, queue)
+            return
         except ProtocolError as exc:
-            slave = self.slaves.get(exc.address) if exc.address else None
-            self.log.error("refused a message from %s: %s", slave or self.stranger(), exc)
+            slave = self.slaves.get(prefix + exc.address) if exc.address else None
+            self.log.error("refused a message from %s: %s", slave or self.stranger(queue), exc)
             if slave is not None:
                 self.forget(slave, "it sent a malformed message")
             return
+        address = prefix + routing_id
         try:
-            dialect = DIALECTS[self.slave_queue.spoken.name]
-            self.handle_message(address, action, dialect.received(action, data), dialect)
+            dialect = DIALECTS[queue.spoken.name]
+            connection = Connection(queue.peer, queue.peer_key, dialect)
+            self.handle_message(address, action, dialect.received(action, data), connection)
         except Exception as exc:  # one slave's message must never end the task
             slave = self.slaves.get(address)
             self.log.error(
-                "refused %s from %s: %s", action, slave or self.stranger(), describe_error(exc)
+                "refused %s from %s: %s", action, slave or self.stranger(queue), describe_error(exc)
             )
             if slave is not None:
                 self.forget(slave, "its message could not be handled")
+
+    def untrusted(self, address: bytes, key: str, queue: Socket) -> None:
+        """A message from a key not (or no longer) trusted: no reply; its slave, if it had
+        one, is dropped and its build goes back to the queue at once (the build is not at
+        fault)."""
+        assert self.trust is not None
+        slave = self.slaves.get(address)
+        if slave is not None:
+            self.trust.first_refusal(key)  # logged here, not again at its next message
+            self.forget(slave, f"its key {describe_key(key)} is no longer trusted", lost=False)
+        elif self.trust.first_refusal(key):
+            self.log.warning(
+                "ignored a message from %s: its key %s is not trusted",
+                queue.peer or "a local address",
+                describe_key(key) if key else "(none)",
+            )
 
     def speaks(self, address: bytes) -> Protocol | None:
         """The protocol of the slave at *address*: its dialect, for the whole of its session."""
         slave = self.slaves.get(address)
         return None if slave is None else slave.dialect.protocol
 
-    def stranger(self) -> str:
+    @staticmethod
+    def stranger(queue: Socket) -> str:
         """The sender of the message just received, which is not a known slave, for the log."""
-        return f"an unknown slave at {self.slave_queue.peer or 'a local address'}"
+        return f"an unknown slave at {queue.peer or 'a local address'}"
 
-    def handle_message(self, address: bytes, action: str, data: Any, dialect: Dialect) -> None:
+    def handle_message(
+        self, address: bytes, action: str, data: Any, connection: Connection
+    ) -> None:
         if action == "HELLO":
-            self.greet(address, data, self.slave_queue.peer, dialect)
+            self.greet(address, data, connection)
             return
         slave = self.slaves.get(address)
         if slave is None:
             # Typically a slave still talking to the master we replaced; it gets no reply and
             # starts again from HELLO when its master timeout passes (the spec's behaviour).
-            self.log.warning("ignored %s from %s", action, self.stranger())
+            queue = self.slave_queues[address[0]]
+            self.log.warning("ignored %s from %s", action, self.stranger(queue))
+            return
+        if connection.key != slave.key:  # its routing id, from another builder
+            self.log.error("refused %s for %s from another builder's connection", action, slave)
             return
         slave.last_seen = time.monotonic()
         if action == "BYE":
@@ -262,42 +305,43 @@ class SlaveDriver(SlaveIds, BuildQueue, BuildCollection, LostSlaves, Task):
         return answered
 
     def send(self, address: bytes, action: str, data: Any = NO_DATA) -> None:
+        queue, routing_id = self.slave_queues[address[0]], address[1:]
         slave = self.slaves.get(address)
         if slave is None:
-            self.slave_queue.send_to(address, action, data)
+            queue.send_to(routing_id, action, data)
             return
         slave.last_reply = action
         dialect = slave.dialect
-        self.slave_queue.send_to(
-            address, action, dialect.to_send(action, data), protocol=dialect.protocol
-        )
+        queue.send_to(routing_id, action, dialect.to_send(action, data), protocol=dialect.protocol)
 
-    def greet(self, address: bytes, hello: SlaveHello, peer: str, dialect: Dialect) -> None:
-        reply = self.do_hello(address, hello, peer, dialect)
+    def greet(self, address: bytes, hello: SlaveHello, connection: Connection) -> None:
+        reply = self.do_hello(address, hello, connection)
         if reply is not None:
             self.send(address, *reply)
             self.changed(self.slaves[address])
 
-    def do_hello(
-        self, address: bytes, hello: SlaveHello, peer: str, dialect: Dialect
-    ) -> Reply | None:
+    def do_hello(self, address: bytes, hello: SlaveHello, connection: Connection) -> Reply | None:
         old = self.slaves.get(address)
         if old is not None:
             self.forget(old, "it said HELLO again")
         slave_id = self.take_slave_id()
         if slave_id is None:  # answered when the ids come (or, if too many wait, not at all)
-            self.wait_for_slave_id(address, hello, peer, dialect)
+            self.wait_for_slave_id(address, hello, connection)
             return None
-        slave = SlaveRecord(slave_id, address, hello, peer=peer, dialect=dialect)
+        dialect = connection.dialect
+        slave = SlaveRecord(
+            slave_id, address, hello, peer=connection.peer, dialect=dialect, key=connection.key
+        )
         self.slaves[address] = slave
         # A slave new to this master is load it has not measured, and they come in crowds (a
         # restart, a farm switched on): as cautious as after being behind (see behind()).
         self.cautious_until = time.monotonic() + CAUTIOUS
         self.log.info(
-            "slave %d (%s, %s%s) connected: %s %s, build timeout %s",
+            "slave %d (%s, %s, %s%s) connected: %s %s, build timeout %s",
             slave.slave_id,
             hello.label,
             slave.peer or "local",
+            f"key {describe_key(slave.key)}" if slave.key else "no key",
             ", the original piwheels slave" if dialect.name == "original" else "",
             hello.abi_tag,
             hello.platform_tag,

@@ -100,7 +100,9 @@ class BuildCollection:
         slave.state, slave.sending = SlaveState.SENDING, file
         slave.attempts += 1
         assert slave.build is not None
-        expect = Expect(slave.slave_id, slave.build[0], file, slave.address, slave.peer)
+        expect = Expect(
+            slave.slave_id, slave.build[0], file, slave.routing_id, slave.peer, slave.key
+        )
         self.fs(slave).ask("EXPECT", expect, self.later(slave, partial(self.expected, slave)))
 
     def record(self, slave: SlaveRecord) -> None:

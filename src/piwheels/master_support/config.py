@@ -45,6 +45,14 @@ class MasterConfig:
     give_back_delay: timedelta = timedelta(minutes=10)
     slave_queue: str = defaults.SLAVE_QUEUE
     file_queue: str = defaults.FILE_QUEUE
+    # The master's key pair and its trusted builders' keys (master_support/builder_trust.py):
+    # with them the two queues above are CurveZMQ servers that admit only trusted builders;
+    # without, they are plain, open to anyone who can reach them. piw-master always has them.
+    key_dir: Path | None = None
+    # Plain queues beside the secure ones, for builders that cannot speak CurveZMQ (the
+    # original piwheels slaves); not opened unless given.
+    insecure_slave_queue: str | None = None
+    insecure_file_queue: str | None = None
     control_queue: str = defaults.CONTROL_QUEUE
     status_queue: str = defaults.STATUS_QUEUE
     import_queue: str = defaults.IMPORT_QUEUE

@@ -17,7 +17,7 @@ import zmq
 from piwheels.master_support.config import MasterConfig
 from piwheels.master_support.db_client import DatabaseError, DbClient
 from piwheels.master_support.request_pool import RequestPool
-from piwheels.protocols import Dialect
+from piwheels.master_support.slaves import Connection
 from piwheels.records.slaves import SlaveHello
 
 SLAVE_ID_BLOCK = 1000  # as reserve_slave_ids() reserves them (migration 0008)
@@ -33,11 +33,11 @@ class SlaveIds:
     context: zmq.Context[Any]
     log: logging.Logger
     db: RequestPool
-    greet: Callable[[bytes, SlaveHello, str, Dialect], None]
+    greet: Callable[[bytes, SlaveHello, Connection], None]
     # kept here
     slave_ids: deque[int]  # reserved in the database, not yet given
     reserving: bool  # whether the next block has been asked for
-    hellos_waiting: dict[bytes, tuple[SlaveHello, str, Dialect]]  # address -> HELLO, IP, dialect
+    hellos_waiting: dict[bytes, tuple[SlaveHello, Connection]]  # address -> HELLO, whence
 
     def once(self) -> None:
         db = DbClient(self.config.oracle_queue, self.context)
@@ -55,8 +55,8 @@ class SlaveIds:
             return
         self.slave_ids.extend(range(first, first + SLAVE_ID_BLOCK))
         waiting, self.hellos_waiting = self.hellos_waiting, {}
-        for address, (hello, peer, dialect) in waiting.items():
-            self.greet(address, hello, peer, dialect)
+        for address, (hello, connection) in waiting.items():
+            self.greet(address, hello, connection)
 
     def take_slave_id(self) -> int | None:
         """The next slave id, reserving more before they run out; None if there are none."""
@@ -65,9 +65,7 @@ class SlaveIds:
             self.db.ask("SLAVEIDS", then=self.add_slave_ids)
         return self.slave_ids.popleft() if self.slave_ids else None
 
-    def wait_for_slave_id(
-        self, address: bytes, hello: SlaveHello, peer: str, dialect: Dialect
-    ) -> None:
+    def wait_for_slave_id(self, address: bytes, hello: SlaveHello, connection: Connection) -> None:
         """Hold a HELLO until the ids come (or, if too many wait, leave it unanswered)."""
         if len(self.hellos_waiting) < HELLOS_WAITING:
-            self.hellos_waiting[address] = (hello, peer, dialect)
+            self.hellos_waiting[address] = (hello, connection)

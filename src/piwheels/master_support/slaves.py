@@ -45,13 +45,24 @@ COLUMN_WIDTHS = {
 MAX_DEPENDENCY_NAME = 255
 
 
+@dataclass(frozen=True)
+class Connection:
+    """How a message reached the Slave Driver: from which IP address ("" where there is none),
+    with which builder key ("" on a plain queue), in which dialect."""
+
+    peer: str = ""
+    key: str = ""
+    dialect: Dialect = wire.slave_dialect
+
+
 @dataclass
 class SlaveRecord:
     slave_id: int
-    address: bytes
+    address: bytes  # the number of the queue it is on (one byte), then its routing id there
     hello: SlaveHello
     peer: str = ""  # its IP address, where it has one
     dialect: Dialect = wire.slave_dialect  # how it speaks, for the whole of its session
+    key: str = ""  # its builder key (Z85), if it came on the secure queue
     state: SlaveState = SlaveState.HELLO
     first_seen: float = field(default_factory=time.monotonic)
     last_seen: float = field(default_factory=time.monotonic)
@@ -72,6 +83,10 @@ class SlaveRecord:
 
     def __str__(self) -> str:
         return f"slave {self.slave_id} ({self.hello.label})"
+
+    @property
+    def routing_id(self) -> bytes:
+        return self.address[1:]
 
     @property
     def label(self) -> str:

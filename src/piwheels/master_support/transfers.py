@@ -52,9 +52,12 @@ class Transfer:
     target: Path
     temp: Path
     fd: int
-    slave_address: bytes  # the slave's on its own queue, and its IP there
+    slave_address: bytes  # the slave's routing id on its own queue, and its IP there
     slave_peer: str
-    address: bytes | None = None  # the file connection's, once it said HELLO
+    slave_key: str  # the builder key its file connection must present ("" for none)
+    address: bytes | None = (
+        None  # the file connection's (queue number, routing id), once it said HELLO
+    )
     dialect: Protocol = protocols.file_juggler  # the file connection's (its HELLO's)
     next_offset: int = 0  # the next offset not yet asked for
     outstanding: dict[int, int] = field(default_factory=dict)  # offset -> length

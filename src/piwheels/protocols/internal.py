@@ -151,7 +151,7 @@ file_juggler_control = Protocol(
         {
             # slave_id, package, file, and the slave's address and IP on its own queue: only a
             # file connection from that slave may send the file (see file_juggler.FileJuggler)
-            "EXPECT": (Record([Int, Str, FILE_STATE, Bytes, Str], Expect), None),
+            "EXPECT": (Record([Int, Str, FILE_STATE, Bytes, Str, Str], Expect), None),
             "VERIFY": (Int, Text),  # slave_id -> where the file now is
             "FORGET": (Int, None),  # slave_id: the slave went away, drop its transfer
             # slave_id -> seconds since its transfer's last chunk (None: no transfer)

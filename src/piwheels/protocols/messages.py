@@ -190,6 +190,7 @@ class Expect(NamedTuple):
     file: FileState
     slave_address: bytes  # its routing id on the slave queue
     slave_peer: str  # its IP address
+    slave_key: str  # its builder key, which its file connection must present ("" for none)
 
 
 class Discard(NamedTuple):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
+import shlex
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,8 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from piwheels import protocols
+from piwheels.builder_keys import ClientKeys
 from piwheels.codec import Text
 from piwheels.file_sender import send_file
 from piwheels.message_codec import ProtocolError
@@ -52,6 +55,16 @@ HEARTBEAT_TIMEOUT_MS = 10_000
 # After losing the master, how long to wait before saying HELLO to the next one: a connection
 # that keeps dropping must not turn into a flood of HELLOs.
 RECONNECT_PAUSE = timedelta(seconds=1)
+# After the master turned our key away, how long before trying again: until its operator
+# trusts the key, every try is refused (and costs the master a handshake).
+REFUSED_PAUSE = timedelta(seconds=10)
+# What the connection to the master can tell us by its monitor (see _check_connection).
+_CONNECTION_EVENTS = (
+    zmq.EVENT_DISCONNECTED
+    | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+    | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+)
 # BUILT carries the whole log, but the protocol bounds it (in characters) and the master bounds
 # the message (in bytes); the builder keeps more than either allows. A budget in UTF-8 bytes
 # satisfies both, whatever the log's script.
@@ -78,6 +91,8 @@ class SlaveConfig:
     # directories bound read-only into builds besides the toolchains found on PATH
     toolchains: tuple[Path, ...] = ()
     limits: Limits = NO_LIMITS  # of each build (slave/limits.py)
+    # this slave's key pair and its master's public key; None: plain queues (insecure)
+    keys: ClientKeys | None = None
 
 
 def spread(interval: timedelta) -> timedelta:
@@ -98,6 +113,11 @@ class _MasterConfusedError(Exception):
 class _MasterGoneError(Exception):
     """The connection to the master was lost (it stopped, or was replaced): say HELLO to the
     one there now at once, keeping any build in hand (see :meth:`PiwSlave._resume`)."""
+
+
+class _MasterRefusedError(Exception):
+    """The handshake with the master failed: it refused our key, or it is not the master whose
+    key we were given, or one of us speaks CurveZMQ and the other does not."""
 
 
 class _StopRequestedError(Exception):
@@ -143,6 +163,7 @@ class PiwSlave:
         self._stopping = False
         self._sock: Socket | None = None
         self._routing_id: bytes | None = None  # the request socket's, for file connections
+        self._refusals_logged: set[str] = set()
         self._monitor: zmq.Socket[Any] | None = None  # the request socket's lost connections
         # A REQ socket alternates send and receive; this says which one is next.
         self._awaiting_reply = False
@@ -191,6 +212,13 @@ class PiwSlave:
                     log.warning("%s; saying HELLO to the master there now", exc)
                     self._reset(keep_build=True)
                     self._pause(RECONNECT_PAUSE)
+                except _MasterRefusedError as exc:
+                    # once each: tried again every REFUSED_PAUSE until the operator acts
+                    first = str(exc) not in self._refusals_logged
+                    self._refusals_logged.add(str(exc))
+                    log.log(logging.ERROR if first else logging.DEBUG, "%s; trying again", exc)
+                    self._reset(keep_build=True)
+                    self._pause(REFUSED_PAUSE)
                 except _MasterConfusedError as exc:
                     log.error("the master is confused (%s); starting again from HELLO", exc)
                     self._reset()
@@ -314,17 +342,38 @@ class PiwSlave:
         sock.zsock.setsockopt(zmq.ROUTING_ID, self._routing_id)
         sock.zsock.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_INTERVAL_MS)
         sock.zsock.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
+        if self.config.keys is not None:
+            self.config.keys.secure(sock.zsock)
         # A lost connection means a master that stopped or was replaced: a request sent on
         # would go to the next one, which knows nothing of us and would never answer it.
-        self._monitor = sock.zsock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+        self._monitor = sock.zsock.get_monitor_socket(_CONNECTION_EVENTS)
         sock.connect(self.config.slave_queue)
         self._sock = sock
         self._awaiting_reply = False
 
     def _check_connection(self) -> None:
-        """Raise _MasterGoneError if the connection to the master was lost since it was made."""
-        if self._monitor is not None and self._monitor.poll(0):
-            raise _MasterGoneError("the connection to the master was lost")
+        """Raise _MasterGoneError if the connection to the master was lost since it was made,
+        or _MasterRefusedError if it could not be made for the keys (each ends the session)."""
+        if self._monitor is None or not self._monitor.poll(0):
+            return
+        event = recv_monitor_message(self._monitor)["event"]
+        keys = self.config.keys
+        if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH and keys is not None:
+            raise _MasterRefusedError(
+                f"the master refused this slave's key {keys.pair.fingerprint}: its operator "
+                f"must trust it (piw-trust add {shlex.quote(keys.pair.public.decode())})"
+            )
+        if event == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+            raise _MasterRefusedError(
+                "the handshake with the master failed: it does not hold the key given with "
+                "--master-key"
+            )
+        if event == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL:
+            raise _MasterRefusedError(
+                "the master's queue and this slave disagree on security: one speaks CurveZMQ "
+                "and the other does not (see piw-slave --master-key and --insecure)"
+            )
+        raise _MasterGoneError("the connection to the master was lost")
 
     def _request(self, action: str, data: Any = NO_DATA) -> tuple[str, Any]:
         """Send *action* and return the master's reply; DIE is handled here, wherever it comes."""
@@ -429,6 +478,7 @@ class PiwSlave:
                 clock=self._clock,
                 check_stop=self._check_stop,
                 routing_id=self._routing_id,
+                keys=self.config.keys,
             )
 
     # -- waiting -------------------------------------------------------------------------------

@@ -1,0 +1,168 @@
+"""Who may build for the master (#19): its key pair, the builders it trusts, and the ZAP handler
+that lets only those onto the builder queues.
+
+The builder queues (the Slave Driver's and the File Juggler's) are CurveZMQ servers. A builder
+connects with its own key pair; libzmq asks the context's ZAP handler (pyzmq's
+:class:`~zmq.auth.thread.ThreadAuthenticator`, here with the trusted keys as its credentials)
+whether that public key may connect, and an unknown one is turned away in the handshake, never
+reaching a task. Every message then carries the key it came with (its ``User-Id``), and the
+tasks check it again on each message: a key revoked since its builder connected is refused at
+its next message, and a queue with no ZAP handler behind it (a task run alone) admits no one,
+rather than everyone as libzmq would.
+
+The master's own key is trusted too: ``piw-import``, run as the master's user, sends files with
+it.
+"""
+
+from __future__ import annotations
+
+import logging
+import shlex
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import zmq
+from zmq.auth.thread import ThreadAuthenticator
+
+from piwheels.builder_keys import (
+    KEY_LENGTH,
+    MASTER_KEY,
+    TRUSTED,
+    TrustedKeys,
+    fingerprint,
+    key_pair,
+    serve_securely,
+)
+from piwheels.master_support.task import Task
+from piwheels.protocols import Protocol
+from piwheels.transport import Socket
+
+log = logging.getLogger(__name__)
+
+# Unknown keys are logged once each; past this many the rest are counted, not remembered.
+MAX_REFUSALS_REMEMBERED = 10_000
+
+
+class BuilderTrust:
+    """The master's key pair and the builders it trusts, both kept in *key_dir*.
+
+    With *make*, a missing key pair is made (the master's first start); the tasks, started
+    after it, only read it.
+    """
+
+    def __init__(self, key_dir: Path, *, make: bool = False) -> None:
+        self.key_dir = key_dir
+        self.pair, self.made = key_pair(key_dir, MASTER_KEY, make=make)
+        self.trusted = TrustedKeys(key_dir / TRUSTED)
+        self._refused: set[str] = set()
+        self._more_refused = 0
+        self._lock = threading.Lock()
+
+    @property
+    def public_key(self) -> str:
+        return self.pair.public.decode("ascii")
+
+    def admits(self, key: str) -> bool:
+        """Whether a peer presenting the public *key* (Z85) may talk to the builder queues."""
+        if not key:
+            return False
+        if key == self.public_key:
+            return True
+        return self.trusted.is_trusted(key.encode("ascii", "replace")) is not None
+
+    def first_refusal(self, key: str) -> bool:
+        """Whether *key* is refused here for the first time (so the caller logs it once)."""
+        with self._lock:
+            if key in self._refused:
+                return False
+            if len(self._refused) >= MAX_REFUSALS_REMEMBERED:
+                self._more_refused += 1
+                return self._more_refused % MAX_REFUSALS_REMEMBERED == 1
+            self._refused.add(key)
+            return True
+
+    def forgive(self, key: str) -> None:
+        """Log *key*'s next refusal again (it was trusted meanwhile, so a later refusal is
+        news: it was revoked)."""
+        with self._lock:
+            self._refused.discard(key)
+
+
+def describe_key(key: str) -> str:
+    """A builder's key for the log: its fingerprint, or what is wrong with it."""
+    try:
+        if len(key) == KEY_LENGTH:
+            return fingerprint(key.encode("ascii"))
+    except (ValueError, KeyError, UnicodeEncodeError):
+        pass
+    return "(not a CurveZMQ key)"
+
+
+class BuilderAuthenticator(ThreadAuthenticator):
+    """The ZAP handler of the master's context: a connection to a builder queue is let in only
+    with a key *trust* admits, and each key turned away is logged once, with where it came
+    from and how to trust it."""
+
+    def __init__(self, context: zmq.Context[Any], trust: BuilderTrust) -> None:
+        super().__init__(context, log=logging.getLogger("piwheels.zap"))
+        self.trust = trust
+        self.address = ""
+        self.configure_curve_callback("*", self)
+
+    async def handle_zap_message(self, msg: list[bytes]) -> None:
+        # the request's frame 3 is the peer's IP address: kept for the log of a refusal
+        self.address = msg[3].decode("ascii", "replace") if len(msg) > 3 else ""
+        await super().handle_zap_message(msg)
+
+    def callback(self, domain: str, key: bytes) -> bool:
+        """The credentials provider's check (pyzmq's interface): *key* is Z85."""
+        try:
+            text = key.decode("ascii")
+            if self.trust.admits(text):
+                self.trust.forgive(text)
+                return True
+            if self.trust.first_refusal(text):
+                log.warning(
+                    "refused a builder from %s: its key %s is not trusted "
+                    "(to trust it: piw-trust add %s)",
+                    self.address or "a local address",
+                    describe_key(text),
+                    shlex.quote(text),  # Z85 has characters a shell would take
+                )
+        except Exception:  # an exception here would stop the ZAP thread, and every handshake
+            log.exception("cannot check a builder's key; refused")
+        return False
+
+
+def load_trust(key_dir: Path | None) -> BuilderTrust | None:
+    """The tasks' view of the master's keys (made by the master before them), if it has any."""
+    return None if key_dir is None else BuilderTrust(key_dir)
+
+
+def open_builder_queues(
+    task: Task,
+    protocol: Protocol,
+    secure: str,
+    insecure: str | None,
+    trust: BuilderTrust | None,
+    setup: Callable[[zmq.Socket[Any]], None],
+    **options: Any,
+) -> list[Socket]:
+    """A task's ROUTER sockets for builders, bound: at *secure* (a CurveZMQ server if there is
+    *trust*, else plain) and, where the operator opened one, at *insecure* (plain). *setup*
+    sets each one's own options before it binds. A message's sender is known by the queue it
+    came on as well as its routing id: two peers of two queues may have the same."""
+    queues = []
+    for address, keyed in ((secure, trust is not None), (insecure, False)):
+        if address is None:
+            continue
+        sock = task.socket(zmq.ROUTER, protocol, peer_keys=keyed, **options)
+        if keyed:
+            assert trust is not None
+            serve_securely(sock.zsock, trust.pair)
+        setup(sock.zsock)
+        sock.bind(address)
+        queues.append(sock)
+    return queues
