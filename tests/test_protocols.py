@@ -12,7 +12,7 @@ from piwheels import protocols
 from piwheels.failures import Cause, Diagnosis, Want
 from piwheels.message_codec import ProtocolError, decode, encode
 from piwheels.protocols import NO_DATA, Failure, Protocol
-from piwheels.records.builds import BuildResult, Dependency, FileState
+from piwheels.records.builds import BuildOrigin, BuildResult, Dependency, FileState
 from piwheels.records.projects import Statistics
 from piwheels.records.slaves import SlaveHello, SlaveStats
 
@@ -43,6 +43,7 @@ HELLO = SlaveHello(
 )
 STATS = SlaveStats(NOW, 10 << 30, 5 << 30, 8 << 30, 4 << 30, 0.25, 47.5)
 RESULT = BuildResult(True, timedelta(seconds=61, microseconds=5), "log\n" * 100, [FILE])
+ORIGIN = BuildOrigin("SHA256:abc", "pi4", "Debian", "12", "311", "linux_armv7l")
 
 SAMPLES: dict[str, Any] = {
     "HELLO": HELLO,
@@ -66,10 +67,10 @@ SAMPLES: dict[str, Any] = {
     "GETHASHES": [FILE.filename],
     "QUEUED": ("foo", "1.0", "cp311"),
     "RESUME": ("foo", "1.0"),
-    "LOGBUILD": (1, "foo", "1.0", "cp311", RESULT),
+    "LOGBUILD": (1, "foo", "1.0", "cp311", RESULT, ORIGIN),
     "OK": {"anything": [1, 2]},
     "QUEUE": ({"cp311": [("foo", "1.0")]}, {"cp311": 1}, 12),
-    "EXPECT": (1, "foo", FILE, b"\x00k3ys", "127.0.0.1"),
+    "EXPECT": (1, "foo", FILE, b"\x00k3ys", "127.0.0.1", "K3Y"),
     "DISCARD": ("foo", ["foo-1.0-py3-none-any.whl"]),
     "VERIFY": 1,
     "FORGET": 1,

@@ -11,7 +11,7 @@ from test_queue import FAILED, built, version, wheel
 
 from piwheels.db.builds import file_rows
 from piwheels.db.database import Database
-from piwheels.records.builds import BuildResult, Dependency
+from piwheels.records.builds import BuildOrigin, BuildResult, Dependency
 
 
 def test_published_file_keeps_its_first_record(db: Database) -> None:
@@ -59,3 +59,33 @@ def test_a_lost_build_is_given_back_saying_why(db: Database) -> None:
     assert row == ("give-back", "slave-lost", False)
     output = db.get_build_output(build_id)
     assert output == "[piwheels] the slave was lost during the build: silent for 1m\n"
+
+
+def test_a_build_is_recorded_with_its_builder_and_its_sdist(db: Database) -> None:
+    """What a wheel's provenance names (migration 0015): the sdist as the index listed it, the
+    builder by its key; read back as the page writer reads them."""
+    sdist = "https://files.example/foo-1.0.tar.gz"
+    db.set_project(
+        "foo", "Foo", 1, "", "", [version("1.0")._replace(sdist_url=sdist, sdist_sha256="a" * 64)]
+    )
+    origin = BuildOrigin("SHA256:abc", "pi4", "Debian GNU/Linux", "12", "311", "linux_armv7l")
+    built = wheel("foo-1.0-py3-none-any.whl")
+    build_id = db.log_build(
+        7, "foo", "1.0", "cp311", BuildResult(True, timedelta(5), "", [built]), origin
+    )
+    [row] = db.get_wheel_origins("foo")
+    assert (row.filename, row.build_id, row.abi_tag) == (built.filename, build_id, "cp311")
+    assert (row.sdist_url, row.sdist_sha256) == (sdist, "a" * 64)
+    assert (row.builder_key, row.label, row.os_name, row.os_version) == origin[:4]
+    assert (row.py_version_tag, row.duration) == ("311", timedelta(5))
+    # a build with no known builder (an older one, say) is listed with blanks
+    db.set_project("bar", "Bar", 1, "", "", [version("1.0")])
+    db.log_build(
+        8,
+        "bar",
+        "1.0",
+        "cp311",
+        BuildResult(True, timedelta(1), "", [wheel("bar-1.0-py3-none-any.whl")]),
+    )
+    [bare] = db.get_wheel_origins("bar")
+    assert (bare.builder_key, bare.label, bare.sdist_url) == ("", "", "")

@@ -599,7 +599,7 @@ def test_the_upgrade_orders_recorded_versions_as_packaging_does(
     )
     # before migration 0012 no build waits for a release, before 0014 nothing has a yank reason
     monkeypatch.setattr(Database, "requeue_met_dep_waits", lambda self, projects: [])
-    monkeypatch.setattr(Database, "_set_yank_reasons", lambda self, batch: None)
+    monkeypatch.setattr(Database, "_set_release_details", lambda self, batch: None)
     migrate_module.migrate(fresh_database)
     db = Database(make_conninfo(fresh_database, user="piwheels"))
     try:

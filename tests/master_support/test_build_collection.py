@@ -18,7 +18,7 @@ from piwheels.master_support.config import MasterConfig
 from piwheels.master_support.slaves import SlaveRecord
 from piwheels.protocols import NO_DATA
 from piwheels.protocols.messages import BuildReport, Expect
-from piwheels.records.builds import BuildResult
+from piwheels.records.builds import BuildOrigin, BuildResult
 from piwheels.records.slaves import SlaveHello, SlaveState
 from piwheels.transport import Socket
 
@@ -100,7 +100,11 @@ def test_a_build_whose_files_are_all_published_is_recorded_at_once(
     assert slave.waiting and slave.recording
     action, report = request(ends["oracles"])
     assert action == "LOGBUILD"
-    assert report == BuildReport(3, "foo", "1.0", "cp311", slave.result)
+    # with who built it, for its provenance (a slave on a plain queue has no key)
+    origin = BuildOrigin(
+        "", HELLO.label, HELLO.os_name, HELLO.os_version, "311", HELLO.platform_tag
+    )
+    assert report == BuildReport(3, "foo", "1.0", "cp311", slave.result, origin)
 
 
 def test_a_recorded_build_is_finished_announced_and_its_pages_asked_for(

@@ -28,6 +28,9 @@ def test_project_details(index: LocalPyPI, client: PyPIClient) -> None:
 
     sdist = versions["1.0"]
     assert sdist.has_sdist and sdist.valid
+    # the sdist a wheel's provenance names: its URL and SHA256 as the index lists them
+    assert sdist.sdist_url.startswith(index.url) and sdist.sdist_url.endswith(".tar.gz")
+    assert len(sdist.sdist_sha256) == 64
     assert sdist.requires_python == ">=3.8"
     assert not sdist.yanked and sdist.yanked_reason is None
     assert sdist.released is not None and sdist.released.tzinfo is not None
@@ -38,6 +41,7 @@ def test_project_details(index: LocalPyPI, client: PyPIClient) -> None:
 
     wheel_only = versions["2.0"]
     assert not wheel_only.has_sdist
+    assert (wheel_only.sdist_url, wheel_only.sdist_sha256) == ("", "")
     assert wheel_only.requires_python == ">=3.10"
     assert wheel_only.released == released
 

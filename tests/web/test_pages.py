@@ -356,6 +356,7 @@ def test_project_json_shape(project: ProjectData) -> None:
         "metadata_sha256": "c" * 64,
         "apt_dependencies": ["libfoo1"],
         "unowned_libraries": [],
+        "provenance_url": None,  # no statement beside it (see test_project_links_provenance)
     }
     v1 = data["versions"][2]
     assert v1["yanked"] is True
@@ -559,3 +560,21 @@ def test_templates_have_no_inline_script_or_safe_filter() -> None:
         assert "|safe" not in text.replace(" ", ""), path
         assert "autoescape false" not in text, path
         assert not re.search(r"<script(?![^>]*\bsrc=)", text), path
+
+
+def test_project_links_provenance(project: ProjectData) -> None:
+    """A wheel with its signed provenance beside it links it, on the page and in the JSON."""
+    signed = project._replace(
+        versions=[
+            v._replace(files=[f._replace(provenance=True) for f in v.files])
+            for v in project.versions
+        ]
+    )
+    wheel = "foo_bar-2.0-cp39-cp39-linux_armv7l.whl"
+    statement = f"/simple/foo-bar/{wheel}.provenance.json"
+    page = pages.project_page(signed, apt_dependencies=[])
+    assert f'<a class="provenance" href="{statement}">provenance</a>' in page
+    assert statement not in pages.project_page(project, apt_dependencies=[])
+    data = json.loads(pages.project_json(signed, []))
+    files = [f for v in data["versions"] for f in v["files"]]
+    assert {f["filename"]: f["provenance_url"] for f in files}[wheel] == statement

@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 
 import psycopg
 
+from piwheels import provenance
 from piwheels.web.layout import log_path
 
 __all__ = ["Audit", "Kind", "Problem", "Scope"]
@@ -35,6 +36,8 @@ Conn = psycopg.Connection[Any]
 CHUNK = 500
 _BLOCK = 1 << 20
 SIMPLE_PAGES = ("index.html", "index.json")
+# what the master writes beside a recorded wheel: its METADATA (PEP 658), its signed provenance
+BESIDE_WHEELS = (".metadata", provenance.SUFFIX)
 PROJECT_PAGES = ("index.html", "json/index.json")
 # What a killed writer leaves: the File Juggler's transfers (.name.xxxx.part) and the pages'
 # atomic writes (.name.xxxx.tmp), both dotfiles beside their target.
@@ -203,7 +206,9 @@ class Audit:
         for entry_name, entry in entries.items():
             if entry_name in SIMPLE_PAGES and entry.is_file(follow_symlinks=False):
                 continue
-            if entry_name in recorded or entry_name.removesuffix(".metadata") in recorded:
+            if entry_name in recorded or any(
+                entry_name.removesuffix(suffix) in recorded for suffix in BESIDE_WHEELS
+            ):
                 continue
             self._check_stray(Path(entry.path), entry, name)
         if project.newest > self.cutoff:

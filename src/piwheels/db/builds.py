@@ -13,7 +13,7 @@ from psycopg.types.json import Jsonb
 from piwheels.abis import covers_from
 from piwheels.db.connection import DatabaseConnection
 from piwheels.failures import Cause, Diagnosis, Outcome, diagnose, outcome_of, summary_line
-from piwheels.records.builds import BuildResult
+from piwheels.records.builds import BuildOrigin, BuildResult
 
 log = logging.getLogger("piwheels.db.database")  # the Database's, whichever part of it speaks
 
@@ -64,9 +64,16 @@ class BuildRecords(DatabaseConnection):
         return dict(cur.fetchall())
 
     def log_build(
-        self, slave_id: int, package: str, version: str, abi_tag: str, result: BuildResult
+        self,
+        slave_id: int,
+        package: str,
+        version: str,
+        abi_tag: str,
+        result: BuildResult,
+        origin: BuildOrigin | None = None,
     ) -> int:
-        """Record a build; a failed one with its cause and outcome (:meth:`failure`).
+        """Record a build, with who built it (*origin*, for its provenance) where known; a
+        failed one with its cause and outcome (:meth:`failure`).
 
         A build the database refuses to record (a constraint its data breaks) is recorded as
         a failure without its files instead, saying why: otherwise it would go back to the
@@ -74,7 +81,13 @@ class BuildRecords(DatabaseConnection):
         """
         failure = None if result.status else self.failure(package, version, result)
         try:
-            return self._log_build(slave_id, package, version, abi_tag, result, failure)
+            with self.conn.transaction():
+                build_id = self._log_build(slave_id, package, version, abi_tag, result, failure)
+                if origin is not None:
+                    self.conn.execute(
+                        "SELECT record_origin(%s, %s)", (build_id, Jsonb(origin._asdict()))
+                    )
+                return build_id
         except (psycopg.errors.IntegrityError, psycopg.errors.DataError) as exc:
             why = exc.diag.message_primary or str(exc)
         log.error(

@@ -40,6 +40,8 @@ class ProjectVersion(NamedTuple):
     yanked: bool
     skip: str  # the follower's reason never to build it ("" = build it)
     yanked_reason: str | None = None  # PyPI's, where it was yanked with one
+    sdist_url: str = ""  # the sdist a build is made from, as the index lists it
+    sdist_sha256: str = ""
 
 
 def abis_key(abis: Iterable[BuildABI]) -> str:
@@ -84,6 +86,8 @@ def project_row(update: ProjectUpdate, abis: Sequence[BuildABI]) -> ProjectRow:
                 "has_sdist": v.has_sdist,
                 "yanked": v.yanked,
                 "yanked_reason": v.yanked_reason if v.yanked else None,
+                "sdist_url": v.sdist_url,
+                "sdist_sha256": v.sdist_sha256,
                 "skip": v.skip,
                 "version_order": orders[v.version][0],
                 "prerelease": orders[v.version][1],

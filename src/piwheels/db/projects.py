@@ -131,10 +131,12 @@ class ProjectRecords(FarmQueue):
         # The rows are JSON already: joined, not parsed and dumped again.
         batch = "[" + ",".join(texts) + "]"
         self.conn.execute("SELECT set_projects(%s::jsonb)", (batch,))
-        self._set_yank_reasons(batch)
+        self._set_release_details(batch)
 
-    def _set_yank_reasons(self, batch: str) -> None:
+    def _set_release_details(self, batch: str) -> None:
+        """What later migrations record of a version beside set_projects (0014, 0015)."""
         self.conn.execute("SELECT set_yank_reasons(%s::jsonb)", (batch,))
+        self.conn.execute("SELECT set_sdists(%s::jsonb)", (batch,))
 
     def remove_project(self, package: str) -> None:
         self.conn.execute("SELECT remove_project(%s)", (package,))

@@ -9,7 +9,7 @@ from psycopg.types.json import Jsonb
 
 from piwheels.db import web_queries
 from piwheels.db.connection import DatabaseConnection
-from piwheels.records.projects import ProjectData, SearchEntry, Statistics
+from piwheels.records.projects import ProjectData, SearchEntry, Statistics, WheelOrigin
 
 
 class WebOutput(DatabaseConnection):
@@ -31,6 +31,9 @@ class WebOutput(DatabaseConnection):
     def get_statistics(self) -> Statistics:
         """The farm's figures for the home page, but the output disk's (the master's)."""
         return web_queries.statistics(self.conn)
+
+    def get_wheel_origins(self, package: str) -> list[WheelOrigin]:
+        return web_queries.wheel_origins(self.conn, package)
 
     def get_build_output(self, build_id: int) -> str | None:
         return web_queries.build_output(self.conn, build_id)

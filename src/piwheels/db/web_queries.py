@@ -25,6 +25,7 @@ from piwheels.records.projects import (
     Statistics,
     VersionInfo,
     WheelFile,
+    WheelOrigin,
 )
 
 Conn = psycopg.Connection[Any]
@@ -412,6 +413,20 @@ def statistics(conn: Conn) -> Statistics:
         disk_total=0,
         updated=datetime.now(UTC),
     )
+
+
+def wheel_origins(conn: Conn, package: str) -> list[WheelOrigin]:
+    """Each published wheel of *package* with what its provenance says of its build."""
+    cur = conn.execute(
+        "SELECT f.filename, f.filehash, f.filesize, v.package, v.version, b.abi_tag, "
+        "v.sdist_url, v.sdist_sha256, coalesce(o.builder_key, ''), coalesce(o.label, ''), "
+        "coalesce(o.os_name, ''), coalesce(o.os_version, ''), coalesce(o.py_version_tag, ''), "
+        "f.platform_tag, b.build_id, b.built_at, b.duration "
+        "FROM files f JOIN builds b USING (build_id) JOIN versions v USING (version_id) "
+        "LEFT JOIN build_origins o USING (build_id) WHERE v.package = %s",
+        (package,),
+    )
+    return [WheelOrigin(*row) for row in cur]
 
 
 def build_output(conn: Conn, build_id: int) -> str | None:

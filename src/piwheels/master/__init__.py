@@ -20,7 +20,7 @@ from typing import Any
 
 import zmq
 
-from piwheels import __version__, protocols
+from piwheels import __version__, protocols, provenance
 from piwheels.builder_keys import KeyFileError
 from piwheels.db.embedded import EmbeddedPostgresError
 from piwheels.db.embedded.cluster import EmbeddedPostgres
@@ -43,6 +43,7 @@ from piwheels.master_support.task import Task, describe_error, tell_tasks
 from piwheels.message_codec import ProtocolError
 from piwheels.records.status import MasterStatus
 from piwheels.transport import Socket, recv_frames
+from piwheels.web.writer import write_atomic
 
 log = logging.getLogger(__name__)
 JOIN_TIMEOUT = 10.0
@@ -90,7 +91,7 @@ class PiwMaster:
             return 1
         try:
             authenticator = self._admit_builders()
-        except KeyFileError as exc:
+        except (KeyFileError, provenance.ProvenanceKeyError) as exc:
             log.critical("%s", exc)
             return 1
         sockets = self._open_sockets()
@@ -149,12 +150,23 @@ class PiwMaster:
             trust.public_key,
             config.key_dir,
         )
+        self._publish_provenance_key(config.key_dir)
         authenticator = BuilderAuthenticator(self.context, trust)
         authenticator.start()
         for address in (config.insecure_slave_queue, config.insecure_file_queue):
             if address is not None:
                 log.warning("%s is open to any builder, with no key (insecure)", address)
         return authenticator
+
+    def _publish_provenance_key(self, key_dir: Path) -> None:
+        """Make the key that signs each wheel's provenance (at the first start) and put its
+        public half where piw-verify looks: OUTPUT/piwheels-provenance.pem."""
+        key = provenance.signing_key(key_dir, make=True)
+        public = provenance.public_key_pem(key.public_key())
+        path = Path(self.config.output_path) / provenance.PUBLIC_KEY_FILE
+        if not path.exists() or path.read_bytes() != public:
+            write_atomic(path, public)
+        log.info("provenance signed with %s", provenance.key_id(key.public_key()))
 
     def _open_sockets(self) -> list[Socket]:
         """Bind every queue the tasks and the outside world reach the main thread by."""

@@ -17,7 +17,8 @@ from typing import Any
 import zmq
 from packaging.utils import canonicalize_name
 
-from piwheels import protocols
+from piwheels import protocols, provenance
+from piwheels.builder_keys import fingerprint
 from piwheels.failures import Cause
 from piwheels.master_support.builder_trust import load_trust
 from piwheels.master_support.config import MasterConfig
@@ -41,7 +42,7 @@ from piwheels.protocols.messages import (
     SkipRequest,
     YankRequest,
 )
-from piwheels.records.builds import BuildResult, FileState
+from piwheels.records.builds import BuildOrigin, BuildResult, FileState
 
 IMPORTER_ID = 0
 ABANDONED_AFTER = 300.0  # seconds of silence after which another tool may take over
@@ -196,7 +197,7 @@ class MrChase(Task):
         self.importing = None
         try:
             build_id = self.db.log_build(
-                IMPORTER_ID, job.package, job.version, job.abi_tag, job.result
+                IMPORTER_ID, job.package, job.version, job.abi_tag, job.result, self._origin()
             )
         except DatabaseError:
             self._discard(job)
@@ -204,6 +205,12 @@ class MrChase(Task):
         self.log.info("imported %s %s as build %d", job.package, job.version, build_id)
         self.pages.project(job.package)
         return "DONE", NO_DATA
+
+    def _origin(self) -> BuildOrigin:
+        """An import's builder, for its provenance: the operator, by the master's own key
+        (piw-import's), the machine it was built on unknown."""
+        key = fingerprint(self.importer_key.encode("ascii")) if self.importer_key else ""
+        return BuildOrigin(key, "piw-import", "", "", "", "")
 
     def _discard(self, job: Import) -> None:
         """Delete the files of an import that was not recorded, unless the database lists
@@ -239,7 +246,8 @@ class MrChase(Task):
 
     def _unpublish(self, package: str, filename: str) -> None:
         directory = Path(self.config.output_path) / "simple" / package
-        for path in (directory / filename, directory / f"{filename}.metadata"):
+        beside = (f"{filename}.metadata", f"{filename}{provenance.SUFFIX}")
+        for path in (directory / filename, *(directory / name for name in beside)):
             if path.parent != directory:  # names come from our own database; be sure anyway
                 continue
             try:

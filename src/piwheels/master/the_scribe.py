@@ -130,6 +130,8 @@ class TheScribe(Task):
                 str(self.output),
                 "--public-url",
                 config.public_url,
+                # each published wheel's provenance is signed with the master's key
+                *(["--key-dir", str(config.key_dir)] if config.key_dir is not None else []),
             ],
             protocols.page_writer,
             on_message=self._heard,

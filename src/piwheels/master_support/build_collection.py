@@ -114,7 +114,7 @@ class BuildCollection:
         fetched, slave.fetched = slave.fetched, []
         self.db.ask(
             "LOGBUILD",
-            BuildReport(slave.slave_id, *build, result),
+            BuildReport(slave.slave_id, *build, result, slave.origin()),
             partial(self.recorded, slave, build, result, fetched),
         )
 

@@ -28,7 +28,7 @@ from piwheels.protocols.messages import (
     SkipRequest,
     YankRequest,
 )
-from piwheels.records.builds import BuildResult, PackageVersion, QueueSnapshot
+from piwheels.records.builds import BuildOrigin, BuildResult, PackageVersion, QueueSnapshot
 from piwheels.records.projects import Statistics
 from piwheels.transport import Socket
 
@@ -101,9 +101,15 @@ class DbClient:
         return cast("dict[str, str]", self._call("GETHASHES", list(filenames)))
 
     def log_build(
-        self, slave_id: int, package: str, version: str, abi_tag: str, result: BuildResult
+        self,
+        slave_id: int,
+        package: str,
+        version: str,
+        abi_tag: str,
+        result: BuildResult,
+        origin: BuildOrigin | None = None,
     ) -> int:
-        report = BuildReport(slave_id, package, version, abi_tag, result)
+        report = BuildReport(slave_id, package, version, abi_tag, result, origin)
         return cast("int", self._call("LOGBUILD", report))
 
     def log_lost_build(

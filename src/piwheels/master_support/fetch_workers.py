@@ -262,6 +262,8 @@ def _row(info: ProjectInfo, abis: list[BuildABI]) -> ProjectRow:
             yanked=v.yanked,
             skip="" if v.valid else "not a valid PEP 440 version",
             yanked_reason=v.yanked_reason,
+            sdist_url=v.sdist_url,
+            sdist_sha256=v.sdist_sha256,
         )
         for v in info.versions
     ]

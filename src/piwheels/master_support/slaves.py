@@ -14,10 +14,11 @@ from packaging.utils import (
     parse_wheel_filename,
 )
 
+from piwheels.builder_keys import fingerprint
 from piwheels.codec import describe_value
 from piwheels.protocols import Dialect, wire
 from piwheels.protocols.original import UNOWNED_LIBRARY
-from piwheels.records.builds import BuildResult, FileState, PackageVersion
+from piwheels.records.builds import BuildOrigin, BuildResult, FileState, PackageVersion
 from piwheels.records.slaves import SlaveHello, SlaveState, SlaveStats
 from piwheels.records.status import SlaveStatus
 
@@ -115,6 +116,18 @@ class SlaveRecord:
             last_seen=when(self.last_seen),
             stats=self.stats,
             sleep_requested=self.sleep_requested,
+        )
+
+    def origin(self) -> BuildOrigin:
+        """Who built this slave's builds: what their provenance names."""
+        hello = self.hello
+        return BuildOrigin(
+            builder_key=fingerprint(self.key.encode("ascii")) if self.key else "",
+            label=hello.label,
+            os_name=hello.os_name,
+            os_version=hello.os_version,
+            py_version_tag=hello.py_version_tag,
+            platform_tag=hello.platform_tag,
         )
 
     def same_machine(self, other: SlaveRecord) -> bool:

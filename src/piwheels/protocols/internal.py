@@ -49,7 +49,7 @@ from piwheels.protocols.wire import (
     STATISTICS,
     YANK,
 )
-from piwheels.records.builds import QueueSnapshot
+from piwheels.records.builds import BuildOrigin, QueueSnapshot
 from piwheels.records.projects import ProjectRow
 
 # The master -> every task (PUB/SUB: each message's first frame is its topic, every task's or
@@ -66,6 +66,7 @@ master_control = Protocol(
 
 QUEUE = Record([MapOf(Str, ListOf(PACKAGE_VERSION)), MapOf(Str, Int), Int], QueueSnapshot)
 PAGE_REQUEST = Record([Str, Str], PageRequest)
+BUILD_ORIGIN = Record([Str, Str, Str, Str, Str, Str], BuildOrigin)
 
 # Clients -> Seraph -> an Oracle: {request: (its data, its answer)}. The projects of SETPROJECTS
 # are made in Cloud Gazer's fetch processes and passed through, the database checking their JSON.
@@ -93,7 +94,10 @@ oracle = Protocol(
             "GETQUEUE": (Int, QUEUE),  # how many entries per ABI
             "GETHASHES": (ListOf(Str), MapOf(Str, Str)),  # filenames -> published SHA256
             "QUEUED": (Record([Str, Str, Str], QueueQuery), Bool),
-            "LOGBUILD": (Record([Int, Str, Str, Str, BUILD_RESULT], BuildReport), Int),
+            "LOGBUILD": (
+                Record([Int, Str, Str, Str, BUILD_RESULT, Optional(BUILD_ORIGIN)], BuildReport),
+                Int,
+            ),
             "LOSTBUILD": (Record([Int, Str, Str, Str, Duration, Text], LostBuild), Int),
             "REQUEUEDUE": (None, ListOf(Int)),  # give-backs whose time has come
             "GETSTATS": (None, STATISTICS),  # the database's figures (no disk)

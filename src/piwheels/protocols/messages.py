@@ -9,7 +9,7 @@ from typing import NamedTuple
 
 from piwheels.abis import BuildABI
 from piwheels.protocols.base import Failure
-from piwheels.records.builds import BuildResult, FileState
+from piwheels.records.builds import BuildOrigin, BuildResult, FileState
 from piwheels.records.projects import ProjectRow
 
 # -- the slaves' queues ---------------------------------------------------------------------------
@@ -148,6 +148,7 @@ class BuildReport(NamedTuple):
     version: str
     abi_tag: str
     result: BuildResult
+    origin: BuildOrigin | None = None  # who built it, where that is known
 
 
 class LostBuild(NamedTuple):

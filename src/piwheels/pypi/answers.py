@@ -53,6 +53,9 @@ class VersionInfo(NamedTuple):
     yanked: bool
     yanked_reason: str | None
     valid: bool
+    # the sdist pip would build from, as the index lists it ("" where there is none)
+    sdist_url: str = ""
+    sdist_sha256: str = ""
 
 
 class ProjectInfo(NamedTuple):

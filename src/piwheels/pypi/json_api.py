@@ -9,6 +9,7 @@ are flagged or skipped, never a reason to lose the rest of the project.
 from __future__ import annotations
 
 import logging
+import re
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
@@ -22,6 +23,9 @@ from piwheels.pypi.fetching import JsonFetcher, NotFound, header_serial, parse_j
 
 # The package's one logger, so that logging settings name the whole client at once.
 logger = logging.getLogger("piwheels.pypi")
+
+SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+MAX_SDIST_URL = 2000  # the width of versions.sdist_url (migration 0015)
 
 
 def read_project(
@@ -121,4 +125,22 @@ def _version_info(version: str, files: list[Any], url: str) -> VersionInfo:
         yanked=yanked,
         yanked_reason=next((r for r in reasons if isinstance(r, str) and r), None),
         valid=valid,
+        **_sdist(sdists),
     )
+
+
+def _sdist(sdists: list[dict[str, Any]]) -> dict[str, str]:
+    """The sdist pip would take (the first listed) with its SHA256, for the provenance of the
+    wheels built from it; nothing where the index gives no usable URL and digest."""
+    for file in sdists:
+        url, digests = file.get("url"), file.get("digests")
+        sha256 = digests.get("sha256") if isinstance(digests, dict) else None
+        if (
+            isinstance(url, str)
+            and url.startswith(("https://", "http://"))
+            and len(url) <= MAX_SDIST_URL
+            and isinstance(sha256, str)
+            and SHA256_HEX.fullmatch(sha256)
+        ):
+            return {"sdist_url": url, "sdist_sha256": sha256}
+    return {}

@@ -43,6 +43,17 @@ class FileState(NamedTuple):
     requires_python: str | None
 
 
+class BuildOrigin(NamedTuple):
+    """Who built a build, as its signed provenance names it (migration 0015)."""
+
+    builder_key: str  # the fingerprint of its builder key; "" where it has none
+    label: str
+    os_name: str
+    os_version: str
+    py_version_tag: str
+    platform_tag: str
+
+
 class BuildResult(NamedTuple):
     """The outcome of one build attempt, as carried by BUILT."""
 

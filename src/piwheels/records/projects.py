@@ -35,6 +35,30 @@ class WheelFile(NamedTuple):
     # shared libraries it links that no Debian package owned on its builder (by path), as the
     # original piwheels slaves report them
     unowned_libraries: tuple[str, ...] = ()
+    provenance: bool = False  # whether its signed provenance is beside it (<wheel>.provenance.json)
+
+
+class WheelOrigin(NamedTuple):
+    """What a published wheel's provenance says of its build (migration 0015): the sdist as the
+    index listed it, and the builder (blank where unknown: an older build, a keyless one)."""
+
+    filename: str
+    filehash: str
+    filesize: int
+    package: str
+    version: str
+    abi_tag: str
+    sdist_url: str
+    sdist_sha256: str
+    builder_key: str
+    label: str
+    os_name: str
+    os_version: str
+    py_version_tag: str
+    platform_tag: str
+    build_id: int
+    built_at: datetime
+    duration: timedelta
 
 
 class QueuePlace(NamedTuple):

@@ -23,6 +23,7 @@ _TYPES = (
     (".json", "application/json"),
     (".xml", "application/xml"),  # the sitemap
     (".txt", "text/plain; charset=utf-8"),
+    (".pem", "text/plain; charset=utf-8"),  # the key that signs the wheels' provenance
     (".css", "text/css; charset=utf-8"),
     (".js", "text/javascript; charset=utf-8"),
     (".svg", "image/svg+xml"),

@@ -22,6 +22,7 @@ import jinja2
 from markupsafe import Markup
 from packaging.utils import canonicalize_name
 
+from piwheels.provenance import SUFFIX
 from piwheels.records.builds import BuildState
 from piwheels.records.projects import (
     AbiCell,
@@ -175,6 +176,8 @@ def _releases(name: str, project: ProjectData) -> Markup:
                 else:
                     url, text = _h(file_url(name, file.filename)), _h(file.filename)
                 badge = _YANKED_BADGE if _file_yanked(version, file) is not None else ""
+                if file.provenance:  # its signed provenance: piw-verify checks the wheel by it
+                    badge += f' <a class="provenance" href="{url}{SUFFIX}">provenance</a>'
                 parts.append(
                     f'<tr><td><a href="{url}">{text}</a>{badge}</td>'
                     f'<td title="{file.filesize:d} bytes">{_size(file.filesize)}</td>'
@@ -327,6 +330,7 @@ def _file_json(name: str, version: VersionInfo, file: WheelFile) -> dict[str, An
         "uploaded": _iso(file.uploaded),
         "yanked": _file_yanked(version, file),
         "metadata_sha256": file.metadata_hash,
+        "provenance_url": file_url(name, file.filename) + SUFFIX if file.provenance else None,
         "apt_dependencies": list(file.apt_dependencies),
         "unowned_libraries": list(file.unowned_libraries),
     }

@@ -19,6 +19,7 @@ the command line. End of input: exit 0.
 from __future__ import annotations
 
 import argparse
+import gzip
 import hashlib
 import logging
 import sys
@@ -26,15 +27,16 @@ from pathlib import Path
 from typing import IO, Any
 
 import psycopg
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from piwheels import protocols
+from piwheels import protocols, provenance
 from piwheels.db.database import Database
 from piwheels.db.migrate import SchemaError
 from piwheels.master_support.children import ignore_stop_signals
 from piwheels.message_codec import ProtocolError
 from piwheels.pipes import StreamBroken, read_message, write_message
 from piwheels.protocols.messages import LogRecord, PagesWritten
-from piwheels.records.projects import ProjectData, WheelFile
+from piwheels.records.projects import ProjectData, WheelFile, WheelOrigin
 from piwheels.web import index, pages
 from piwheels.web.bulk import DSN_VARIABLE, database_from_environment, give_way
 from piwheels.web.layout import log_path
@@ -49,13 +51,20 @@ class ProjectWriter:
     """Writes a project's pages (and, when asked, its simple index page) from the database."""
 
     def __init__(
-        self, output: Path, db: Database, log: logging.Logger, public_url: str | None = None
+        self,
+        output: Path,
+        db: Database,
+        log: logging.Logger,
+        public_url: str | None = None,
+        signing_key: Ed25519PrivateKey | None = None,
     ) -> None:
         self.output = output
         self.public_url = public_url  # for the install lines; else filled in by the browser
         self.simple = output / "simple"
         self.db = db
         self.log = log
+        # the master's, for each published wheel's provenance (none: no statements written)
+        self.signing_key = signing_key
 
     def write(self, package: str, with_index: bool) -> bool:
         """Write *package*'s pages; True when it has just entered the index (its first file).
@@ -71,6 +80,10 @@ class ProjectWriter:
             self.db.pages_written(package, requests)
             return False
         project = self._with_metadata(project)
+        for version in project.versions:  # before the statements, which name the logs' digests
+            for build in version.builds:
+                self._write_log(build.build_id)
+        project = self._with_provenance(project)
         directory = self.simple / project.name
         listed = (directory / "index.html").exists()
         new = False
@@ -92,9 +105,6 @@ class ProjectWriter:
         write_atomic(pages_dir / "index.html", html)
         json_page = pages.project_json(project, apt, base_url=self.public_url)
         write_atomic(pages_dir / "json" / "index.json", json_page)
-        for version in project.versions:
-            for build in version.builds:
-                self._write_log(build.build_id)
         self.db.pages_written(package, written)
         self.log.info("wrote the pages of %s", project.name)
         return new
@@ -136,6 +146,61 @@ class ProjectWriter:
                 ", ..." if len(missing) > 3 else "",
             )
         return annotated
+
+    def _with_provenance(self, project: ProjectData) -> ProjectData:
+        """Sign the provenance of each wheel that has none beside it yet, and note which have.
+
+        A statement is written once: what it says of a build does not change (its signature is
+        deterministic, so writing it again would give the same bytes).
+        """
+        if self.signing_key is None:
+            return project
+        attested = set()
+        for origin in self.db.get_wheel_origins(project.name):
+            wheel = self.simple / project.name / origin.filename
+            path = wheel.with_name(wheel.name + provenance.SUFFIX)
+            if not path.exists():
+                if not wheel.exists():  # _with_metadata logged it
+                    continue
+                facts = self._facts(origin)
+                write_atomic(path, provenance.sign(provenance.statement(facts), self.signing_key))
+            attested.add(origin.filename)
+        return project._replace(
+            versions=[
+                version._replace(
+                    files=[f._replace(provenance=f.filename in attested) for f in version.files]
+                )
+                for version in project.versions
+            ]
+        )
+
+    def _facts(self, origin: WheelOrigin) -> provenance.BuildFacts:
+        log_file = self.output / log_path(origin.build_id)
+        try:  # the digest of the log as served (decompressed), so anyone can check it
+            log_sha256 = hashlib.sha256(gzip.decompress(log_file.read_bytes())).hexdigest()
+        except (OSError, EOFError, gzip.BadGzipFile):
+            log_sha256 = ""
+        return provenance.BuildFacts(
+            filename=origin.filename,
+            sha256=origin.filehash,
+            size=origin.filesize,
+            package=origin.package,
+            version=origin.version,
+            abi_tag=origin.abi_tag,
+            sdist_url=origin.sdist_url,
+            sdist_sha256=origin.sdist_sha256,
+            builder_key=origin.builder_key,
+            builder_label=origin.label,
+            builder_os=f"{origin.os_name} {origin.os_version}".strip(),
+            builder_python=origin.py_version_tag,
+            platform_tag=origin.platform_tag,
+            build_id=origin.build_id,
+            built_at=origin.built_at,
+            duration=origin.duration,
+            log_sha256=log_sha256,
+            cross_check="not checked",
+            farm_url=self.public_url or "",
+        )
 
     def _write_log(self, build_id: int) -> None:
         path = self.output / log_path(build_id)
@@ -223,6 +288,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("output", type=Path, help="the web output directory")
     parser.add_argument("--public-url", help="where users reach it, for the install lines")
+    parser.add_argument(
+        "--key-dir", type=Path, help="the master's keys: sign each wheel's provenance with its"
+    )
     args = parser.parse_args(argv)
     out = sys.stdout.buffer
     root = logging.getLogger()
@@ -233,8 +301,15 @@ def main(argv: list[str] | None = None) -> int:
     db = database_from_environment()
     if db is None:
         return 2
+    key = None
+    if args.key_dir is not None:
+        try:
+            key = provenance.signing_key(args.key_dir)
+        except provenance.ProvenanceKeyError as exc:
+            log.error("no provenance will be signed: %s", exc)
     try:
-        serve(ProjectWriter(args.output, db, log, args.public_url), sys.stdin.buffer, out)
+        writer = ProjectWriter(args.output, db, log, args.public_url, key)
+        serve(writer, sys.stdin.buffer, out)
     finally:
         db.close()
     return 0
