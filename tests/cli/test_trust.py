@@ -57,7 +57,7 @@ def test_master_prints_the_masters_public_key(
     ("argv", "message"),
     [
         (["add", "not-a-key"], "is neither a public key nor a key file"),
-        (["add", "x" * 40], "is not a CurveZMQ public key"),
+        (["add", "~" * 40], "is not a CurveZMQ public key"),
         (["revoke", "SHA256:nothing"], "no trusted key SHA256:nothing"),
     ],
 )

@@ -24,6 +24,7 @@ from piwheels.builder_keys import (
     public_key,
 )
 from piwheels.cli.options import ConfigError, configure_logging, make_parser, parse_args
+from piwheels.private_dirs import private_directory_problem
 
 DESCRIPTION = """\
 Say which build slaves the master admits, by their keys. Each slave makes its key pair at its
@@ -61,25 +62,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         parser.error(str(exc))
     configure_logging(args)
-    trusted = TrustedKeys(args.key_dir / TRUSTED)
     try:
-        if args.command == "add":
-            key = trusted.add(public_key(args.key), args.label)
-            print(f"trusted {key.fingerprint} {key.label}".rstrip())
-        elif args.command == "revoke":
-            key = trusted.revoke(args.key)
-            print(f"revoked {key.fingerprint} {key.label}".rstrip())
-        elif args.command == "list":
-            for key in trusted.list():
-                added = key.added.strftime("%Y-%m-%d %H:%M")
-                print(f"{key.fingerprint}  {key.public.decode()}  {added}  {key.label}".rstrip())
-        else:
-            pair, _ = key_pair(args.key_dir, MASTER_KEY, make=False)
-            print(f"{pair.public.decode()}  {pair.fingerprint}")
+        for line in carry_out(args):
+            print(line)
     except KeyFileError as exc:
         print(f"piw-trust: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def carry_out(args: argparse.Namespace) -> list[str]:
+    """Do the command *args* name; what to print."""
+    trusted = TrustedKeys(args.key_dir / TRUSTED)
+    if args.command == "master":
+        pair, _ = key_pair(args.key_dir, MASTER_KEY, make=False)
+        return [f"{pair.public.decode()}  {pair.fingerprint}"]
+    if args.command == "list":
+        return [
+            f"{key.fingerprint}  {key.public.decode()}  "
+            f"{key.added.strftime('%Y-%m-%d %H:%M')}  {key.label}".rstrip()
+            for key in trusted.list()
+        ]
+    problem = private_directory_problem(args.key_dir)
+    if problem is not None:  # the master would not start with it either
+        raise KeyFileError(f"{args.key_dir} {problem}: it must be the master's user's alone")
+    if args.command == "add":
+        key = trusted.add(public_key(args.key), args.label)
+        return [f"trusted {key.fingerprint} {key.label}".rstrip()]
+    key = trusted.revoke(args.key)
+    return [f"revoked {key.fingerprint} {key.label}".rstrip()]
 
 
 if __name__ == "__main__":
