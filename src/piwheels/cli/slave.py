@@ -363,7 +363,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         config.slave_queue,
     )
     try:
-        slave = PiwSlave(config, interpreter, sandbox=make_sandbox())
+        # a build must never read the slave's secret key: it could pose as this builder
+        sandbox = make_sandbox(hide=[args.key_dir] if keys is not None else [])
+        if keys is not None and not sandbox.isolated:
+            log.warning(
+                "builds are not sandboxed (no bubblewrap): a build can read this slave's "
+                "secret key in %s",
+                args.key_dir,
+            )
+        slave = PiwSlave(config, interpreter, sandbox=sandbox)
         with _stop_on_signals(slave):
             return slave.run()
     finally:
