@@ -172,3 +172,23 @@ def test_bad_project(document: Any, serial: int, error: type[Exception], problem
         client_for(base).project("demo-pkg")
     assert problem in str(caught.value)
     assert f"{base}/pypi/demo-pkg/json" in str(caught.value)
+
+
+def test_the_sdist_a_provenance_names_is_resolved_as_pip_would() -> None:
+    """A mirror may list files by URLs relative to the JSON document (this machine's did):
+    they are resolved against it; an sdist without a usable URL or SHA256 names none."""
+    relative = file_entry("demo_pkg-1.0.tar.gz", "sdist", "2020-01-02T00:00:00Z")
+    relative["url"] = "../../packages/ab/cd/demo_pkg-1.0.tar.gz"
+    relative["digests"] = {"sha256": "a" * 64}
+    unhashed = file_entry("demo_pkg-2.0.tar.gz", "sdist", "2020-01-02T00:00:00Z")
+    unhashed["digests"] = {"md5": "0" * 32}
+    releases = {"1.0": [relative], "2.0": [unhashed]}
+
+    def answer(handler: BaseHTTPRequestHandler) -> Reply:
+        return json_reply(project_document(releases), serial=42, content_type="application/json")
+
+    with serve(answer) as base:
+        versions = {v.version: v for v in client_for(base).project("demo.pkg").versions}
+    assert versions["1.0"].sdist_url == f"{base}/packages/ab/cd/demo_pkg-1.0.tar.gz"
+    assert versions["1.0"].sdist_sha256 == "a" * 64
+    assert (versions["2.0"].sdist_url, versions["2.0"].sdist_sha256) == ("", "")

@@ -12,7 +12,7 @@ import logging
 import re
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urljoin
 
 from packaging.utils import InvalidName, canonicalize_name
 from packaging.version import InvalidVersion, Version
@@ -125,15 +125,17 @@ def _version_info(version: str, files: list[Any], url: str) -> VersionInfo:
         yanked=yanked,
         yanked_reason=next((r for r in reasons if isinstance(r, str) and r), None),
         valid=valid,
-        **_sdist(sdists),
+        **_sdist(sdists, url),
     )
 
 
-def _sdist(sdists: list[dict[str, Any]]) -> dict[str, str]:
+def _sdist(sdists: list[dict[str, Any]], document: str) -> dict[str, str]:
     """The sdist pip would take (the first listed) with its SHA256, for the provenance of the
-    wheels built from it; nothing where the index gives no usable URL and digest."""
+    wheels built from it; nothing where the index gives no usable URL and digest. A mirror may
+    give URLs relative to the JSON *document*'s, as pip would resolve them."""
     for file in sdists:
         url, digests = file.get("url"), file.get("digests")
+        url = urljoin(document, url) if isinstance(url, str) else None
         sha256 = digests.get("sha256") if isinstance(digests, dict) else None
         if (
             isinstance(url, str)
