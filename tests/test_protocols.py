@@ -68,6 +68,8 @@ SAMPLES: dict[str, Any] = {
     "QUEUED": ("foo", "1.0", "cp311"),
     "RESUME": ("foo", "1.0"),
     "LOGBUILD": (1, "foo", "1.0", "cp311", RESULT, ORIGIN),
+    "OPENCHECKS": 100,
+    "CHECKED": (7, "SHA256:abc", True, {FILE.filename: "0" * 64}),
     "OK": {"anything": [1, 2]},
     "QUEUE": ({"cp311": [("foo", "1.0")]}, {"cp311": 1}, 12),
     "EXPECT": (1, "foo", FILE, b"\x00k3ys", "127.0.0.1", "K3Y"),

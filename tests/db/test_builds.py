@@ -9,9 +9,9 @@ import pytest
 from psycopg.conninfo import make_conninfo
 from test_queue import FAILED, built, version, wheel
 
-from piwheels.db.builds import file_rows
+from piwheels.db.builds import CrossCheckShare, file_rows
 from piwheels.db.database import Database
-from piwheels.records.builds import BuildOrigin, BuildResult, Dependency
+from piwheels.records.builds import BuildOrigin, BuildResult, CrossCheckReport, Dependency
 
 
 def test_published_file_keeps_its_first_record(db: Database) -> None:
@@ -89,3 +89,94 @@ def test_a_build_is_recorded_with_its_builder_and_its_sdist(db: Database) -> Non
     )
     [bare] = db.get_wheel_origins("bar")
     assert (bare.builder_key, bare.label, bare.sdist_url) == ("", "", "")
+
+
+def _publish(db: Database, package: str, key: str, content: str) -> int:
+    """A successful build of *package* 1.0 by the builder *key*, its wheel's hash *content*."""
+    db.set_project(package, package, 1, "", "", [version("1.0")])
+    origin = BuildOrigin(key, key, "Debian", "12", "311", "linux_x86_64")
+    built = wheel(f"{package}-1.0-py3-none-any.whl")._replace(filehash=content * 64)
+    result = BuildResult(True, timedelta(1), "", [built])
+    return db.log_build(1, package, "1.0", "cp311", result, origin)
+
+
+def _check(db: Database, build_id: int, key: str, content: str | None) -> str:
+    """A checker's report on build *build_id* of foo 1.0: its wheel's hash, or no build."""
+    files = {} if content is None else {"foo-1.0-py3-none-any.whl": content * 64}
+    return db.record_cross_check(CrossCheckReport(build_id, key, content is not None, files))
+
+
+def test_the_first_builds_of_a_key_and_a_share_of_the_rest_are_checked(
+    superuser_dsn: str,
+) -> None:
+    db = Database(superuser_dsn, cross_checks=CrossCheckShare(first=2, share=0.0))
+    try:
+        builds = [_publish(db, f"p{n}", "SHA256:a", "1") for n in range(3)]
+        opened = {c.build_id: c for c in db.open_cross_checks(100)}
+        assert sorted(opened) == builds[:2]  # the first two of that key, not the third
+        assert opened[builds[0]].excluded == ["SHA256:a"]  # never checked by its own builder
+        # a keyless builder's builds (an insecure queue's) are not checked: nothing to revoke
+        _publish(db, "q", "", "1")
+        assert sorted(c.build_id for c in db.open_cross_checks(100)) == builds[:2]
+        db.cross_checks = CrossCheckShare(first=0, share=1.0)
+        later = _publish(db, "r", "SHA256:a", "1")
+        assert later in {c.build_id for c in db.open_cross_checks(100)}
+    finally:
+        db.close()
+
+
+AGREED_BY_2 = "built identically by 2 builders"
+DISAGREED = "disagreement: another builder made other wheels"
+
+
+@pytest.mark.parametrize(
+    ("checks", "verdicts", "shown", "still_open"),
+    [
+        ([("SHA256:b", "1")], ["agreed"], AGREED_BY_2, False),
+        ([("SHA256:b", "2")], ["disagreed"], DISAGREED, True),  # waits for a tie-break
+        # a third builder breaks the tie: the first checker was the odd one out ...
+        (
+            [("SHA256:b", "2"), ("SHA256:c", "1")],
+            ["disagreed", "agreed"],
+            "built identically by 2 of 3 builders",
+            False,
+        ),
+        # ... or the publisher was
+        ([("SHA256:b", "2"), ("SHA256:c", "2")], ["disagreed", "disagreed"], DISAGREED, False),
+        # three builders, three results: the backend is not reproducible, and no alarm
+        (
+            [("SHA256:b", "2"), ("SHA256:c", "3")],
+            ["disagreed", "unreproducible"],
+            "not reproducible: each builder made other wheels",
+            False,
+        ),
+        (
+            [("SHA256:b", None), ("SHA256:c", None)],
+            ["pending", "uncheckable"],
+            "not checked: other builders could not build it",
+            False,
+        ),
+    ],
+)
+def test_a_cross_checks_verdict(
+    superuser_dsn: str,
+    checks: list[tuple[str, str | None]],
+    verdicts: list[str],
+    shown: str,
+    still_open: bool,
+) -> None:
+    db = Database(superuser_dsn, cross_checks=CrossCheckShare(first=1, share=0.0))
+    try:
+        build_id = _publish(db, "foo", "SHA256:a", "1")
+        assert [_check(db, build_id, key, content) for key, content in checks] == verdicts
+        [origin] = db.get_wheel_origins("foo")
+        assert origin.cross_check == shown
+        project = db.get_project_data("foo")
+        assert project is not None
+        assert project.files[0].cross_check == shown
+        opened = {c.build_id: c.excluded for c in db.open_cross_checks(100)}
+        assert (build_id in opened) == still_open
+        if still_open:  # nor by a builder that checked it already
+            assert opened[build_id] == ["SHA256:b", "SHA256:a"]
+    finally:
+        db.close()

@@ -157,6 +157,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="how long such a build waits before its second try; doubled before each next",
     )
     parser.add_argument(
+        "--cross-check-first",
+        type=int,
+        default=MasterConfig.cross_check_first,
+        metavar="N",
+        help="another builder (of the ABI, with another key) builds again the first N builds "
+        "of every builder key, and its wheels must be the published ones",
+    )
+    parser.add_argument(
+        "--cross-check-share",
+        type=float,
+        default=MasterConfig.cross_check_share,
+        metavar="FRACTION",
+        help="... and this share of the builds after those (0 to 1)",
+    )
+    parser.add_argument(
         "--min-free-space",
         type=int,
         default=MasterConfig.min_free_space,
@@ -271,6 +286,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             give_back_tries=max(args.give_back_tries, 1),
             give_back_delay=timedelta(seconds=max(args.give_back_delay, 0.0)),
             min_free_space=args.min_free_space,
+            cross_check_first=max(args.cross_check_first, 0),
+            cross_check_share=min(max(args.cross_check_share, 0.0), 1.0),
             slave_queue=args.slave_queue,
             file_queue=args.file_queue,
             key_dir=args.key_dir or args.data_dir / "keys",

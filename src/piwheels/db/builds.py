@@ -13,7 +13,7 @@ from psycopg.types.json import Jsonb
 from piwheels.abis import covers_from
 from piwheels.db.connection import DatabaseConnection
 from piwheels.failures import Cause, Diagnosis, Outcome, diagnose, outcome_of, summary_line
-from piwheels.records.builds import BuildOrigin, BuildResult
+from piwheels.records.builds import BuildOrigin, BuildResult, CrossCheck, CrossCheckReport
 
 log = logging.getLogger("piwheels.db.database")  # the Database's, whichever part of it speaks
 
@@ -23,6 +23,14 @@ class GiveBack(NamedTuple):
 
     tries: int = 3  # attempts in all, the last of which is failed if it fails the same way
     delay: timedelta = timedelta(minutes=10)  # before the second; doubled before each next
+
+
+class CrossCheckShare(NamedTuple):
+    """Which builds a second builder checks (migration 0016): the first *first* builds of each
+    builder key, then each build with probability *share*."""
+
+    first: int = 3
+    share: float = 0.02
 
 
 def file_rows(result: BuildResult) -> list[dict[str, Any]]:
@@ -48,6 +56,7 @@ class BuildRecords(DatabaseConnection):
     """Builds, for :class:`~piwheels.db.database.Database`."""
 
     give_back: GiveBack  # the Database's
+    cross_checks: CrossCheckShare  # the Database's
 
     def reserve_slave_ids(self) -> int:
         """The first of a block of SLAVE_ID_BLOCK slave ids (see migration 0008)."""
@@ -87,6 +96,11 @@ class BuildRecords(DatabaseConnection):
                     self.conn.execute(
                         "SELECT record_origin(%s, %s)", (build_id, Jsonb(origin._asdict()))
                     )
+                    share = self.cross_checks
+                    self.conn.execute(
+                        "SELECT request_cross_check(%s, %s, %s)",
+                        (build_id, share.first, share.share),
+                    )
                 return build_id
         except (psycopg.errors.IntegrityError, psycopg.errors.DataError) as exc:
             why = exc.diag.message_primary or str(exc)
@@ -99,6 +113,20 @@ class BuildRecords(DatabaseConnection):
         return self._log_build(
             slave_id, package, version, abi_tag, refused, self._failure_row(diagnosis, final=True)
         )
+
+    def open_cross_checks(self, limit: int) -> list[CrossCheck]:
+        """The builds waiting for a builder to check them, oldest first."""
+        cur = self.conn.execute("SELECT * FROM open_cross_checks(%s)", (limit,))
+        return [CrossCheck(bid, pkg, ver, abi, list(keys)) for bid, pkg, ver, abi, keys in cur]
+
+    def record_cross_check(self, report: CrossCheckReport) -> str:
+        """A checker's result; the verdict as it now stands (see migration 0016)."""
+        row = self.conn.execute(
+            "SELECT record_cross_check(%s, %s, %s, %s)",
+            (report.build_id, report.checker_key, report.built, Jsonb(report.files)),
+        ).fetchone()
+        assert row is not None
+        return str(row[0])
 
     def log_lost_build(
         self,

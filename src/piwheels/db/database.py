@@ -9,7 +9,7 @@ output (web_output.py), operators' repairs (repairs.py).
 
 from __future__ import annotations
 
-from piwheels.db.builds import BuildRecords, GiveBack
+from piwheels.db.builds import BuildRecords, CrossCheckShare, GiveBack
 from piwheels.db.projects import ProjectRecords
 from piwheels.db.queue import FarmQueue
 from piwheels.db.repairs import Repairs
@@ -20,7 +20,13 @@ class Database(ProjectRecords, FarmQueue, BuildRecords, WebOutput, Repairs):
     """A connection to the piwheels database, reopened after the server restarts."""
 
     def __init__(
-        self, dsn: str, *, check_schema: bool = True, give_back: GiveBack | None = None
+        self,
+        dsn: str,
+        *,
+        check_schema: bool = True,
+        give_back: GiveBack | None = None,
+        cross_checks: CrossCheckShare | None = None,
     ) -> None:
         super().__init__(dsn, check_schema=check_schema)
         self.give_back = give_back or GiveBack()
+        self.cross_checks = cross_checks or CrossCheckShare()

@@ -15,7 +15,7 @@ import psycopg
 from packaging.version import InvalidVersion, Version
 
 from piwheels.failures import parse_wants
-from piwheels.records.builds import BuildState
+from piwheels.records.builds import BuildState, describe_cross_check
 from piwheels.records.projects import (
     AbiCell,
     BuildInfo,
@@ -29,6 +29,7 @@ from piwheels.records.projects import (
 )
 
 Conn = psycopg.Connection[Any]
+
 
 # How many entries of a queued version's own (tier, rank) are counted one by one to place it,
 # walking the queue's index (build_queue_order). A (tier, rank) can hold a million entries
@@ -80,8 +81,12 @@ def project_data(conn: Conn, package: str) -> ProjectData | None:
             "ARRAY(SELECT d.dependency FROM dependencies d "
             "WHERE d.filename = f.filename AND d.tool = 'apt' ORDER BY 1), "
             "ARRAY(SELECT d.dependency FROM dependencies d "
-            "WHERE d.filename = f.filename AND d.tool = 'library' ORDER BY 1) "
+            "WHERE d.filename = f.filename AND d.tool = 'library' ORDER BY 1), "
+            # its cross-check (0016): the verdict (NULL: none asked), how many checkers built it
+            "c.verdict, (SELECT count(*) FROM jsonb_array_elements(coalesce(c.checks, '[]')) "
+            "AS x WHERE (x ->> 'built')::boolean) "
             "FROM files f JOIN builds b USING (build_id) JOIN versions v USING (version_id) "
+            "LEFT JOIN cross_checks c USING (build_id) "
             "WHERE v.package = %s ORDER BY f.filename",
             (package,),
         ).fetchall()
@@ -90,9 +95,21 @@ def project_data(conn: Conn, package: str) -> ProjectData | None:
     for build in builds:
         builds_of[build.version_id].append(build)
     files_of: dict[int, list[WheelFile]] = defaultdict(list)
-    for vid, name, size, sha, requires, built_at, abi, yank, apt, libraries in files:
+    for vid, name, size, sha, requires, built_at, abi, yank, apt, libs, verdict, checks in files:
         files_of[vid].append(
-            WheelFile(name, size, sha, requires, built_at, yank, None, abi, (*apt,), (*libraries,))
+            WheelFile(
+                name,
+                size,
+                sha,
+                requires,
+                built_at,
+                yank,
+                None,
+                abi,
+                (*apt,),
+                (*libs,),
+                cross_check=describe_cross_check(verdict, checks),
+            )
         )
     return ProjectData(
         name=package,
@@ -421,12 +438,18 @@ def wheel_origins(conn: Conn, package: str) -> list[WheelOrigin]:
         "SELECT f.filename, f.filehash, f.filesize, v.package, v.version, b.abi_tag, "
         "v.sdist_url, v.sdist_sha256, coalesce(o.builder_key, ''), coalesce(o.label, ''), "
         "coalesce(o.os_name, ''), coalesce(o.os_version, ''), coalesce(o.py_version_tag, ''), "
-        "f.platform_tag, b.build_id, b.built_at, b.duration "
+        "f.platform_tag, b.build_id, b.built_at, b.duration, c.verdict, "
+        "(SELECT count(*) FROM jsonb_array_elements(coalesce(c.checks, '[]')) AS x "
+        "WHERE (x ->> 'built')::boolean) "
         "FROM files f JOIN builds b USING (build_id) JOIN versions v USING (version_id) "
-        "LEFT JOIN build_origins o USING (build_id) WHERE v.package = %s",
+        "LEFT JOIN build_origins o USING (build_id) LEFT JOIN cross_checks c USING (build_id) "
+        "WHERE v.package = %s",
         (package,),
     )
-    return [WheelOrigin(*row) for row in cur]
+    return [
+        WheelOrigin._make([*row, describe_cross_check(verdict, checks)])
+        for *row, verdict, checks in cur
+    ]
 
 
 def build_output(conn: Conn, build_id: int) -> str | None:

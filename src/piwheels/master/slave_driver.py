@@ -32,6 +32,7 @@ from piwheels.master_support.build_collection import BuildCollection, Reply, Ste
 from piwheels.master_support.build_queue import BuildQueue
 from piwheels.master_support.builder_trust import describe_key, load_trust, open_builder_queues
 from piwheels.master_support.config import MasterConfig
+from piwheels.master_support.cross_checks import CrossChecks
 from piwheels.master_support.lost_slaves import LostSlaves
 from piwheels.master_support.request_pool import Answer, RequestPool
 from piwheels.master_support.slave_ids import SlaveIds
@@ -78,7 +79,7 @@ DIALECTS = {dialect.protocol.name: dialect for dialect in SLAVE_DIALECTS}
 DIALECT_PROTOCOLS = tuple(dialect.protocol for dialect in SLAVE_DIALECTS)
 
 
-class SlaveDriver(SlaveIds, BuildQueue, BuildCollection, LostSlaves, Task):
+class SlaveDriver(SlaveIds, BuildQueue, BuildCollection, CrossChecks, LostSlaves, Task):
     name = "Slave Driver"
 
     def __init__(self, config: MasterConfig, context: zmq.Context[Any] | None = None) -> None:
@@ -132,6 +133,8 @@ class SlaveDriver(SlaveIds, BuildQueue, BuildCollection, LostSlaves, Task):
         self.every(1.0, self.expire_slaves)
         self.every(STATUS_INTERVAL, self.report_changes)
         self.every(60.0, self.report_held_back)
+        self.every(config.queue_interval, self.refresh_checks)
+        self.open_checks, self.checking = [], {}  # what CrossChecks keeps
         self.changes: dict[bytes, SlaveRecord] = {}  # slaves to tell the monitors about
         self.slaves: dict[bytes, SlaveRecord] = {}
         # what SlaveIds and BuildQueue keep (see them for what each holds)
@@ -368,6 +371,9 @@ class SlaveDriver(SlaveIds, BuildQueue, BuildCollection, LostSlaves, Task):
         if self.paused or slave.sleep_requested or self.behind() or not self.disk_has_room():
             slave.state = SlaveState.SLEEPING
             return "SLEEP", self.paused
+        check = self.next_check(slave)
+        if check is not None:  # first: the sooner a build is checked, the less harm if it fails
+            return self.start_check(slave, check)
         build = self.next_build(slave.abi_tag)
         if build is None:
             slave.state = SlaveState.SLEEPING
@@ -401,6 +407,9 @@ class SlaveDriver(SlaveIds, BuildQueue, BuildCollection, LostSlaves, Task):
         result, refusals = check_files(package, version, result)
         for refusal in refusals:
             self.log.error("slave %d: %s", slave.slave_id, refusal)
+        if slave.check is not None:
+            self.checked(slave, result)
+            return None
         slave.result = result
         if result.status and result.files:
             filenames = [f.filename for f in result.files]

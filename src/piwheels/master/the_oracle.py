@@ -17,7 +17,7 @@ import psycopg
 import zmq
 
 from piwheels import protocols
-from piwheels.db.builds import GiveBack
+from piwheels.db.builds import CrossCheckShare, GiveBack
 from piwheels.db.database import Database
 from piwheels.master.seraph import READY
 from piwheels.master_support.config import MasterConfig
@@ -43,7 +43,9 @@ class TheOracle(Task):
         self.name = f"Oracle {number}"
         super().__init__(config, context)
         self.db = Database(
-            config.dsn, give_back=GiveBack(config.give_back_tries, config.give_back_delay)
+            config.dsn,
+            give_back=GiveBack(config.give_back_tries, config.give_back_delay),
+            cross_checks=CrossCheckShare(config.cross_check_first, config.cross_check_share),
         )
         self.worker = self.context.socket(zmq.REQ)
         self.worker.setsockopt(zmq.LINGER, 0)
@@ -63,6 +65,8 @@ class TheOracle(Task):
             "QUEUED": lambda data: self.db.is_queued(*data),
             "LOGBUILD": lambda data: self.db.log_build(*data),
             "LOSTBUILD": lambda data: self.db.log_lost_build(*data),
+            "OPENCHECKS": self.db.open_cross_checks,
+            "CHECKED": self.db.record_cross_check,
             "REQUEUEDUE": lambda _: self.db.requeue_given_back(),
             "GETSTATS": lambda _: self.db.get_statistics(),
             "SAVEPAGES": self.db.save_pending_pages,

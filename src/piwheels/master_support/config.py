@@ -43,6 +43,11 @@ class MasterConfig:
     # queue after give_back_delay, doubled before each next try, and is failed after this many
     give_back_tries: int = 3
     give_back_delay: timedelta = timedelta(minutes=10)
+    # Cross-checks: another builder of the ABI, with another key, builds again the first
+    # builds of every builder key and this share of the others; its wheels' hashes must be
+    # the published ones'. More checks catch a dishonest builder sooner, at the cost of builds.
+    cross_check_first: int = 3
+    cross_check_share: float = 0.02
     slave_queue: str = defaults.SLAVE_QUEUE
     file_queue: str = defaults.FILE_QUEUE
     # The master's key pair and its trusted builders' keys (master_support/builder_trust.py):

@@ -53,6 +53,7 @@ class LostSlaves:
     slaves: dict[bytes, SlaveRecord]
     fs: Callable[[SlaveRecord], RequestPool]
     drop_build: Callable[[SlaveRecord], None]
+    end_check: Callable[[SlaveRecord], None]
 
     def forget(self, slave: SlaveRecord, reason: str, *, lost: bool = True) -> None:
         """Drop *slave*; a build it held is *lost* with it (or, not, carried on elsewhere)."""
@@ -60,9 +61,10 @@ class LostSlaves:
         if slave.build is not None:
             if slave.sending is not None:
                 self.fs(slave).ask("FORGET", slave.slave_id)
-            if lost and not slave.recording:
+            if lost and not slave.recording and slave.check is None:
                 self.log.info("build %s %s for %s is given back (slave lost)", *slave.build)
                 self.record_lost(slave, reason)
+        self.end_check(slave)
         self.drop_build(slave)
         self.slaves.pop(slave.address, None)
         self.status.send("GONE", slave.slave_id)

@@ -78,6 +78,7 @@ class SlaveRecord:
     attempts: int = 0
     waiting: bool = False  # for the database or the File Juggler, before it can be answered
     recording: bool = False  # its build's result is being recorded: no longer its to lose
+    check: int | None = None  # the build it builds again as a cross-check, if it does
     checking: bool = False  # whether its silent transfer has stalled (see expire_slaves)
     sleep_requested: bool = False
     kill_requested: bool = False
@@ -145,6 +146,7 @@ class SlaveRecord:
         self.state = SlaveState.IDLE
         self.build = self.build_started = self.result = self.sending = None
         self.recording = False
+        self.check = None
         self.to_send = []
         self.fetched = []
         self.attempts = 0

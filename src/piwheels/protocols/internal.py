@@ -49,7 +49,7 @@ from piwheels.protocols.wire import (
     STATISTICS,
     YANK,
 )
-from piwheels.records.builds import BuildOrigin, QueueSnapshot
+from piwheels.records.builds import BuildOrigin, CrossCheck, CrossCheckReport, QueueSnapshot
 from piwheels.records.projects import ProjectRow
 
 # The master -> every task (PUB/SUB: each message's first frame is its topic, every task's or
@@ -67,6 +67,8 @@ master_control = Protocol(
 QUEUE = Record([MapOf(Str, ListOf(PACKAGE_VERSION)), MapOf(Str, Int), Int], QueueSnapshot)
 PAGE_REQUEST = Record([Str, Str], PageRequest)
 BUILD_ORIGIN = Record([Str, Str, Str, Str, Str, Str], BuildOrigin)
+CROSS_CHECK = Record([Int, Str, Str, Str, ListOf(Str)], CrossCheck)
+CROSS_CHECK_REPORT = Record([Int, Str, Bool, MapOf(Str, Str)], CrossCheckReport)
 
 # Clients -> Seraph -> an Oracle: {request: (its data, its answer)}. The projects of SETPROJECTS
 # are made in Cloud Gazer's fetch processes and passed through, the database checking their JSON.
@@ -99,6 +101,8 @@ oracle = Protocol(
                 Int,
             ),
             "LOSTBUILD": (Record([Int, Str, Str, Str, Duration, Text], LostBuild), Int),
+            "OPENCHECKS": (Int, ListOf(CROSS_CHECK)),  # at most this many
+            "CHECKED": (CROSS_CHECK_REPORT, Str),  # the verdict as it now stands
             "REQUEUEDUE": (None, ListOf(Int)),  # give-backs whose time has come
             "GETSTATS": (None, STATISTICS),  # the database's figures (no disk)
             "SAVEPAGES": (ListOf(PAGE_REQUEST), None),  # the Secretary's backlog

@@ -54,6 +54,47 @@ class BuildOrigin(NamedTuple):
     platform_tag: str
 
 
+class CrossCheck(NamedTuple):
+    """A build waiting for another builder to build it again (migration 0016)."""
+
+    build_id: int
+    package: str
+    version: str
+    abi_tag: str
+    excluded: list[str]  # the keys that may not check it: its builder's, past checkers'
+
+
+UNCHECKED = "not checked"
+
+
+def describe_cross_check(verdict: str | None, checks_built: int) -> str:
+    """A cross-check's verdict (migration 0016) for people, with how many builders took part;
+    *checks_built* counts the checkers that built it."""
+    if verdict is None:
+        return UNCHECKED
+    if verdict == "agreed":
+        return (
+            "built identically by 2 builders"
+            if checks_built <= 1
+            else f"built identically by 2 of {checks_built + 1} builders"
+        )
+    return {
+        "pending": "a check by another builder is pending",
+        "disagreed": "disagreement: another builder made other wheels",
+        "unreproducible": "not reproducible: each builder made other wheels",
+        "uncheckable": "not checked: other builders could not build it",
+    }.get(verdict, verdict)
+
+
+class CrossCheckReport(NamedTuple):
+    """What a checker made of a build it was given to check."""
+
+    build_id: int
+    checker_key: str
+    built: bool
+    files: dict[str, str]  # filename -> sha256
+
+
 class BuildResult(NamedTuple):
     """The outcome of one build attempt, as carried by BUILT."""
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
-from piwheels.records.builds import BuildState
+from piwheels.records.builds import UNCHECKED, BuildState
 
 
 class ProjectRow(NamedTuple):
@@ -36,6 +36,7 @@ class WheelFile(NamedTuple):
     # original piwheels slaves report them
     unowned_libraries: tuple[str, ...] = ()
     provenance: bool = False  # whether its signed provenance is beside it (<wheel>.provenance.json)
+    cross_check: str = UNCHECKED  # what other builders made of it (describe_cross_check)
 
 
 class WheelOrigin(NamedTuple):
@@ -59,6 +60,7 @@ class WheelOrigin(NamedTuple):
     build_id: int
     built_at: datetime
     duration: timedelta
+    cross_check: str = UNCHECKED  # describe_cross_check
 
 
 class QueuePlace(NamedTuple):

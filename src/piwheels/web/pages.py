@@ -23,7 +23,7 @@ from markupsafe import Markup
 from packaging.utils import canonicalize_name
 
 from piwheels.provenance import SUFFIX
-from piwheels.records.builds import BuildState
+from piwheels.records.builds import UNCHECKED, BuildState
 from piwheels.records.projects import (
     AbiCell,
     BuildInfo,
@@ -178,6 +178,8 @@ def _releases(name: str, project: ProjectData) -> Markup:
                 badge = _YANKED_BADGE if _file_yanked(version, file) is not None else ""
                 if file.provenance:  # its signed provenance: piw-verify checks the wheel by it
                     badge += f' <a class="provenance" href="{url}{SUFFIX}">provenance</a>'
+                if file.cross_check != UNCHECKED:  # what another builder made of it
+                    badge += f' <span class="cross-check">{_h(file.cross_check)}</span>'
                 parts.append(
                     f'<tr><td><a href="{url}">{text}</a>{badge}</td>'
                     f'<td title="{file.filesize:d} bytes">{_size(file.filesize)}</td>'
@@ -331,6 +333,7 @@ def _file_json(name: str, version: VersionInfo, file: WheelFile) -> dict[str, An
         "yanked": _file_yanked(version, file),
         "metadata_sha256": file.metadata_hash,
         "provenance_url": file_url(name, file.filename) + SUFFIX if file.provenance else None,
+        "cross_check": file.cross_check,
         "apt_dependencies": list(file.apt_dependencies),
         "unowned_libraries": list(file.unowned_libraries),
     }

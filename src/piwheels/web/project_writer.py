@@ -36,6 +36,7 @@ from piwheels.master_support.children import ignore_stop_signals
 from piwheels.message_codec import ProtocolError
 from piwheels.pipes import StreamBroken, read_message, write_message
 from piwheels.protocols.messages import LogRecord, PagesWritten
+from piwheels.records.builds import UNCHECKED
 from piwheels.records.projects import ProjectData, WheelFile, WheelOrigin
 from piwheels.web import index, pages
 from piwheels.web.bulk import DSN_VARIABLE, database_from_environment, give_way
@@ -150,8 +151,9 @@ class ProjectWriter:
     def _with_provenance(self, project: ProjectData) -> ProjectData:
         """Sign the provenance of each wheel that has none beside it yet, and note which have.
 
-        A statement is written once: what it says of a build does not change (its signature is
-        deterministic, so writing it again would give the same bytes).
+        A statement is written once, but for a build another builder checked, whose verdict it
+        names: that one is made again and written if it changed (its signature is
+        deterministic, so an unchanged statement gives the same bytes).
         """
         if self.signing_key is None:
             return project
@@ -159,11 +161,14 @@ class ProjectWriter:
         for origin in self.db.get_wheel_origins(project.name):
             wheel = self.simple / project.name / origin.filename
             path = wheel.with_name(wheel.name + provenance.SUFFIX)
-            if not path.exists():
+            checked = origin.cross_check != UNCHECKED
+            if not path.exists() or checked:
                 if not wheel.exists():  # _with_metadata logged it
                     continue
                 facts = self._facts(origin)
-                write_atomic(path, provenance.sign(provenance.statement(facts), self.signing_key))
+                signed = provenance.sign(provenance.statement(facts), self.signing_key)
+                if not (checked and path.exists() and path.read_bytes() == signed):
+                    write_atomic(path, signed)
             attested.add(origin.filename)
         return project._replace(
             versions=[
@@ -198,7 +203,7 @@ class ProjectWriter:
             built_at=origin.built_at,
             duration=origin.duration,
             log_sha256=log_sha256,
-            cross_check="not checked",
+            cross_check=origin.cross_check,
             farm_url=self.public_url or "",
         )
 

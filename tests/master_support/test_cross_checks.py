@@ -1,0 +1,129 @@
+"""Cross-checks (#19) against a real master: a second builder of the ABI, with another key,
+builds again the first builds of every key, and the hashes must agree."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from farm import (
+    MasterThread,
+    ScriptedSlave,
+    SlaveProcess,
+    build_result,
+    configure,
+    file_state,
+    rows,
+    wait_for,
+)
+from piwheels import provenance
+from piwheels.master_support.config import MasterConfig
+from pypi_index import LocalPyPI
+
+WHEEL = "piwtest_pure-1.0-py3-none-any.whl"
+VERDICTS = "SELECT build_id, verdict FROM cross_checks ORDER BY build_id"
+
+
+@pytest.fixture
+def config(master_dsn: str, tmp_path: Path, pypi_index: LocalPyPI) -> MasterConfig:
+    return configure(master_dsn, tmp_path, pypi_index, ["cp311"], packages=["piwtest-pure"])
+
+
+@pytest.fixture
+def master(config: MasterConfig) -> Iterator[MasterThread]:
+    running = MasterThread(config).start()
+    yield running
+    running.stop()
+
+
+def publish(slave: ScriptedSlave, content: bytes) -> None:
+    slave.hello()
+    assert slave.wait_for_build() == ("piwtest-pure", "1.0")
+    assert slave.request("BUILT", build_result(file_state(WHEEL, content)))[0] == "SEND"
+    assert slave.send_file(content) == "DONE"
+    assert slave.request("SENT")[0] == "DONE"
+
+
+def check(slave: ScriptedSlave, content: bytes) -> str:
+    """Be handed the check (a BUILD like any other) and report *content*'s wheel."""
+    slave.hello()
+    assert slave.wait_for_build() == ("piwtest-pure", "1.0")
+    action, _ = slave.request("BUILT", build_result(file_state(WHEEL, content)))
+    return action
+
+
+def page_says(config: MasterConfig, text: str) -> bool:
+    page = config.output_path / "project" / "piwtest-pure" / "index.html"
+    return page.exists() and text in page.read_text()
+
+
+def test_a_second_builder_that_makes_the_same_wheel_agrees(
+    config: MasterConfig, master: MasterThread
+) -> None:
+    publisher, checker = ScriptedSlave(config, label="first"), ScriptedSlave(config, label="second")
+    try:
+        publish(publisher, b"the same bytes" * 1000)
+        assert publisher.idle()[0] == "SLEEP"  # its own build is never its to check
+        # the checker's wheel is compared, never fetched: DONE, not SEND
+        assert check(checker, b"the same bytes" * 1000) == "DONE"
+    finally:
+        publisher.close()
+        checker.close()
+    assert [verdict for _, verdict in rows(config.dsn, VERDICTS)] == ["agreed"]
+    wait_for(lambda: page_says(config, "built identically by 2 builders"), what="the page")
+    statement = config.output_path / "simple" / "piwtest-pure" / (WHEEL + provenance.SUFFIX)
+    wait_for(
+        lambda: statement.exists() and "built identically by 2 builders" in _payload(statement),
+        what="the statement to name the check",
+    )
+
+
+def _payload(statement: Path) -> str:
+    return base64.b64decode(json.loads(statement.read_bytes())["payload"]).decode()
+
+
+def test_a_builder_that_alters_its_wheel_is_caught(
+    config: MasterConfig, master: MasterThread, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "piwheels")
+    dishonest, honest = ScriptedSlave(config, label="dishonest"), ScriptedSlave(config, label="h")
+    try:
+        publish(dishonest, b"the built bytes, altered" * 1000)
+        assert check(honest, b"the bytes the sdist builds" * 1000) == "DONE"
+    finally:
+        dishonest.close()
+        honest.close()
+    assert [verdict for _, verdict in rows(config.dsn, VERDICTS)] == ["disagreed"]
+    assert "made other wheels than the published ones" in caplog.text
+    wait_for(lambda: page_says(config, "disagreement: another builder made other"), what="page")
+    data = json.loads(
+        (config.output_path / "project" / "piwtest-pure" / "json" / "index.json").read_text()
+    )
+    files = [f for v in data["versions"] for f in v["files"]]
+    assert [f["cross_check"] for f in files] == ["disagreement: another builder made other wheels"]
+
+
+def test_two_real_slaves_build_the_test_sdists_identically(
+    master_dsn: str, tmp_path: Path, pypi_index: LocalPyPI, python311: Path
+) -> None:
+    """Reproducible builds (SOURCE_DATE_EPOCH, -g0): two real slaves, each with its own key and
+    work directory, make the same bytes of a pure and of a C extension wheel."""
+    projects = ["piwtest-pure", "piwtest-cext"]
+    config = configure(master_dsn, tmp_path, pypi_index, ["cp311"], packages=projects)
+    master = MasterThread(config).start()
+    slaves = [SlaveProcess(config, python311, tmp_path) for _ in range(2)]
+    try:
+        wait_for(
+            lambda: [v for _, v in rows(config.dsn, VERDICTS)] == ["agreed", "agreed"],
+            timeout=300,
+            what="both builds checked and agreed",
+        )
+    finally:
+        for slave in slaves:
+            slave.stop()
+        master.stop()
