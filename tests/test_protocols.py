@@ -171,6 +171,12 @@ def test_every_message_round_trips(protocol: Protocol, action: str) -> None:
         # the master's request queues: an ERROR is of a kind the protocol declares
         ("oracle", "ERROR"): Failure("not-found", "no such package"),
         ("file juggler control", "ERROR"): Failure("no-room", "the output disk is full"),
+        # withheld wheels (cross-checks): the database's build and version, the files to move
+        ("oracle", "WITHHOLD"): 7,
+        ("oracle", "RELEASE"): ("foo", "1.0"),
+        ("mr chase", "RELEASE"): ("foo", "1.0"),
+        ("file juggler control", "WITHHOLD"): ("foo", [FILE.filename]),
+        ("file juggler control", "RELEASE"): ("foo", [FILE.filename]),
     }
     sample = overrides.get((protocol.name, action), SAMPLES.get(action))
     data = NO_DATA if spec is None else sample

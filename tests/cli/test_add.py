@@ -30,6 +30,12 @@ from piwheels.cli import add
             "the failed builds of foo 1.0 on cp311 will be retried",
         ),
         (["foo", "1.0", "--retry", "-y"], "RETRY", ("foo", "1.0", None), "will be retried"),
+        (
+            ["foo", "1.0", "--release"],
+            "RELEASE",
+            ("foo", "1.0"),
+            "published the withheld wheels of foo 1.0",
+        ),
     ],
 )
 @pytest.mark.usefixtures("not_a_terminal")
@@ -46,6 +52,7 @@ def test_add_sends_one_request_per_action(master, capsys, argv, action, data, sa
     [
         (["foo", "--yank"], "--yank needs a VERSION"),
         (["foo", "--retry", "-y"], "--retry needs a VERSION"),
+        (["foo", "--release"], "--release needs a VERSION"),
         (["foo", "1.0", "--abi", "cp311"], "--abi goes with --retry or --installed only"),
         (["foo", "1.0", "--new", "--yank"], "--new goes with --skip only"),
         (["foo", "1.0", "--yank", "--unyank"], "not allowed with argument"),

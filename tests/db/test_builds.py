@@ -180,3 +180,25 @@ def test_a_cross_checks_verdict(
             assert opened[build_id] == ["SHA256:b", "SHA256:a"]
     finally:
         db.close()
+
+
+def test_a_withheld_build_stays_on_record_out_of_the_index_until_released(
+    superuser_dsn: str,
+) -> None:
+    db = Database(superuser_dsn)
+    try:
+        build_id = _publish(db, "foo", "SHA256:a", "1")
+        assert db.withhold_build(build_id) == ["foo-1.0-py3-none-any.whl"]
+        assert db.withhold_build(build_id) == []  # once
+        project = db.get_project_data("foo")
+        assert project is not None
+        assert [f.withheld for f in project.files] == [True]  # named on the page, not served
+        assert db.get_wheel_origins("foo") == []  # no provenance written for it meanwhile
+        assert db.get_file_hashes(["foo-1.0-py3-none-any.whl"])  # its name stays taken
+        assert db.release_withheld("foo", "1.0") == ["foo-1.0-py3-none-any.whl"]
+        assert db.release_withheld("foo", "1.0") == []
+        project = db.get_project_data("foo")
+        assert project is not None
+        assert [f.withheld for f in project.files] == [False]
+    finally:
+        db.close()

@@ -6,7 +6,10 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import subprocess
+import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -25,6 +28,7 @@ from piwheels import provenance
 from piwheels.master_support.config import MasterConfig
 from pypi_index import LocalPyPI
 
+BIN = Path(sys.executable).parent
 WHEEL = "piwtest_pure-1.0-py3-none-any.whl"
 VERDICTS = "SELECT build_id, verdict FROM cross_checks ORDER BY build_id"
 
@@ -101,11 +105,14 @@ def test_a_builder_that_alters_its_wheel_is_caught(
     assert [verdict for _, verdict in rows(config.dsn, VERDICTS)] == ["disagreed"]
     assert "made other wheels than the published ones" in caplog.text
     wait_for(lambda: page_says(config, "disagreement: another builder made other"), what="page")
-    data = json.loads(
-        (config.output_path / "project" / "piwtest-pure" / "json" / "index.json").read_text()
-    )
-    files = [f for v in data["versions"] for f in v["files"]]
-    assert [f["cross_check"] for f in files] == ["disagreement: another builder made other wheels"]
+    page = config.output_path / "project" / "piwtest-pure" / "json" / "index.json"
+
+    def shown_in_json() -> list[str]:  # written just after the HTML page
+        data = json.loads(page.read_text()) if page.exists() else {"versions": []}
+        return [f["cross_check"] for v in data["versions"] for f in v["files"]]
+
+    expected = ["disagreement: another builder made other wheels"]
+    wait_for(lambda: shown_in_json() == expected, what="the JSON to say so")
 
 
 def test_two_real_slaves_build_the_test_sdists_identically(
@@ -127,3 +134,35 @@ def test_two_real_slaves_build_the_test_sdists_identically(
         for slave in slaves:
             slave.stop()
         master.stop()
+
+
+def test_a_disagreement_is_withheld_until_the_operator_releases_it(config: MasterConfig) -> None:
+    config = replace(config, withhold_disagreements=True)
+    master = MasterThread(config).start()
+    served = config.output_path / "simple" / "piwtest-pure"
+    held = config.withheld_dir / "piwtest-pure"
+    dishonest, honest = ScriptedSlave(config, label="dishonest"), ScriptedSlave(config, label="h")
+    try:
+        publish(dishonest, b"the built bytes, altered" * 1000)
+        wait_for(lambda: (served / WHEEL).exists() and index_lists(config), what="published")
+        assert check(honest, b"the bytes the sdist builds" * 1000) == "DONE"
+        wait_for((held / WHEEL).exists, what="the wheel withheld")
+        assert not (served / WHEEL).exists()
+        wait_for(lambda: not index_lists(config), what="the index without it")
+        wait_for(lambda: page_says(config, "withheld: disagreement"), what="the page to say so")
+        # the operator looks, decides the wheel is sound, and publishes it after all
+        release = [str(BIN / "piw-add"), "piwtest-pure", "1.0", "--release"]
+        release += ["--import-queue", config.import_queue]
+        done = subprocess.run(release, capture_output=True, text=True, timeout=60, check=False)
+        assert done.returncode == 0, done.stderr
+        assert (served / WHEEL).exists() and not (held / WHEEL).exists()
+        wait_for(lambda: index_lists(config), what="the index to list it again")
+    finally:
+        dishonest.close()
+        honest.close()
+        master.stop()
+
+
+def index_lists(config: MasterConfig) -> bool:
+    index = config.output_path / "simple" / "piwtest-pure" / "index.json"
+    return index.exists() and WHEEL in index.read_text()

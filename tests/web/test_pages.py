@@ -358,6 +358,7 @@ def test_project_json_shape(project: ProjectData) -> None:
         "unowned_libraries": [],
         "provenance_url": None,  # no statement beside it (see test_project_links_provenance)
         "cross_check": "not checked",
+        "withheld": False,
     }
     v1 = data["versions"][2]
     assert v1["yanked"] is True

@@ -3,7 +3,7 @@
 One action per run, so each run is one request to Mr. Chase that happens entirely or not at
 all: ADD (the default, or ``--new``), SKIP (``--skip`` / ``--unskip``), YANK (``--yank`` /
 ``--unyank``), RETRY (``--retry``), RETRYCAUSE (``--retry --cause``), INSTALLED
-(``--installed``) or PRIORITY (``--priority`` / ``--no-priority``).
+(``--installed``), PRIORITY (``--priority`` / ``--no-priority``) or RELEASE (``--release``).
 """
 
 from __future__ import annotations
@@ -103,6 +103,13 @@ def build_parser() -> argparse.ArgumentParser:
             action="store_true",
             help="undo --priority: back to its place in the queue (PRIORITY)",
         ),
+        exclusive.add_argument(
+            "--release",
+            action="store_true",
+            help="publish the version's wheels withheld because another builder made other "
+            "bytes of them (piw-master --withhold-disagreements), having decided they are "
+            "sound (RELEASE); piw-remove builds the version again instead",
+        ),
         actions.add_argument(
             "--new",
             action="store_true",
@@ -158,12 +165,21 @@ def request_for(args: argparse.Namespace) -> tuple[str, tuple[Any, ...], str]:
     if args.abi is not None and not args.retry:
         raise BadInput("--abi goes with --retry or --installed only")
     if args.new and (
-        args.unskip or args.yank or args.unyank or args.retry or args.priority or args.no_priority
+        args.unskip
+        or args.yank
+        or args.unyank
+        or args.retry
+        or args.priority
+        or args.no_priority
+        or args.release
     ):
         raise BadInput("--new goes with --skip only")
-    if version is None and (args.yank or args.unyank or args.retry):
+    if version is None and (args.yank or args.unyank or args.retry or args.release):
         raise BadInput(f"{_option(args)} needs a VERSION")
     what = _what(args)
+    if args.release:
+        assert version is not None
+        return "RELEASE", (package, version), f"published the withheld wheels of {what}"
     if args.priority or args.no_priority:
         done = (
             f"{what} goes to the front of the build queue"
@@ -215,7 +231,10 @@ def _what(args: argparse.Namespace) -> str:
 
 
 def _option(args: argparse.Namespace) -> str:
-    return "--yank" if args.yank else "--unyank" if args.unyank else "--retry"
+    for option in ("yank", "unyank", "release"):
+        if getattr(args, option):
+            return f"--{option}"
+    return "--retry"
 
 
 def _skipped(reason: str) -> str:

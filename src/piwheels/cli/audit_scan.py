@@ -175,7 +175,8 @@ class Audit:
             "SELECT v.package, v.version, f.filename, f.filesize, f.filehash, "
             "extract(epoch FROM b.built_at)::float8 "
             "FROM files f JOIN builds b USING (build_id) JOIN versions v USING (version_id) "
-            "WHERE v.package = ANY(%s)",
+            # a withheld file is kept out of the served tree (migration 0016)
+            "WHERE v.package = ANY(%s) AND NOT f.withheld",
             (chunk,),
         ):
             found.setdefault(row[0], Project()).files.append(Recorded(*row))

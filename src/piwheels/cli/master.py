@@ -172,6 +172,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="... and this share of the builds after those (0 to 1)",
     )
     parser.add_argument(
+        "--withhold-disagreements",
+        action="store_true",
+        help="take a wheel out of the index, into --withheld-dir, when another builder made "
+        "other bytes of it, until an operator decides (piw-add --release, or piw-remove)",
+    )
+    parser.add_argument(
+        "--withheld-dir",
+        type=Path,
+        metavar="DIR",
+        help="where withheld wheels are kept, out of the web server's reach (default: beside "
+        "the output, OUTPUT-withheld)",
+    )
+    parser.add_argument(
         "--min-free-space",
         type=int,
         default=MasterConfig.min_free_space,
@@ -288,6 +301,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             min_free_space=args.min_free_space,
             cross_check_first=max(args.cross_check_first, 0),
             cross_check_share=min(max(args.cross_check_share, 0.0), 1.0),
+            withhold_disagreements=args.withhold_disagreements,
+            withheld_path=args.withheld_dir,
             slave_queue=args.slave_queue,
             file_queue=args.file_queue,
             key_dir=args.key_dir or args.data_dir / "keys",

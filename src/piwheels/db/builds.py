@@ -128,6 +128,16 @@ class BuildRecords(DatabaseConnection):
         assert row is not None
         return str(row[0])
 
+    def withhold_build(self, build_id: int) -> list[str]:
+        """Take *build_id*'s files out of the index (they stay on record); their names."""
+        cur = self.conn.execute("SELECT withhold_build(%s)", (build_id,))
+        return [name for (name,) in cur]
+
+    def release_withheld(self, package: str, version: str) -> list[str]:
+        """The operator's decision to publish the withheld files of a version after all."""
+        cur = self.conn.execute("SELECT release_withheld(%s, %s)", (package, version))
+        return [name for (name,) in cur]
+
     def log_lost_build(
         self,
         slave_id: int,

@@ -84,7 +84,7 @@ def project_data(conn: Conn, package: str) -> ProjectData | None:
             "WHERE d.filename = f.filename AND d.tool = 'library' ORDER BY 1), "
             # its cross-check (0016): the verdict (NULL: none asked), how many checkers built it
             "c.verdict, (SELECT count(*) FROM jsonb_array_elements(coalesce(c.checks, '[]')) "
-            "AS x WHERE (x ->> 'built')::boolean) "
+            "AS x WHERE (x ->> 'built')::boolean), f.withheld "
             "FROM files f JOIN builds b USING (build_id) JOIN versions v USING (version_id) "
             "LEFT JOIN cross_checks c USING (build_id) "
             "WHERE v.package = %s ORDER BY f.filename",
@@ -95,7 +95,21 @@ def project_data(conn: Conn, package: str) -> ProjectData | None:
     for build in builds:
         builds_of[build.version_id].append(build)
     files_of: dict[int, list[WheelFile]] = defaultdict(list)
-    for vid, name, size, sha, requires, built_at, abi, yank, apt, libs, verdict, checks in files:
+    for (
+        vid,
+        name,
+        size,
+        sha,
+        requires,
+        built_at,
+        abi,
+        yank,
+        apt,
+        libs,
+        verdict,
+        checks,
+        withheld,
+    ) in files:
         files_of[vid].append(
             WheelFile(
                 name,
@@ -109,6 +123,7 @@ def project_data(conn: Conn, package: str) -> ProjectData | None:
                 (*apt,),
                 (*libs,),
                 cross_check=describe_cross_check(verdict, checks),
+                withheld=withheld,
             )
         )
     return ProjectData(
@@ -443,7 +458,7 @@ def wheel_origins(conn: Conn, package: str) -> list[WheelOrigin]:
         "WHERE (x ->> 'built')::boolean) "
         "FROM files f JOIN builds b USING (build_id) JOIN versions v USING (version_id) "
         "LEFT JOIN build_origins o USING (build_id) LEFT JOIN cross_checks c USING (build_id) "
-        "WHERE v.package = %s",
+        "WHERE v.package = %s AND NOT f.withheld",
         (package,),
     )
     return [

@@ -15,6 +15,7 @@ only when the loop is waiting for one).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import secrets
@@ -28,7 +29,7 @@ from typing import Any
 import zmq
 from packaging.utils import canonicalize_name
 
-from piwheels import protocols
+from piwheels import protocols, provenance
 from piwheels.heap import serve_from_heap
 from piwheels.master_support.builder_trust import describe_key, load_trust, open_builder_queues
 from piwheels.master_support.config import MasterConfig
@@ -136,6 +137,9 @@ class FileJuggler(Task):
             elif action == "DISCARD":
                 self.discard(*data)
                 result = None
+            elif action in ("WITHHOLD", "RELEASE"):
+                self.move(*data, withhold=action == "WITHHOLD")
+                result = None
             elif action == "STALLED":
                 result = self.stalled(data)
             else:  # FREE
@@ -198,6 +202,19 @@ class FileJuggler(Task):
         for filename in filenames:
             (self._directory(package, filename) / filename).unlink(missing_ok=True)
             self.log.warning("deleted %s: its build was not recorded", filename)
+
+    def move(self, package: str, filenames: list[str], *, withhold: bool) -> None:
+        """Move a build's files (with what lies beside them) out of the served tree into the
+        withheld directory, or back: a withheld wheel is served to no one."""
+        held = self.config.withheld_dir / canonicalize_name(package)
+        for filename in filenames:
+            served = self._directory(package, filename)
+            source, target = (served, held) if withhold else (held, served)
+            target.mkdir(parents=True, exist_ok=True)
+            for name in (filename, f"{filename}.metadata", f"{filename}{provenance.SUFFIX}"):
+                with contextlib.suppress(FileNotFoundError):
+                    (source / name).rename(target / name)
+            self.log.warning("%s %s", "withheld" if withhold else "released", filename)
 
     def verify(self, slave_id: int) -> str:
         transfer = self.transfers.get(slave_id)

@@ -40,9 +40,10 @@ from piwheels.protocols.messages import (
     RetryCauseRequest,
     RetryRequest,
     SkipRequest,
+    Withhold,
     YankRequest,
 )
-from piwheels.records.builds import BuildOrigin, BuildResult, FileState
+from piwheels.records.builds import BuildOrigin, BuildResult, FileState, PackageVersion
 
 IMPORTER_ID = 0
 ABANDONED_AFTER = 300.0  # seconds of silence after which another tool may take over
@@ -97,6 +98,7 @@ class MrChase(Task):
             "IMPORT": self.do_import,
             "SENT": self.do_sent,
             "REMOVE": self.do_remove,
+            "RELEASE": self.do_release,
             "REBUILD": self.do_rebuild,
             "ADD": self.do_add,
             "SKIP": self.do_skip,
@@ -254,6 +256,19 @@ class MrChase(Task):
                 path.unlink(missing_ok=True)
             except OSError as exc:
                 self.log.error("cannot delete %s: %s", path, exc)
+
+    def do_release(self, _: bytes, data: PackageVersion) -> Reply:
+        """The operator's word that a version's withheld wheels are to be published after all."""
+        package, version = canonicalize_name(data.package), data.version
+        filenames = self.db.release_withheld(package, version)
+        if not filenames:
+            raise Refused(f"no withheld wheels of {package} {version}")
+        status, detail = self._ask_fs("RELEASE", Withhold(package, filenames))
+        if status != "OK":
+            raise Refused(f"cannot put {', '.join(filenames)} back: {detail}")
+        self.log.warning("released %s at the operator's word", ", ".join(filenames))
+        self.pages.project(package)
+        return "DONE", NO_DATA
 
     def do_rebuild(self, _: bytes, data: RebuildRequest) -> Reply:
         part, package = data.part, data.package

@@ -67,6 +67,8 @@ class TheOracle(Task):
             "LOSTBUILD": lambda data: self.db.log_lost_build(*data),
             "OPENCHECKS": self.db.open_cross_checks,
             "CHECKED": self.db.record_cross_check,
+            "WITHHOLD": self.db.withhold_build,
+            "RELEASE": lambda data: self.db.release_withheld(*data),
             "REQUEUEDUE": lambda _: self.db.requeue_given_back(),
             "GETSTATS": lambda _: self.db.get_statistics(),
             "SAVEPAGES": self.db.save_pending_pages,

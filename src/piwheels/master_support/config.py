@@ -48,6 +48,11 @@ class MasterConfig:
     # the published ones'. More checks catch a dishonest builder sooner, at the cost of builds.
     cross_check_first: int = 3
     cross_check_share: float = 0.02
+    # A wheel its builders disagree on is taken out of the index, into withheld_path (default:
+    # beside the output, OUTPUT-withheld), until an operator decides: piw-add --release puts
+    # it back, piw-remove has the version built again.
+    withhold_disagreements: bool = False
+    withheld_path: Path | None = None
     slave_queue: str = defaults.SLAVE_QUEUE
     file_queue: str = defaults.FILE_QUEUE
     # The master's key pair and its trusted builders' keys (master_support/builder_trust.py):
@@ -80,6 +85,11 @@ class MasterConfig:
     search_interval: float = 300.0  # and of the search index
     task_control_queue: str = "inproc://control"
     master_control_queue: str = "inproc://master-control"
+
+    @property
+    def withheld_dir(self) -> Path:
+        output = Path(self.output_path)
+        return self.withheld_path or output.with_name(f"{output.name}-withheld")
 
     @property
     def index_for_slaves(self) -> str:

@@ -22,6 +22,7 @@ from piwheels.master_support.request_pool import Answer, RequestPool
 from piwheels.master_support.slaves import BuildKey, SlaveRecord
 from piwheels.master_support.web_requests import PageRequests
 from piwheels.protocols import NO_DATA
+from piwheels.protocols.messages import Withhold
 from piwheels.records.builds import BuildResult, CrossCheck, CrossCheckReport
 
 OPEN_CHECKS = 100  # checks the Slave Driver holds at once (the rest wait in the database)
@@ -35,6 +36,7 @@ class CrossChecks:
     config: MasterConfig
     log: logging.Logger
     db: RequestPool
+    fs_lanes: list[RequestPool]
     pages: PageRequests
     active: dict[BuildKey, int]
     later: Callable[[SlaveRecord, Step], Answer]
@@ -124,9 +126,26 @@ class CrossChecks:
                 slave.slave_id,
                 slave.label,
             )
+            if self.config.withhold_disagreements:
+                self.db.ask("WITHHOLD", build_id, partial(self._withhold, package))
+                return "DONE", NO_DATA  # its pages are asked for once its files are out
         else:
             self.log.info(
                 "cross-check of build %d by slave %d: %s", build_id, slave.slave_id, verdict
             )
         self.pages.project(package)  # the verdict is shown there, and in the provenance
         return "DONE", NO_DATA
+
+    def _withhold(self, package: str, status: str, filenames: Any) -> None:
+        """Move the files the database now withholds out of the served tree."""
+        if status != "OK":
+            self.log.error("cannot withhold the files of %s: %s", package, filenames)
+            return
+
+        def moved(status: str, detail: Any) -> None:
+            if status != "OK":
+                self.log.error("cannot withhold %s: %s", ", ".join(filenames), detail)
+            self.pages.project(package)
+
+        self.log.warning("withheld until an operator decides: %s", ", ".join(filenames))
+        self.fs_lanes[0].ask("WITHHOLD", Withhold(package, filenames), moved)

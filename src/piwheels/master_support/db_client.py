@@ -124,6 +124,9 @@ class DbClient:
         lost = LostBuild(slave_id, package, version, abi_tag, duration, reason)
         return cast("int", self._call("LOSTBUILD", lost))
 
+    def release_withheld(self, package: str, version: str) -> list[str]:
+        return cast("list[str]", self._call("RELEASE", PackageVersion(package, version)))
+
     def requeue_given_back(self) -> list[int]:
         return cast("list[int]", self._call("REQUEUEDUE"))
 

@@ -34,6 +34,7 @@ from piwheels.protocols.messages import (
     QueueQuery,
     RefusedProject,
     TaskFailure,
+    Withhold,
 )
 from piwheels.protocols.wire import (
     ADD,
@@ -103,6 +104,8 @@ oracle = Protocol(
             "LOSTBUILD": (Record([Int, Str, Str, Str, Duration, Text], LostBuild), Int),
             "OPENCHECKS": (Int, ListOf(CROSS_CHECK)),  # at most this many
             "CHECKED": (CROSS_CHECK_REPORT, Str),  # the verdict as it now stands
+            "WITHHOLD": (Int, ListOf(Str)),  # a build's files, taken out of the index
+            "RELEASE": (PACKAGE_VERSION, ListOf(Str)),  # a version's withheld files, put back
             "REQUEUEDUE": (None, ListOf(Int)),  # give-backs whose time has come
             "GETSTATS": (None, STATISTICS),  # the database's figures (no disk)
             "SAVEPAGES": (ListOf(PAGE_REQUEST), None),  # the Secretary's backlog
@@ -165,6 +168,8 @@ file_juggler_control = Protocol(
             # slave_id -> seconds since its transfer's last chunk (None: no transfer)
             "STALLED": (Int, Optional(Float)),
             "DISCARD": (Record([Str, ListOf(Str, max_items=100)], Discard), None),
+            "WITHHOLD": (Record([Str, ListOf(Str, max_items=100)], Withhold), None),
+            "RELEASE": (Record([Str, ListOf(Str, max_items=100)], Withhold), None),
             "FREE": (None, Int),  # free space on the output disk
         },
         FILE_ERRORS,

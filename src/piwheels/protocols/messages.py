@@ -194,6 +194,13 @@ class Expect(NamedTuple):
     slave_key: str  # its builder key, which its file connection must present ("" for none)
 
 
+class Withhold(NamedTuple):
+    """WITHHOLD (RELEASE): a build's files to move out of the served tree (back into it)."""
+
+    package: str
+    filenames: list[str]
+
+
 class Discard(NamedTuple):
     """DISCARD: verified files of a build that was not recorded, to delete."""
 

@@ -137,6 +137,7 @@ mr_chase = Protocol(
             ImportRequest,
         ),
         "REMOVE": REMOVE,
+        "RELEASE": PACKAGE_VERSION,  # publish a version's withheld wheels after all
         "REBUILD": Record([Str, OptStr], RebuildRequest),
         "SENT": None,
         "ADD": ADD,

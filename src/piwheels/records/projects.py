@@ -37,6 +37,7 @@ class WheelFile(NamedTuple):
     unowned_libraries: tuple[str, ...] = ()
     provenance: bool = False  # whether its signed provenance is beside it (<wheel>.provenance.json)
     cross_check: str = UNCHECKED  # what other builders made of it (describe_cross_check)
+    withheld: bool = False  # taken out of the index: its builders disagree (migration 0016)
 
 
 class WheelOrigin(NamedTuple):

@@ -86,6 +86,8 @@ def project_detail(project: ProjectData) -> dict[str, Any]:
     versions: dict[str, None] = {}  # an ordered set: PEP 700 forbids duplicates
     for version in project.versions:
         for file in version.files:
+            if file.withheld:  # served to no one until an operator decides
+                continue
             yanked: bool | str = False
             if file.yanked is not None or version.yanked:
                 # PEP 691: a reason is a non-empty string; with none, yanked is plain true.

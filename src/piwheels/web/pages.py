@@ -171,6 +171,14 @@ def _releases(name: str, project: ProjectData) -> Markup:
         if version.files:
             parts.append(_FILES_HEAD)
             for file in version.files:
+                if file.withheld:  # named, never linked: no one is served it
+                    parts.append(
+                        f'<tr><td>{_h(file.filename)} <span class="withheld">withheld: '
+                        f"{_h(file.cross_check)}</span></td>"
+                        f'<td title="{file.filesize:d} bytes">{_size(file.filesize)}</td>'
+                        f"<td><code>{_h(file.filehash)}</code></td></tr>\n"
+                    )
+                    continue
                 if _PLAIN_FILENAME.fullmatch(file.filename):
                     url, text = f"/simple/{name}/{file.filename}", file.filename
                 else:
@@ -324,7 +332,7 @@ def _build_json(build: BuildInfo) -> dict[str, Any]:
 def _file_json(name: str, version: VersionInfo, file: WheelFile) -> dict[str, Any]:
     return {
         "filename": file.filename,
-        "url": file_url(name, file.filename),
+        "url": None if file.withheld else file_url(name, file.filename),
         "size": file.filesize,
         "sha256": file.filehash,
         "abi": file.abi_tag,
@@ -334,6 +342,7 @@ def _file_json(name: str, version: VersionInfo, file: WheelFile) -> dict[str, An
         "metadata_sha256": file.metadata_hash,
         "provenance_url": file_url(name, file.filename) + SUFFIX if file.provenance else None,
         "cross_check": file.cross_check,
+        "withheld": file.withheld,
         "apt_dependencies": list(file.apt_dependencies),
         "unowned_libraries": list(file.unowned_libraries),
     }

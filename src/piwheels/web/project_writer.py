@@ -116,6 +116,8 @@ class ProjectWriter:
         missing: list[str] = []
 
         def annotate(file: WheelFile) -> WheelFile:
+            if file.withheld:  # out of the served tree, with its .metadata
+                return file
             wheel = self.simple / project.name / file.filename
             metadata = wheel.with_name(wheel.name + ".metadata")
             if not metadata.exists():

@@ -119,3 +119,21 @@ BEGIN
     RETURN 'unreproducible';
 END;
 $$;
+
+-- A build whose wheels other builders did not make is withheld, where the operator asked for
+-- it (piw-master --withhold-disagreements): its files stay on record, marked, and are moved
+-- out of the served tree until the operator decides (piw-add --release, or piw-remove).
+ALTER TABLE files ADD COLUMN withheld boolean NOT NULL DEFAULT false;
+
+CREATE FUNCTION withhold_build(bid bigint) RETURNS SETOF text
+LANGUAGE sql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+    UPDATE files SET withheld = true WHERE build_id = bid AND NOT withheld RETURNING filename;
+$$;
+
+CREATE FUNCTION release_withheld(pkg text, ver text) RETURNS SETOF text
+LANGUAGE sql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+    UPDATE files AS f SET withheld = false
+    FROM builds b JOIN versions v USING (version_id)
+    WHERE f.build_id = b.build_id AND v.package = pkg AND v.version = ver AND f.withheld
+    RETURNING f.filename;
+$$;
