@@ -168,6 +168,7 @@ def test_every_message_round_trips(protocol: Protocol, action: str) -> None:
         ("status", "QUEUE"): {"cp39": 3},
         ("status", "STATS"): SAMPLES["HOME"],
         ("status", "BUILD"): (NOW, 3, "foo", "1.0", "cp39", True, timedelta(seconds=9)),
+        ("status", "CHECK"): (NOW, 12, "foo", "1.0", "cp39", 4, "disagreed"),
         # the master's request queues: an ERROR is of a kind the protocol declares
         ("oracle", "ERROR"): Failure("not-found", "no such package"),
         ("file juggler control", "ERROR"): Failure("no-room", "the output disk is full"),

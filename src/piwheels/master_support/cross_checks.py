@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
@@ -20,10 +21,12 @@ from piwheels.master_support.build_collection import Reply, Step
 from piwheels.master_support.config import MasterConfig
 from piwheels.master_support.request_pool import Answer, RequestPool
 from piwheels.master_support.slaves import BuildKey, SlaveRecord
+from piwheels.master_support.status import StatusReporter
 from piwheels.master_support.web_requests import PageRequests
 from piwheels.protocols import NO_DATA
 from piwheels.protocols.messages import Withhold
 from piwheels.records.builds import BuildResult, CrossCheck, CrossCheckReport
+from piwheels.records.status import CheckEvent
 
 OPEN_CHECKS = 100  # checks the Slave Driver holds at once (the rest wait in the database)
 
@@ -38,6 +41,7 @@ class CrossChecks:
     db: RequestPool
     fs_lanes: list[RequestPool]
     pages: PageRequests
+    status: StatusReporter
     active: dict[BuildKey, int]
     later: Callable[[SlaveRecord, Step], Answer]
 
@@ -113,6 +117,9 @@ class CrossChecks:
         self.active.pop(build, None)
         slave.end_build()
         package, version, abi = build
+        if status == "OK":  # the monitors show every verdict in their log
+            event = CheckEvent(datetime.now(UTC), build_id, *build, slave.slave_id, verdict)
+            self.status.send("CHECK", event)
         if status != "OK":
             self.log.error("cannot record the cross-check of build %d: %s", build_id, verdict)
         elif verdict == "disagreed":

@@ -19,6 +19,7 @@ from piwheels.cli.options import ConfigError, configure_logging, make_parser, pa
 from piwheels.monitor.messages import (
     BadMessage,
     BuildRecorded,
+    CheckRecorded,
     Listening,
     MasterChanged,
     QueueChanged,
@@ -237,6 +238,9 @@ class MonitorApp(App[int]):
     def on_build_recorded(self, message: BuildRecorded) -> None:
         self.heard = self.clock()
         self.event_log.build(message.event)
+
+    def on_check_recorded(self, message: CheckRecorded) -> None:
+        self.event_log.check(message.event)
 
     def on_bad_message(self, message: BadMessage) -> None:
         self.event_log.entry(self.clock(), message.error, style="red")

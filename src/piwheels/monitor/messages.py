@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from textual.message import Message
 
 from piwheels.records.projects import Statistics
-from piwheels.records.status import BuildEvent, MasterStatus, SlaveStatus
+from piwheels.records.status import BuildEvent, CheckEvent, MasterStatus, SlaveStatus
 
 
 @dataclass
@@ -89,6 +89,13 @@ class BuildRecorded(Message):
     """BUILD arrived."""
 
     event: BuildEvent
+
+
+@dataclass
+class CheckRecorded(Message):
+    """CHECK arrived: another builder's verdict on a published build (a cross-check)."""
+
+    event: CheckEvent
 
 
 @dataclass

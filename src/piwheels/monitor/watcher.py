@@ -25,6 +25,7 @@ from piwheels.message_codec import ProtocolError
 from piwheels.monitor.messages import (
     BadMessage,
     BuildRecorded,
+    CheckRecorded,
     Listening,
     MasterChanged,
     QueueChanged,
@@ -136,6 +137,8 @@ class StatusWatcher(threading.Thread):
             return gone is not None
         if action == "BUILD":
             self.build(data)
+        elif action == "CHECK":
+            self.post(CheckRecorded(data))
         elif action == "QUEUE":
             self.post(QueueChanged(data))
         elif action == "STATS":

@@ -42,7 +42,7 @@ from piwheels.protocols.messages import (
 from piwheels.records.builds import BuildResult, Dependency, FileState, PackageVersion
 from piwheels.records.projects import Statistics
 from piwheels.records.slaves import SlaveHello, SlaveStats
-from piwheels.records.status import BuildEvent, MasterStatus, SlaveStatus
+from piwheels.records.status import BuildEvent, CheckEvent, MasterStatus, SlaveStatus
 
 # -- records more than one protocol carries ---------------------------------------------------
 
@@ -198,5 +198,6 @@ status = Protocol(
         ),
         "GONE": Int,  # slave_id
         "BUILD": Record([DateTime, Int, Str, Str, Str, Bool, Duration], BuildEvent),
+        "CHECK": Record([DateTime, Int, Str, Str, Str, Int, Str], CheckEvent),
     },
 )

@@ -33,6 +33,18 @@ class SlaveStatus(NamedTuple):
     sleep_requested: bool
 
 
+class CheckEvent(NamedTuple):
+    """CHECK: another builder's verdict on a published build (a cross-check)."""
+
+    when: datetime
+    build_id: int  # the build checked
+    package: str
+    version: str
+    abi_tag: str
+    slave_id: int  # the checker
+    verdict: str  # as migration 0016 names them: agreed, disagreed, unreproducible ...
+
+
 class BuildEvent(NamedTuple):
     """BUILD: a build the master has just recorded."""
 

@@ -27,3 +27,22 @@ def test_build_lands_in_the_log(fake: FakeMaster) -> None:
             assert sum("numpy" in line for line in log_lines(app)) == 1
 
     run(test)
+
+
+def test_a_cross_checks_verdict_lands_in_the_log(fake: FakeMaster) -> None:
+    """Another builder's verdict on a published build; a disagreement stands out."""
+
+    async def test() -> None:
+        app = monitor(fake)
+        async with app.run_test(size=SIZE) as pilot:
+            await connected(pilot, fake, slave_record(3))
+            fake.publish("CHECK", [NOW, 12, "numpy", "2.1.0", "cp311", 4, "agreed"])
+            fake.publish("CHECK", [NOW, 13, "evil", "0.1", "cp311", 4, "disagreed"])
+            await until(pilot, lambda: len(log_lines(app)) >= 2, "the log lines")
+            lines = log_lines(app)
+            assert lines[-2].endswith("checked numpy 2.1.0 for cp311 (build 12) on slave 4: agreed")
+            assert lines[-1].endswith(
+                "DISAGREED evil 0.1 for cp311 (build 13) on slave 4: disagreed"
+            )
+
+    run(test)

@@ -8,7 +8,7 @@ from rich.text import Text
 from textual.widgets import RichLog
 
 from piwheels.monitor.model import human_duration
-from piwheels.records.status import BuildEvent, SlaveStatus
+from piwheels.records.status import BuildEvent, CheckEvent, SlaveStatus
 
 # Enough for an operator's glance back; the master's own log keeps the rest.
 MAX_LINES = 1000
@@ -34,6 +34,17 @@ class EventLog(RichLog):
         text.append(f"{event.package} {event.version}", style="bold")
         text.append(
             f" for {event.abi_tag} on slave {event.slave_id} in {human_duration(event.duration)}"
+        )
+        self.entry(event.when, text)
+
+    def check(self, event: CheckEvent) -> None:
+        """A cross-check's verdict: a disagreement stands out, as a failed build does."""
+        disputed = event.verdict == "disagreed"
+        text = Text("DISAGREED " if disputed else "checked ", style="bold red" if disputed else "")
+        text.append(f"{event.package} {event.version}", style="bold")
+        text.append(
+            f" for {event.abi_tag} (build {event.build_id}) on slave {event.slave_id}: "
+            f"{event.verdict}"
         )
         self.entry(event.when, text)
 
