@@ -383,6 +383,14 @@ class ScriptedSlave:
             time.sleep(0.2)
         raise AssertionError("no BUILD within the time allowed")
 
+    def publish(self, wheel: str, content: bytes) -> None:
+        """Say HELLO, take the build of piwtest-pure 1.0 and publish *content* as *wheel*."""
+        self.hello()
+        assert self.wait_for_build() == ("piwtest-pure", "1.0")
+        assert self.request("BUILT", build_result(file_state(wheel, content)))[0] == "SEND"
+        assert self.send_file(content) == "DONE"
+        assert self.request("SENT")[0] == "DONE"
+
     def file_socket(self) -> Socket:
         """A connection to the File Juggler, as this slave's own (its routing id and key)."""
         sock = Socket(zmq.DEALER, reversed(protocols.file_juggler), context=self.context)

@@ -61,14 +61,6 @@ def built_ids(page: Path) -> set[int]:
     return {build["build_id"] for version in versions for build in version["builds"]}
 
 
-def build_and_send(slave: ScriptedSlave, content: bytes) -> None:
-    slave.hello()
-    assert slave.wait_for_build() == ("piwtest-pure", "1.0")
-    assert slave.request("BUILT", build_result(file_state(WHEEL, content)))[0] == "SEND"
-    assert slave.send_file(content) == "DONE"
-    assert slave.request("SENT")[0] == "DONE"
-
-
 def test_pages_of_a_build_recorded_just_before_a_kill(
     config: MasterConfig, tmp_path: Path, processes: list[MasterProcess]
 ) -> None:
@@ -76,7 +68,7 @@ def test_pages_of_a_build_recorded_just_before_a_kill(
     processes.append(MasterProcess(config, tmp_path))
     slave = ScriptedSlave(config, abi="cp39")
     try:
-        build_and_send(slave, content)
+        slave.publish(WHEEL, content)
         processes[0].kill()  # the page request is a second old: still held by the Secretary
     finally:
         slave.close()
@@ -126,7 +118,7 @@ def test_pages_asked_for_while_the_database_is_down(
     master = MasterThread(config).start()
     slave = ScriptedSlave(config, abi="cp39")
     try:
-        build_and_send(slave, os.urandom(50_000))
+        slave.publish(WHEEL, os.urandom(50_000))
         pg_server.stop()
         time.sleep(config.page_delay + 2)
         pg_server.start()
@@ -207,7 +199,7 @@ def test_an_index_missing_recorded_files_is_written_at_start(
     master = MasterThread(config).start()
     slave = ScriptedSlave(config, abi="cp39")
     try:
-        build_and_send(slave, os.urandom(50_000))
+        slave.publish(WHEEL, os.urandom(50_000))
         wait_for(lambda: index_lists(config, WHEEL), timeout=30, what="the index")
     finally:
         slave.close()

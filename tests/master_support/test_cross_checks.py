@@ -45,14 +45,6 @@ def master(config: MasterConfig) -> Iterator[MasterThread]:
     running.stop()
 
 
-def publish(slave: ScriptedSlave, content: bytes) -> None:
-    slave.hello()
-    assert slave.wait_for_build() == ("piwtest-pure", "1.0")
-    assert slave.request("BUILT", build_result(file_state(WHEEL, content)))[0] == "SEND"
-    assert slave.send_file(content) == "DONE"
-    assert slave.request("SENT")[0] == "DONE"
-
-
 def check(slave: ScriptedSlave, content: bytes) -> str:
     """Be handed the check (a BUILD like any other) and report *content*'s wheel."""
     slave.hello()
@@ -71,7 +63,7 @@ def test_a_second_builder_that_makes_the_same_wheel_agrees(
 ) -> None:
     publisher, checker = ScriptedSlave(config, label="first"), ScriptedSlave(config, label="second")
     try:
-        publish(publisher, b"the same bytes" * 1000)
+        publisher.publish(WHEEL, b"the same bytes" * 1000)
         assert publisher.idle()[0] == "SLEEP"  # its own build is never its to check
         # the checker's wheel is compared, never fetched: DONE, not SEND
         assert check(checker, b"the same bytes" * 1000) == "DONE"
@@ -97,7 +89,7 @@ def test_a_builder_that_alters_its_wheel_is_caught(
     caplog.set_level(logging.INFO, "piwheels")
     dishonest, honest = ScriptedSlave(config, label="dishonest"), ScriptedSlave(config, label="h")
     try:
-        publish(dishonest, b"the built bytes, altered" * 1000)
+        dishonest.publish(WHEEL, b"the built bytes, altered" * 1000)
         assert check(honest, b"the bytes the sdist builds" * 1000) == "DONE"
     finally:
         dishonest.close()
@@ -143,7 +135,7 @@ def test_a_disagreement_is_withheld_until_the_operator_releases_it(config: Maste
     held = config.withheld_dir / "piwtest-pure"
     dishonest, honest = ScriptedSlave(config, label="dishonest"), ScriptedSlave(config, label="h")
     try:
-        publish(dishonest, b"the built bytes, altered" * 1000)
+        dishonest.publish(WHEEL, b"the built bytes, altered" * 1000)
         wait_for(lambda: (served / WHEEL).exists() and index_lists(config), what="published")
         assert check(honest, b"the bytes the sdist builds" * 1000) == "DONE"
         wait_for((held / WHEEL).exists, what="the wheel withheld")
