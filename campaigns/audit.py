@@ -17,6 +17,7 @@ from typing import Any
 from packaging.utils import canonicalize_name
 
 from campaigns.farm import Farm, descendants, rss_kb
+from piwheels.provenance import SUFFIX as PROVENANCE_SUFFIX
 from piwheels.web.layout import log_path
 
 QUEUE_SQL = """
@@ -55,7 +56,8 @@ def audit_files(farm: Farm) -> dict[str, Any]:
         if path.name in PAGES and len(parts) <= 2 and not path.is_symlink():
             continue
         served += 1
-        wheel = path.name.removesuffix(".metadata")
+        # a listed wheel, its .metadata, or its signed provenance (<wheel>.provenance.json)
+        wheel = path.name.removesuffix(".metadata").removesuffix(PROVENANCE_SUFFIX)
         entry = listed.get(wheel)
         if path.is_symlink() or len(parts) != 2 or entry is None or entry[0] != parts[0]:
             unlisted.append(str(relative))

@@ -2,6 +2,13 @@
 
 Scenarios are generators run in turn on one thread (see :class:`Barrage`); :class:`Zmtp` is a
 status-queue subscriber written by hand.
+
+The builder queues are there twice: the secure ones ("slave", "file": CurveZMQ, where the
+campaign's hostile builders connect with a key the master trusts) and the insecure ones
+("insecure-slave", "insecure-file": plain, where anyone may). The decoders behind them are the
+same, so every hostile message goes to both. Strangers (:class:`Stranger`: no CurveZMQ, a key
+the master does not trust, the wrong master key) knock on the secure ones and must get nothing;
+each one's handshakes are watched through a monitor socket.
 """
 
 from __future__ import annotations
@@ -18,8 +25,9 @@ from typing import Any
 import cbor2
 import zmq
 from packaging.utils import canonicalize_name
+from zmq.utils.monitor import recv_monitor_message
 
-from campaigns.farm import QUEUES, Farm
+from campaigns.farm import Farm
 from campaigns.messages import (
     CATALOGUE_PROJECTS,
     CATALOGUE_VERSIONS,
@@ -27,6 +35,36 @@ from campaigns.messages import (
     cbor,
     decoded,
 )
+from piwheels.builder_keys import ClientKeys, KeyPair
+
+# The queues the barrage sends to, each with its own budget, in the report's order.
+QUEUES = ("slave", "insecure-slave", "file", "insecure-file", "import", "control", "status")
+SECURE_QUEUES = ("slave", "file")
+HOSTILE_LABEL = "campaign-hostile"  # the trusted key of the hostile builders on the secure queues
+WATCHED = (
+    zmq.EVENT_CONNECTED
+    | zmq.EVENT_DISCONNECTED
+    | zmq.EVENT_HANDSHAKE_SUCCEEDED
+    | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+    | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+)
+PROTOCOL_ERRORS = {
+    getattr(zmq, name): name.removeprefix("PROTOCOL_ERROR_")
+    for name in dir(zmq)
+    if name.startswith("PROTOCOL_ERROR_")
+}
+
+
+def protocol_of(queue: str) -> str:
+    """The protocol a queue speaks: an insecure builder queue speaks its secure twin's."""
+    return queue.removeprefix("insecure-")
+
+
+def file_queue_of(slave_queue: str) -> str:
+    """The file queue a slave on *slave_queue* sends its files to (the secure one's, or the
+    insecure one's: a file connection must come with its slave's key, or with none)."""
+    return slave_queue.replace("slave", "file")
 
 
 class Zmtp:
@@ -100,6 +138,17 @@ class Peer:
     inbox: deque[list[bytes]] = field(default_factory=deque)
 
 
+@dataclass(eq=False)
+class Stranger:
+    """A peer the secure queue must not admit, with the monitor that sees its handshakes."""
+
+    queue: str
+    kind: str
+    sock: zmq.Socket[Any]
+    monitor: zmq.Socket[Any]
+    handshaking: bool = False  # connected, its handshake not over yet
+
+
 class Barrage:
     """Sockets, budgets, counters and a cooperative scheduler for scenarios.
 
@@ -131,15 +180,36 @@ class Barrage:
         self.stopping = False
         self.rogue_ids: list[int] = []
         self.reserve: dict[str, int] = {}  # of each queue's budget, for floods and the like
+        # The hostile builders' key on the secure queues: one the master trusts.
+        self.keys: ClientKeys = farm.builder_keys(HOSTILE_LABEL)
+        self.strangers: dict[zmq.Socket[Any], Stranger] = {}  # by socket and by monitor
+        # Strangers' figures by (queue, kind, what): connections, handshakes refused (and how),
+        # admitted (must be 0), messages offered, replies (must be 0), and more that the
+        # scenarios note (a revoked builder's ACK while it was still trusted, say).
+        self.handshakes: Counter[tuple[str, str, str]] = Counter()
+        self.windows: dict[str, tuple[float, float]] = {}  # when a flood began and ended
+        self.probes: list[tuple[float, float | None]] = []  # (when, seconds to ACK or None)
+        self.silent_closed_after: list[float] = []  # seconds the master kept a silent peer
 
     # sockets
 
-    def peer(self, queue: str, *, keep: bool = False, routing_id: bytes | None = None) -> Peer:
+    def peer(
+        self,
+        queue: str,
+        *,
+        keep: bool = False,
+        routing_id: bytes | None = None,
+        keys: ClientKeys | None = None,
+    ) -> Peer:
+        """A socket on *queue*; on a secure queue, with the hostile builders' trusted key (or
+        *keys*)."""
         kind = {"control": zmq.PUSH, "status": zmq.XSUB}.get(queue, zmq.DEALER)
         sock = self.context.socket(kind)
         sock.setsockopt(zmq.LINGER, 0)
         if routing_id is not None:
             sock.setsockopt(zmq.ROUTING_ID, routing_id)
+        if queue in SECURE_QUEUES:
+            (keys or self.keys).secure(sock)
         sock.connect(self.farm.addresses[queue])
         peer = Peer(queue, sock, envelope=kind == zmq.DEALER, keep=keep)
         if kind != zmq.PUSH:
@@ -147,17 +217,106 @@ class Barrage:
             self.poller.register(sock, zmq.POLLIN)
         return peer
 
-    def close(self, peer: Peer) -> None:
+    def close(self, peer: Peer, linger: int = 0) -> None:
+        """Close *peer*'s socket; with *linger* (ms), what it still holds is sent meanwhile
+        (a CurveZMQ handshake takes a while: what a peer sends at once waits for it)."""
         if peer.sock in self.peers:
             self.poller.unregister(peer.sock)
             del self.peers[peer.sock]
-        peer.sock.close(linger=0)
+        peer.sock.close(linger=linger)
+
+    # strangers
+
+    def stranger(
+        self, queue: str, kind: str, keys: ClientKeys | None, *, retry: bool = True
+    ) -> Stranger:
+        """A DEALER on the secure *queue* with *keys* (None: no CurveZMQ at all), watched.
+        Unless it may *retry*, libzmq makes one connection, and one handshake, only."""
+        sock = self.context.socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        if not retry:
+            sock.setsockopt(zmq.RECONNECT_IVL, -1)
+        if keys is not None:
+            keys.secure(sock)
+        monitor = sock.get_monitor_socket(WATCHED)
+        stranger = Stranger(queue, kind, sock, monitor)
+        for watched in (sock, monitor):
+            self.strangers[watched] = stranger
+            self.poller.register(watched, zmq.POLLIN)
+        sock.connect(self.farm.addresses[queue])
+        return stranger
+
+    def unknown_keys(self) -> ClientKeys:
+        """A key pair of a builder nobody trusted (with the master's right public key)."""
+        public, secret = zmq.curve_keypair()
+        return ClientKeys(KeyPair(public, secret), self.farm.master_key().public)
+
+    def offer(self, stranger: Stranger, frames: list[bytes]) -> None:
+        """Give a stranger's socket a message: it is sent once a handshake succeeds (never)."""
+        try:
+            stranger.sock.send_multipart([b"", *frames], zmq.NOBLOCK)
+        except zmq.ZMQError:
+            self.handshakes[(stranger.queue, stranger.kind, "messages not queued")] += 1
+            return
+        self.handshakes[(stranger.queue, stranger.kind, "messages offered")] += 1
+        self.progress = True
+
+    def watch(self, stranger: Stranger) -> None:
+        """Count what the stranger's monitor saw, and anything the master sent it."""
+        key = (stranger.queue, stranger.kind)
+        for _ in range(1000):
+            try:
+                stranger.sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            self.handshakes[(*key, "replies")] += 1
+        for _ in range(1000):
+            try:
+                event = recv_monitor_message(stranger.monitor, zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            what, value = int(event["event"]), int(event["value"])
+            if what == zmq.EVENT_CONNECTED:
+                stranger.handshaking = True
+                self.handshakes[(*key, "connections")] += 1
+                continue
+            if what == zmq.EVENT_DISCONNECTED:
+                outcome = "refused: closed in the handshake" if stranger.handshaking else ""
+            elif what == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                outcome = "admitted"
+            elif what == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+                outcome = f"refused: ZAP {value}"
+            elif what == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL:
+                outcome = f"refused: {PROTOCOL_ERRORS.get(value, value)}"
+            else:
+                outcome = "refused: handshake failed"
+            if outcome and stranger.handshaking:
+                self.handshakes[(*key, outcome)] += 1
+            stranger.handshaking = False
+
+    def dismiss(self, stranger: Stranger) -> None:
+        """Close a stranger (what its monitor saw counted first)."""
+        if stranger.sock not in self.strangers:
+            return
+        self.watch(stranger)
+        if stranger.handshaking:
+            self.handshakes[(stranger.queue, stranger.kind, "closed by us mid-handshake")] += 1
+        for watched in (stranger.sock, stranger.monitor):
+            self.poller.unregister(watched)
+            del self.strangers[watched]
+        stranger.sock.disable_monitor()
+        stranger.monitor.close(linger=0)
+        stranger.sock.close(linger=0)
 
     def pump(self) -> None:
         """Take in whatever the master sent us, counting it by action."""
-        if not self.peers:
+        if not self.peers and not self.strangers:
             return
         for sock, _ in self.poller.poll(0):
+            stranger = self.strangers.get(sock)
+            if stranger is not None:
+                self.watch(stranger)
+                continue
             peer = self.peers.get(sock)
             if peer is None:
                 continue
@@ -330,6 +489,8 @@ class Barrage:
         """Close every peer's connection (scenarios started later open their own)."""
         for peer in list(self.peers.values()):
             self.close(peer)
+        for stranger in set(self.strangers.values()):
+            self.dismiss(stranger)
 
     def close_all(self) -> None:
         self.hang_up()

@@ -104,6 +104,10 @@ def run(farm: Farm, pythons: dict[str, Path], options: argparse.Namespace) -> in
         "15",
         "--slave-timeout",
         "60",
+        # A build lost with its slave (killed mid-build) is given back after this delay (10
+        # minutes by default, past the drain): soon enough to be built again within the run.
+        "--give-back-delay",
+        "5",
     )
     if not wait_for(lambda: queued(farm) >= len(entries), 180):
         say("the master did not queue the catalogue within 180 s; its log:")

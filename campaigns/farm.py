@@ -3,6 +3,12 @@
 A PostgreSQL (the tests' EmbeddedPostgres, or the master's own with ``--data-dir``), the tests'
 LocalPyPI, ``piw-master`` and real ``piw-slave`` processes. Each child gets SIGTERM should the
 campaign die (PR_SET_PDEATHSIG); the farm stops only the pids it started, and what they started.
+
+Every key is in the farm's directory, never in the user's own: the master's pair (``--key-dir
+WORK/keys``, made before its first start, as piw-master makes it) and its trusted builders'
+keys, each real slave's pair (``--key-dir``, trusted before the slave starts, as an operator
+would with piw-trust) and the keys of the campaign's own builders. The master also opens its
+insecure queues (``--insecure-slave-queue``, ``--insecure-file-queue``), for peers without keys.
 """
 
 from __future__ import annotations
@@ -29,6 +35,16 @@ from typing import Any
 
 import psycopg
 
+from piwheels.builder_keys import (
+    MASTER_KEY,
+    PUBLIC_SUFFIX,
+    SLAVE_KEY,
+    TRUSTED,
+    ClientKeys,
+    KeyPair,
+    TrustedKeys,
+    key_pair,
+)
 from piwheels.db.embedded.cluster import EmbeddedPostgres
 from piwheels.db.migrate import migrate
 
@@ -48,9 +64,13 @@ from pypi_index import (  # noqa: E402
 
 __all__ = ["BUILD_DEPS_DIR", "DEFAULT_CATALOGUE", "Farm", "find_python", "make_wheel"]
 
-QUEUES = ("slave", "file", "import", "control", "status")
+QUEUES = ("slave", "file", "import", "control", "status")  # piw-master's --QUEUE-queue options
+# The plain builder queues (--insecure-slave-queue, --insecure-file-queue): their addresses are
+# farm.addresses["insecure-slave"] and ["insecure-file"].
+INSECURE_QUEUES = ("insecure-slave", "insecure-file")
 PR_SET_PDEATHSIG = 1
-# "slave 7 (label, peer) connected: ..." in the master's log; what the slave says in its own.
+# "slave 7 (label, peer, key ...) connected: ..." in the master's log; what the slave says in its
+# own.
 MASTER_SAYS_CONNECTED = re.compile(rb"slave (\d+) \(([^,)\n]*)[,)][^\n]* connected")
 SLAVE_SAYS_CONNECTED = re.compile(rb"connected to the master as slave (\d+)")
 
@@ -210,10 +230,39 @@ class Farm:
             "import": f"ipc://{work}/sockets/import",
             "control": f"ipc://{work}/sockets/control",
             "status": f"ipc://{work}/sockets/status",
+            "insecure-slave": f"tcp://127.0.0.1:{free_port()}",
+            "insecure-file": f"tcp://127.0.0.1:{free_port()}",
         }
+        self.key_dir = work / "keys"  # the master's (--key-dir): never the user's own
+        self._master_key: KeyPair | None = None
         self.known_children: dict[int, bytes] = {}
         self.ids: defaultdict[str, set[int]] = defaultdict(set)  # slave ids by label
         self._log_offset = 0
+
+    # keys
+
+    def master_key(self) -> KeyPair:
+        """The master's key pair, made as piw-master makes it at its first start (so that its
+        builders can be told its public key before it starts)."""
+        if self._master_key is None:
+            self._master_key, _ = key_pair(self.key_dir, MASTER_KEY)
+        return self._master_key
+
+    @property
+    def trusted(self) -> TrustedKeys:
+        """The master's trusted builders' keys, as piw-trust adds and revokes them."""
+        return TrustedKeys(self.key_dir / TRUSTED)
+
+    def builder_keys(
+        self, label: str, *, trusted: bool = True, directory: Path | None = None
+    ) -> ClientKeys:
+        """A builder's key pair (in *directory*, by default one of its own in the farm's
+        directory), trusted by the master unless not *trusted*, with the master's public key."""
+        directory = directory or self.work / "builder-keys" / label
+        pair, _ = key_pair(directory, SLAVE_KEY)
+        if trusted:
+            self.trusted.add(pair.public, label)
+        return ClientKeys(pair, self.master_key().public)
 
     # starting
 
@@ -263,9 +312,16 @@ class Farm:
             *options("--build-abi", abis),
             "--min-free-space",
             str(1 << 20),
-            *(arg for queue in QUEUES for arg in (f"--{queue}-queue", self.addresses[queue])),
+            *(
+                arg
+                for queue in (*QUEUES, *INSECURE_QUEUES)
+                for arg in (f"--{queue}-queue", self.addresses[queue])
+            ),
+            "--key-dir",
+            str(self.key_dir),
             *extra,
         ]
+        self.master_key()  # made before the first start, as piw-master would
         return self.restart_master()
 
     def restart_master(self) -> subprocess.Popen[bytes]:
@@ -287,6 +343,9 @@ class Farm:
             assert python is not None
             root = self.work / "slaves" / label
             root.mkdir(parents=True)
+            # its own key pair, trusted by the master before it starts, as an operator would
+            key_dir = self.work / "slave-keys" / label
+            self.builder_keys(label, directory=key_dir)
             args = [
                 str(VENV_BIN / "piw-slave"),
                 *(
@@ -306,6 +365,10 @@ class Farm:
                 str(sleep_interval),
                 "--master-timeout",
                 str(master_timeout),
+                "--key-dir",
+                str(key_dir),
+                "--master-key",
+                str(self.key_dir / f"{MASTER_KEY}{PUBLIC_SUFFIX}"),
                 "-v",
                 *(["--allow-root"] if os.geteuid() == 0 else []),
             ]

@@ -6,14 +6,19 @@ EmbeddedPostgres, on pgserver's binaries), the tests' LocalPyPI serving their pa
 CPython 3.11. While the real slave builds, it throws at every queue the master opens to the
 outside (slave, file, import and control queues; subscriptions on the status queue): random
 bytes, bad CBOR, wrong shapes, every message with each field mutated, out-of-order sequences,
-identity games, rogue slaves and importers, floods and big integers. Then it checks what the
-master left behind and prints a table of figures.
+identity games, rogue slaves and importers, floods and big integers. The builder queues get it
+all twice: on the secure (CurveZMQ) queues from a hostile builder whose key the master trusts,
+and on the insecure queues, which anyone may use. Strangers (no CurveZMQ, keys no one trusted,
+the wrong master key, handshakes by hand, a flood of handshakes, a key revoked) knock on the
+secure queues and must get nothing. Then it checks what the master left behind and prints a
+table of figures.
 
     .venv/bin/python campaigns/hostile.py [--seconds S] [--messages N] [--seed N]
 
-It exits 1 if the master died during the campaign or a file is served that the database does
-not list, 2 if the farm could not be set up. It stops only the processes it started (by pid)
-and removes its temporary directory (unless --keep). See campaigns/README.md.
+It exits 1 if the master died during the campaign, a file is served that the database does
+not list, or a stranger was admitted or answered; 2 if the farm could not be set up. It stops
+only the processes it started (by pid) and removes its temporary directory (unless --keep). See
+campaigns/README.md.
 """
 
 from __future__ import annotations
@@ -21,7 +26,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import re
 import resource
+import statistics
 import sys
 import time
 from collections import Counter
@@ -35,7 +42,7 @@ if __package__ in (None, ""):  # run as a script: campaigns/ is on sys.path, not
 import psycopg
 from psycopg.conninfo import make_conninfo
 
-from campaigns import rogues, scenarios
+from campaigns import rogues, scenarios, strangers
 from campaigns.audit import (
     BUILDS_SQL,
     QUEUE_SQL,
@@ -48,11 +55,10 @@ from campaigns.audit import (
     read_log,
     table,
 )
-from campaigns.barrage import Barrage, Step
+from campaigns.barrage import QUEUES, Barrage, Step
 from campaigns.farm import (
     BUILD_DEPS_DIR,
     DEFAULT_CATALOGUE,
-    QUEUES,
     Farm,
     arguments,
     find_python,
@@ -71,37 +77,66 @@ from campaigns.messages import (
 # -- the whole campaign ---------------------------------------------------------------------------
 
 
+SLAVE_QUEUES = ("slave", "insecure-slave")  # the secure one (a trusted key), the insecure one
+FILE_QUEUES = ("file", "insecure-file")
+
+
 def plan(b: Barrage, options: argparse.Namespace) -> list[tuple[float, Callable[[], Step]]]:
-    """What starts when: the fuzzers and rogues at once, the floods at fixed points."""
-    seconds = options.seconds
+    """What starts when: the fuzzers, rogues and strangers at once, the floods at fixed points
+    (apart, so that each one's memory is its own)."""
+    seconds, connections, hellos = options.seconds, options.connections, options.hellos
     wanted = {
-        "slave": options.connections + options.hellos + 500,
-        "file": options.connections // 4 + options.frames * 8 + 100,
+        "slave": connections + hellos + 500,
+        "file": connections // 4 + options.frames * 8 + 100,
         "import": 100,
         "control": 20,
         "status": 10,
     }
+    wanted["insecure-slave"], wanted["insecure-file"] = wanted["slave"], wanted["file"]
     b.reserve = {queue: min(n, options.messages // 2) for queue, n in wanted.items()}
     plans: list[tuple[float, Callable[[], Step]]] = [
         (0.0, lambda q=queue, k=kind: scenarios.fuzzer(b, q, k))
-        for queue in ("slave", "file", "import", "control")
+        for queue in (*SLAVE_QUEUES, *FILE_QUEUES, "import", "control")
         for kind in ("random", "bad-cbor", "shape", "mutate", "bigint")
     ]
+    for queue in SLAVE_QUEUES:
+        plans += [
+            (0.0, lambda q=queue: scenarios.out_of_order(b, q)),
+            (1.0, lambda q=queue: scenarios.identity_games(b, q)),
+        ]
     plans += [
         (0.0, lambda: scenarios.monitors(b)),
-        (0.0, lambda: scenarios.out_of_order(b)),
-        (1.0, lambda: scenarios.identity_games(b)),
         (0.0, lambda: rogues.importer(b)),
         (0.5, lambda: scenarios.replays(b)),
         (seconds * 0.10, lambda: scenarios.subscriptions(b)),
-        (seconds * 0.15, lambda: scenarios.flood_connections(b, "slave", options.connections)),
-        (seconds * 0.20, lambda: scenarios.flood_connections(b, "file", options.connections // 4)),
-        (seconds * 0.30, lambda: scenarios.flood_hellos(b, options.hellos)),
-        (seconds * 0.40, lambda: scenarios.big_messages(b, options.frames)),
+        (seconds * 0.12, lambda: scenarios.flood_connections(b, "slave", connections)),
+        (seconds * 0.18, lambda: scenarios.flood_connections(b, "insecure-slave", connections)),
+        (seconds * 0.22, lambda: scenarios.flood_connections(b, "file", connections // 4)),
+        (seconds * 0.25, lambda: scenarios.flood_connections(b, "insecure-file", connections // 4)),
+        (seconds * 0.30, lambda: scenarios.flood_hellos(b, "slave", hellos)),
+        (seconds * 0.36, lambda: scenarios.flood_hellos(b, "insecure-slave", hellos)),
+        (seconds * 0.42, lambda: scenarios.big_messages(b, options.frames)),
         (2.0, lambda: rogues.forger(b)),  # before the real slave builds the decoy it waits for
-        (seconds * 0.60, lambda: rogues.forger(b)),
+        (seconds * 0.60, lambda: rogues.forger(b, "insecure-slave")),
+        # strangers on the secure queues
+        (0.0, lambda: strangers.probe(b)),
+        (0.5, lambda: strangers.knockers(b, "slave")),
+        (0.7, lambda: strangers.knockers(b, "file")),
+        (1.0, lambda: strangers.raw_knockers(b, "slave")),
+        (1.2, lambda: strangers.raw_knockers(b, "file")),
+        (3.0, lambda: strangers.revocations(b)),
+        (seconds * 0.05, lambda: strangers.silent(b, "slave", options.silent)),
+        (seconds * 0.66, lambda: strangers.flood_handshakes(b, "slave", options.handshakes)),
+        (seconds * 0.76, lambda: strangers.flood_handshakes(b, "file", options.handshakes // 4)),
     ]
-    plans += [(0.2 * n, lambda n=n: rogues.rogue(b, n)) for n in range(options.rogues)]
+    for number in range(options.rogues):  # as many on each builder queue
+        plans += [
+            (0.2 * number, lambda n=number: rogues.rogue(b, n)),
+            (
+                0.1 + 0.2 * number,
+                lambda n=number: rogues.rogue(b, options.rogues + n, SLAVE_QUEUES[1]),
+            ),
+        ]
     return plans
 
 
@@ -168,6 +203,127 @@ def by_queue(counter: Counter[tuple[str, str]]) -> list[tuple[str, Any]]:
     return rows
 
 
+LOGGED_REFUSALS = {
+    "builders refused in the handshake (logged once a key)": re.compile(
+        r"refused a builder from .*: its key .* is not trusted"
+    ),
+    "messages ignored: key not trusted (logged once a key)": re.compile(
+        r"ignored a message (?:on the file queue )?from .*: its key .* is not trusted"
+    ),
+    "slaves dropped: key no longer trusted": re.compile(r"dropped: its key .* no longer trusted"),
+}
+
+
+def stranger_figures(b: Barrage, meter: Meter, log: Path) -> dict[str, Any]:
+    """What the strangers got (must be nothing), what the master logged of them, and how it
+    fared meanwhile: its memory around each handshake flood, and how soon it answered a
+    trusted builder's HELLO on a new connection."""
+    counts = b.handshakes
+    by_kind: dict[str, dict[str, int]] = {}
+    for (queue, kind, what), n in sorted(counts.items()):
+        by_kind.setdefault(f"{queue} {kind}", {})[what] = n
+
+    def total(test: Callable[[str], bool]) -> int:
+        return sum(n for (_, _, what), n in counts.items() if test(what))
+
+    text = log.read_text(errors="replace") if log.exists() else ""
+    floods = {}
+    for name, (start, end) in sorted(b.windows.items()):
+        before = [s[1] for s in meter.between(start - 3, start)]
+        after = [s[1] for s in meter.between(end + 8, end + 12)]
+        floods[name] = {
+            "seconds": round(end - start, 1),
+            "rss_before_kb": statistics.median(before) if before else None,
+            "rss_peak_kb": max((s[1] for s in meter.between(start, end + 5)), default=None),
+            "rss_10s_after_kb": statistics.median(after) if after else None,
+        }
+    latencies = [latency for _, latency in b.probes if latency is not None]
+    in_floods = [
+        latency
+        for when, latency in b.probes
+        if latency is not None and any(s <= when <= e for s, e in b.windows.values())
+    ]
+    silent = sorted(b.silent_closed_after)
+    return {
+        "by_kind": by_kind,
+        "connections": total(lambda what: what == "connections"),
+        "refused": total(lambda what: what.startswith("refused")),
+        "admitted": total(lambda what: what == "admitted"),
+        "replies": total(lambda what: what == "replies"),
+        "offered": total(lambda what: what in ("messages offered", "messages after revocation")),
+        "told_error": total(lambda what: what == "told ERROR"),
+        "closed_by_us": total(lambda what: what.startswith("closed by us")),
+        "logged": {name: len(pattern.findall(text)) for name, pattern in LOGGED_REFUSALS.items()},
+        "floods": floods,
+        "probes": len(b.probes),
+        "probes_unanswered": len(b.probes) - len(latencies),
+        "probe_median_s": round(statistics.median(latencies), 3) if latencies else None,
+        "probe_max_s": round(max(latencies), 3) if latencies else None,
+        "probe_max_in_floods_s": round(max(in_floods), 3) if in_floods else None,
+        "silent_closed_after_s": (
+            [round(silent[0], 1), round(statistics.median(silent), 1), round(silent[-1], 1)]
+            if silent
+            else None
+        ),
+    }
+
+
+def stranger_report(figures: dict[str, Any]) -> list[str]:
+    rows = [
+        (kind, ", ".join(f"{what} {n}" for what, n in counts.items()))
+        for kind, counts in figures["by_kind"].items()
+    ]
+    floods = [
+        (
+            f"{name}: RSS before / peak / 10 s after",
+            (
+                f"{mb(f['rss_before_kb'])} / {mb(f['rss_peak_kb'])} / "
+                f"{mb(f['rss_10s_after_kb'])} (the flood took {f['seconds']} s)"
+            ),
+        )
+        for name, f in figures["floods"].items()
+    ]
+    silent = figures["silent_closed_after_s"]
+    return [
+        "",
+        "strangers on the secure queues (must get nothing)",
+        table(rows),
+        "",
+        table(
+            [
+                ("connections", figures["connections"]),
+                ("handshakes refused", figures["refused"]),
+                ("closed by us mid-handshake", figures["closed_by_us"]),
+                (
+                    "no verdict seen before we closed them",
+                    figures["connections"]
+                    - figures["refused"]
+                    - figures["admitted"]
+                    - figures["closed_by_us"],
+                ),
+                ("admitted (must be 0)", figures["admitted"]),
+                ("replies (must be 0)", figures["replies"]),
+                ("messages offered (none may arrive)", figures["offered"]),
+                ("told ERROR in the handshake (raw peers)", figures["told_error"]),
+                *((f"master log: {k}", n) for k, n in figures["logged"].items()),
+                *floods,
+                (
+                    "a trusted HELLO on a new connection: ACK after (s)",
+                    (
+                        f"median {figures['probe_median_s']}, max {figures['probe_max_s']}, "
+                        f"max during the handshake floods {figures['probe_max_in_floods_s']}; "
+                        f"unanswered {figures['probes_unanswered']} of {figures['probes']}"
+                    ),
+                ),
+                (
+                    "silent connections closed by the master after (s: min, median, max)",
+                    silent or "none closed",
+                ),
+            ]
+        ),
+    ]
+
+
 def report(figures: dict[str, Any]) -> str:
     master, memory = figures["master"], figures["memory"]
     files, builds, log = figures["files"], figures["builds"], figures["log"]
@@ -208,6 +364,8 @@ def report(figures: dict[str, Any]) -> str:
         ),
         "",
         "messages sent, by queue and kind",
+        "(slave, file: the secure queues, by a builder with a trusted key; insecure-*: the",
+        " plain queues, by anyone)",
         table(by_queue(figures["sent"])),
         "",
         "replies received (status: messages published to our monitors)",
@@ -225,6 +383,7 @@ def report(figures: dict[str, Any]) -> str:
                 ]
             ),
         ]
+    out += stranger_report(figures["strangers"])
     out += [
         "",
         "rogue and importer conversations",
@@ -251,7 +410,10 @@ def report(figures: dict[str, Any]) -> str:
         table(
             [
                 ("listed in the database", files["files_listed"]),
-                ("served under simple/ (wheels, .metadata)", files["files_served"]),
+                (
+                    "served under simple/ (wheels, .metadata, .provenance.json)",
+                    files["files_served"],
+                ),
                 ("served, not listed (must be 0)", count(files["served_unlisted"])),
                 ("listed, missing (must be 0)", count(files["listed_missing"])),
                 ("listed, other bytes on disk", count(files["listed_other_bytes"])),
@@ -293,10 +455,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--messages", type=int, default=21_000, help="messages at most on each queue"
     )
     parser.add_argument("--seed", type=int, default=13, help="seed of every message's content")
-    parser.add_argument("--rogues", type=int, default=3, help="rogue slaves at once")
+    parser.add_argument(
+        "--rogues", type=int, default=3, help="rogue slaves at once on each builder queue"
+    )
     parser.add_argument("--connections", type=int, default=2000, help="connections in the flood")
     parser.add_argument("--hellos", type=int, default=2000, help="HELLOs in the flood")
     parser.add_argument("--frames", type=int, default=16, help="32 MB frames in a big message")
+    parser.add_argument(
+        "--handshakes",
+        type=int,
+        default=2000,
+        help="handshakes in the strangers' flood on the secure slave queue (a quarter as many on "
+        "the file queue), each from a key of its own that no one trusted",
+    )
+    parser.add_argument("--silent", type=int, default=200, help="connections that never say a word")
     parser.add_argument("--rest-seconds", type=float, default=10, help="measuring rest memory")
     parser.add_argument(
         "--after-seconds", type=float, default=30, help="when, after the barrage, to measure"
@@ -450,6 +622,9 @@ def finish(
         verdict_problems.append("the master died")
     if files["served_unlisted"]:
         verdict_problems.append("files served that the database does not list")
+    stranger = stranger_figures(barrage, meter, farm.master_log)
+    if stranger["admitted"] or stranger["replies"]:
+        verdict_problems.append("a stranger was admitted or answered on a secure queue")
     figures: dict[str, Any] = {
         "seed": options.seed,
         "planned_s": options.seconds,
@@ -468,6 +643,7 @@ def finish(
         "withheld": barrage.withheld,
         "dropped": barrage.dropped,
         "notes": barrage.notes,
+        "strangers": stranger,
         "events": [(round(t - marks["barrage_start"], 1), e) for t, e in barrage.events],
         "builds": builds_figures,
         "slave_died": stopped["slaves_died"].get(REAL_LABEL),

@@ -3,6 +3,10 @@
 Rogue slaves take builds and answer them with hostile files, or walk away mid-build or
 mid-transfer; the forger claims a published wheel with other bytes; the importer plays
 piw-import gone bad. A catalogue version is never published by a rogue (see :func:`play`).
+
+Rogue slaves work on the secure builder queues, with the hostile builders' trusted key (their
+files go to the secure file queue with that key), and on the insecure ones, with no key. The
+importer sends its files as piw-import does: on the secure file queue, with the master's key.
 """
 
 from __future__ import annotations
@@ -13,10 +17,11 @@ from typing import Any
 
 from packaging.utils import canonicalize_name
 
-from campaigns.barrage import Answer, Barrage, Going, Peer, Step, Transfer
+from campaigns.barrage import Answer, Barrage, Going, Peer, Step, Transfer, file_queue_of
 from campaigns.farm import make_wheel
 from campaigns.messages import (
     BIG,
+    CATALOGUE,
     DECOY_PROJECT,
     DECOYS,
     HUGE,
@@ -24,6 +29,7 @@ from campaigns.messages import (
     MB,
     PUBLISHED_DECOYS,
     REAL_ABI,
+    REAL_LABEL,
     ROGUE_ABI,
     built,
     dist,
@@ -32,6 +38,7 @@ from campaigns.messages import (
     stats,
     wheel_row,
 )
+from piwheels.builder_keys import ClientKeys
 
 RECORDED = (  # refused before any transfer: the build is recorded as failed and moves on
     "dotdot-name",
@@ -46,7 +53,9 @@ RECORDED = (  # refused before any transfer: the build is recorded as failed and
     "not-a-wheel",
     "huge-log",
 )
-REQUEUED = (  # never recorded: the build goes back to the queue
+# Never recorded as the build's own failure: the build goes back to the queue (a rogue that
+# walks away mid-build has its build recorded as lost with it, a give-back after a delay).
+REQUEUED = (
     "bad-bytes",
     "vanish-mid-transfer",
     "bye-mid-build",
@@ -60,14 +69,14 @@ DECOY_ONLY = ("honest-py3", "honest-cp39", "not-a-zip", "success-no-files")
 # rogue slaves
 
 
-def rogue(b: Barrage, number: int, *, hostile: bool = True) -> Step:
-    """A slave of the farm's first ABI that answers every build with something hostile
-    (or, in the drain, honestly: a catalogue build fails, a decoy is published)."""
+def rogue(b: Barrage, number: int, queue: str = "slave", *, hostile: bool = True) -> Step:
+    """A slave of the farm's first ABI on *queue* that answers every build with something
+    hostile (or, in the drain, honestly: a catalogue build fails, a decoy is published)."""
     rng = b.rng(f"rogue-{number}")
     label = f"rogue-{number}" if hostile else "campaign-closer"
     kind = "rogue" if hostile else "drain"
     while not b.stopping:
-        peer = b.peer("slave", keep=True)
+        peer = b.peer(queue, keep=True)
         answer = yield from b.request(peer, f"{kind}.hello", hello(ROGUE_ABI, label))
         if not answer or answer[0] != "ACK":
             b.close(peer)
@@ -153,10 +162,13 @@ def play(
         message = built(True, [row])
         corrupt = variant in ("bad-bytes", "vanish-mid-transfer")
     answer = yield from b.request(peer, name, message)
+    files = file_queue_of(peer.queue)
     for _ in range(5):  # the master asks again for a file that arrived damaged
         if not answer or answer[0] != "SEND":
             break
-        outcome = yield from transfer(b, slave_id, content, name, corrupt=corrupt, stop=stop)
+        outcome = yield from transfer(
+            b, slave_id, content, name, corrupt=corrupt, stop=stop, queue=files
+        )
         if outcome is None:
             b.notes[f"{variant}: walked away mid-transfer"] += 1
             return False
@@ -265,11 +277,20 @@ def content_for(
 
 
 def transfer(
-    b: Barrage, slave_id: Any, content: bytes, kind: str, *, corrupt: bool, stop: int | None
+    b: Barrage,
+    slave_id: Any,
+    content: bytes,
+    kind: str,
+    *,
+    corrupt: bool,
+    stop: int | None,
+    queue: str = "file",
+    keys: ClientKeys | None = None,
 ) -> Transfer:
-    """Serve the File Juggler's FETCHes for *content* as *slave_id*; None if it went
-    silent (or we walked away), else True when it said DONE."""
-    peer = b.peer("file", keep=True)
+    """Serve the File Juggler's FETCHes for *content* as *slave_id*, on the file *queue*
+    (with *keys*, else the hostile builders'); None if it went silent (or we walked away),
+    else True when it said DONE."""
+    peer = b.peer(queue, keep=True, keys=keys)
     try:
         b.send_message(peer, kind, ["HELLO", slave_id])
         chunks = 0
@@ -294,12 +315,15 @@ def transfer(
         b.close(peer)
 
 
-def forger(b: Barrage) -> Step:
-    """A slave of the real slave's ABI that claims a published name with other bytes.
+def forger(b: Barrage, queue: str = "slave") -> Step:
+    """A slave of the real slave's ABI on *queue* that claims a published name with other
+    bytes.
 
     It waits for a decoy that a rogue published as a cp39-specific wheel (so the version
     moved on to cp311), takes that build if it can, and reports the cp39 wheel's name with
-    different bytes. Any other build it is handed goes straight back (BYE)."""
+    different bytes. Any other build it is handed goes straight back (BYE), which the master
+    records as a build lost with its slave, given back only 10 minutes later: so it waits too
+    until the real slave has recorded the whole catalogue, whose builds it would take away."""
     rng = b.rng("forger")
     sql = """
         SELECT f.filename, v.package, v.version FROM files f
@@ -307,19 +331,20 @@ def forger(b: Barrage) -> Step:
         JOIN build_queue q ON q.version_id = v.version_id
         WHERE q.abi_tag = %s AND f.abi_tag = %s AND v.package = %s
     """
-    target = None
-    for _ in range(60):
+    target, found = None, []
+    while not b.stopping:
         found = b.farm.query(sql, REAL_ABI, ROGUE_ABI, DECOY_PROJECT)
-        if found:
+        if found and real_slave_done(b):
             target = found[0]
             break
         yield from b.nap(1.0)
     if target is None:
-        b.notes["forger: no published cp39 decoy to forge"] += 1
+        why = "no published cp39 decoy" if not found else "the catalogue still building"
+        b.notes[f"forger: never started ({why})"] += 1
         return
     filename, package, version = target
     for _ in range(20):
-        peer = b.peer("slave", keep=True)
+        peer = b.peer(queue, keep=True)
         answer = yield from b.request(peer, "rogue.forger", hello(REAL_ABI, "forger"))
         for _ in range(200):
             if not answer or answer[0] == "BUILD":
@@ -337,6 +362,20 @@ def forger(b: Barrage) -> Step:
         b.send_message(peer, "rogue.forger", "BYE")  # not ours: give it back
         b.close(peer)
     b.notes["forger: never handed its decoy"] += 1
+
+
+def real_slave_done(b: Barrage) -> bool:
+    """Whether the real slave has recorded every catalogue version on its ABI."""
+    ids = sorted(b.farm.ids[REAL_LABEL])
+    if not ids:
+        return False
+    recorded = b.farm.query(
+        "SELECT v.package, v.version FROM builds b JOIN versions v USING (version_id) "
+        "WHERE b.abi_tag = %s AND b.built_by = ANY(%s)",
+        REAL_ABI,
+        ids,
+    )
+    return set(CATALOGUE) <= set(recorded)
 
 
 # the import queue
@@ -402,12 +441,15 @@ def damaged_import(b: Barrage, peer: Peer, version: str, rng: random.Random) -> 
 
 def import_files(b: Barrage, peer: Peer, kind: str, message: Any, content: bytes) -> Step:
     """IMPORT, then answer every SEND with damaged bytes (an import left waiting for its
-    files would hold up every other import for minutes)."""
+    files would hold up every other import for minutes), with the master's own key, as
+    piw-import (run as the master's user) sends them."""
+    master = b.farm.master_key()
     answer = yield from ask(b, peer, kind, message)
     for _ in range(5):
         if not answer or answer[0] != "SEND":
             return
-        yield from transfer(b, 0, content, kind, corrupt=True, stop=None)
+        keys = ClientKeys(master, master.public)
+        yield from transfer(b, 0, content, kind, corrupt=True, stop=None, keys=keys)
         answer = yield from ask(b, peer, kind, "SENT")
 
 

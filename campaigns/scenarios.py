@@ -1,5 +1,6 @@
 """The hostile campaign's fuzzing scenarios: garbage, mutants, bad orders, identity games,
-floods and big messages, on every queue the master opens to the outside.
+floods and big messages, on every queue the master opens to the outside (the builder queues
+twice: the secure ones, by a builder with a trusted key, and the insecure ones, by anyone).
 
 Each scenario is a generator over a :class:`~campaigns.barrage.Barrage`, which runs them in turn.
 """
@@ -13,7 +14,15 @@ from typing import Any
 import cbor2
 import zmq
 
-from campaigns.barrage import Barrage, Peer, Step, Zmtp
+from campaigns.barrage import (
+    SECURE_QUEUES,
+    Barrage,
+    Peer,
+    Step,
+    Zmtp,
+    file_queue_of,
+    protocol_of,
+)
 from campaigns.messages import (
     BIG,
     FILE_FRAME,
@@ -39,7 +48,8 @@ from campaigns.messages import (
 
 
 def bases(queue: str) -> list[Any]:
-    """One valid message of each kind the queue takes (the mutations' starting points)."""
+    """One valid message of each kind the queue takes (the mutations' starting points): an
+    insecure builder queue takes what its secure twin does."""
     row = wheel_row(
         "piwtest_pure-1.0-py3-none-any.whl", 1234, "a" * 64, deps=[["pip", "piwtest-cext"]]
     )
@@ -73,7 +83,7 @@ def bases(queue: str) -> list[Any]:
             ["WAKE", 10**7],
             ["KILL", 10**7],
         ],
-    }.get(queue, [])
+    }.get(protocol_of(queue), [])
 
 
 def actions(queue: str) -> list[str]:
@@ -99,7 +109,7 @@ def bigints(queue: str) -> list[Any]:
             ["YANK", "piwtest-nonesuch", "1.0", BIG],
         ],
         "control": [["SLEEP", BIG], ["WAKE", HUGE], ["KILL", BIG], ["KILL", HUGE]],
-    }[queue]
+    }[protocol_of(queue)]
 
 
 def fuzzer(b: Barrage, queue: str, kind: str) -> Step:
@@ -123,18 +133,18 @@ def fuzzer(b: Barrage, queue: str, kind: str) -> Step:
             b.send_message(peer, kind, wrong_shape(rng, actions(queue)))
         elif kind == "bigint":
             b.send_message(peer, kind, rng.choice(bigs))
-        elif kind == "mutate" and queue == "slave":
-            yield from greeted_mutant(b, next(mutants), rng)
+        elif kind == "mutate" and protocol_of(queue) == "slave":
+            yield from greeted_mutant(b, queue, next(mutants), rng)
         elif kind == "mutate":
             b.send_message(peer, kind, next(mutants))
         yield
 
 
-def greeted_mutant(b: Barrage, message: Any, rng: random.Random) -> Step:
+def greeted_mutant(b: Barrage, queue: str, message: Any, rng: random.Random) -> Step:
     """A mutated slave message, half of the time from a slave the master knows (of an
     ABI the farm does not build, so it is never handed a build), so that it reaches the
     Slave Driver's judgement of where that slave is in the protocol."""
-    peer = b.peer("slave", keep=True)
+    peer = b.peer(queue, keep=True)
     try:
         if rng.random() < 0.5:
             answer = yield from b.request(peer, "mutate", hello(IDLE_ABI, "mutant"), 5)
@@ -143,12 +153,12 @@ def greeted_mutant(b: Barrage, message: Any, rng: random.Random) -> Step:
         b.send_message(peer, "mutate", message)
         yield from b.nap(0.05)
     finally:
-        b.close(peer)
+        b.close(peer, linger=2000)  # sent, even if its handshake is not over yet
 
 
-def out_of_order(b: Barrage) -> Step:
+def out_of_order(b: Barrage, queue: str) -> Step:
     """Slave conversations in the wrong order, and envelopes of the wrong shape."""
-    rng = b.rng("order")
+    rng = b.rng(f"order:{queue}")
     sequences: list[list[Any]] = [
         [["IDLE", *stats()]],
         [built(False, [])],
@@ -161,10 +171,10 @@ def out_of_order(b: Barrage) -> Step:
         ["HELLO", "BYE", "BYE", ["IDLE", *stats()]],
         ["HELLO", ["IDLE", *stats()], built(True, [])],
     ]
-    while not b.exhausted("slave"):
-        peer = b.peer("slave", keep=True)
+    while not b.exhausted(queue):
+        peer = b.peer(queue, keep=True)
         for message in rng.choice(sequences):
-            yield from b.turn("slave")
+            yield from b.turn(queue)
             wanted = hello(IDLE_ABI, "out-of-order") if message == "HELLO" else message
             b.send_message(peer, "order", wanted)
             yield from b.nap(rng.choice((0, 0.01, 0.2)))
@@ -176,31 +186,33 @@ def out_of_order(b: Barrage) -> Step:
         b.close(peer)
 
 
-def identity_games(b: Barrage) -> Step:
+def identity_games(b: Barrage, queue: str) -> Step:
     """A second HELLO on a connection; file-queue HELLOs naming other slaves' ids (the
-    real slave's among them); two connections under one routing id."""
-    rng = b.rng("identity")
-    while not b.exhausted("slave"):
+    real slave's among them: on the secure file queue with another key, on the insecure one
+    with none); two connections under one routing id."""
+    rng = b.rng(f"identity:{queue}")
+    files = file_queue_of(queue)
+    while not b.exhausted(queue):
         game = rng.randrange(4)
         if game == 0:
-            peer = b.peer("slave", keep=True)
+            peer = b.peer(queue, keep=True)
             yield from b.request(peer, "identity", hello(ROGUE_ABI, "twice"), 5)
             yield from b.request(peer, "identity", hello(IDLE_ABI, "twice-again"), 5)
             b.send_message(peer, "identity", ["IDLE", *stats()])
             yield from b.nap(0.5)
             b.close(peer)
         elif game == 1:
-            yield from impostor(b, rng)
+            yield from impostor(b, files, rng)
         elif game == 2:
             shared = b"\x00" + rng.randbytes(4)
-            peers = [b.peer("slave", keep=True, routing_id=shared) for _ in range(2)]
+            peers = [b.peer(queue, keep=True, routing_id=shared) for _ in range(2)]
             for peer in peers:
                 b.send_message(peer, "identity", hello(IDLE_ABI, "same-routing-id"))
             yield from b.nap(1.0)
             for peer in peers:
                 b.close(peer)
         else:
-            peer = b.peer("file", keep=True)
+            peer = b.peer(files, keep=True)
             for slave_id in (rng.randint(1, 50), rng.randint(1, 50)):
                 b.send_message(peer, "identity", ["HELLO", slave_id])
             yield from b.nap(1.0)
@@ -208,12 +220,12 @@ def identity_games(b: Barrage) -> Step:
         yield from b.nap(rng.uniform(0.5, 2.0))
 
 
-def impostor(b: Barrage, rng: random.Random) -> Step:
-    """Say HELLO on the file queue as someone else, and answer what is asked with junk."""
+def impostor(b: Barrage, queue: str, rng: random.Random) -> Step:
+    """Say HELLO on the file *queue* as someone else, and answer what is asked with junk."""
     targets: list[Any] = [0, -1, BIG, HUGE, *b.rogue_ids[-5:]]
     if b.farm.ids[REAL_LABEL] and rng.random() < 0.4:
         targets = sorted(b.farm.ids[REAL_LABEL])
-    peer = b.peer("file", keep=True)
+    peer = b.peer(queue, keep=True)
     b.send_message(peer, "identity", ["HELLO", rng.choice(targets)])
     until = time.monotonic() + 3
     while time.monotonic() < until and not b.stopping:
@@ -315,6 +327,8 @@ def flood_connections(b: Barrage, queue: str, count: int) -> Step:
             break
         sock = b.context.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
+        if queue in SECURE_QUEUES:
+            b.keys.secure(sock)
         sock.connect(b.farm.addresses[queue])
         peer = Peer(queue, sock, envelope=True, keep=False)
         peers.append(peer)
@@ -326,14 +340,14 @@ def flood_connections(b: Barrage, queue: str, count: int) -> Step:
         peer.sock.close(linger=0)
 
 
-def flood_hellos(b: Barrage, count: int) -> Step:
-    """*count* slaves saying HELLO together, then never another word."""
-    b.event(f"flood: {count} HELLOs")
+def flood_hellos(b: Barrage, queue: str, count: int) -> Step:
+    """*count* slaves saying HELLO together on *queue*, then never another word."""
+    b.event(f"flood: {count} HELLOs on the {queue} queue")
     peers = []
     for number in range(count):
-        if b.sent_on["slave"] >= b.budget:
+        if b.sent_on[queue] >= b.budget:
             break
-        peer = b.peer("slave")
+        peer = b.peer(queue)
         peers.append(peer)
         message = hello(IDLE_ABI, f"flood-{number}")
         b.send_message(peer, "flood.hellos", message)
@@ -349,7 +363,7 @@ def big_messages(b: Barrage, frames: int) -> Step:
     b.event("big: 8M empty arrays on every queue")
     arrays = b"\x9a" + (8_000_000).to_bytes(4, "big") + b"\x80" * 8_000_000
     hello_arrays = b"\x82\x65HELLO" + arrays  # the same, as the data of a HELLO
-    for queue in ("slave", "file", "import", "control"):
+    for queue in ("slave", "insecure-slave", "file", "insecure-file", "import", "control"):
         peer = b.peer(queue)
         b.send(peer, "big.8M-arrays", [arrays])
         b.send(peer, "big.8M-arrays", [hello_arrays])
@@ -358,14 +372,15 @@ def big_messages(b: Barrage, frames: int) -> Step:
     yield from b.nap(2.0)
     b.event(f"big: messages of {frames} x 32 MB frames")
     block = bytes(SLAVE_FRAME)
-    for queue in ("slave", "import", "control"):
+    for queue in ("slave", "insecure-slave", "import", "control"):
         peer = b.peer(queue)
         b.send(peer, "big.32MB-frames", [block] * frames)
         yield from b.nap(2.0)
         b.close(peer)
     # The File Juggler takes 1 MB chunks: many of them, and one frame far too big.
-    peer = b.peer("file")
-    b.send(peer, "big.1MB-frames", [bytes(FILE_FRAME)] * (frames * 8))
-    b.send(peer, "big.32MB-frames", [block])
-    yield from b.nap(3.0)
-    b.close(peer)
+    for queue in ("file", "insecure-file"):
+        peer = b.peer(queue)
+        b.send(peer, "big.1MB-frames", [bytes(FILE_FRAME)] * (frames * 8))
+        b.send(peer, "big.32MB-frames", [block])
+        yield from b.nap(3.0)
+        b.close(peer)
