@@ -7,13 +7,26 @@ one big stored member of random bytes) of the size the benchmark asks for, so ev
 it is the production code: BUILT, SEND, the File Juggler's FETCH/CHUNK window, hashing, fsync,
 rename, SENT, the build recorded and its pages written. A transfer is timed from the slave's
 HELLO on the file queue to the File Juggler's DONE (sent once the file is verified and renamed).
+The master has builder keys, as ``piw-master`` always has: its key pair is made in its
+``--data-dir``'s ``keys/`` before it starts (as at its first start), the slave's in a key
+directory of its own, trusted as ``piw-trust add`` trusts it, so both of the slave's queues are
+CurveZMQ connections, as in production. (Cross-checks need a second builder with a key: there
+is none, so the slave builds only what it sends.)
 
 * Throughput: REPEAT transfers of a TRANSFER_MB wheel, each followed by a plain copy of the very
   same file over the same loopback: a DEALER sends the file in 1 MiB frames as fast as the
   socket takes them, and a ROUTER in another process writes them to a file on the same disk and
   fsyncs it, as the File Juggler does. Medians of both; the target is 70% of the plain copy's
   throughput. CPU times of both ends are reported beside those of the plain copy's ends. The
-  disk is synced before each timed run, so that none inherits another's writeback.
+  disk is synced before each timed run, so that none inherits another's writeback. The plain
+  copy is plain ZeroMQ (no CurveZMQ): it is the yardstick, what moving the bytes costs at all.
+* CurveZMQ's cost: the master also opens plain queues (``--insecure-slave-queue``,
+  ``--insecure-file-queue``), where a second, keyless slave connects; each of the REPEAT rounds
+  sends a TRANSFER_MB wheel through it too (before the CurveZMQ one in every other round, so
+  neither always follows the other). Its throughput and both ends' CPU times are the reference
+  of the CurveZMQ transfers' (ratio CurveZMQ / plain queue). Between rounds each slave holds a
+  build that waits for the benchmark's word, saying BUSY twice a second: the only traffic
+  besides the transfer measured.
 * Memory: the master process's resident set (VmRSS; the peak from VmHWM, reset before each
   transfer, and from 10 ms samples) during a MEMORY_MB transfer, against its size just before.
   Targets: under 1 GiB, and growth no larger than during the TRANSFER_MB transfers (plus
@@ -49,6 +62,7 @@ from harness import Row, Sizes, standalone
 from psycopg.conninfo import make_conninfo
 
 from piwheels.abis import sorted_abis
+from piwheels.builder_keys import MASTER_KEY, SLAVE_KEY, TRUSTED, ClientKeys, TrustedKeys, key_pair
 from piwheels.db.database import Database
 from piwheels.db.embedded.cluster import EmbeddedPostgres
 from piwheels.db.migrate import migrate
@@ -359,8 +373,15 @@ def prepare_database(server: EmbeddedPostgres, versions: int) -> str:
     return dsn
 
 
+class BenchSlave(NamedTuple):
+    slave: TimedSlave
+    plan: queue.Queue[int]  # the size of the wheel its waiting build is to make
+    thread: threading.Thread
+
+
 class Farm:
-    """A master process, and a timed slave in a thread, in *work*; stopped by :meth:`close`."""
+    """A master process, and two timed slaves in threads (one with a builder key on the
+    CurveZMQ queues, one on the plain queues without), in *work*; stopped by :meth:`close`."""
 
     def __init__(self, work: Path, versions: int) -> None:
         self.work = work
@@ -369,6 +390,13 @@ class Farm:
         dsn = prepare_database(self.postgres, versions)
         slave_queue = f"tcp://127.0.0.1:{free_port()}"
         file_queue = f"tcp://127.0.0.1:{free_port()}"
+        plain_slave_queue = f"tcp://127.0.0.1:{free_port()}"
+        plain_file_queue = f"tcp://127.0.0.1:{free_port()}"
+        # The keys piw-master (DATA_DIR/keys), piw-slave and piw-trust add would make.
+        key_dir = work / "data" / "keys"
+        master, _ = key_pair(key_dir, MASTER_KEY)
+        builder, _ = key_pair(work / "slave-keys", SLAVE_KEY)
+        TrustedKeys(key_dir / TRUSTED).add(builder.public, "bench slave")
         self.log_path = work / "master.log"
         command = [
             sys.executable, "-c", ("import sys; from piwheels.cli.master import main; "
@@ -377,40 +405,54 @@ class Farm:
             "--no-follow", "--build-abi", ABI, "--queue-interval", "1",
             "--min-free-space", str(MIB),
             "--slave-queue", slave_queue, "--file-queue", file_queue,
+            "--insecure-slave-queue", plain_slave_queue, "--insecure-file-queue", plain_file_queue,
             "--control-queue", f"ipc://{work}/sockets/control", "--status-queue", f"ipc://{work}/sockets/status",
             "--import-queue", f"ipc://{work}/sockets/import", "--log-file", str(self.log_path),
         ]  # fmt: skip
         self.master = subprocess.Popen(
             command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
-        self.plan: queue.Queue[int] = queue.Queue()
+        self.keyed = self._slave(
+            "bench", slave_queue, file_queue, ClientKeys(builder, master.public)
+        )
+        self.keyless = self._slave("bench-plain", plain_slave_queue, plain_file_queue, None)
+
+    def _slave(
+        self, label: str, slave_queue: str, file_queue: str, keys: ClientKeys | None
+    ) -> BenchSlave:
+        plan: queue.Queue[int] = queue.Queue()
+        work_root = self.work / label
         config = SlaveConfig(
             slave_queue=slave_queue,
             file_queue=file_queue,
-            label="bench",
-            work_root=work / "slave",
+            label=label,
+            work_root=work_root,
             master_timeout=timedelta(seconds=TRANSFER_TIMEOUT),
             busy_interval=timedelta(seconds=0.5),
             sleep_interval=timedelta(seconds=0.2),
+            keys=keys,
         )
-        self.slave = TimedSlave(
+        slave = TimedSlave(
             config,
-            BenchBuilder("", work / "slave", self.plan).interpreter,
-            builder_factory=lambda url: BenchBuilder(url, work / "slave", self.plan),
+            BenchBuilder("", work_root, plan).interpreter,
+            builder_factory=lambda url: BenchBuilder(url, work_root, plan),
             master_pid=self.master.pid,
         )
-        self.slave_thread = threading.Thread(target=self.slave.run, name="bench slave")
-        self.slave_thread.start()
+        thread = threading.Thread(target=slave.run, name=f"{label} slave")
+        thread.start()
+        return BenchSlave(slave, plan, thread)
 
-    def transfer(self, size: int) -> Transfer:
-        """Have the slave build a wheel of *size* bytes and send it; wait until it is in place."""
-        self.plan.put(size)
+    def transfer(self, size: int, *, plain: bool = False) -> Transfer:
+        """Have the slave (with its builder key, or the keyless one on the plain queues if
+        *plain*) build a wheel of *size* bytes and send it; wait until it is in place."""
+        bench = self.keyless if plain else self.keyed
+        bench.plan.put(size)
         deadline = time.monotonic() + TRANSFER_TIMEOUT
         while True:
             if self.master.poll() is not None:
                 raise RuntimeError(f"the master exited ({self.master.returncode}):\n{self.tail()}")
             try:
-                done = self.slave.transfers.get(timeout=0.5)
+                done = bench.slave.transfers.get(timeout=0.5)
                 break
             except queue.Empty:
                 if time.monotonic() > deadline:
@@ -432,8 +474,10 @@ class Farm:
             return "(no master log)"
 
     def close(self) -> None:
-        self.slave.stop()
-        self.slave_thread.join(30)
+        for bench in (self.keyed, self.keyless):
+            bench.slave.stop()
+        for bench in (self.keyed, self.keyless):
+            bench.thread.join(30)
         if self.master.poll() is None:
             self.master.terminate()  # SIGTERM: the master stops its tasks and exits
             try:
@@ -474,25 +518,36 @@ def run(sizes: Sizes) -> list[Row]:
     # The slave's own log (its unsandboxed builds, BYE) is not what is measured here.
     logging.getLogger("piwheels").setLevel(logging.ERROR)
     # Published wheels stay until the end (the master would refuse to overwrite them anyway).
-    with workspace(needed=(small * repeat + big) * 2 + 200 * MB) as work:
-        farm = Farm(work, versions=repeat + 2)
+    with workspace(needed=(small * repeat * 2 + big) * 2 + 200 * MB) as work:
+        # each slave's first build, one each per round, the large one, a build each left over
+        farm = Farm(work, versions=2 * repeat + 5)
         plain = PlainCopy(work)
         try:
-            # A first small transfer and copy: connections made, code paths warm.
+            # A first small transfer of each slave, and a copy: connections made, code warm.
             warm = farm.transfer(MIB)
+            farm.transfer(MIB, plain=True)
             plain.copy(farm.published(warm.filename))
             sent: list[Transfer] = []
             copies: list[Copy] = []
-            for _ in range(repeat):
+            bare: list[Transfer] = []  # through the plain queue, no keys
+            for round_ in range(repeat):
+                if round_ % 2:
+                    bare.append(farm.transfer(small, plain=True))
+                    os.sync()
                 sent.append(farm.transfer(small))
                 # Nor may the copy share it with the writeback of the transfer before it.
                 os.sync()
                 # The reference copies exactly the bytes the File Juggler has just received.
                 copies.append(plain.copy(farm.published(sent[-1].filename)))
+                if not round_ % 2:
+                    os.sync()
+                    bare.append(farm.transfer(small, plain=True))
                 print(
                     f"{sent[-1].size / MB:.0f} MB: File Juggler {sent[-1].seconds:.2f} s "
                     f"(master CPU {sent[-1].master.cpu:.2f} s), plain copy "
-                    f"{copies[-1].seconds:.2f} s (receiver CPU {copies[-1].receiver_cpu:.2f} s)",
+                    f"{copies[-1].seconds:.2f} s (receiver CPU {copies[-1].receiver_cpu:.2f} s),"
+                    f" plain queue {bare[-1].seconds:.2f} s (master CPU {bare[-1].master.cpu:.2f}"
+                    " s)",
                     flush=True,
                 )
             large = farm.transfer(big)
@@ -506,7 +561,36 @@ def run(sizes: Sizes) -> list[Row]:
         finally:
             plain.close()
             farm.close()
-    return rows(sent, copies, large, large_copy)
+    return rows(sent, copies, large, large_copy) + curve_rows(sent, bare)
+
+
+def curve_rows(sent: list[Transfer], bare: list[Transfer]) -> list[Row]:
+    """CurveZMQ's cost: the transfers with the builder key beside those over the plain queue."""
+    size = sent[0].size
+    label, reference = f"{size / MB:.0f} MB", "the same over a plain queue, no keys"
+    return [
+        Row(
+            f"CurveZMQ's cost: {label} wheel through the File Juggler",
+            mb_per_s(size, statistics.median(t.seconds for t in sent)),
+            mb_per_s(size, statistics.median(t.seconds for t in bare)),
+            "MB/s",
+            reference,
+        ),
+        Row(
+            f"CurveZMQ's cost: {label}: the master's CPU time",
+            statistics.median(t.master.cpu for t in sent),
+            statistics.median(t.master.cpu for t in bare),
+            "s",
+            reference,
+        ),
+        Row(
+            f"CurveZMQ's cost: {label}: the slave's CPU time",
+            statistics.median(t.sender_cpu for t in sent),
+            statistics.median(t.sender_cpu for t in bare),
+            "s",
+            reference,
+        ),
+    ]
 
 
 def rows(sent: list[Transfer], copies: list[Copy], large: Transfer, large_copy: Copy) -> list[Row]:

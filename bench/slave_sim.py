@@ -7,6 +7,10 @@ real one made on the spot. A worker process drives its share of slaves from one 
 :func:`run_slaves` starts the workers together and gathers what their slaves saw (every reply's
 latency by the message it answered, builds recorded, SLEEPs, timeouts).
 
+With *keys* (a :class:`~piwheels.builder_keys.ClientKeys` per slave, or a few shared in turn),
+both of a slave's connections are CurveZMQ ones, as ``piw-slave``'s are to a master with builder
+keys (the production path); without, they are plain, as to the master's insecure queues.
+
 With ``echo=True`` the slaves only repeat IDLE against a bare ROUTER (:func:`echo_main`): the
 reference a benchmark compares the master's replies with.
 """
@@ -22,6 +26,7 @@ import resource
 import signal
 import socket
 import sys
+import threading
 import time
 import zipfile
 from collections import defaultdict
@@ -31,8 +36,10 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from piwheels import protocols
+from piwheels.builder_keys import ClientKeys
 from piwheels.master.slave_driver import SLAVE_BACKLOG
 from piwheels.message_codec import ProtocolError, encode
 from piwheels.protocols import NO_DATA
@@ -44,6 +51,7 @@ from piwheels.transport import Socket
 MASTER_TIMEOUT = SlaveConfig.master_timeout.total_seconds()  # what a real slave waits
 BUSY_INTERVAL = SlaveConfig.busy_interval.total_seconds()  # BUSY again while building
 PLATFORM = "linux_x86_64"
+WHEEL_TIME = (2026, 1, 1, 0, 0, 0)  # every member of every simulated wheel was made then
 # Seconds between looks for masters gone silent: their timeout is minutes, and a look at every
 # slave each few milliseconds (with the poll of all their sockets it forced) cost each worker
 # a fifth of a core even with every slave asleep, on the cores the master shares.
@@ -52,6 +60,15 @@ TIMEOUT_CHECK_INTERVAL = 1.0
 # slaves joining (over a ramp, or all in the same instant) would otherwise hide the master's
 # steady-state replies.
 START = " (start)"
+# What a connection's monitor tells of its handshake (CurveZMQ's, or plain ZMTP's greeting).
+HANDSHAKE_DONE = zmq.EVENT_HANDSHAKE_SUCCEEDED
+HANDSHAKE_FAILED = (
+    zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+    | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+)
+# How long a worker waits for its slaves' handshakes, then for the other workers'.
+HANDSHAKE_TIMEOUT = 120.0
 
 
 def raise_fd_limit() -> None:
@@ -62,19 +79,21 @@ def raise_fd_limit() -> None:
 
 
 def tiny_wheel(package: str, version: str, tags: tuple[str, str, str]) -> tuple[str, bytes]:
-    """A real (if empty) wheel: the Scribe reads its METADATA for the PEP 658 file."""
+    """A real (if empty) wheel: the Scribe reads its METADATA for the PEP 658 file. The same
+    bytes whoever makes it, whenever (its members' times are fixed), as a reproducible build's:
+    a cross-check of it by another slave agrees."""
     dist = package.replace("-", "_")
     filename = f"{dist}-{version}-{'-'.join(tags)}.whl"
     info = f"{dist}-{version}.dist-info"
+    members = {
+        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {package}\nVersion: {version}\n",
+        f"{info}/WHEEL": f"Wheel-Version: 1.0\nRoot-Is-Purelib: false\nTag: {'-'.join(tags)}\n",
+        f"{info}/RECORD": "",
+    }
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as wheel:
-        wheel.writestr(
-            f"{info}/METADATA", f"Metadata-Version: 2.1\nName: {package}\nVersion: {version}\n"
-        )
-        wheel.writestr(
-            f"{info}/WHEEL", f"Wheel-Version: 1.0\nRoot-Is-Purelib: false\nTag: {'-'.join(tags)}\n"
-        )
-        wheel.writestr(f"{info}/RECORD", "")
+        for name, text in members.items():
+            wheel.writestr(zipfile.ZipInfo(name, date_time=WHEEL_TIME), text)
     return filename, buffer.getvalue()
 
 
@@ -93,6 +112,9 @@ class Tally:
     sleeps: int = 0
     timeouts: int = 0
     errors: list[str] = field(default_factory=list)
+    cpu: float = 0.0  # CPU seconds the worker process spent (its slaves' side of everything)
+    # seconds from the moment every slave connected to its handshake's end, slave by slave
+    handshakes: list[float] = field(default_factory=list)
 
 
 class Watch:
@@ -149,8 +171,10 @@ class SimSlave:
         *,
         echo: bool,
         build_seconds: float = 0.0,
+        keys: ClientKeys | None = None,
     ) -> None:
         self.number = number
+        self.keys = keys  # None: plain connections
         self.watch = watch
         self.build_seconds = build_seconds
         # a build "runs" until this moment; waits end in IDLE (after SLEEP) or the build's BUSY
@@ -174,11 +198,18 @@ class SimSlave:
         self.wheel: tuple[str, bytes] | None = None
         self.result: BuildResult | None = None
 
-    def connect(self) -> None:
+    def connect(self, *, monitor: bool = False) -> zmq.Socket[Any] | None:
+        """Open the connection to the Slave Driver; with *monitor*, return a socket that hears
+        how its handshake ends."""
         self.close()
         self.sock = Socket(zmq.REQ, reversed(protocols.slave_driver), context=self.context)
+        if self.keys is not None:
+            self.keys.secure(self.sock.zsock)
+        events = HANDSHAKE_DONE | HANDSHAKE_FAILED
+        watcher = self.sock.zsock.get_monitor_socket(events) if monitor else None
         self.sock.connect(self.slave_queue)
         self.watch.add(self.sock, self)
+        return watcher
 
     def hello(self, *, connected: bool = False) -> None:
         """Start (again) from HELLO: on a new connection, as a real slave, unless *connected*
@@ -296,6 +327,8 @@ class SimSlave:
         assert self.wheel is not None
         assert self.wheel[0] == filename, filename
         self.transfer = Socket(zmq.DEALER, reversed(protocols.file_juggler), context=self.context)
+        if self.keys is not None:  # the same key as its requests, as piw-slave's file_sender
+            self.keys.secure(self.transfer.zsock)
         self.transfer.connect(self.file_queue)
         self.watch.add(self.transfer, self, transfer=True)
         self.transfer_action, self.transfer_at = "file HELLO", time.perf_counter()
@@ -332,6 +365,42 @@ class SimSlave:
         self.sent_action = ""
 
 
+def _handshakes(slaves: list[SimSlave], tally: Tally, index: int) -> None:
+    """Connect every slave at once and wait until each handshake has ended; note how long
+    each took (and any that failed) in *tally*."""
+    connected = time.perf_counter()
+    watchers = {}
+    for slave in slaves:
+        watcher = slave.connect(monitor=True)
+        assert watcher is not None
+        watchers[watcher] = slave
+    poller = zmq.Poller()
+    for watcher in watchers:
+        poller.register(watcher, zmq.POLLIN)
+    failed = 0
+    deadline = connected + HANDSHAKE_TIMEOUT
+    while watchers and (left := deadline - time.perf_counter()) > 0:
+        for watcher, _ in poller.poll(left * 1000):
+            event = recv_monitor_message(watcher)["event"]
+            if event == HANDSHAKE_DONE:
+                tally.handshakes.append(time.perf_counter() - connected)
+            else:
+                failed += 1  # refused: libzmq tries again, but the run will not wait for it
+            poller.unregister(watcher)
+            slave = watchers.pop(watcher)
+            assert slave.sock is not None
+            slave.sock.zsock.disable_monitor()
+            watcher.close(linger=0)
+    for watcher, slave in watchers.items():
+        assert slave.sock is not None
+        slave.sock.zsock.disable_monitor()
+        watcher.close(linger=0)
+    if failed or watchers:
+        tally.errors.append(
+            f"worker {index}: {failed} handshakes failed, {len(watchers)} never ended"
+        )
+
+
 def _worker(
     index: int,
     abis: list[str],
@@ -341,12 +410,17 @@ def _worker(
     echo: bool,
     build_seconds: float,
     start_seconds: float,
-    start_at: float,
+    connect_at: float,
+    together: Any,
     ramp_seconds: float,
+    keys: list[ClientKeys] | None,
     out: Connection,
 ) -> None:
-    """One process's slaves, from HELLO until *seconds* have passed."""
+    """One process's slaves, from HELLO until *seconds* have passed. Slave *n* connects with
+    ``keys[n % len(keys)]``, or plainly without *keys*, at *connect_at*; every worker
+    (*together*, a barrier) starts once all the handshakes are over."""
     raise_fd_limit()
+    cpu = time.process_time()
     context: zmq.Context[Any] = zmq.Context()
     tally = Tally()
     watch = Watch()
@@ -360,17 +434,25 @@ def _worker(
             watch,
             echo=echo,
             build_seconds=build_seconds,
+            keys=keys[n % len(keys)] if keys else None,
         )
         for n in numbers
     ]
     # Connected ahead: the first send on a new connection waited for it (~3 ms here), so
     # connecting in the storm held each process's last HELLO back 0.4 s behind its other
     # 124, and the first replies unread as long, whatever the master did. A real slave's
-    # handshake is its own machine's work. The master still takes all 500 at once, just before.
-    for slave in slaves:
-        slave.connect()
+    # side of the handshake is its own machine's work. The master takes all 500 at once, in
+    # the same instant, and the run starts only when every handshake is over: a CurveZMQ one
+    # is the master's work too (its crypto, its ZAP handler's check of the key), and 500 of
+    # them took up to 2 s here, so a run started at a set moment had them spill into its
+    # first seconds whenever the machine was busy. How long they took is measured apart.
+    time.sleep(max(0.0, connect_at - time.time()))
+    _handshakes(slaves, tally, index)
+    try:
+        together.wait(HANDSHAKE_TIMEOUT)
+    except threading.BrokenBarrierError:
+        tally.errors.append(f"worker {index}: the other workers' handshakes did not end")
     # every worker starts at the same moment: its slaves say HELLO at once, or over the ramp
-    time.sleep(max(0.0, start_at - time.time()))
     start = time.perf_counter()
     deadline = start + seconds
     tally.steady_from = start + start_seconds
@@ -383,9 +465,14 @@ def _worker(
         _drive(slaves, deadline, tally, watch)
     except Exception as exc:  # the parent must hear of it, not wait for a report forever
         tally.errors.append(f"worker {index} crashed: {exc!r}")
+    if silent := sum(not slave.answered for slave in slaves):
+        # a refused key (or a master on the other side of security) is never answered at all
+        how = "with CurveZMQ keys" if keys else "plainly"
+        tally.errors.append(f"worker {index}: {silent} slaves (connected {how}) never answered")
     for slave in slaves:
         slave.close()
     context.term()
+    tally.cpu = time.process_time() - cpu
     out.send(
         (
             dict(tally.latencies),
@@ -394,6 +481,8 @@ def _worker(
             tally.sleeps,
             tally.timeouts,
             tally.errors,
+            tally.cpu,
+            tally.handshakes,
         )
     )
     out.close()
@@ -457,6 +546,9 @@ class Outcome:
     errors: list[str]
     seconds: float
     first: list[float]  # each slave's first reply
+    slaves_cpu: float = 0.0  # CPU seconds of every worker process, from start to report
+    # seconds from the moment all the slaves connected at once to each one's handshake's end
+    handshakes: list[float] = field(default_factory=list)
 
     def steady(self) -> list[float]:
         """The latencies of replies to requests sent after the start's storm."""
@@ -475,12 +567,17 @@ def run_slaves(
     build_seconds: float = 0.0,
     start_seconds: float = 0.0,
     ramp_seconds: float = 0.0,
+    keys: list[ClientKeys] | None = None,
 ) -> Outcome:
     """*count* slaves (ABIs in turn) in *workers* processes of *ctx*, for *seconds*; each
     build takes *build_seconds* on average (0: none at all). Each slave says its first HELLO
-    at a random moment of the run's first *ramp_seconds*; with 0, all in the same instant."""
+    at a random moment of the run's first *ramp_seconds*; with 0, all in the same instant.
+    With *keys*, slave *n* connects to both queues with ``keys[n % len(keys)]`` (CurveZMQ);
+    without, plainly. Every slave connects in the same instant, and the run begins once every
+    handshake is over (how long each took is in the outcome's ``handshakes``)."""
     workers = max(1, min(workers, count))
-    start_at = time.time() + 2.0  # time for every worker to start up
+    connect_at = time.time() + 2.0  # time for every worker to start up
+    together = ctx.Barrier(workers)
     pipes, processes = [], []
     for index in range(workers):
         numbers = list(range(index, count, workers))
@@ -496,8 +593,10 @@ def run_slaves(
                 echo,
                 build_seconds,
                 start_seconds,
-                start_at,
+                connect_at,
+                together,
                 ramp_seconds,
+                keys,
                 sender,
             ),
             name=f"bench-slaves-{index}",
@@ -510,9 +609,13 @@ def run_slaves(
     recorded = sleeps = timeouts = 0
     errors: list[str] = []
     first: list[float] = []
+    slaves_cpu = 0.0
+    handshakes: list[float] = []
     for receiver, process in zip(pipes, processes, strict=True):
-        if receiver.poll(seconds + 120):
-            latencies, firsts, done, slept, lost, errs = receiver.recv()
+        if receiver.poll(seconds + 2 * HANDSHAKE_TIMEOUT + 120):
+            latencies, firsts, done, slept, lost, errs, cpu, shakes = receiver.recv()
+            slaves_cpu += cpu
+            handshakes += shakes
             for action, values in latencies.items():
                 by_action[action].extend(values)
             first += firsts
@@ -525,4 +628,15 @@ def run_slaves(
             process.kill()
             process.join()
     latencies = [value for values in by_action.values() for value in values]
-    return Outcome(latencies, by_action, recorded, sleeps, timeouts, errors, seconds, first)
+    return Outcome(
+        latencies,
+        by_action,
+        recorded,
+        sleeps,
+        timeouts,
+        errors,
+        seconds,
+        first,
+        slaves_cpu,
+        sorted(handshakes),
+    )
