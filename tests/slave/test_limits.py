@@ -128,3 +128,16 @@ def test_cpus_pin_the_build_and_tell_the_tools() -> None:
         os._exit(0 if len(os.sched_getaffinity(0)) == 1 else 1)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+    # builds take the CPUs in turn: several slaves (or builds) do not crowd onto the first
+    if len(os.sched_getaffinity(0)) > 1:
+        chosen = set()
+        for _ in range(len(os.sched_getaffinity(0))):
+            pin, _ = cpu_pinning(1)
+            assert pin is not None
+            child = os.fork()
+            if child == 0:  # pragma: no cover (the child)
+                pin()
+                os._exit(min(os.sched_getaffinity(0)))
+            _, status = os.waitpid(child, 0)
+            chosen.add(os.waitstatus_to_exitcode(status))
+        assert len(chosen) > 1

@@ -22,6 +22,7 @@ module adds to its log name the limit.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import resource
@@ -170,12 +171,21 @@ def _cgroup_parent() -> tuple[Path, int] | None:
     return None
 
 
+_PINNED = itertools.count()  # builds pinned by this process so far
+
+
 def cpu_pinning(cpus: int | None) -> tuple[Callable[[], None] | None, dict[str, str]]:
-    """What pins a build to *cpus* CPUs, and the variables that tell build tools so."""
+    """What pins a build to *cpus* CPUs, and the variables that tell build tools so.
+
+    Builds take the CPUs in turn, starting from one that depends on the process: pinned to
+    the first CPUs, every slave of a machine (one per Python) built on the same ones while
+    the others idled.
+    """
     if not cpus:
         return None, {}
     available = sorted(os.sched_getaffinity(0))
-    chosen = set(available[:cpus])
+    start = (os.getpid() + next(_PINNED) * cpus) % len(available)
+    chosen = {available[(start + n) % len(available)] for n in range(min(cpus, len(available)))}
     jobs = str(len(chosen))
     env = {"MAKEFLAGS": f"-j{jobs}", "CMAKE_BUILD_PARALLEL_LEVEL": jobs, "CARGO_BUILD_JOBS": jobs}
     return (lambda: os.sched_setaffinity(0, chosen)), env
