@@ -41,21 +41,19 @@ def hogs(
     """Each hog built under LIMITS at once, with the build's processes seen while it ran."""
     interpreter = inspect_interpreter(python311)
     work_root = tmp_path_factory.mktemp("work")
-    builder = make_builder(interpreter, index, work_root, timeout=25, limits=LIMITS)
+    # Only the time hog is meant to meet its timeout; the others, six builds at once on a
+    # loaded machine, must reach their own limit first however slowly they get there.
+    timed = make_builder(interpreter, index, work_root, timeout=25, limits=LIMITS)
+    builder = make_builder(interpreter, index, work_root, timeout=600, limits=LIMITS)
     # the same limits where no filesystem can be mounted: the disk is measured instead
-    watching = make_builder(interpreter, index, work_root, timeout=25, limits=LIMITS)
+    watching = make_builder(interpreter, index, work_root, timeout=600, limits=LIMITS)
     watching.volumes = False
     watching.disk_how = "measuring it"
     builds = {
         name: builder.start("piwtest-hog", version)
-        for name, version in (
-            ("memory", "1.0"),
-            ("disk", "2.0"),
-            ("time", "3.0"),
-            ("calm", "4.0"),
-            ("tmp", "5.0"),
-        )
+        for name, version in (("memory", "1.0"), ("disk", "2.0"), ("calm", "4.0"), ("tmp", "5.0"))
     }
+    builds["time"] = timed.start("piwtest-hog", "3.0")
     builds["disk watched"] = watching.start("piwtest-hog", "2.0")
     seen: dict[str, dict[int, bytes]] = {name: {} for name in builds}
     while any(build.is_alive() for build in builds.values()):
