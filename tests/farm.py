@@ -108,6 +108,7 @@ def make_config(
         control_queue=f"ipc://{work}/sockets/control",
         status_queue=f"ipc://{work}/sockets/status",
         import_queue=f"ipc://{work}/sockets/import",
+        log_queue=f"ipc://{work}/sockets/log",
         pypi_interval=1.0,
         queue_interval=0.3,
         page_delay=0.3,

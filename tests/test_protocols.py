@@ -13,6 +13,7 @@ from piwheels.failures import Cause, Diagnosis, Want
 from piwheels.message_codec import ProtocolError, decode, encode
 from piwheels.protocols import NO_DATA, Failure, Protocol
 from piwheels.records.builds import BuildOrigin, BuildResult, Dependency, FileState
+from piwheels.records.hits import ClientRow, DailyHits, Download, Downloads, HitBatch, Popular
 from piwheels.records.projects import Statistics
 from piwheels.records.slaves import SlaveHello, SlaveStats
 
@@ -45,6 +46,16 @@ STATS = SlaveStats(NOW, 10 << 30, 5 << 30, 8 << 30, 4 << 30, 0.25, 47.5)
 RESULT = BuildResult(True, timedelta(seconds=61, microseconds=5), "log\n" * 100, [FILE])
 ORIGIN = BuildOrigin("SHA256:abc", "pi4", "Debian", "12", "311", "linux_armv7l")
 
+HITS = HitBatch(
+    "ab" * 32,
+    0,
+    4096,
+    30,
+    2,
+    [ClientRow("pip", "24.0", "CPython", "3.11.2", "3.11.2", "Linux", "6.1", "", "", "armv7l")],
+    [Download(NOW, "foo-1.0-py3-none-any.whl", "foo", 0)],
+    [DailyHits("foo", "search", NOW.replace(hour=0, minute=0, second=0, microsecond=0), 3)],
+)
 SAMPLES: dict[str, Any] = {
     "HELLO": HELLO,
     "IDLE": STATS,
@@ -114,6 +125,11 @@ SAMPLES: dict[str, Any] = {
         False,
     ),
     "PROJECT": "foo",
+    "LOGCURSOR": "ab" * 32,
+    "CURSOR": "ab" * 32,
+    "LOGHITS": HITS,
+    "HITS": HITS,
+    "RECOUNT": None,
     "HOME": Statistics(
         10,
         20,
@@ -130,6 +146,8 @@ SAMPLES: dict[str, Any] = {
         1 << 33,
         1 << 34,
         NOW,
+        Downloads(120, 4000),
+        [Popular("foo", 100), Popular("bar", 20)],
     ),
 }
 PROTOCOLS = [
@@ -144,6 +162,7 @@ PROTOCOLS = [
     protocols.web,
     protocols.master_commands,
     protocols.status,
+    protocols.hit_counter,
 ]
 
 
@@ -172,6 +191,8 @@ def test_every_message_round_trips(protocol: Protocol, action: str) -> None:
         # the master's request queues: an ERROR is of a kind the protocol declares
         ("oracle", "ERROR"): Failure("not-found", "no such package"),
         ("file juggler control", "ERROR"): Failure("no-room", "the output disk is full"),
+        ("hit counter", "ERROR"): Failure("stale", "log abab is not read to 0"),
+        ("hit counter", "OK"): 4096,
         # withheld wheels (cross-checks): the database's build and version, the files to move
         ("oracle", "WITHHOLD"): 7,
         ("oracle", "RELEASE"): ("foo", "1.0"),

@@ -27,6 +27,7 @@ SOCKET_DIR = f"/tmp/piwheels-{_user()}"  # noqa: S108 (made 700, or refused: see
 CONTROL_QUEUE = f"ipc://{SOCKET_DIR}/control"
 STATUS_QUEUE = f"ipc://{SOCKET_DIR}/status"
 IMPORT_QUEUE = f"ipc://{SOCKET_DIR}/import"
+LOG_QUEUE = f"ipc://{SOCKET_DIR}/log"  # piw-logger -> the Hit Counter
 
 PYPI_SIMPLE = "https://pypi.org/simple/"
 PYPI_JSON = "https://pypi.org/pypi"

@@ -238,6 +238,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ADDR",
         help="where piw-import, piw-remove and piw-rebuild talk to Mr. Chase",
     )
+    queues.add_argument(
+        "--log-queue",
+        default=MasterConfig.log_queue,
+        metavar="ADDR",
+        help="where piw-logger sends what the web server's access logs hold",
+    )
     return parser
 
 
@@ -311,6 +317,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             control_queue=args.control_queue,
             status_queue=args.status_queue,
             import_queue=args.import_queue,
+            log_queue=args.log_queue,
         )
         log.info("database %s, output %s, ABIs %s", _safe_dsn(dsn), output, config.build_abis)
         if config.packages:

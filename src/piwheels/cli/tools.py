@@ -50,6 +50,7 @@ __all__ = [
     "abi_tag",
     "add_master_options",
     "add_yes_option",
+    "check_ipc_path",
     "confirm",
     "make_tool_parser",
     "project_name",
@@ -241,7 +242,7 @@ class MasterClient:
         self.address = address
         self.timeout = timeout
         self.context: zmq.Context[Any] = context or zmq.Context.instance()
-        _check_ipc_path(address)
+        check_ipc_path(address)
         self.sock = Socket(zmq.REQ, reversed(protocols.mr_chase), context=self.context)
         # The master may be named by an IPv6 address or a name that resolves to one.
         self.sock.zsock.setsockopt(zmq.IPV6, 1)
@@ -291,7 +292,7 @@ class MasterClient:
         self.close()
 
 
-def _check_ipc_path(address: str) -> None:
+def check_ipc_path(address: str, option: str = "--import-queue") -> None:
     # A REQ socket connects lazily and would wait the whole timeout for a master that is not
     # there. For an ipc address we can tell at once, and say more clearly why: no socket file,
     # or one that nothing listens on any more (a master that died leaves it behind).
@@ -301,7 +302,7 @@ def _check_ipc_path(address: str) -> None:
     if not path.exists():
         raise MasterUnreachable(
             f"no master at {address}: {path} does not exist "
-            "(is piw-master running, with this --import-queue?)"
+            f"(is piw-master running, with this {option}?)"
         )
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
         probe.settimeout(1.0)
@@ -310,7 +311,7 @@ def _check_ipc_path(address: str) -> None:
         except ConnectionRefusedError:
             raise MasterUnreachable(
                 f"no master at {address}: nothing is listening on {path} "
-                "(is piw-master running, with this --import-queue?)"
+                f"(is piw-master running, with this {option}?)"
             ) from None
         except PermissionError:
             raise MasterUnreachable(

@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 import psycopg
 from packaging.version import InvalidVersion, Version
 
+from piwheels.db.hits import farm_downloads, project_downloads
 from piwheels.failures import parse_wants
 from piwheels.records.builds import BuildState, describe_cross_check
 from piwheels.records.projects import (
@@ -48,6 +49,7 @@ def project_data(conn: Conn, package: str) -> ProjectData | None:
         if row is None:
             return None
         display_name, summary, description = row
+        downloads = project_downloads(conn, package)
         abis = conn.execute(
             "SELECT abi_tag, python_order FROM build_abis ORDER BY python_order"
         ).fetchall()
@@ -152,6 +154,7 @@ def project_data(conn: Conn, package: str) -> ProjectData | None:
             )
             for vid, version, released, yanked, removed, has_sdist, skip in versions
         ],
+        downloads=downloads,
     )
 
 
@@ -427,6 +430,7 @@ def statistics(conn: Conn) -> Statistics:
             "SELECT abi_tag, tier, length FROM queue_tier_lengths()"
         ):
             tiers.setdefault(abi, [0, 0, 0])[tier] = int(length)
+        downloads, popular = farm_downloads(conn)
     assert row is not None
     return Statistics(
         packages=int(kept["packages"]),
@@ -444,6 +448,8 @@ def statistics(conn: Conn) -> Statistics:
         disk_free=0,  # the master measures the output disk (master_support/web_requests.py)
         disk_total=0,
         updated=datetime.now(UTC),
+        downloads=downloads,
+        popular=popular,
     )
 
 

@@ -28,6 +28,7 @@ from piwheels.heap import release_free_memory
 from piwheels.master.big_brother import BigBrother
 from piwheels.master.cloud_gazer import CloudGazer
 from piwheels.master.file_juggler import FileJuggler
+from piwheels.master.hit_counter import HitCounter
 from piwheels.master.mr_chase import MrChase
 from piwheels.master.seraph import Seraph
 from piwheels.master.slave_driver import SlaveDriver
@@ -37,7 +38,7 @@ from piwheels.master.the_scribe import TheScribe
 from piwheels.master.the_secretary import TheSecretary
 from piwheels.master_support.builder_trust import BuilderAuthenticator, BuilderTrust
 from piwheels.master_support.config import MasterConfig
-from piwheels.master_support.local_queues import local_queue_problem
+from piwheels.master_support.local_queues import local_addresses, local_queue_problem
 from piwheels.master_support.status import StatusBoard, status_topics
 from piwheels.master_support.task import Task, describe_error, tell_tasks
 from piwheels.message_codec import ProtocolError
@@ -233,7 +234,7 @@ class PiwMaster:
         # the web tasks before their clients: each bind must exist before anyone sends to it,
         # and tasks stop in the reverse order (the Secretary saves its backlog via an Oracle)
         tasks += [TheScribe(config, ctx), TheSecretary(config, ctx), BigBrother(config, ctx)]
-        tasks += [FileJuggler(config, ctx), MrChase(config, ctx)]
+        tasks += [FileJuggler(config, ctx), MrChase(config, ctx), HitCounter(config, ctx)]
         tasks += [SlaveDriver(config, ctx), TheArchitect(config, ctx)]
         if self.follow_pypi:
             tasks.append(CloudGazer(config, ctx))
@@ -305,7 +306,7 @@ class PiwMaster:
         """Remove the ipc:// socket files this master bound: left behind, they look like a
         master still running to the tools and the monitor."""
         config = self.config
-        for address in (config.control_queue, config.status_queue, config.import_queue):
+        for address in local_addresses(config).values():
             if address.startswith("ipc://") and not address.startswith("ipc://@"):
                 with contextlib.suppress(OSError):
                     Path(address.removeprefix("ipc://")).unlink(missing_ok=True)

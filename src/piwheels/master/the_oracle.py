@@ -85,6 +85,9 @@ class TheOracle(Task):
             "SETPRIORITY": lambda data: self.db.set_priority(*data),
             "RETRYCAUSE": lambda data: self.db.retry_cause(*data),
             "DEBINSTALLED": lambda data: self.db.debian_installed(*data),
+            "LOGCURSOR": self.db.log_cursor,
+            "LOGHITS": self.db.record_hits,
+            "RECOUNT": lambda _: self.db.refresh_downloads(),
         }
 
     def once(self) -> None:

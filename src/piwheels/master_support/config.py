@@ -66,6 +66,7 @@ class MasterConfig:
     control_queue: str = defaults.CONTROL_QUEUE
     status_queue: str = defaults.STATUS_QUEUE
     import_queue: str = defaults.IMPORT_QUEUE
+    log_queue: str = defaults.LOG_QUEUE
     # the master's internal queues; addresses so a task could later live in another process
     oracle_queue: str = "inproc://oracle"
     oracle_workers_queue: str = "inproc://oracle-workers"
@@ -83,6 +84,12 @@ class MasterConfig:
     # page is written at once.
     root_interval: float = 10.0
     search_interval: float = 300.0  # and of the search index
+    # The Hit Counter counts again the last 30 days of downloads this often, as days pass
+    # (popularity in the queue, the home page's top); and has a downloaded project's page
+    # rewritten with its new figures at most this often (a busy site downloads most projects
+    # every hour: their pages are not rewritten each time).
+    downloads_interval: float = 3600.0
+    download_pages_interval: float = 6 * 3600.0
     task_control_queue: str = "inproc://control"
     master_control_queue: str = "inproc://master-control"
 

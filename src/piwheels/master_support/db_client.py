@@ -29,6 +29,7 @@ from piwheels.protocols.messages import (
     YankRequest,
 )
 from piwheels.records.builds import BuildOrigin, BuildResult, PackageVersion, QueueSnapshot
+from piwheels.records.hits import HitBatch
 from piwheels.records.projects import Statistics
 from piwheels.transport import Socket
 
@@ -141,6 +142,15 @@ class DbClient:
 
     def get_statistics(self) -> Statistics:
         return cast("Statistics", self._call("GETSTATS"))
+
+    def log_cursor(self, log: str) -> int:
+        return cast("int", self._call("LOGCURSOR", log))
+
+    def record_hits(self, batch: HitBatch) -> bool:
+        return cast("bool", self._call("LOGHITS", batch))
+
+    def refresh_downloads(self) -> int:
+        return cast("int", self._call("RECOUNT"))
 
     def save_pending_pages(self, pages: Sequence[PageRequest]) -> None:
         self._call("SAVEPAGES", list(pages))

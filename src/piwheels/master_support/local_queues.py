@@ -1,4 +1,4 @@
-"""The master's local queues (control, status, import) reachable by its own user only.
+"""The master's local queues (control, status, import, log) reachable by its own user only.
 
 An ipc:// socket is a file, and whoever can connect to it can, on the control queue, pause or
 stop the farm, and on the import queue publish wheels. Whether another user can connect
@@ -24,6 +24,7 @@ def local_addresses(config: MasterConfig) -> dict[str, str]:
         "--control-queue": config.control_queue,
         "--status-queue": config.status_queue,
         "--import-queue": config.import_queue,
+        "--log-queue": config.log_queue,
     }
 
 

@@ -24,7 +24,14 @@ from piwheels.protocols.internal import (
     task_control,
     web,
 )
-from piwheels.protocols.wire import file_juggler, master_commands, mr_chase, slave_driver, status
+from piwheels.protocols.wire import (
+    file_juggler,
+    hit_counter,
+    master_commands,
+    mr_chase,
+    slave_driver,
+    status,
+)
 
 # How a slave may speak, tried in this order on its first message (HELLO).
 SLAVE_DIALECTS = (wire.slave_dialect, original.slave_dialect)
@@ -40,6 +47,7 @@ __all__ = [
     "fetcher",
     "file_juggler",
     "file_juggler_control",
+    "hit_counter",
     "master_commands",
     "master_control",
     "mr_chase",

@@ -40,6 +40,7 @@ from piwheels.protocols.wire import (
     ADD,
     BUILD_RESULT,
     FILE_STATE,
+    HIT_BATCH,
     INSTALLED,
     PACKAGE_VERSION,
     PRIORITY,
@@ -123,6 +124,10 @@ oracle = Protocol(
             "SETPRIORITY": (PRIORITY, None),
             "RETRYCAUSE": (RETRY_CAUSE, ListOf(Int)),  # -> builds requeued
             "DEBINSTALLED": (INSTALLED, ListOf(Int)),  # -> builds requeued
+            # the Hit Counter's (see migrations/0017_downloads.sql)
+            "LOGCURSOR": (Str, Int),  # a log -> where its reading resumes
+            "LOGHITS": (HIT_BATCH, Bool),  # False: the log's cursor is elsewhere
+            "RECOUNT": (None, Int),  # the last 30 days again -> projects moved in the queue
         },
         ORACLE_ERRORS,
     ),

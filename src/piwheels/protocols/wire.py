@@ -23,7 +23,7 @@ from piwheels.codec import (
     Text,
 )
 from piwheels.failures import MAX_WANTS, Diagnosis, Want
-from piwheels.protocols.base import NO_DATA, PEER_MAX_ITEMS, Dialect, Protocol
+from piwheels.protocols.base import NO_DATA, PEER_MAX_ITEMS, Dialect, Protocol, request_reply
 from piwheels.protocols.messages import (
     Ack,
     AddRequest,
@@ -40,6 +40,7 @@ from piwheels.protocols.messages import (
     YankRequest,
 )
 from piwheels.records.builds import BuildResult, Dependency, FileState, PackageVersion
+from piwheels.records.hits import ClientRow, DailyHits, Download, Downloads, HitBatch, Popular
 from piwheels.records.projects import Statistics
 from piwheels.records.slaves import SlaveHello, SlaveStats
 from piwheels.records.status import BuildEvent, CheckEvent, MasterStatus, SlaveStatus
@@ -80,6 +81,20 @@ RETRY = Record([Str, Str, OptStr], RetryRequest)
 PRIORITY = Record([Str, OptStr, Bool], PriorityRequest)
 RETRY_CAUSE = Record([Str, OptStr], RetryCauseRequest)
 INSTALLED = Record([Str, OptStr], InstalledRequest)
+MAX_BATCH = 5_000  # downloads or daily counts in one HITS: ~25,000 CBOR items
+HIT_BATCH = Record(
+    [
+        Str,
+        Int,
+        Int,
+        Int,
+        Int,
+        ListOf(Record([Str] * 10, ClientRow), max_items=MAX_BATCH),
+        ListOf(Record([DateTime, Str, Str, Int], Download), max_items=MAX_BATCH),
+        ListOf(Record([Str, Str, DateTime, Int], DailyHits), max_items=MAX_BATCH),
+    ],
+    HitBatch,
+)
 
 
 # -- the protocols ----------------------------------------------------------------------------
@@ -152,6 +167,19 @@ mr_chase = Protocol(
     max_items=PEER_MAX_ITEMS,
 )
 
+# piw-logger -> the Hit Counter (its --log-queue; the tool uses REQ): where the reading of a log
+# (the sha256 of its first line) resumes, and a batch of what the log held, recorded with the
+# log's cursor moved past it. A "stale" ERROR: the cursor is not where the batch starts (the
+# batch was recorded already, its answer lost; or another reader reads the same log).
+hit_counter = Protocol(
+    "hit counter",
+    **request_reply(
+        {"CURSOR": (Str, Int), "HITS": (HIT_BATCH, None)},
+        {"stale", "refused", "unavailable", "malformed", "failed"},
+    ),
+    max_items=PEER_MAX_ITEMS,
+)
+
 # Operators' tools and the monitor -> the master (its --control-queue). HELLO asks the master to
 # publish its whole state on the status queue at once (a monitor that connects late). SLEEP,
 # WAKE and KILL act on one slave (its id) or, with None, on all of them.
@@ -171,8 +199,18 @@ master_commands = Protocol(
 
 # The master -> every monitor (PUB/SUB on its --status-queue).
 STATISTICS = Record(
-    [Int] * 8 + [MapOf(Str, Int)] * 3 + [MapOf(Str, MapOf(Str, Int)), Int, Int, DateTime],
+    [
+        *[Int] * 8,
+        *[MapOf(Str, Int)] * 3,
+        MapOf(Str, MapOf(Str, Int)),
+        Int,
+        Int,
+        DateTime,
+        Record([Int, Int], Downloads),
+        ListOf(Record([Str, Int], Popular), max_items=100),
+    ],
     Statistics,
+    required=15,  # the downloads (#20) are ours and later: a monitor does without them
 )
 status = Protocol(
     "status",

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from typing import NamedTuple
 
 from piwheels.records.builds import UNCHECKED, BuildState
+from piwheels.records.hits import Downloads, Popular
 
 
 class ProjectRow(NamedTuple):
@@ -116,6 +117,7 @@ class ProjectData(NamedTuple):
     description: str
     abis: list[str]  # the farm's ABIs, lowest first
     versions: list[VersionInfo]  # newest first, by PEP 440's order
+    downloads: Downloads = Downloads()
 
     @property
     def files(self) -> list[WheelFile]:
@@ -149,3 +151,5 @@ class Statistics(NamedTuple):
     disk_free: int
     disk_total: int
     updated: datetime
+    downloads: Downloads = Downloads()  # the farm's wheels downloaded (migration 0017)
+    popular: list[Popular] = []  # the most downloaded projects of the last 30 days  # noqa: RUF012

@@ -265,6 +265,7 @@ def project_json(
         "abis": list(project.abis),
         "apt_dependencies": list(apt_dependencies),
         "index_url": f"{(base_url or '').rstrip('/')}/simple/{name}/",
+        "downloads": project.downloads._asdict(),
         "versions": [_version_json(name, project.abis, version) for version in project.versions],
     }
     return json.dumps(data, separators=(",", ":")).encode("ascii") + b"\n"
