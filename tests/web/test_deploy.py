@@ -52,6 +52,7 @@ class Deployed(NamedTuple):
     url: str
     root: Path
     wheel: Path  # the original of a wheel in the index
+    access_log: Path | None = None  # in the "combined" format piw-logger reads
 
 
 def nginx_modules_dir(nginx: str) -> Path:
@@ -175,7 +176,9 @@ def run_nginx(base: Path) -> Iterator[Deployed]:
     )
     try:
         wait_listening(process, port, "nginx")
-        yield site._replace(server="nginx", url=f"http://127.0.0.1:{port}")
+        # nginx's default access log format is "combined"
+        url = f"http://127.0.0.1:{port}"
+        yield site._replace(server="nginx", url=url, access_log=work / "access.log")
         # Every test's requests went to nginx (and not, say, to a stray server on the port).
         assert "piwtest-pure" in (work / "access.log").read_text()
     finally:
@@ -211,6 +214,9 @@ LogLevel warn
 {modules}
 LogFormat "%r %>s" plain
 CustomLog {work / "access.log"} plain
+# Debian's "combined", which piw-logger reads (README: Download statistics)
+LogFormat "%h %l %u %t \\"%r\\" %>s %O \\"%{{Referer}}i\\" \\"%{{User-Agent}}i\\"" combined
+CustomLog {work / "combined.log"} combined
 User www-data
 Group www-data
 TypesConfig /dev/null
@@ -251,7 +257,8 @@ def run_apache(base: Path) -> Iterator[Deployed]:
         )
         try:
             wait_listening(process, port, "Apache")
-            yield site._replace(server="apache", url=f"http://127.0.0.1:{port}")
+            url = f"http://127.0.0.1:{port}"
+            yield site._replace(server="apache", url=url, access_log=work / "combined.log")
             assert "piwtest-pure" in (work / "access.log").read_text()
         finally:
             stop(process, signal.SIGWINCH)  # WINCH: Apache's graceful stop
