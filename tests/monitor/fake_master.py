@@ -14,6 +14,7 @@ import zmq
 
 from piwheels import protocols
 from piwheels.protocols import NO_DATA
+from piwheels.records.hits import Downloads, Popular
 from piwheels.records.projects import Statistics
 from piwheels.records.slaves import SlaveStats
 from piwheels.transport import Socket
@@ -71,6 +72,8 @@ def statistics(builds_last_hour: int = 12, disk_free: int = 40 << 30) -> Statist
         disk_free=disk_free,
         disk_total=100 << 30,
         updated=NOW,
+        downloads=Downloads(4321, 98765),
+        popular=[Popular("numpy", 2000), Popular("pillow", 900)],
     )
 
 

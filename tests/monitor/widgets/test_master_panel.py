@@ -42,6 +42,7 @@ def test_the_masters_state_queue_builds_and_output() -> None:
     assert "12 in the last hour (2 failed)   9,000 in all, 90% succeeded" in text
     assert "cp311 failures today: missing-header 2" in text
     assert "40.0G free of 100.0G   1,234 packages, 5,678 versions, 8,000 files (3.0G)" in text
+    assert "4,321 in the last 30 days   98,765 in all   most: numpy 2,000, pillow 900" in text
 
 
 def test_a_silent_master_and_a_full_disk_stand_out() -> None:

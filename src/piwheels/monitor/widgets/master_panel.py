@@ -47,6 +47,7 @@ class MasterPanel(Widget):
         grid.add_row("Queue", self._queue_line())
         grid.add_row("Builds", self._builds_line())
         grid.add_row("Output", self._output_line())
+        grid.add_row("Downloads", self._downloads_line())
         return grid
 
     def _master_line(self) -> Text:
@@ -103,4 +104,15 @@ class MasterPanel(Widget):
             f"{stats.files:,} files ({human_size(stats.bytes)})",
             style="dim",
         )
+        return line
+
+    def _downloads_line(self) -> Text:
+        if self.stats is None:
+            return Text("-", style="dim")
+        downloads = self.stats.downloads
+        line = Text(f"{downloads.last_30_days:,} in the last 30 days")
+        line.append(f"   {downloads.all_time:,} in all", style="dim")
+        if self.stats.popular:
+            top = ", ".join(f"{p.project} {p.last_30_days:,}" for p in self.stats.popular[:3])
+            line.append(f"   most: {top}", style="dim")
         return line
