@@ -7,10 +7,13 @@ dependencies that pip needs for an isolated build (the wheels ``scripts/fetch-bu
 
 * ``/simple/`` and ``/simple/<project>/``: PEP 503/592/629 HTML and PEP 691/700 JSON, chosen by the
   ``Accept`` header (or ``?format=``), with ``X-PyPI-Last-Serial``; unnormalised names redirect.
+  A project given a PEP 792 status has it on its page (API version 1.4); a quarantined one lists
+  no files.
 * ``/pypi/<project>/json`` and ``/pypi/<project>/<version>/json``: PyPI's JSON API.
 * ``/packages/<project>/<filename>``: the files.
 
-Every change (new version, yank, removal) bumps a global serial and the project's, as on PyPI.
+Every change (new version, yank, removal, status) bumps a global serial and the project's, as on
+PyPI. What is removed can be restored, as PyPI's administrators can.
 Every request is logged, so tests can assert on what was asked. :func:`pip_wheel` drives a real pip
 against the index; :func:`find_python` finds pyenv's interpreters for it.
 """
@@ -59,6 +62,8 @@ JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 HTML_V1_TYPE = "application/vnd.pypi.simple.v1+html"
 TEXT_HTML = "text/html"
 API_VERSION = "1.1"
+STATUS_API_VERSION = "1.4"  # PEP 792's, on the pages of projects that have a status
+STATUSES = ("active", "archived", "quarantined", "deprecated")
 
 #: (project, version, yank reason or None): what the ``pypi_index`` fixture serves.
 DEFAULT_CATALOGUE: tuple[tuple[str, str, str | None], ...] = (
@@ -290,6 +295,9 @@ class Project:
     name: str  # as its metadata spells it; URLs use the normalised form
     serial: int
     releases: dict[str, Release] = field(default_factory=dict)
+    removed_releases: dict[str, Release] = field(default_factory=dict)  # to restore
+    status: str = "active"  # PEP 792
+    status_reason: str = ""
 
     def release(self, version: str) -> Release | None:
         wanted = Version(version)
@@ -388,6 +396,10 @@ class LocalPyPI:
         self._files: dict[str, IndexFile] = {}  # by filename
         self._file_project: dict[str, str] = {}  # filename -> normalised project name
         self._requests: list[LoggedRequest] = []
+        self._removed: dict[str, Project] = {}  # removed projects, by normalised name
+        # Whether the JSON API answers 404 for a quarantined project, whose simple page alone
+        # then says why; False serves its details as for any other project.
+        self.quarantine_hides_details = True
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         if build_deps is not None:
@@ -569,19 +581,60 @@ class LocalPyPI:
             release = self._release(project, version)
             for file in release.files:
                 del self._files[file.filename], self._file_project[file.filename]
-            del self._project(project).releases[release.version]
+            known = self._project(project)
+            known.removed_releases[release.version] = known.releases.pop(release.version)
+            self._touch(project)
+
+    def restore_version(self, project: str, version: str) -> None:
+        """Bring back a *version* :meth:`remove_version` deleted, files and all."""
+        with self._lock:
+            known = self._project(project)
+            wanted = Version(version)
+            found = [v for v in known.removed_releases if Version(v) == wanted]
+            if not found:
+                raise KeyError(f"no removed version {version!r} of {project!r}")
+            release = known.releases[found[0]] = known.removed_releases.pop(found[0])
+            self._publish_files(canonicalize_name(project), [release])
             self._touch(project)
 
     def remove_project(self, project: str) -> None:
         """Delete *project* altogether; it leaves the project list."""
         with self._lock:
-            removed = self._projects.pop(canonicalize_name(project), None)
+            key = canonicalize_name(project)
+            removed = self._projects.pop(key, None)
             if removed is None:
                 raise KeyError(f"no project {project!r} on the index")
             for release in removed.releases.values():
                 for file in release.files:
                     del self._files[file.filename], self._file_project[file.filename]
+            self._removed[key] = removed
             self._serial += 1
+
+    def restore_project(self, project: str) -> None:
+        """Bring back a project :meth:`remove_project` deleted, with a new serial."""
+        with self._lock:
+            key = canonicalize_name(project)
+            restored = self._removed.pop(key, None)
+            if restored is None:
+                raise KeyError(f"no removed project {project!r}")
+            self._projects[key] = restored
+            self._publish_files(key, list(restored.releases.values()))
+            self._touch(project)
+
+    def set_status(self, project: str, status: str, reason: str = "") -> None:
+        """Give *project* a PEP 792 status (and a reason, if any); "active" takes it away."""
+        if status not in STATUSES:
+            raise ValueError(f"not a PEP 792 status: {status!r}")
+        with self._lock:
+            known = self._project(project)
+            known.status, known.status_reason = status, reason
+            self._touch(project)
+
+    def _publish_files(self, key: str, releases: list[Release]) -> None:
+        for release in releases:
+            for file in release.files:
+                self._files[file.filename] = file
+                self._file_project[file.filename] = key
 
     # Internals
 
@@ -637,18 +690,27 @@ class LocalPyPI:
                 return _not_found()
             releases = project.sorted_releases()
             files = [(release, file) for release in releases for file in release.files]
+            if project.status == "quarantined":
+                files = []  # PEP 792: no files of a quarantined project are offered
+            marker: dict[str, str] | None = None
+            if project.status != "active":
+                marker = {"status": project.status}
+                if project.status_reason:
+                    marker["reason"] = project.status_reason
+            api_version = API_VERSION if marker is None else STATUS_API_VERSION
             if content_type == JSON_TYPE:
-                body = json.dumps(
-                    {
-                        "meta": {"api-version": API_VERSION, "_last-serial": project.serial},
-                        "name": key,
-                        "versions": [release.version for release in releases],
-                        "files": [self._pep691_file(release, file) for release, file in files],
-                    }
-                )
+                document: dict[str, Any] = {
+                    "meta": {"api-version": api_version, "_last-serial": project.serial},
+                    "name": key,
+                    "versions": [release.version for release in releases],
+                    "files": [self._pep691_file(release, file) for release, file in files],
+                }
+                if marker is not None:
+                    document["project-status"] = marker
+                body = json.dumps(document)
             else:
                 links = "\n".join(self._pep503_link(release, file) for release, file in files)
-                body = _html_page(f"Links for {project.name}", links)
+                body = _html_page(f"Links for {project.name}", links, api_version, marker)
             return 200, _simple_headers(content_type, project.serial), body.encode()
 
     def _pep691_file(self, release: Release, file: IndexFile) -> dict[str, Any]:
@@ -677,6 +739,8 @@ class LocalPyPI:
         with self._lock:
             project = self._projects.get(canonicalize_name(name))
             if project is None:
+                return _not_found(json_body=True)
+            if project.status == "quarantined" and self.quarantine_hides_details:
                 return _not_found(json_body=True)
             if name != project.name:
                 # PyPI sends unnormalised (or differently spelled) names to the canonical URL.
@@ -754,6 +818,8 @@ class LocalPyPI:
             file = self._files.get(filename)
             if file is None or self._file_project[filename] != key:
                 return _not_found()
+            if self._projects[key].status == "quarantined":
+                return _not_found()
         return 200, {"Content-Type": "application/octet-stream"}, file.path.read_bytes()
 
     def handle(self, target: str, accept: str | None) -> tuple[int, dict[str, str], bytes]:
@@ -798,11 +864,20 @@ def _simple_headers(content_type: str, serial: int) -> dict[str, str]:
     }
 
 
-def _html_page(title: str, body: str) -> str:
+def _html_page(
+    title: str, body: str, api_version: str = API_VERSION, marker: dict[str, str] | None = None
+) -> str:
     title = html.escape(title)
+    status = ""
+    if marker is not None:  # PEP 792's meta tags
+        value = html.escape(marker["status"])
+        status = f'    <meta name="pypi:project-status" content="{value}">\n'
+        if "reason" in marker:
+            reason = html.escape(marker["reason"])
+            status += f'    <meta name="pypi:project-status-reason" content="{reason}">\n'
     return (
         "<!DOCTYPE html>\n<html>\n  <head>\n"
-        f'    <meta name="pypi:repository-version" content="{API_VERSION}">\n'
+        f'    <meta name="pypi:repository-version" content="{api_version}">\n{status}'
         f"    <title>{title}</title>\n  </head>\n  <body>\n    <h1>{title}</h1>\n"
         f"{body}\n  </body>\n</html>\n"
     )

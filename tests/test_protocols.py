@@ -105,6 +105,10 @@ SAMPLES: dict[str, Any] = {
     "RETRYCAUSE": ("missing-header", "cp311"),
     "INSTALLED": ("libfoo-dev", None),
     "DEBINSTALLED": ("libfoo-dev", "cp311"),
+    # PyPI's removals and statuses (migration 0018)
+    "SETSTATUS": ("foo", 42, "quarantined", "malware"),
+    "PYPIHOLD": timedelta(minutes=5),
+    "PLACED": ([FILE.filename], True),
     "LOSTBUILD": (1, "foo", "1.0", "cp311", timedelta(seconds=30), "silent for 0:01:00"),
     "REQUEUEDUE": None,
     "WAKE": None,

@@ -318,3 +318,41 @@ def test_json_is_ascii_even_with_a_lone_surrogate() -> None:
     body = index.simple_project(page)[1]
     body.decode("ascii")
     assert json.loads(body)["files"][0]["yanked"] == "\ud800"
+
+
+# -- PEP 792: PyPI's project statuses, passed on ------------------------------------------------
+
+
+def test_a_projects_status_is_passed_on_in_both_forms(sample: ProjectData) -> None:
+    html, data = parse(index.simple_project(sample))
+    assert "project-status" not in data  # active: said by saying nothing
+    assert "pypi:project-status" not in html.meta
+
+    archived = sample._replace(status="archived")
+    html, data = parse(index.simple_project(archived))
+    assert data["meta"]["api-version"] == html.meta["pypi:repository-version"] == "1.4"
+    assert data["project-status"] == {"status": "archived"}
+    assert html.meta["pypi:project-status"] == "archived"
+    assert "pypi:project-status-reason" not in html.meta
+    assert len(data["files"]) == len(html.anchors) == 5  # served as ever
+
+    reason = 'malware "<script>alert(1)</script>"'
+    quarantined = sample._replace(
+        status="quarantined",
+        status_reason=reason,
+        versions=[
+            v._replace(
+                files=[f._replace(withheld=True, withheld_for=("quarantined",)) for f in v.files]
+            )
+            for v in sample.versions
+        ],
+    )
+    page = index.simple_project(quarantined)
+    html, data = parse(page)
+    assert data["project-status"] == {"status": "quarantined", "reason": reason}
+    assert (html.meta["pypi:project-status"], html.meta["pypi:project-status-reason"]) == (
+        "quarantined",
+        reason,
+    )
+    assert "<script>" not in page[0]
+    assert data["files"] == html.anchors == []  # its files withheld: none offered

@@ -305,6 +305,32 @@ def test_long_descriptions_are_cut(project: ProjectData) -> None:
     assert len(data["description"]) == pages.MAX_DESCRIPTION
 
 
+def test_pypis_status_and_why_a_wheel_is_withheld_are_shown(project: ProjectData) -> None:
+    v3, v2, *older = project.versions
+    held = v2.files[0]._replace(withheld=True, withheld_for=("removed", "quarantined"))
+    marked = project._replace(
+        status="quarantined",
+        status_reason=SCRIPT,
+        versions=[v3, v2._replace(files=[held]), *older],
+    )
+    html = pages.project_page(marked, apt_dependencies=[])
+    page = Page(html)
+    assert f"Quarantined on PyPI as unsafe: its wheels are not served ({SCRIPT})." in page.text
+    assert "<script>" not in html.replace('<script src="/static/site.js" defer></script>', "")
+    assert f"{held.filename} withheld: removed from PyPI; quarantined on PyPI" in page.text
+    assert not any(href.endswith(held.filename) for href in page.hrefs)
+    assert "project-status" not in pages.project_page(project, apt_dependencies=[])
+
+    data = json.loads(pages.project_json(marked))
+    assert data["project_status"] == {"status": "quarantined", "reason": SCRIPT}
+    file = data["versions"][1]["files"][0]
+    assert (file["url"], file["withheld"], file["withheld_for"]) == (
+        None,
+        True,
+        ["removed", "quarantined"],
+    )
+
+
 # -- the project JSON -----------------------------------------------------------------------
 
 
@@ -359,7 +385,9 @@ def test_project_json_shape(project: ProjectData) -> None:
         "provenance_url": None,  # no statement beside it (see test_project_links_provenance)
         "cross_check": "not checked",
         "withheld": False,
+        "withheld_for": [],
     }
+    assert data["project_status"] == {"status": "active", "reason": None}
     v1 = data["versions"][2]
     assert v1["yanked"] is True
     assert v1["files"][0]["yanked"] == ""  # a yanked version yanks its files

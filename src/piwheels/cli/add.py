@@ -106,9 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
         exclusive.add_argument(
             "--release",
             action="store_true",
-            help="publish the version's wheels withheld because another builder made other "
-            "bytes of them (piw-master --withhold-disagreements), having decided they are "
-            "sound (RELEASE); piw-remove builds the version again instead",
+            help="publish the version's withheld wheels (RELEASE): those another builder made "
+            "other bytes of (piw-master --withhold-disagreements), having decided they are "
+            "sound (piw-remove builds the version again instead); or those of a release PyPI "
+            "removed, served then until PyPI lists it again (piw-remove deletes them instead)",
         ),
         actions.add_argument(
             "--new",

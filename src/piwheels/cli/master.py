@@ -185,6 +185,14 @@ def build_parser() -> argparse.ArgumentParser:
         "the output, OUTPUT-withheld)",
     )
     parser.add_argument(
+        "--removal-grace",
+        type=float,
+        default=MasterConfig.removal_grace.total_seconds(),
+        metavar="SECONDS",
+        help="how long a release or project removed from PyPI, or a project PyPI "
+        "quarantines, is still served before its wheels are withheld (default: 0, at once)",
+    )
+    parser.add_argument(
         "--min-free-space",
         type=int,
         default=MasterConfig.min_free_space,
@@ -309,6 +317,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             cross_check_share=min(max(args.cross_check_share, 0.0), 1.0),
             withhold_disagreements=args.withhold_disagreements,
             withheld_path=args.withheld_dir,
+            removal_grace=timedelta(seconds=max(args.removal_grace, 0.0)),
             slave_queue=args.slave_queue,
             file_queue=args.file_queue,
             key_dir=args.key_dir or args.data_dir / "keys",

@@ -4,7 +4,8 @@ Reads are plain SELECTs; every write calls one of the schema's SECURITY DEFINER 
 which is all the master's role may do (see migrations/0001_create.sql). The methods are
 grouped by job in the modules beside this one: following PyPI (projects.py, its rows in
 project_rows.py), the ABIs and the queue (queue.py), builds and files (builds.py), the web
-output (web_output.py), operators' repairs (repairs.py), the access logs' findings (hits.py).
+output (web_output.py), operators' repairs (repairs.py), the access logs' findings (hits.py),
+PyPI's removals and statuses (removals.py).
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ from piwheels.db.builds import BuildRecords, CrossCheckShare, GiveBack
 from piwheels.db.hits import HitRecords
 from piwheels.db.projects import ProjectRecords
 from piwheels.db.queue import FarmQueue
+from piwheels.db.removals import Removals
 from piwheels.db.repairs import Repairs
 from piwheels.db.web_output import WebOutput
 
 
-class Database(ProjectRecords, FarmQueue, BuildRecords, WebOutput, Repairs, HitRecords):
+class Database(ProjectRecords, FarmQueue, BuildRecords, WebOutput, Repairs, HitRecords, Removals):
     """A connection to the piwheels database, reopened after the server restarts."""
 
     def __init__(

@@ -28,6 +28,10 @@ class ProjectUpdate(NamedTuple):
     summary: str
     description: str
     versions: Sequence[ProjectVersion]
+    # PEP 792, as the index's simple page says it (None: it said nothing we could read, and the
+    # status recorded stands); see migration 0018
+    status: str | None = None
+    status_reason: str | None = None
 
 
 class ProjectVersion(NamedTuple):
@@ -78,6 +82,8 @@ def project_row(update: ProjectUpdate, abis: Sequence[BuildABI]) -> ProjectRow:
         "serial": update.serial,
         "summary": update.summary,
         "description": update.description,
+        "project_status": update.status,
+        "status_reason": update.status_reason,
         "versions": [
             {
                 "version": v.version,

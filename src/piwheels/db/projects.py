@@ -134,9 +134,11 @@ class ProjectRecords(FarmQueue):
         self._set_release_details(batch)
 
     def _set_release_details(self, batch: str) -> None:
-        """What later migrations record of a version beside set_projects (0014, 0015)."""
+        """What later migrations record of a version or project beside set_projects (0014,
+        0015, 0018)."""
         self.conn.execute("SELECT set_yank_reasons(%s::jsonb)", (batch,))
         self.conn.execute("SELECT set_sdists(%s::jsonb)", (batch,))
+        self.conn.execute("SELECT set_project_statuses(%s::jsonb)", (batch,))
 
     def remove_project(self, package: str) -> None:
         self.conn.execute("SELECT remove_project(%s)", (package,))

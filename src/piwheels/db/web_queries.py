@@ -43,12 +43,13 @@ def project_data(conn: Conn, package: str) -> ProjectData | None:
     """Everything the project's pages show, or None for a package we do not know."""
     with conn.transaction():
         row = conn.execute(
-            "SELECT display_name, summary, description FROM packages WHERE package = %s",
+            "SELECT display_name, summary, description, status, coalesce(status_reason, '') "
+            "FROM packages WHERE package = %s",
             (package,),
         ).fetchone()
         if row is None:
             return None
-        display_name, summary, description = row
+        display_name, summary, description, status, status_reason = row
         downloads = project_downloads(conn, package)
         abis = conn.execute(
             "SELECT abi_tag, python_order FROM build_abis ORDER BY python_order"
@@ -86,7 +87,7 @@ def project_data(conn: Conn, package: str) -> ProjectData | None:
             "WHERE d.filename = f.filename AND d.tool = 'library' ORDER BY 1), "
             # its cross-check (0016): the verdict (NULL: none asked), how many checkers built it
             "c.verdict, (SELECT count(*) FROM jsonb_array_elements(coalesce(c.checks, '[]')) "
-            "AS x WHERE (x ->> 'built')::boolean), f.withheld "
+            "AS x WHERE (x ->> 'built')::boolean), f.withheld, f.withheld_for "
             "FROM files f JOIN builds b USING (build_id) JOIN versions v USING (version_id) "
             "LEFT JOIN cross_checks c USING (build_id) "
             "WHERE v.package = %s ORDER BY f.filename",
@@ -111,6 +112,7 @@ def project_data(conn: Conn, package: str) -> ProjectData | None:
         verdict,
         checks,
         withheld,
+        withheld_for,
     ) in files:
         files_of[vid].append(
             WheelFile(
@@ -126,6 +128,7 @@ def project_data(conn: Conn, package: str) -> ProjectData | None:
                 (*libs,),
                 cross_check=describe_cross_check(verdict, checks),
                 withheld=withheld,
+                withheld_for=(*withheld_for,),
             )
         )
     return ProjectData(
@@ -155,6 +158,8 @@ def project_data(conn: Conn, package: str) -> ProjectData | None:
             for vid, version, released, yanked, removed, has_sdist, skip in versions
         ],
         downloads=downloads,
+        status=status,
+        status_reason=status_reason,
     )
 
 
@@ -352,13 +357,18 @@ def queued_reason(place: QueuePlace) -> str:
 
 
 def indexed_projects(conn: Conn) -> list[str]:
-    """The projects with at least one published file: the index root lists these."""
-    cur = conn.execute("SELECT package FROM packages WHERE files > 0 ORDER BY 1")
+    """The projects with published files served (not withheld as a whole: PyPI removed or
+    quarantines them, migration 0018): the index root lists these."""
+    cur = conn.execute(
+        "SELECT package FROM packages WHERE files > 0 "
+        "AND NOT (removal_applied OR quarantine_applied) ORDER BY 1"
+    )
     return [name for (name,) in cur]
 
 
 def search_entries(conn: Conn) -> list[SearchEntry]:
-    """Every project with a published file, its summary, and its counts of versions and files.
+    """Every project with published files served, its summary, and its counts of versions and
+    files.
 
     Most projects are listed, so one pass over all versions, hashed, beats visiting each
     project's versions by index (38 s -> 10 s at PyPI's scale): the planner, expecting few
@@ -371,7 +381,8 @@ def search_entries(conn: Conn) -> list[SearchEntry]:
         cur = conn.execute(
             "SELECT p.package, p.summary, coalesce(v.n, 0), p.files FROM packages p "
             "LEFT JOIN (SELECT package, count(*) AS n FROM versions WHERE NOT removed "
-            "GROUP BY package) AS v USING (package) WHERE p.files > 0 ORDER BY 1"
+            "GROUP BY package) AS v USING (package) "
+            "WHERE p.files > 0 AND NOT (p.removal_applied OR p.quarantine_applied) ORDER BY 1"
         )
         return [SearchEntry(*row) for row in cur]
 

@@ -1,4 +1,4 @@
-"""Cloud Gazer: follows PyPI and records new packages, versions, yanks and removals.
+"""Cloud Gazer: follows PyPI and records new packages, versions, yanks, removals and statuses.
 
 Following all of PyPI, it diffs the simple index's per-project serials against the serials it
 recorded, so a restart resumes where it left off and only changed projects are fetched again.
@@ -13,6 +13,9 @@ are never kept waiting.
 Cloud Gazer is the only writer of the packages' serials, so it reads them from the database once
 (~1M pairs through an Oracle: seconds of the master's CPU) and keeps its copy current as it
 records and removes projects, rather than reading them all again at every look at PyPI.
+
+What PyPI removed or quarantines (PEP 792) leaves the served tree once the grace has passed:
+see :mod:`piwheels.master_support.withholding`.
 """
 
 from __future__ import annotations
@@ -34,10 +37,12 @@ from piwheels.master_support.fetch_workers import FETCH_THREADS, Entry, Fetched,
 from piwheels.master_support.request_pool import RequestPool
 from piwheels.master_support.task import Task
 from piwheels.master_support.web_requests import PageRequests
+from piwheels.master_support.withholding import PyPIWithholding
 from piwheels.protocols import Failure
 from piwheels.protocols.messages import FetchedProject, PageRequest
 from piwheels.pypi.client import PyPIClient
 from piwheels.pypi.errors import PyPIError
+from piwheels.records.removals import StatusUpdate
 
 FETCH_PROCESSES = 2
 FETCH_CHUNK = 16  # projects handed to a process at a time
@@ -58,8 +63,9 @@ PAGES_HELD = 60.0
 PAGES_PER_TICK = 100
 SAVE_PAGES_AT_ONCE = 10_000  # at a stop; a message holds at most 100,000
 
-# what a fetch asks of the database: a project to record, or one to mark removed
-Write = tuple[Entry, FetchedProject | None]
+# what a fetch asks of the database: a project to record, one to mark removed (None), or the
+# status alone of one whose details PyPI withholds (a Failure of kind "quarantined")
+Write = tuple[Entry, FetchedProject | Failure | None]
 
 
 class CloudGazer(Task):
@@ -88,6 +94,8 @@ class CloudGazer(Task):
             self, FETCH_PROCESSES, self.pypi, self._harvest, self._fetch_again
         )
         self.ready: deque[Write] = deque()  # fetched, waiting for a free writer
+        # projects whose details PyPI withholds, with the reason their status was recorded with
+        self.quarantined: dict[str, str] = {}
         self.pages_owed: dict[str, None] = {}  # projects whose pages wait (in order)
         self.pages_held_since = 0.0
         self.writers = RequestPool(
@@ -98,6 +106,8 @@ class CloudGazer(Task):
             timeout=self.db.timeout,
             name="Oracles",
         )
+        # PyPI's removals and quarantines, withheld once their grace has passed
+        self.withholding = PyPIWithholding(self, config, self.pages)
         self.every(config.pypi_interval, self.discover)
         self.every(0.1, self.record_batch)
         self.every(0.1, self.send_pages)
@@ -192,6 +202,9 @@ class CloudGazer(Task):
         if info is None:
             if self.known.get(name, -1) >= 0:
                 self.ready.append((entry, None))
+        elif isinstance(info, Failure) and info.kind == "quarantined":
+            if self.quarantined.get(name) != info.message:  # an allow-list asks every look
+                self.ready.append((entry, info))
         elif isinstance(info, Failure) and info.kind == "not-found":
             # the index lists it, so this 404 is a stale cache (e.g. a brand-new project)
             self.log.warning("%s: %s (will retry)", name, info)
@@ -201,21 +214,29 @@ class CloudGazer(Task):
             self.ready.append((entry, info))
 
     def _next_writes(self) -> list[Write]:
-        """A removal alone, or up to WRITE_BATCH projects to record in one transaction."""
-        if self.ready[0][1] is None:
+        """A removal or a status alone, or up to WRITE_BATCH projects to record in one
+        transaction."""
+        if not isinstance(self.ready[0][1], FetchedProject):
             return [self.ready.popleft()]
         writes: list[Write] = []
-        while self.ready and self.ready[0][1] is not None and len(writes) < WRITE_BATCH:
+        while (
+            self.ready
+            and isinstance(self.ready[0][1], FetchedProject)
+            and len(writes) < WRITE_BATCH
+        ):
             writes.append(self.ready.popleft())
         return writes
 
     def _send(self, writes: list[Write]) -> None:
-        [((name, _), first), *_] = writes
+        [((name, serial), first), *_] = writes
         answered = partial(self._written, writes)
         if first is None:
             self.writers.ask("REMOVEPROJECT", name, answered)
+        elif isinstance(first, Failure):
+            update = StatusUpdate(name, serial, "quarantined", first.message)
+            self.writers.ask("SETSTATUS", update, answered)
         else:
-            rows = [info.row for _, info in writes if info]
+            rows = [info.row for _, info in writes if isinstance(info, FetchedProject)]
             self.writers.ask("SETPROJECTS", rows, answered)
 
     def _written(self, writes: list[Write], status: str, result: Any) -> None:
@@ -225,7 +246,7 @@ class CloudGazer(Task):
         # again at the next look (its serial is still the old one), not in an endless loop.
         failed = {name: str(result) for (name, _), _ in writes} if status == "ERROR" else {}
         refused = {}
-        if status == "OK" and writes and writes[0][1] is not None:
+        if status == "OK" and isinstance(writes[0][1], FetchedProject):
             refused = {row.package: row.why for row in result}
         for entry, info in writes:
             name = entry[0]
@@ -240,10 +261,18 @@ class CloudGazer(Task):
                 )
             elif info is None:
                 self.known[name] = -1
+                self.quarantined.pop(name, None)
                 self.log.info("%s was removed from PyPI", name)
+                self._owe_pages(name)
+            elif isinstance(info, Failure):
+                if entry[1] is not None:
+                    self.known[name] = entry[1]
+                self.quarantined[name] = info.message
+                self.log.warning("%s is quarantined on PyPI: %s", name, info.message or "-")
                 self._owe_pages(name)
             else:
                 self.known[info.canonical_name] = info.serial
+                self.quarantined.pop(info.canonical_name, None)
                 self.log.info("recorded %s (%d versions)", info.name, info.versions)
                 # yanks and new versions show on both pages (the Scribe skips an index
                 # with no files)

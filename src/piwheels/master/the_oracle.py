@@ -88,6 +88,9 @@ class TheOracle(Task):
             "LOGCURSOR": self.db.log_cursor,
             "LOGHITS": self.db.record_hits,
             "RECOUNT": lambda _: self.db.refresh_downloads(),
+            "SETSTATUS": lambda data: self.db.set_project_status(*data),
+            "PYPIHOLD": self.db.withhold_for_pypi,
+            "PLACED": lambda data: self.db.files_placed(*data),
         }
 
     def once(self) -> None:

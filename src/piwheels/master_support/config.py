@@ -53,6 +53,10 @@ class MasterConfig:
     # it back, piw-remove has the version built again.
     withhold_disagreements: bool = False
     withheld_path: Path | None = None
+    # A release or project PyPI removed, or a project it quarantines (PEP 792), is withheld
+    # the same way once it has been so this long (0: at once): a grace for PyPI's second
+    # thoughts, such as a release deleted by mistake and uploaded again.
+    removal_grace: timedelta = timedelta(0)
     slave_queue: str = defaults.SLAVE_QUEUE
     file_queue: str = defaults.FILE_QUEUE
     # The master's key pair and its trusted builders' keys (master_support/builder_trust.py):

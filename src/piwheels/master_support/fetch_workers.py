@@ -6,7 +6,8 @@ process (``python -m piwheels.master_support.fetch_workers``, a :class:`ChildPro
 chunks of projects as FETCH messages (protocols.fetcher), fetches them on a few threads (they
 mostly wait on the network), and answers FETCHED with each project's row as the database takes
 it (JSON text, see ``db.database.project_row``): the master passes rows on to an Oracle
-without reading them.
+without reading them. A project costs two requests: its details from the JSON API, and its
+PEP 792 status from its simple page (``piwheels.pypi.statuses``).
 
 A process that dies, or sits on a chunk past its deadline, is replaced, and the projects it
 held go back to the task to fetch again.
@@ -43,12 +44,13 @@ from piwheels.pypi.answers import ProjectInfo
 from piwheels.pypi.client import PyPIClient
 from piwheels.pypi.errors import ProjectNotFound, PyPIError
 from piwheels.records.projects import ProjectRow
+from piwheels.records.removals import ProjectStatus
 
 FETCH_THREADS = 8  # in each process
 
 Entry = tuple[str, int | None]  # a project to look at, and the serial PyPI listed it with
-# what came of one: its row, PyPI's error (kind "not-found" or "failed"), or None: PyPI no
-# longer has it
+# what came of one: its row, PyPI's error (kind "not-found" or "failed"; "quarantined" for a
+# project whose details PyPI withholds, the message its reason), or None: PyPI no longer has it
 Fetched = FetchedProject | Failure | None
 Fetches = Callable[[list[Entry], list[Fetched]], None]
 
@@ -239,20 +241,37 @@ def _fetch_one(client: PyPIClient, entry: FetchEntry, abis: list[BuildABI]) -> F
     name, serial = entry
     try:
         info = client.project(name, min_serial=serial)
+        # its PEP 792 status: one more request, to its simple page
+        status = client.project_status(info.canonical_name, min_serial=info.serial)
     except ProjectNotFound as exc:
-        return FetchResult(None, Failure("not-found", str(exc))) if serial is not None else NOTHING
+        return _not_found(client, name, serial, exc)
     except PyPIError as exc:
         return FetchResult(None, Failure("failed", str(exc)))
     except Exception as exc:  # a bug must cost this project its turn, not the whole chunk
         logging.getLogger(__name__).exception("fetching %s failed", name)
         return FetchResult(None, Failure("failed", f"{name}: fetching failed: {exc!r}"))
     project = FetchedProject(
-        info.name, info.canonical_name, info.serial, len(info.versions), _row(info, abis)
+        info.name, info.canonical_name, info.serial, len(info.versions), _row(info, status, abis)
     )
     return FetchResult(project, None)
 
 
-def _row(info: ProjectInfo, abis: list[BuildABI]) -> ProjectRow:
+def _not_found(
+    client: PyPIClient, name: str, serial: int | None, exc: ProjectNotFound
+) -> FetchResult:
+    """A project the JSON API does not know: gone from PyPI, a stale cache, or one PyPI
+    quarantines, whose details it withholds while its simple page still says why (the status
+    alone is then recorded, as a Failure of kind "quarantined" carrying the reason)."""
+    try:
+        status = client.project_status(name)
+    except PyPIError:
+        status = None
+    if status is not None and status.status == "quarantined":
+        return FetchResult(None, Failure("quarantined", status.reason or ""))
+    return FetchResult(None, Failure("not-found", str(exc))) if serial is not None else NOTHING
+
+
+def _row(info: ProjectInfo, status: ProjectStatus | None, abis: list[BuildABI]) -> ProjectRow:
     versions = [
         ProjectVersion(
             version=v.version,
@@ -274,6 +293,8 @@ def _row(info: ProjectInfo, abis: list[BuildABI]) -> ProjectRow:
         info.summary or "",
         info.description or "",
         versions,
+        status=status.status if status is not None else None,
+        status_reason=status.reason if status is not None else None,
     )
     return project_row(update, abis)
 

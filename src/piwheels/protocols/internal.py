@@ -53,6 +53,7 @@ from piwheels.protocols.wire import (
 )
 from piwheels.records.builds import BuildOrigin, CrossCheck, CrossCheckReport, QueueSnapshot
 from piwheels.records.projects import ProjectRow
+from piwheels.records.removals import MisplacedFile, PlacedFiles, StatusUpdate, Withholding
 
 # The master -> every task (PUB/SUB: each message's first frame is its topic, every task's or
 # one task's; see master_support/task.py: tell_tasks).
@@ -128,6 +129,13 @@ oracle = Protocol(
             "LOGCURSOR": (Str, Int),  # a log -> where its reading resumes
             "LOGHITS": (HIT_BATCH, Bool),  # False: the log's cursor is elsewhere
             "RECOUNT": (None, Int),  # the last 30 days again -> projects moved in the queue
+            # Cloud Gazer's, for PyPI's removals and statuses (migrations/0018_pypi_statuses.sql)
+            "SETSTATUS": (Record([Str, Optional(Int), Str, Text], StatusUpdate), None),
+            "PYPIHOLD": (  # the grace -> projects withheld or released whole, files to move
+                Duration,
+                Record([ListOf(Str), ListOf(Record([Str, Str, Bool], MisplacedFile))], Withholding),
+            ),
+            "PLACED": (Record([ListOf(Str), Bool], PlacedFiles), None),  # the files moved
         },
         ORACLE_ERRORS,
     ),

@@ -2,8 +2,8 @@
 
 It keeps what every question shares (the index's URLs, the timeout, the connections) and leaves
 the reading of each kind of answer to its own module: the project list to
-:mod:`.simple_index`, a project's details to :mod:`.json_api`, the changelog to
-:mod:`.changelog`.
+:mod:`.simple_index`, a project's details to :mod:`.json_api`, its status to :mod:`.statuses`,
+the changelog to :mod:`.changelog`.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ from piwheels.pypi.errors import UnsupportedIndex
 from piwheels.pypi.fetching import MAX_RESPONSE_BYTES, JsonFetcher
 from piwheels.pypi.json_api import read_project
 from piwheels.pypi.simple_index import read_project_list
+from piwheels.pypi.statuses import read_project_status
+from piwheels.records.removals import ProjectStatus
 
 
 class PyPIClient:
@@ -84,6 +86,11 @@ class PyPIClient:
         lagging behind and raises :class:`~.errors.StaleResponse`.
         """
         return read_project(self._fetcher, self.json_url, name, min_serial=min_serial)
+
+    def project_status(self, name: str, *, min_serial: int | None = None) -> ProjectStatus | None:
+        """Project *name*'s PEP 792 status from its simple page (one request), None if the page
+        says nothing usable; see :func:`.statuses.read_project_status`."""
+        return read_project_status(self._fetcher, self.simple_url, name, min_serial=min_serial)
 
     def changelog_since_serial(self, serial: int) -> list[ChangelogEntry]:
         """The XML-RPC changelog after *serial*, for mirrors that still offer it."""

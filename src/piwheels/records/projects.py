@@ -39,6 +39,8 @@ class WheelFile(NamedTuple):
     provenance: bool = False  # whether its signed provenance is beside it (<wheel>.provenance.json)
     cross_check: str = UNCHECKED  # what other builders made of it (describe_cross_check)
     withheld: bool = False  # taken out of the index: its builders disagree (migration 0016)
+    # why: "disagreement", "removed" (from PyPI), "quarantined" (on PyPI); see migration 0018
+    withheld_for: tuple[str, ...] = ()
 
 
 class WheelOrigin(NamedTuple):
@@ -118,6 +120,9 @@ class ProjectData(NamedTuple):
     abis: list[str]  # the farm's ABIs, lowest first
     versions: list[VersionInfo]  # newest first, by PEP 440's order
     downloads: Downloads = Downloads()
+    # PEP 792, as PyPI's simple index says it: active, archived, quarantined or deprecated
+    status: str = "active"
+    status_reason: str = ""  # "" when PyPI gave none
 
     @property
     def files(self) -> list[WheelFile]:

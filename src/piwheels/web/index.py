@@ -1,10 +1,10 @@
-"""The package index pip and uv install from: PEP 503/592/629/658/691/700/714.
+"""The package index pip and uv install from: PEP 503/592/629/658/691/700/714/792.
 
 Each page is first built as one PEP 691 dict, then rendered twice: as JSON (``index.json``,
 served as ``application/vnd.pypi.simple.v1+json``) and as HTML (``index.html``). Both forms
 therefore always list the same files with the same hashes. The HTML form is frozen at what
-PEP 503/592/629/658/714 define; fields added later (PEP 700's size, upload-time, versions) exist
-only in the JSON.
+PEP 503/592/629/658/714 define, and PEP 792's status markers; fields added later (PEP 700's
+size, upload-time, versions) exist only in the JSON.
 
 URLs are relative (``<name>/`` in the root, the bare filename in a project page), so the index
 works wherever the output directory is mounted.
@@ -26,6 +26,8 @@ from packaging.version import InvalidVersion, Version
 from piwheels.records.projects import ProjectData
 
 API_VERSION = "1.1"  # PEP 700 raised the JSON form to 1.1; PEP 629 puts it in the HTML too
+# A project page passing on PyPI's status (PEP 792) must say 1.4; the rest say what they use.
+STATUS_API_VERSION = "1.4"
 JSON_CONTENT_TYPE = "application/vnd.pypi.simple.v1+json"
 
 # PEP 714 allows the old HTML attribute beside data-core-metadata, and PyPI still sends both.
@@ -110,12 +112,20 @@ def project_detail(project: ProjectData) -> dict[str, Any]:
             )
         if version.files:
             versions[_normal_version(version.version)] = None
-    return {
+    detail: dict[str, Any] = {
         "meta": {"api-version": API_VERSION},
         "name": canonicalize_name(project.name),
         "files": files,
         "versions": list(versions),
     }
+    if project.status != "active":
+        # PEP 792: PyPI's status passed on, so that installers can warn as they would from
+        # PyPI; a quarantined project's files are withheld (see migration 0018)
+        detail["meta"]["api-version"] = STATUS_API_VERSION
+        detail["project-status"] = {"status": project.status}
+        if project.status_reason:
+            detail["project-status"]["reason"] = project.status_reason
+    return detail
 
 
 def render_json(detail: dict[str, Any]) -> bytes:
@@ -142,7 +152,7 @@ def render_html(detail: dict[str, Any]) -> str:
         rows.append(f"<a {' '.join(attributes)}>{escape(file['filename'])}</a><br>\n")
     return "".join(
         (
-            _html_head(f"Links for {name}"),
+            _html_head(f"Links for {name}", detail["meta"]["api-version"], _status_meta(detail)),
             f"<h1>Links for {name}</h1>\n",
             *rows,
             "</body>\n</html>\n",
@@ -150,13 +160,24 @@ def render_html(detail: dict[str, Any]) -> str:
     )
 
 
-def _html_head(title: str) -> str:
+def _html_head(title: str, api_version: str = API_VERSION, extra: str = "") -> str:
     return (
         "<!DOCTYPE html>\n<html>\n<head>\n"
         '<meta charset="utf-8">\n'
-        f'<meta name="pypi:repository-version" content="{API_VERSION}">\n'
-        f"<title>{title}</title>\n</head>\n<body>\n"
+        f'<meta name="pypi:repository-version" content="{api_version}">\n'
+        f"{extra}<title>{title}</title>\n</head>\n<body>\n"
     )
+
+
+def _status_meta(detail: dict[str, Any]) -> str:
+    """PEP 792's meta tags for the HTML form: the status, and its reason if any."""
+    status = detail.get("project-status")
+    if status is None:
+        return ""
+    tags = f'<meta name="pypi:project-status" content="{escape(status["status"])}">\n'
+    if "reason" in status:
+        tags += f'<meta name="pypi:project-status-reason" content="{escape(status["reason"])}">\n'
+    return tags
 
 
 def _upload_time(when: datetime) -> str:

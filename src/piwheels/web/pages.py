@@ -35,6 +35,7 @@ from piwheels.records.projects import (
     WheelFile,
 )
 from piwheels.web.layout import log_path
+from piwheels.web.statuses import status_json, status_note, withheld_why
 
 PROJECT_JSON_VERSION = 1  # raised whenever a field of project-json.md changes meaning or goes
 
@@ -97,6 +98,7 @@ def project_page(
         name=name,
         matrix=_matrix(project),
         releases=_releases(name, project),
+        status_note=status_note(project),
         description=description,
         description_truncated=truncated,
         apt_dependencies=list(apt_dependencies),
@@ -174,7 +176,7 @@ def _releases(name: str, project: ProjectData) -> Markup:
                 if file.withheld:  # named, never linked: no one is served it
                     parts.append(
                         f'<tr><td>{_h(file.filename)} <span class="withheld">withheld: '
-                        f"{_h(file.cross_check)}</span></td>"
+                        f"{_h(withheld_why(file))}</span></td>"
                         f'<td title="{file.filesize:d} bytes">{_size(file.filesize)}</td>'
                         f"<td><code>{_h(file.filehash)}</code></td></tr>\n"
                     )
@@ -266,6 +268,7 @@ def project_json(
         "apt_dependencies": list(apt_dependencies),
         "index_url": f"{(base_url or '').rstrip('/')}/simple/{name}/",
         "downloads": project.downloads._asdict(),
+        "project_status": status_json(project),
         "versions": [_version_json(name, project.abis, version) for version in project.versions],
     }
     return json.dumps(data, separators=(",", ":")).encode("ascii") + b"\n"
@@ -344,6 +347,7 @@ def _file_json(name: str, version: VersionInfo, file: WheelFile) -> dict[str, An
         "provenance_url": file_url(name, file.filename) + SUFFIX if file.provenance else None,
         "cross_check": file.cross_check,
         "withheld": file.withheld,
+        "withheld_for": list(file.withheld_for),
         "apt_dependencies": list(file.apt_dependencies),
         "unowned_libraries": list(file.unowned_libraries),
     }
