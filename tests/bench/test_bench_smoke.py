@@ -24,7 +24,7 @@ if str(BENCH_DIR) not in sys.path:
 import runner  # noqa: E402
 from harness import Row  # noqa: E402
 
-OURS = ["codec", "juggler", "pages", "pypi"]
+OURS = ["codec", "juggler", "logs", "pages", "pypi"]
 
 
 def check_rows(rows: list[Row]) -> None:
