@@ -82,16 +82,23 @@ def free_port() -> int:
 
 
 def wait_for(
-    check: Callable[[], T], *, timeout: float = 60.0, interval: float = 0.2, what: str = ""
+    check: Callable[[], T],
+    *,
+    timeout: float = 60.0,
+    interval: float = 0.2,
+    what: str = "",
+    context: Callable[[], str] | None = None,
 ) -> T:
-    """Poll *check* until it returns something truthy; fail the test after *timeout* seconds."""
+    """Poll *check* until it returns something truthy; fail the test after *timeout* seconds,
+    with what *context* says then (a peer's log, say)."""
     deadline = time.monotonic() + timeout
     while True:
         result = check()
         if result:
             return result
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what or check}")
+            said = f"\n{context()}" if context is not None else ""
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or check}{said}")
         time.sleep(interval)
 
 

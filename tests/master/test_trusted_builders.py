@@ -82,8 +82,9 @@ def test_an_unknown_slave_gets_nothing_until_its_key_is_trusted(
         wait_for(lambda: refusal in caplog.text, timeout=30, what="the master's refusal")
         wait_for(
             lambda: f"the master refused this slave's key {pair.fingerprint}" in slave.output(),
-            timeout=30,
+            timeout=60,  # a handshake that failed for another reason is tried again in 10 s
             what="the slave to say why",
+            context=slave.output,
         )
         assert not rows(config.dsn, BUILDS)
         assert "connected:" not in caplog.text  # no slave ever got an id
