@@ -173,3 +173,57 @@ def test_a_disagreement_and_a_removal_each_hold_a_file(db: Database) -> None:
     project = db.get_project_data("foo")
     assert project is not None
     assert [f.withheld for f in project.files] == [True]
+
+
+# Each look's queries, in the words of their partial indexes (migration 0019): the table, the
+# test, and the index that must answer it.
+LOOKS_FOR = [
+    ("versions", "((removed AND NOT kept) <> removal_applied) IS TRUE", "versions_withholding"),
+    (
+        "packages",
+        (
+            "(removed <> removal_applied) IS TRUE"
+            " OR ((status = 'quarantined') <> quarantine_applied) IS TRUE"
+        ),
+        "packages_withholding",
+    ),
+    (
+        "files",
+        "((withheld_for && ARRAY['removed', 'quarantined']::varchar(20)[]) <> moved_out) IS TRUE",
+        "files_misplaced",
+    ),
+]
+
+
+def test_a_look_finds_its_few_rows_by_index_in_full_tables(
+    db: Database, superuser_dsn: str
+) -> None:
+    """At PyPI's scale a look at PyPI must not read whole tables for the few rows whose
+    withholding changes: the planner must know those rows are few, and reach them by index."""
+    record(db, "1.0", "2.0")
+    db.log_build(1, "foo", "1.0", "cp39", built(WHEEL))
+    with psycopg.connect(superuser_dsn, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO packages (package, display_name) "
+            "SELECT 'p' || n, 'p' || n FROM generate_series(1, 2000) n"
+        )
+        conn.execute(
+            "INSERT INTO versions (package, version, has_sdist) "
+            "SELECT 'p' || (n % 2000 + 1), n::text, true FROM generate_series(1, 10000) n"
+        )
+        conn.execute(
+            "INSERT INTO files (filename, build_id, filesize, filehash, package_tag, "
+            "package_version_tag, py_version_tag, abi_tag, platform_tag) "
+            "SELECT 'foo-1.0.' || n || '-py3-none-any.whl', build_id, filesize, filehash, "
+            "package_tag, package_version_tag, py_version_tag, abi_tag, platform_tag "
+            "FROM files, generate_series(1, 10000) n"
+        )
+        conn.execute("UPDATE versions SET removed = true WHERE package = 'p7'")  # a few to do
+        conn.execute("ANALYZE packages, versions, files")
+        for table, test, index in LOOKS_FOR:
+            [(plan,)] = conn.execute(f"EXPLAIN (FORMAT JSON) SELECT * FROM {table} WHERE {test}")
+            top = plan[0]["Plan"]
+            assert index in str(plan), f"{table}: {top}"
+            assert top["Plan Rows"] < 100, f"{table}: {top}"
+    found = db.withhold_for_pypi(AT_ONCE)
+    assert found.files == []  # p7's versions have no files; foo has nothing to withhold
