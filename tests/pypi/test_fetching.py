@@ -153,6 +153,27 @@ def test_requests_share_a_kept_alive_connection() -> None:
         assert len(connections) == 3
 
 
+def test_a_not_found_page_keeps_the_connection() -> None:
+    """A 404 with a page (PyPI's has one) is read to its end: the next project's request goes
+    on the same connection, not a new one (a TLS handshake each, against PyPI)."""
+    document = project_document({})
+    connections: set[Any] = set()
+
+    def answer(handler: BaseHTTPRequestHandler) -> Reply:
+        connections.add(handler.client_address)
+        if handler.path == "/pypi/gone/json":
+            return 404, {"Content-Type": "text/html"}, b"<html>Not Found</html>" * 200
+        return json_reply(document, serial=42, content_type="application/json")
+
+    with serve(answer, keep_alive=True) as base:
+        client = client_for(base)
+        for _ in range(3):
+            with pytest.raises(PyPIError, match="gone"):
+                client.project("gone")
+            assert client.project("Demo_Pkg").serial == 42
+    assert len(connections) == 1
+
+
 def test_kept_alive_connection_still_follows_redirects_checked() -> None:
     document = project_document({})
 

@@ -35,6 +35,9 @@ SIMPLE_HTML = ("text/html", "application/vnd.pypi.simple.v1+html")
 #: PyPI's root index is ~60 MB and growing; this leaves room while refusing an endless stream.
 MAX_RESPONSE_BYTES = 1 << 30
 _CHUNK = 1 << 20
+# An answer left unread (a 404's page, say: PyPI's is 4 kB) is read to its end if it is this
+# small, so that the connection serves the next request; a bigger one closes it.
+_DRAIN_LIMIT = 64 * 1024
 
 
 class NotFound(Exception):
@@ -160,7 +163,7 @@ class JsonFetcher:
             else:
                 yield response
         finally:
-            if (response.isclosed() or response.length == 0) and not response.will_close:
+            if _drained(response) and not response.will_close:
                 response.close()  # read to its end: the connection is ready for the next
             else:
                 # unread bytes would be taken for the next response: start afresh
@@ -195,6 +198,19 @@ class JsonFetcher:
         if not decompressor.eof:
             raise MalformedResponse(url, "gzip body is truncated")
         return body
+
+
+def _drained(response: HTTPResponse) -> bool:
+    """Whether *response* has been read to its end, reading what is left if it is small."""
+    if response.isclosed() or response.length == 0:
+        return True
+    if response.length is None or response.length > _DRAIN_LIMIT:
+        return False
+    try:
+        response.read()
+    except (OSError, HTTPException):
+        return False
+    return response.isclosed()
 
 
 class _RedirectHandler(urllib.request.HTTPRedirectHandler):
