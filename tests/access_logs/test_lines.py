@@ -10,7 +10,7 @@ import pytest
 
 from access_logs.captured import FIREFOX, PIP_23_2_1, PIP_26_3, UV_0_13_9, log_lines
 from piwheels.access_logs import lines as lines_module
-from piwheels.access_logs.lines import AccessLine, BadLine, parse_line, parse_time
+from piwheels.access_logs.lines import AccessLine, BadLine, format_line, parse_line, parse_time
 
 NGINX = log_lines("nginx.log")
 APACHE = log_lines("apache.log")
@@ -253,3 +253,30 @@ def test_only_fields_of_a_sensible_length_are_remembered() -> None:
         agent = f"{number}" + "x" * lines_module.CACHED
         assert parse_line(GOOD.rsplit(' "', 1)[0] + f' "{agent}\\x22"').user_agent == agent + '"'
     assert cached.cache_info().currsize == before
+
+
+@pytest.mark.parametrize(
+    "agent",
+    [
+        "pip/26.3",
+        'odd "quoted" \\ agent',
+        "tab\there, bell\x07, DEL\x7f",
+        "B\xc3\xbccher",  # UTF-8's bytes, as http.server reads a header (latin-1)
+        None,
+    ],
+)
+def test_a_line_written_as_nginx_would_reads_back(agent: str | None) -> None:
+    at = datetime(2026, 12, 7, 10, 0, 1, tzinfo=UTC)
+    line = format_line("::1", at, "GET /simple/foo%20bar/?x=1 HTTP/1.1", 200, 512, None, agent)
+    assert line.isascii() and line.isprintable()
+    read = parse_line(line)
+    assert (read.host, read.time, read.method, read.path, read.query) == (
+        "::1",
+        at,
+        "GET",
+        "/simple/foo bar/",
+        "x=1",
+    )
+    assert (read.status, read.size, read.referrer) == (200, 512, None)
+    expected = agent.encode("latin-1").decode("utf-8") if agent is not None else None
+    assert read.user_agent == expected

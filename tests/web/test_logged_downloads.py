@@ -14,12 +14,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_deploy import Deployed, run_apache, run_nginx
+from test_deploy import Deployed, build_site, run_apache, run_nginx
 
 from clients import client_env, new_venv, run, uv_binary
 from farm import MasterThread, configure, rows, wait_for
 from piwheels.cli import logger
 from piwheels.master_support.config import MasterConfig
+from piwheels.web.server import PipedAccessLog, serve
 from pypi_index import LocalPyPI
 
 PROJECTS = ["piwtest-pure", "piwtest-cext"]
@@ -83,6 +84,16 @@ def project_json(config: MasterConfig, project: str) -> dict[str, object]:
     return data
 
 
+EXPECTED = [
+    ("piwtest-cext", "download", 1),
+    ("piwtest-cext", "search", 1),
+    ("piwtest-pure", "download", 2),
+    ("piwtest-pure", "json", 1),
+    ("piwtest-pure", "project", 1),
+    ("piwtest-pure", "search", 2),
+]
+
+
 def test_the_servers_logs_are_counted_on_the_pages(
     site: Deployed, master: MasterThread, config: MasterConfig, tmp_path: Path
 ) -> None:
@@ -96,15 +107,7 @@ def test_the_servers_logs_are_counted_on_the_pages(
     with log.open("ab") as garbage:
         garbage.write(b"not a log line\n\x00\xff\xfe\n")
     assert read_logs(config, log) == 0
-    expected = [
-        ("piwtest-cext", "download", 1),
-        ("piwtest-cext", "search", 1),
-        ("piwtest-pure", "download", 2),
-        ("piwtest-pure", "json", 1),
-        ("piwtest-pure", "project", 1),
-        ("piwtest-pure", "search", 2),
-    ]
-    assert rows(config.dsn, DOWNLOADS) == expected
+    assert rows(config.dsn, DOWNLOADS) == EXPECTED
     assert rows(config.dsn, "SELECT bad_lines FROM log_cursors") == [(2,)]
     installers = rows(
         config.dsn,
@@ -127,7 +130,7 @@ def test_the_servers_logs_are_counted_on_the_pages(
     assert '<a href="/project/piwtest-pure/">piwtest-pure</a></td><td>2</td>' in home.read_text()
     # given again, the same log counts nothing twice
     assert read_logs(config, log) == 0
-    assert rows(config.dsn, DOWNLOADS) == expected
+    assert rows(config.dsn, DOWNLOADS) == EXPECTED
 
 
 def test_a_restart_mid_file_and_a_rotation_count_each_line_once(
@@ -189,3 +192,24 @@ def test_a_piped_log_is_sent_as_it_comes(
     assert tool.wait(60) == 0, tool.communicate()[0]
     assert rows(config.dsn, project_hits) == [(5,)]
     assert rows(config.dsn, "SELECT lines, bad_lines FROM log_cursors") == [(6, 1)]
+
+
+def test_the_demo_servers_own_log_is_piped_to_piw_logger(
+    master: MasterThread, config: MasterConfig, tmp_path: Path
+) -> None:
+    """scripts/farm's server writes its access log as nginx would, piped to piw-logger as
+    Apache's is: what pip, uv and a browser fetch from it is counted."""
+    access_log = PipedAccessLog(
+        [sys.executable, "-m", "piwheels.cli.logger", "--log-queue", config.log_queue]
+    )
+    (tmp_path / "site").mkdir()
+    site = build_site(tmp_path / "site")  # not the master's own output, which it rewrites
+    with serve(site.root, access_log=access_log) as server:
+        access_log.start()
+        visit(site._replace(url=server.url), tmp_path)
+        assert server.wait_idle()
+    access_log.close()
+    assert access_log.process is not None
+    assert access_log.process.returncode == 0
+    assert rows(config.dsn, DOWNLOADS) == EXPECTED
+    assert rows(config.dsn, "SELECT bad_lines FROM log_cursors") == [(0,)]

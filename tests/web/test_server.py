@@ -10,12 +10,15 @@ import sys
 import threading
 import time
 import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from served_site import Site, fetch
 
-from piwheels.web.server import serve
+from piwheels.access_logs.lines import parse_line
+from piwheels.web.request_handler import LoggedRequest
+from piwheels.web.server import PipedAccessLog, serve
 
 
 def test_requests_are_logged(site: Site) -> None:
@@ -106,3 +109,49 @@ def test_serving_by_hand_says_what_is_wrong(tmp_path: Path) -> None:
         [*command, str(tmp_path / "nowhere")], capture_output=True, text=True, check=False
     )
     assert missing.returncode == 2 and "not a directory" in missing.stderr
+
+
+def logged(path: str = "/") -> LoggedRequest:
+    return LoggedRequest(
+        method="GET",
+        path=path,
+        status=200,
+        accept=None,
+        range=None,
+        user_agent="pip/26.3",
+        sent=5,
+        client="127.0.0.1",
+        request_line=f"GET {path} HTTP/1.1",
+        referrer=None,
+        finished=datetime(2026, 12, 7, 10, 0, tzinfo=UTC),
+    )
+
+
+def test_a_piped_access_log_never_holds_up_the_server(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Lines wait for the program (a bounded number: the rest are counted), it gets them all
+    and its end of file at close; a program that has gone is said once, and nothing waits."""
+
+    class Small(PipedAccessLog):
+        BACKLOG = 3
+
+    out = tmp_path / "got.log"
+    copy = f"import shutil, sys; shutil.copyfileobj(sys.stdin, open({str(out)!r}, 'w'))"
+    piped = Small([sys.executable, "-c", copy])
+    for n in range(5):
+        piped(logged(f"/{n}"))
+    assert piped.dropped == 2
+    piped.start()
+    piped.close()
+    assert [parse_line(line).path for line in out.read_text().splitlines()] == ["/0", "/1", "/2"]
+    assert "2 requests were not logged" in caplog.text
+
+    gone = PipedAccessLog([sys.executable, "-c", "pass"])
+    gone.start()
+    assert gone.process is not None
+    gone.process.wait()
+    for _ in range(3):
+        gone(logged("/" + "x" * 100_000))  # more than a pipe holds
+    gone.close(timeout=10)
+    assert caplog.text.count("has gone") == 1

@@ -1,5 +1,5 @@
 """One line of a web server's access log in the "combined" format, as Apache and nginx write it,
-turned into its fields.
+turned into its fields, and written (for the demo farm's own server, as nginx would).
 
 Apache's format is ``%h %l %u %t "%r" %>s %b "%{Referer}i" "%{User-Agent}i"``; nginx's
 ``combined`` is the same with ``$remote_addr``, ``$time_local`` and so on. Fields a site appends
@@ -214,4 +214,47 @@ def parse_line(line: str) -> AccessLine:
         0 if size == "-" else int(size),
         _optional(referrer),
         _optional(agent),
+    )
+
+
+_MONTH_NAMES = {number: name for name, number in _MONTHS.items()}
+# nginx's escaping of a quoted field: a quote, a backslash and every byte outside printable
+# ASCII as \xHH, so that a field never holds a quote
+_NGINX_ESCAPES = {
+    byte: f"\\x{byte:02X}" if byte < 0x20 or byte >= 0x7F or chr(byte) in '"\\' else chr(byte)
+    for byte in range(256)
+}
+
+
+def _escaped(field: str | None) -> str:
+    if field is None:
+        return "-"
+    try:
+        # http.server reads a request's line and headers as latin-1: this gives their bytes back
+        raw = field.encode("latin-1")
+    except UnicodeEncodeError:
+        raw = field.encode("utf-8", "replace")
+    return "".join(_NGINX_ESCAPES[byte] for byte in raw)
+
+
+def format_line(
+    host: str,
+    time: datetime,
+    request: str,
+    status: int,
+    size: int,
+    referrer: str | None,
+    user_agent: str | None,
+) -> str:
+    """One line of the combined format as nginx writes it (without its newline): what
+    :func:`parse_line` reads back. *time* must be aware.
+
+    >>> format_line("192.0.2.1", datetime(2026, 12, 7, 10, 0, tzinfo=UTC), "GET / HTTP/1.1",
+    ...             200, 512, None, "pip/26.3")
+    '192.0.2.1 - - [07/Dec/2026:10:00:00 +0000] "GET / HTTP/1.1" 200 512 "-" "pip/26.3"'
+    """
+    stamp = f"{time:%d}/{_MONTH_NAMES[time.month]}/{time:%Y:%H:%M:%S %z}"  # %b is the locale's
+    return (
+        f'{host} - - [{stamp}] "{_escaped(request)}" {status} {size} '
+        f'"{_escaped(referrer)}" "{_escaped(user_agent)}"'
     )

@@ -1,5 +1,6 @@
 """A whole farm on one machine, for trying piwheels: the master on its embedded database, one
-build slave for the Python running this, and the web output served on localhost.
+build slave for the Python running this, and the web output served on localhost, its downloads
+counted (the server's access log piped to piw-logger).
 
 Run as ``python -m piwheels.cli.farm`` (the README's ``scripts/farm`` does). Every process it
 starts, it stops by its id on Ctrl-C or SIGTERM.
@@ -28,7 +29,7 @@ from piwheels.builder_keys import (
 )
 from piwheels.cli.options import LOG_FORMAT
 from piwheels.master_support.config import DEFAULT_PACKAGES
-from piwheels.web.server import serve
+from piwheels.web.server import PipedAccessLog, serve
 
 log = logging.getLogger("piwheels.farm")
 
@@ -79,6 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     output = data / "www"
     output.mkdir(parents=True, exist_ok=True)
     bindir = Path(sys.executable).parent
+    log_queue = f"ipc://{data}/sockets/log"
     master = [
         str(bindir / "piw-master"),
         "--data-dir",
@@ -102,6 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"ipc://{data}/sockets/status",
         "--import-queue",
         f"ipc://{data}/sockets/import",
+        "--log-queue",
+        log_queue,
         "--pypi-interval",
         "30",
         *[arg for name in args.package or DEFAULT_PACKAGES for arg in ("--package", name)],
@@ -122,6 +126,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     # what they would in production. Started first: a busy port then stops the demo before any
     # child process exists.
     server = serve(output, "127.0.0.1", args.port)
+    # Downloads counted as in production: the server's access log to piw-logger, as Apache's
+    # piped log is; started once the master listens for it (lines wait until then).
+    server.access_log = access_log = PipedAccessLog(
+        [str(bindir / "piw-logger"), "--log-queue", log_queue]
+    )
     children = [subprocess.Popen(master)]
     children.append(subprocess.Popen(slave))
     stopping = threading.Event()
@@ -141,9 +150,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         # A timeout, so that the signal handlers get to run between waits.
         while not stopping.wait(0.5):
-            pass
+            if access_log.process is None and Path(log_queue.removeprefix("ipc://")).exists():
+                access_log.start()
     finally:
         server.stop()
+        access_log.close()  # its last lines reach the master before the master stops
         for child in reversed(children):  # the slave first: it says BYE to a master still there
             if child.poll() is None:
                 child.send_signal(signal.SIGTERM)

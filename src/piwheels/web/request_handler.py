@@ -17,6 +17,7 @@ import logging
 import os
 import stat
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -24,6 +25,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from packaging.utils import canonicalize_name
 
+from piwheels.access_logs.lines import format_line
 from piwheels.web.http_headers import (
     HTML_V1_TYPE,
     JSON_TYPE,
@@ -71,6 +73,22 @@ class LoggedRequest:
     range: str | None
     user_agent: str | None
     sent: int  # body bytes written
+    client: str  # the client's address
+    request_line: str  # as sent
+    referrer: str | None
+    finished: datetime  # aware
+
+    def log_line(self) -> str:
+        """The request as nginx's combined access log has it (without the newline)."""
+        return format_line(
+            self.client,
+            self.finished,
+            self.request_line,
+            self.status,
+            self.sent,
+            self.referrer,
+            self.user_agent,
+        )
 
 
 @dataclass(frozen=True)
@@ -120,6 +138,10 @@ class RequestHandler(BaseHTTPRequestHandler):
                     range=self.headers.get("Range"),
                     user_agent=self.headers.get("User-Agent"),
                     sent=self._sent,
+                    client=self.client_address[0],
+                    request_line=self.requestline,
+                    referrer=self.headers.get("Referer"),
+                    finished=datetime.now(UTC),
                 )
             )
 

@@ -16,9 +16,10 @@ leading out are refused and logged. :func:`serve` starts a server in a thread;
 threads. ``python -m piwheels.web.server DIRECTORY [--bind ADDRESS] [--port PORT]`` serves an
 output directory by hand until Ctrl-C or SIGTERM.
 
-This module is the server's life: its threads, its connections, its record of requests, its
-command line. How one request is answered is :mod:`piwheels.web.request_handler`'s, with the
-header rules in :mod:`piwheels.web.http_headers` and the path checks in
+This module is the server's life: its threads, its connections, its record of requests (and
+the access log it can pipe to a program, as the demo farm does to piw-logger), its command
+line. How one request is answered is :mod:`piwheels.web.request_handler`'s, with the header
+rules in :mod:`piwheels.web.http_headers` and the path checks in
 :mod:`piwheels.web.request_paths`.
 """
 
@@ -28,15 +29,18 @@ import argparse
 import contextlib
 import logging
 import os
+import queue
 import signal
 import socket
+import subprocess
 import sys
 import threading
 from collections import deque
+from collections.abc import Callable, Sequence
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import IO, Any, Self
 
 from piwheels.web.request_handler import LoggedRequest, RequestHandler
 
@@ -52,8 +56,14 @@ class OutputServer(ThreadingHTTPServer):
     daemon_threads = False
     block_on_close = True
 
-    def __init__(self, directory: Path, address: tuple[str, int]) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        address: tuple[str, int],
+        access_log: Callable[[LoggedRequest], None] | None = None,
+    ) -> None:
         self.root = Path(os.path.realpath(directory))
+        self.access_log = access_log  # given each request once answered
         if not self.root.is_dir():
             raise NotADirectoryError(f"not a directory: {str(directory)!r}")
         self._lock = threading.Lock()
@@ -148,19 +158,88 @@ class OutputServer(ThreadingHTTPServer):
             self._in_flight += 1
 
     def end_request(self, entry: LoggedRequest) -> None:
+        if self.access_log is not None:
+            self.access_log(entry)
         with self._lock:
             self._requests.append(entry)
             self._in_flight -= 1
             self._idle.notify_all()
 
 
-def serve(directory: Path, host: str = "127.0.0.1", port: int = 0) -> OutputServer:
+class PipedAccessLog:
+    """The server's access log in nginx's combined format, written to a program's standard
+    input as Apache's piped logs are (``CustomLog "|piw-logger" combined``); the demo farm has
+    piw-logger count its downloads so. Lines wait (BACKLOG at most, then they are dropped and
+    counted) until :meth:`start` runs the program, and then for a thread that writes them: a
+    request never waits on the program, and a program that has gone is logged once."""
+
+    BACKLOG = 10_000
+
+    def __init__(self, command: Sequence[str]) -> None:
+        self.command = list(command)
+        self.process: subprocess.Popen[bytes] | None = None
+        self.dropped = 0
+        self._lines: queue.Queue[str | None] = queue.Queue(self.BACKLOG)
+        self._writer: threading.Thread | None = None
+
+    def __call__(self, request: LoggedRequest) -> None:
+        try:
+            self._lines.put_nowait(request.log_line() + "\n")
+        except queue.Full:
+            self.dropped += 1
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(self.command, stdin=subprocess.PIPE)
+        self._writer = threading.Thread(
+            target=self._write, args=(self.process.stdin,), name="access-log", daemon=True
+        )
+        self._writer.start()
+
+    def _write(self, stdin: IO[bytes]) -> None:
+        try:
+            while (line := self._lines.get()) is not None:
+                stdin.write(line.encode("ascii"))  # escaped: ASCII only
+                if self._lines.empty():
+                    stdin.flush()
+        except OSError as exc:
+            log.error("the access log's program %s has gone: %s", self.command[0], exc)
+        finally:
+            with contextlib.suppress(OSError):
+                stdin.close()  # the program's end of file: it sends what it has, and ends
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Give the program the lines logged so far and its end of file; wait for it to end."""
+        if self.process is None or self._writer is None:
+            return
+        with contextlib.suppress(queue.Full):  # full: a writer that has gone
+            self._lines.put(None, timeout=timeout)
+        self._writer.join(timeout)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        if self.dropped:
+            log.warning(
+                "%d requests were not logged: more than %d waited for %s",
+                self.dropped,
+                self.BACKLOG,
+                self.command[0],
+            )
+
+
+def serve(
+    directory: Path,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    access_log: Callable[[LoggedRequest], None] | None = None,
+) -> OutputServer:
     """Serve *directory* on *host*:*port* (0: any free port) from a background thread.
 
     Returns the running server; its ``url`` says where, and ``stop()`` (or leaving a ``with``
     block) shuts it down cleanly.
     """
-    return OutputServer(directory, (host, port)).start()
+    return OutputServer(directory, (host, port), access_log).start()
 
 
 def main(argv: list[str] | None = None) -> int:
