@@ -24,6 +24,7 @@ def test_project_data_shows_every_version_and_abi(db: Database) -> None:
             version("2.0", days_ago=1, requires_python=">=3.11"),
             version("3.0", has_sdist=False),
             version("0.9", days_ago=20, yanked=True),
+            version("0.1", has_sdist=False, days_ago=None),  # its files deleted from PyPI
         ],
     )
     db.log_build(1, "foo", "1.0", "cp39", built("foo-1.0-cp39-cp39-linux_x86_64.whl"))
@@ -37,7 +38,7 @@ def test_project_data_shows_every_version_and_abi(db: Database) -> None:
         "A <b>summary</b>",
     )
     assert project.abis == ["cp39", "cp310", "cp311", "cp313"]
-    assert [v.version for v in project.versions] == ["3.0", "2.0", "1.0", "0.9"]
+    assert [v.version for v in project.versions] == ["3.0", "2.0", "1.0", "0.9", "0.1"]
     by_version = {v.version: v for v in project.versions}
     one = by_version["1.0"].cells
     assert [one[abi].state for abi in project.abis] == [
@@ -62,6 +63,7 @@ def test_project_data_shows_every_version_and_abi(db: Database) -> None:
     assert (place.tier, place.rank, place.ahead, place.ahead_at_most) == (1, 1, 0, 0)
     assert two["cp313"].reason == "waiting for a lower ABI"
     assert by_version["3.0"].skip == "binary only: no sdist on PyPI"
+    assert by_version["0.1"].skip == "no files on PyPI"
     assert by_version["3.0"].cells["cp39"].state == BuildState.SKIPPED
     assert by_version["0.9"].yanked
     # a yanked version is never built: it says so, on every ABI (#14)

@@ -142,14 +142,14 @@ def project_data(conn: Conn, package: str) -> ProjectData | None:
                 version=version,
                 released=released,
                 yanked=yanked,
-                skip=_version_skip(removed, has_sdist, skip),
+                skip=_version_skip(removed, has_sdist, released, skip),
                 cells=_cells(
                     vid,
                     abis,
                     builds_of[vid],
                     skip_reasons,
                     queued,
-                    _version_skip(removed, has_sdist, skip),
+                    _version_skip(removed, has_sdist, released, skip),
                     yanked,
                 ),
                 builds=[b.info for b in builds_of[vid]],
@@ -263,13 +263,14 @@ def queue_places(conn: Conn, package: str) -> dict[tuple[int, str], QueuePlace]:
     return places
 
 
-def _version_skip(removed: bool, has_sdist: bool, skip: str) -> str:
+def _version_skip(removed: bool, has_sdist: bool, released: datetime | None, skip: str) -> str:
     if removed:
         return "removed from PyPI"
     if skip:
         return skip
     if not has_sdist:
-        return "binary only: no sdist on PyPI"
+        # a release time is its first file's upload: without one, PyPI has no file of it
+        return "binary only: no sdist on PyPI" if released is not None else "no files on PyPI"
     return ""
 
 
