@@ -21,11 +21,13 @@ versions the database holds for them, file by file.
    them with a new release, 9999.0, with an sdist; the rest changed in their description) and
    no longer lists 1% of them (removed from PyPI). Timed from Cloud Gazer's log line saying it
    found them to the moment SQL shows PyPI's serial recorded, then checked in SQL: every
-   serial, every removal, every new release present and queued. References: CHANGES bare GETs
-   of the same JSON documents, one after another on one keep-alive connection (http.client),
-   before the master starts; and, after it has stopped, the database's own ``set_project`` /
-   ``remove_project`` for CHANGES other projects changed the same way, on one connection, no
-   HTTP and no Oracle.
+   serial, every removal, every new release present and queued, every status recorded. Each
+   changed project has its simple page too, as on PyPI (PEP 691 JSON, api-version 1.4, its
+   files), which Cloud Gazer reads for the project's PEP 792 status: 1% of them are archived.
+   References: the same JSON API documents and simple pages, one after another on one
+   keep-alive connection (http.client), before the master starts; and, after it has stopped,
+   the database's own ``set_project`` / ``remove_project`` for CHANGES other projects changed
+   the same way, on one connection, no HTTP and no Oracle.
 
 Run: ``python bench/bench_gazer.py [--quick] [--packages N] [--changes N] ...``.
 """
@@ -242,6 +244,48 @@ def _documents(plan: Plan) -> dict[str, bytes]:
     return documents
 
 
+ARCHIVED_EVERY = 100  # one changed project in this many is archived (PEP 792)
+
+
+def _archived(plan: Plan) -> list[str]:
+    """The changed projects whose simple page says they are archived."""
+    return [c.key for c in plan.changes if not c.removed][::ARCHIVED_EVERY]
+
+
+def _simple_pages(plan: Plan) -> dict[str, bytes]:
+    """Each changed project's simple page as PyPI serves it (PEP 691 JSON, api-version 1.4):
+    its files, and for some a project-status."""
+    now = datetime.now(UTC)
+    archived = set(_archived(plan))
+    pages = {}
+    for change in plan.changes:
+        if change.removed:
+            continue
+        releases = _releases(change, now)
+        page: dict[str, Any] = {
+            "meta": {"api-version": "1.4", "_last-serial": change.serial},
+            "name": change.key,
+            "files": [
+                {
+                    "filename": f["filename"],
+                    "url": f["url"],
+                    "hashes": f["digests"],
+                    "requires-python": f["requires_python"],
+                    "size": f["size"],
+                    "upload-time": f["upload_time_iso_8601"],
+                    "yanked": f["yanked_reason"] or f["yanked"],
+                }
+                for files in releases.values()
+                for f in files
+            ],
+            "versions": list(releases),
+        }
+        if change.key in archived:
+            page["project-status"] = {"status": "archived", "reason": "synthetic"}
+        pages[change.key] = json.dumps(page).encode()
+    return pages
+
+
 class Index:
     """What the index serves now; swapped whole, so every answer is of one state."""
 
@@ -249,9 +293,15 @@ class Index:
         self.gzipped = gzipped
         self.root_requests: list[float] = []  # wall-clock arrival of each root request
         self.project_requests = 0
-        self.swap(root, serial, {})
+        self.swap(root, serial, {}, {})
 
-    def swap(self, root: bytes, serial: int, documents: dict[str, tuple[bytes, int]]) -> None:
+    def swap(
+        self,
+        root: bytes,
+        serial: int,
+        documents: dict[str, tuple[bytes, int]],
+        pages: dict[str, tuple[bytes, int]],
+    ) -> None:
         headers = {"Content-Type": SIMPLE_JSON, "X-PyPI-Last-Serial": str(serial)}
         if self.gzipped:
             headers["Content-Encoding"] = "gzip"
@@ -261,6 +311,10 @@ class Index:
                 "200 OK",
                 body,
                 {"Content-Type": "application/json", "X-PyPI-Last-Serial": str(number)},
+            )
+        for key, (body, number) in pages.items():
+            answers[f"/simple/{key}/"] = _response(
+                "200 OK", body, {"Content-Type": SIMPLE_JSON, "X-PyPI-Last-Serial": str(number)}
             )
         self.answers = answers  # one assignment: a request sees the old state or the new
 
@@ -346,15 +400,17 @@ def _fetch_and_parse(base: str, gzipped: bool) -> int:
 
 
 def _bare_gets(base: str, keys: list[str]) -> int:
-    """Every document once, in turn, on one keep-alive connection; the bytes read."""
+    """Every project's JSON document and simple page once, in turn, on one keep-alive
+    connection; the bytes read."""
     host, port = base.removeprefix("http://").split(":")
     connection = http.client.HTTPConnection(host, int(port), timeout=60)
     total = 0
     try:
         for key in keys:
-            connection.request("GET", f"/pypi/{key}/json")
-            response = connection.getresponse()
-            total += len(response.read())
+            for path in (f"/pypi/{key}/json", f"/simple/{key}/"):
+                connection.request("GET", path)
+                response = connection.getresponse()
+                total += len(response.read())
     finally:
         connection.close()
     return total
@@ -461,7 +517,9 @@ def _outstanding(conn: psycopg.Connection[Any], plan: Plan) -> dict[str, int]:
         "   WHERE package = ANY(%(new)s) AND version = %(version)s AND NOT removed),"
         " %(new_count)s - (SELECT count(DISTINCT v.package) FROM build_queue q"
         "   JOIN versions v USING (version_id)"
-        "   WHERE v.package = ANY(%(new)s) AND v.version = %(version)s)",
+        "   WHERE v.package = ANY(%(new)s) AND v.version = %(version)s),"
+        " %(archived_count)s - (SELECT count(*) FROM packages"
+        "   WHERE package = ANY(%(archived)s) AND status = 'archived')",
         {
             "keys": [c.key for c in listed],
             "serials": [c.serial for c in listed],
@@ -469,10 +527,13 @@ def _outstanding(conn: psycopg.Connection[Any], plan: Plan) -> dict[str, int]:
             "new": new,
             "new_count": len(new),
             "version": NEW_VERSION,
+            "archived": _archived(plan),
+            "archived_count": len(_archived(plan)),
         },
     ).fetchone()
     assert row is not None
-    return dict(zip(("serials", "removals", "new releases", "queued"), map(int, row), strict=True))
+    kinds = ("serials", "removals", "new releases", "queued", "statuses")
+    return dict(zip(kinds, map(int, row), strict=True))
 
 
 def _pypi_serial(conn: psycopg.Connection[Any]) -> int:
@@ -509,6 +570,7 @@ def _measure(sizes: Sizes, fill_sizes: fill_db.Sizes, dsn: str, work: Path) -> l
     before = _root(plan.listing, plan.top, gzipped=gzipped)
     after = _root(_changed_listing(plan), plan.new_top, gzipped=gzipped)
     documents = _documents(plan)
+    pages = _simple_pages(plan)
     removed = sum(change.removed for change in plan.changes)
     new_releases = sum(change.new_release and not change.removed for change in plan.changes)
     _note(
@@ -520,18 +582,19 @@ def _measure(sizes: Sizes, fill_sizes: fill_db.Sizes, dsn: str, work: Path) -> l
     )
     index = Index(before, plan.top, gzipped=gzipped)
     changed = {c.key: (documents[c.key], c.serial) for c in plan.changes if not c.removed}
+    changed_pages = {key: (pages[key], serial) for key, (_, serial) in changed.items()}
     with serve(index) as base:
         # the references first, with nothing else of ours running
         fetch_parse = min(_timed(lambda: _fetch_and_parse(base, gzipped)) for _ in range(repeat))
-        index.swap(before, plan.top, changed)
+        index.swap(before, plan.top, changed, changed_pages)
         keys = list(changed)
         gets = _timed(lambda: _bare_gets(base, keys))
-        index.swap(before, plan.top, {})
+        index.swap(before, plan.top, {}, {})
         index.root_requests.clear()
         index.project_requests = 0
         _note(
             f"references: fetch + json.loads {fetch_parse:.2f}s;"
-            f" {len(keys):,} keep-alive GETs {gets:.2f}s"
+            f" {2 * len(keys):,} keep-alive GETs {gets:.2f}s"
         )
         config = master_config(
             fill_db.master_dsn(dsn),
@@ -542,7 +605,7 @@ def _measure(sizes: Sizes, fill_sizes: fill_db.Sizes, dsn: str, work: Path) -> l
             pypi_interval=float(sizes["interval"]),
         )
         figures = _against_master(
-            config, dsn, work / "master.log", index, plan, repeat, (after, changed)
+            config, dsn, work / "master.log", index, plan, repeat, (after, changed, changed_pages)
         )
     database_only = _database_reference(fill_db.master_dsn(dsn), others)
     _note(f"reference: the database's set_project for {len(others):,} others {database_only:.2f}s")
@@ -572,7 +635,7 @@ def _against_master(
     index: Index,
     plan: Plan,
     repeat: int,
-    after: tuple[bytes, dict[str, tuple[bytes, int]]],
+    after: tuple[bytes, dict[str, tuple[bytes, int]], dict[str, tuple[bytes, int]]],
 ) -> Figures:
     ctx = multiprocessing.get_context("spawn")
     process = ctx.Process(target=_master_main, args=(config, str(log_path)), name="bench-master")
@@ -595,7 +658,7 @@ def _against_master(
         gone = [c.key for c in plan.changes if c.removed]
         _note(f"swapping in the changed list: {len(plan.changes):,} changes, {len(gone)} removed")
         swapped = time.time()
-        index.swap(after[0], plan.new_top, after[1])
+        index.swap(after[0], plan.new_top, after[1], after[2])
         noticed_at = log.wait_for("projects changed and", process, after=swapped, timeout=600)
         asked = min(t for t in index.root_requests if t >= swapped)
         outstanding, done_at = _wait_recorded(dsn, plan, process)
@@ -696,7 +759,7 @@ def _rows(
             figures.applied,
             gets,
             "s",
-            f"{changes:,} bare GETs of the same documents, one keep-alive connection",
+            f"{2 * changes:,} bare GETs of the same documents and pages, one connection",
             "< 10 s, every change recorded",
             figures.applied < 10 and complete,
         ),
