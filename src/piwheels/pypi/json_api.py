@@ -135,7 +135,10 @@ def _sdist(sdists: list[dict[str, Any]], document: str) -> dict[str, str]:
     give URLs relative to the JSON *document*'s, as pip would resolve them."""
     for file in sdists:
         url, digests = file.get("url"), file.get("digests")
-        url = urljoin(document, url) if isinstance(url, str) else None
+        if not isinstance(url, str):
+            url = None
+        elif not url.startswith(("https://", "http://")):  # PyPI's are absolute: no urljoin
+            url = urljoin(document, url)
         sha256 = digests.get("sha256") if isinstance(digests, dict) else None
         if (
             isinstance(url, str)
