@@ -106,7 +106,7 @@ class HitCounter(Task):
             raise Refused("stale", f"log {batch.log[:12]} is not read to {batch.start}")
         if batch.downloads or batch.hits:
             self.log.info(
-                "log %s to byte %d: %d downloads, %d other hits, %d bad lines",
+                "log %s to byte %d: downloads %d, other hits %d, bad lines %d",
                 batch.log[:12],
                 batch.end,
                 len(batch.downloads),
