@@ -204,12 +204,48 @@ def test_the_demo_servers_own_log_is_piped_to_piw_logger(
     )
     (tmp_path / "site").mkdir()
     site = build_site(tmp_path / "site")  # not the master's own output, which it rewrites
-    with serve(site.root, access_log=access_log) as server:
-        access_log.start()
-        visit(site._replace(url=server.url), tmp_path)
-        assert server.wait_idle()
-    access_log.close()
+    try:
+        with serve(site.root, access_log=access_log) as server:
+            access_log.start()
+            visit(site._replace(url=server.url), tmp_path)
+            assert server.wait_idle()
+    finally:
+        access_log.close()
     assert access_log.process is not None
     assert access_log.process.returncode == 0
     assert rows(config.dsn, DOWNLOADS) == EXPECTED
     assert rows(config.dsn, "SELECT bad_lines FROM log_cursors") == [(0,)]
+
+
+def test_a_piped_logger_ends_with_its_pipe_when_the_master_has_gone(
+    config: MasterConfig, tmp_path: Path
+) -> None:
+    """The server stopped (end of file) after the master did: the last lines are tried for
+    --timeout, then given up with an error, rather than for ever."""
+    running = MasterThread(config).start()
+    wait_for(lambda: Path(config.log_queue.removeprefix("ipc://")).exists(), what="the log queue")
+    command = [sys.executable, "-m", "piwheels.cli.logger", "--log-queue", config.log_queue]
+    tool = subprocess.Popen(
+        [*command, "--timeout", "2"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        assert tool.stdin is not None
+        line = b'192.0.2.1 - - [07/Dec/2026:10:00:00 +0000] "GET / HTTP/1.1" 200 1 "-" "-"\n'
+        tool.stdin.write(line)
+        tool.stdin.flush()
+        wait_for(lambda: rows(config.dsn, "SELECT 1 FROM log_cursors"), what="the first line")
+        running.stop()
+        tool.stdin.write(line)
+        tool.stdin.close()
+        tool.wait(60)
+    finally:
+        if tool.poll() is None:
+            tool.kill()
+            tool.wait()
+    assert tool.stdout is not None
+    said = tool.stdout.read().decode()
+    assert tool.returncode != 0
+    assert "within 2s" in said

@@ -199,7 +199,9 @@ def read_log(log_file: LogFile, client: HitCounterClient, *, piped: bool = False
         if batch.lines and (line is None or batch.full()):
             batch = _send(client, batch, end, report, forever=piped)
     if batch.lines:
-        _send(client, batch, end, report, forever=piped)
+        # The pipe has ended (its server stopped): the last lines get --timeout, not forever,
+        # so that a logger whose master has gone too ends rather than outliving them both.
+        _send(client, batch, end, report, forever=False)
     return report
 
 
