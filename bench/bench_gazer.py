@@ -506,6 +506,7 @@ def _outstanding(conn: psycopg.Connection[Any], plan: Plan) -> dict[str, int]:
     """How many of the changes the database does not show yet, by kind (all 0: done)."""
     listed = [c for c in plan.changes if not c.removed]
     new = [c.key for c in listed if c.new_release]
+    archived = _archived(plan)
     row = conn.execute(
         "SELECT"
         " (SELECT count(*) FROM unnest(%(keys)s::text[], %(serials)s::bigint[]) AS c(k, s)"
@@ -527,8 +528,8 @@ def _outstanding(conn: psycopg.Connection[Any], plan: Plan) -> dict[str, int]:
             "new": new,
             "new_count": len(new),
             "version": NEW_VERSION,
-            "archived": _archived(plan),
-            "archived_count": len(_archived(plan)),
+            "archived": archived,
+            "archived_count": len(archived),
         },
     ).fetchone()
     assert row is not None

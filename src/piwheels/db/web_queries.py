@@ -131,32 +131,27 @@ def project_data(conn: Conn, package: str) -> ProjectData | None:
                 withheld_for=(*withheld_for,),
             )
         )
+    infos = []
+    for vid, version, released, yanked, removed, has_sdist, skip in versions:
+        version_skip = _version_skip(removed, has_sdist, released, skip)
+        infos.append(
+            VersionInfo(
+                version=version,
+                released=released,
+                yanked=yanked,
+                skip=version_skip,
+                cells=_cells(vid, abis, builds_of[vid], skip_reasons, queued, version_skip, yanked),
+                builds=[b.info for b in builds_of[vid]],
+                files=files_of[vid],
+            )
+        )
     return ProjectData(
         name=package,
         display_name=display_name,
         summary=summary,
         description=description,
         abis=[abi for abi, _ in abis],
-        versions=[
-            VersionInfo(
-                version=version,
-                released=released,
-                yanked=yanked,
-                skip=_version_skip(removed, has_sdist, released, skip),
-                cells=_cells(
-                    vid,
-                    abis,
-                    builds_of[vid],
-                    skip_reasons,
-                    queued,
-                    _version_skip(removed, has_sdist, released, skip),
-                    yanked,
-                ),
-                builds=[b.info for b in builds_of[vid]],
-                files=files_of[vid],
-            )
-            for vid, version, released, yanked, removed, has_sdist, skip in versions
-        ],
+        versions=infos,
         downloads=downloads,
         status=status,
         status_reason=status_reason,
