@@ -25,6 +25,7 @@ from pypi_index import (
     SdistFactory,
     find_python,
 )
+from refusing_server import RefusingServer, serve_refusing
 
 __all__ = ["find_python"]
 
@@ -49,6 +50,12 @@ def context() -> Iterator[zmq.Context[Any]]:
     ctx: zmq.Context[Any] = zmq.Context()
     yield ctx
     ctx.destroy(linger=0)
+
+
+@pytest.fixture
+def refusing_server() -> Iterator[RefusingServer]:
+    with serve_refusing() as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

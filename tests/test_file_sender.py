@@ -14,6 +14,7 @@ import zmq
 from piwheels import protocols
 from piwheels.file_sender import MAX_CHUNK, answer_fetch, send_file
 from piwheels.transport import Socket
+from refusing_server import RefusingServer
 
 SENDER = reversed(protocols.file_juggler)
 RECEIVER = protocols.file_juggler
@@ -143,3 +144,16 @@ def test_the_caller_may_abandon_a_transfer(context: zmq.Context[Any], tmp_path: 
     with master, (tmp_path / "wheel").open("rb") as wheel, pytest.raises(Stop):
         send_file(context, address, 1, wheel, timeout=10, check_stop=check_stop)
     assert len(checks) == 3
+
+
+def test_a_refused_connection_ends_the_transfer_as_silence_does(
+    context: zmq.Context[Any], refusing_server: RefusingServer, tmp_path: Path
+) -> None:
+    (tmp_path / "wheel").write_bytes(b"x")
+    with (tmp_path / "wheel").open("rb") as wheel:
+        started = time.monotonic()
+        sent = send_file(
+            context, refusing_server.address, 1, wheel, timeout=0.5, keys=refusing_server.keys
+        )
+        assert not sent
+        assert time.monotonic() - started < 5

@@ -3,6 +3,7 @@ peer's bad message becomes."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,7 @@ from piwheels.transport import (
     recv_frames,
     send_frames,
 )
+from refusing_server import RefusingServer
 
 MASTER = protocols.slave_driver
 SLAVE = reversed(protocols.slave_driver)
@@ -164,3 +166,35 @@ def test_a_payload_that_cannot_be_filled_is_not_sent(context: zmq.Context[Any]) 
         assert juggler.poll(5000)
         _, action, chunk = juggler.recv_from()
         assert (action, chunk) == ("CHUNK", (4, b"abc"))
+
+
+def test_a_send_on_a_refused_connection_waits_for_the_caller_not_for_ever(
+    context: zmq.Context[Any], refusing_server: RefusingServer
+) -> None:
+    # libzmq drops a connection whose handshake was refused for good, and the socket is left
+    # with no pipe: a blocking send would never return.
+    sock = Socket(zmq.DEALER, reversed(protocols.file_juggler), context=context)
+    refusing_server.keys.secure(sock.zsock)
+    monitor = sock.zsock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+    sock.connect(refusing_server.address)
+    sock.send("HELLO", 1)  # queued while the handshake goes on
+    assert monitor.poll(10_000), "the handshake was not refused"
+    wait_for_no_pipe = time.monotonic() + 5
+    while True:
+        try:
+            sock.zsock.send(b"", zmq.NOBLOCK)
+        except zmq.Again:
+            break
+        assert time.monotonic() < wait_for_no_pipe, "the refused connection is still there"
+        time.sleep(0.01)
+    waits: list[float] = []
+
+    def waiting() -> None:
+        waits.append(time.monotonic())
+        if len(waits) == 3:
+            raise TimeoutError
+
+    with pytest.raises(TimeoutError):
+        sock.send_unstuck("HELLO", 1, waiting=waiting, pause=0.01)
+    sock.close()
+    monitor.close(linger=0)

@@ -64,27 +64,38 @@ def send_file(
         if keys is not None:
             keys.secure(sock.zsock)
         sock.connect(address)
-        sock.send("HELLO", slave_id)
         deadline = clock() + timeout
-        while True:
+
+        def waiting() -> None:
             check_stop()
-            if clock() >= deadline:
-                log.warning("the file juggler went quiet during %s; giving up", wheel.name)
-                return False
-            if not sock.poll(_SLICE * 1000):
-                continue
-            try:
-                action, data = sock.recv()
-            except ProtocolError as exc:
-                log.error("ignoring a message from the file juggler: %s", exc)
-                continue
-            if action == "DONE":
-                log.info("sent %s", wheel.name)
-                return True
-            offset, length = data
-            if answer_fetch(sock, wheel, offset, length) and on_chunk is not None:
-                on_chunk(offset, length)
-            deadline = clock() + timeout
+            if clock() >= deadline:  # the latest deadline: each FETCH moves it on
+                raise _QuietError
+
+        try:
+            sock.send_unstuck("HELLO", slave_id, waiting=waiting, pause=_SLICE)
+            while True:
+                waiting()
+                if not sock.poll(_SLICE * 1000):
+                    continue
+                try:
+                    action, data = sock.recv()
+                except ProtocolError as exc:
+                    log.error("ignoring a message from the file juggler: %s", exc)
+                    continue
+                if action == "DONE":
+                    log.info("sent %s", wheel.name)
+                    return True
+                offset, length = data
+                if answer_fetch(sock, wheel, offset, length) and on_chunk is not None:
+                    on_chunk(offset, length)
+                deadline = clock() + timeout
+        except _QuietError:
+            log.warning("the file juggler went quiet during %s; giving up", wheel.name)
+            return False
+
+
+class _QuietError(Exception):
+    """The File Juggler said nothing for the whole timeout."""
 
 
 def answer_fetch(sock: Socket, wheel: BinaryIO, offset: int, length: int) -> bool:

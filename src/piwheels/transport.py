@@ -8,6 +8,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import secrets
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, Self
 
@@ -166,7 +167,34 @@ class Socket:
         return bool(self.zsock.poll(round(timeout_ms)))
 
     def send(self, action: str, data: Any = NO_DATA, *, flags: int = 0) -> None:
+        self._send_payload(encode(self.protocol, action, data), flags)
+
+    def send_unstuck(
+        self,
+        action: str,
+        data: Any = NO_DATA,
+        *,
+        waiting: Callable[[], None],
+        pause: float = 0.1,
+    ) -> None:
+        """:meth:`send`, never stuck inside libzmq: until the message can go, *waiting* is
+        called every *pause* seconds, and gives up by raising.
+
+        A connecting socket queues what it sends until its connection is made; but once that
+        connection has failed its handshake for good (a CurveZMQ key refused), the socket has
+        no pipe left and a blocking send waits for ever.
+        """
         payload = encode(self.protocol, action, data)
+        while True:
+            try:
+                self._send_payload(payload, zmq.NOBLOCK)
+            except zmq.Again:
+                waiting()
+                time.sleep(pause)
+            else:
+                return
+
+    def _send_payload(self, payload: bytes, flags: int) -> None:
         if self.zsock.type == zmq.DEALER:
             # A DEALER talks to a ROUTER: keep the REQ-style empty delimiter so the ROUTER end
             # sees one envelope shape whatever kind of socket the peer uses.

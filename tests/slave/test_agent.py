@@ -36,6 +36,7 @@ from piwheels.slave.builder import Builder
 from piwheels.slave.interpreter import Interpreter, inspect_interpreter
 from piwheels.slave.sandbox import Sandbox, make_sandbox
 from piwheels.transport import Socket
+from refusing_server import RefusingServer
 
 WAIT = 10.0  # seconds to wait for a message that should come promptly
 
@@ -418,6 +419,37 @@ def test_stop_while_waiting_for_the_master(master, interpreter, sandbox, tmp_pat
     time.sleep(0.2)
     master.reply("SLEEP")
     master.expect("BYE")
+    assert runner.join() == 0
+
+
+def test_a_refused_key_is_said_and_tried_again_later(
+    refusing_server: RefusingServer,
+    interpreter: Interpreter,
+    sandbox: Sandbox,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    config = SlaveConfig(
+        slave_queue=refusing_server.address,
+        file_queue=refusing_server.address,
+        label="untrusted",
+        work_root=tmp_path,
+        build_timeout=timedelta(minutes=5),
+        master_timeout=timedelta(minutes=5),  # the refusal is heard, not waited out
+        busy_interval=timedelta(seconds=0.2),
+        sleep_interval=timedelta(seconds=0.2),
+        keys=refusing_server.keys,
+    )
+    slave = PiwSlave(config, interpreter, sandbox=sandbox)
+    runner = SlaveThread(slave)
+    try:
+        said = f"the master refused this slave's key {refusing_server.keys.pair.fingerprint}"
+        deadline = time.monotonic() + WAIT
+        while said not in caplog.text:
+            assert time.monotonic() < deadline, "the slave did not say its key was refused"
+            time.sleep(0.05)
+    finally:
+        slave.stop()
     assert runner.join() == 0
 
 

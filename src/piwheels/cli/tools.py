@@ -257,16 +257,23 @@ class MasterClient:
 
     def request(self, action: str, data: Any = NO_DATA) -> tuple[str, Any]:
         """Send *action* and return the answer; ERROR and silence become exceptions."""
+        deadline = time.monotonic() + self.timeout
+        silence = MasterUnreachable(
+            f"no answer from the master at {self.address} within {self.timeout:g}s "
+            f"(is piw-master running with --import-queue {self.address}?)"
+        )
+
+        def waiting() -> None:
+            if time.monotonic() >= deadline:
+                raise silence
+
         try:
-            self.sock.send(action, data)
+            self.sock.send_unstuck(action, data, waiting=waiting)
         except ProtocolError as exc:
             # Raised before anything left: the request does not fit the protocol.
             raise BadInput(f"cannot send {action}: {exc}") from None
-        if not self.sock.poll(self.timeout * 1000):
-            raise MasterUnreachable(
-                f"no answer from the master at {self.address} within {self.timeout:g}s "
-                f"(is piw-master running with --import-queue {self.address}?)"
-            )
+        if not self.sock.poll(max(0.0, deadline - time.monotonic()) * 1000):
+            raise silence
         try:
             reply, reply_data = self.sock.recv()
         except ProtocolError as exc:

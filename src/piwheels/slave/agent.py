@@ -379,17 +379,20 @@ class PiwSlave:
         """Send *action* and return the master's reply; DIE is handled here, wherever it comes."""
         sock = self._sock
         assert sock is not None
-        self._check_stop()
-        self._check_connection()
-        sock.send(action, data)
-        self._awaiting_reply = True
         timeout = self.config.master_timeout.total_seconds()
         deadline = self._clock() + timeout
-        while not sock.poll(_SLICE * 1000):
+
+        def waiting() -> None:
             self._check_stop()
             self._check_connection()
             if self._clock() >= deadline:
                 raise _MasterTimeoutError(f"no answer to {action} within {timeout:g}s")
+
+        waiting()
+        sock.send_unstuck(action, data, waiting=waiting, pause=_SLICE)
+        self._awaiting_reply = True
+        while not sock.poll(_SLICE * 1000):
+            waiting()
         try:
             reply, reply_data = sock.recv()
         except ProtocolError as exc:
