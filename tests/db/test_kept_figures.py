@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
-from test_queue import FAILED, built, log_build_before_0012, version
+from test_queue import FAILED, built, log_build_before_0012, set_projects_alone, version
 
 from piwheels.abis import sorted_abis
 from piwheels.db import migrate as migrate_module
@@ -204,9 +204,10 @@ def test_the_upgrade_counts_what_is_already_there(
     every_migration = migrate_module.migrations()
     before = [m for m in every_migration if m.name < "0007"]
     monkeypatch.setattr(migrate_module, "migrations", lambda: before)
-    # before migration 0012 no build waits for a release, before 0014 nothing has a yank reason
+    # before migration 0012 no build waits for a release, before 0014 nothing has a yank
+    # reason, before 0020 set_projects is called alone
     monkeypatch.setattr(Database, "requeue_met_dep_waits", lambda self, projects: [])
-    monkeypatch.setattr(Database, "_set_release_details", lambda self, batch: None)
+    monkeypatch.setattr(Database, "_record_batch", set_projects_alone)
     migrate_module.migrate(fresh_database)
     db = Database(make_conninfo(fresh_database, user="piwheels"))
     try:

@@ -569,6 +569,11 @@ PEP440_ORDER = [
 ]
 
 
+def set_projects_alone(db: Database, batch: str) -> None:
+    """Database._record_batch before migration 0020 (and the yank reasons of 0014)."""
+    db.conn.execute("SELECT set_projects(%s::jsonb)", (batch,))
+
+
 def log_build_before_0012(
     db: Database, slave_id: int, package: str, ver: str, abi_tag: str, result: BuildResult
 ) -> None:
@@ -597,9 +602,10 @@ def test_the_upgrade_orders_recorded_versions_as_packaging_does(
     monkeypatch.setattr(
         migrate_module, "migrations", lambda: [m for m in every_migration if m.name < "0010"]
     )
-    # before migration 0012 no build waits for a release, before 0014 nothing has a yank reason
+    # before migration 0012 no build waits for a release, before 0014 nothing has a yank
+    # reason, before 0020 set_projects is called alone
     monkeypatch.setattr(Database, "requeue_met_dep_waits", lambda self, projects: [])
-    monkeypatch.setattr(Database, "_set_release_details", lambda self, batch: None)
+    monkeypatch.setattr(Database, "_record_batch", set_projects_alone)
     migrate_module.migrate(fresh_database)
     db = Database(make_conninfo(fresh_database, user="piwheels"))
     try:

@@ -129,16 +129,11 @@ class ProjectRecords(FarmQueue):
 
     def _record_rows(self, texts: Sequence[str]) -> None:
         # The rows are JSON already: joined, not parsed and dumped again.
-        batch = "[" + ",".join(texts) + "]"
-        self.conn.execute("SELECT set_projects(%s::jsonb)", (batch,))
-        self._set_release_details(batch)
+        self._record_batch("[" + ",".join(texts) + "]")
 
-    def _set_release_details(self, batch: str) -> None:
-        """What later migrations record of a version or project beside set_projects (0014,
-        0015, 0018)."""
-        self.conn.execute("SELECT set_yank_reasons(%s::jsonb)", (batch,))
-        self.conn.execute("SELECT set_sdists(%s::jsonb)", (batch,))
-        self.conn.execute("SELECT set_project_statuses(%s::jsonb)", (batch,))
+    def _record_batch(self, batch: str) -> None:
+        """set_projects and what later migrations record beside it, in one call (0020)."""
+        self.conn.execute("SELECT record_projects(%s::jsonb)", (batch,))
 
     def remove_project(self, package: str) -> None:
         self.conn.execute("SELECT remove_project(%s)", (package,))
