@@ -24,6 +24,7 @@ from farm import (
     rows,
     wait_for,
 )
+from piwheels.db import web_output
 from piwheels.db.embedded.cluster import EmbeddedPostgres
 from piwheels.master_support.config import MasterConfig
 from piwheels.web.layout import log_path
@@ -194,8 +195,12 @@ def test_an_embedded_database_that_cannot_start_again_stops_the_master(
 
 
 def test_an_index_missing_recorded_files_is_written_at_start(
-    config: MasterConfig, fresh_database: str, caplog: pytest.LogCaptureFixture
+    config: MasterConfig,
+    fresh_database: str,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setattr(web_output, "PUBLISHED_PAGE", 1)  # the projects are read in pages
     master = MasterThread(config).start()
     slave = ScriptedSlave(config, abi="cp39")
     try:

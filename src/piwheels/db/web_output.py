@@ -9,7 +9,13 @@ from psycopg.types.json import Jsonb
 
 from piwheels.db import web_queries
 from piwheels.db.connection import DatabaseConnection
-from piwheels.records.projects import ProjectData, SearchEntry, Statistics, WheelOrigin
+from piwheels.records.projects import (
+    PUBLISHED_PAGE,
+    ProjectData,
+    SearchEntry,
+    Statistics,
+    WheelOrigin,
+)
 
 
 class WebOutput(DatabaseConnection):
@@ -45,12 +51,13 @@ class WebOutput(DatabaseConnection):
         cur = self.conn.execute("SELECT kind, package FROM take_pending_pages()")
         return [(kind, package) for kind, package in cur]
 
-    def last_published(self) -> list[tuple[str, float]]:
-        """Each project with files, and when its newest file was recorded (epoch seconds)."""
+    def last_published(self, after: str = "") -> list[tuple[str, float]]:
+        """Projects with files, and when each one's newest was recorded (epoch seconds): a
+        page of them, in name order, the first after *after* (see migration 0021)."""
         cur = self.conn.execute(
-            "SELECT v.package, extract(epoch FROM max(b.built_at))::float8 "
-            "FROM files f JOIN builds b USING (build_id) JOIN versions v USING (version_id) "
-            "GROUP BY v.package"
+            "SELECT package, extract(epoch FROM last_file_at)::float8 FROM packages "
+            "WHERE package > %s AND last_file_at IS NOT NULL ORDER BY package LIMIT %s",
+            (after, PUBLISHED_PAGE),
         )
         return [(package, float(when)) for package, when in cur]
 

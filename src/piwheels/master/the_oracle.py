@@ -73,7 +73,7 @@ class TheOracle(Task):
             "GETSTATS": lambda _: self.db.get_statistics(),
             "SAVEPAGES": self.db.save_pending_pages,
             "TAKEPAGES": lambda _: self.db.take_pending_pages(),
-            "PUBLISHED": lambda _: self.db.last_published(),
+            "PUBLISHED": self.db.last_published,
             "SLAVEIDS": lambda _: self.db.reserve_slave_ids(),
             "PKGEXISTS": self.db.package_exists,
             "VEREXISTS": lambda data: self.db.version_exists(*data),

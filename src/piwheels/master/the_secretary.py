@@ -76,17 +76,20 @@ class TheSecretary(Task):
         """Ask for the pages of every project whose index is older than its newest recorded
         file: whatever happened (a crash, a lost disk, pages from before requests were kept in
         the database), pip finds every recorded wheel after a start."""
-        try:
-            published = self.db.last_published()
-        except DatabaseError as exc:
-            self.log.error("cannot check the projects' indexes: %s", exc)
-            return
         simple = Path(self.config.output_path) / "simple"
-        stale = [
-            package
-            for package, newest in published
-            if _modified(simple / package / "index.json") < newest
-        ]
+        stale = []
+        after = ""
+        try:
+            while published := self.db.last_published(after):
+                stale += [
+                    package
+                    for package, newest in published
+                    if _modified(simple / package / "index.json") < newest
+                ]
+                after = published[-1].package
+        except DatabaseError as exc:
+            # those found so far are still written
+            self.log.error("cannot check the projects' indexes after %r: %s", after, exc)
         if stale:
             self.log.warning(
                 "%d projects' indexes miss recorded files (%s%s): writing them again",

@@ -158,8 +158,9 @@ class DbClient:
     def take_pending_pages(self) -> list[PageRequest]:
         return cast("list[PageRequest]", self._call("TAKEPAGES"))
 
-    def last_published(self) -> list[Published]:
-        return cast("list[Published]", self._call("PUBLISHED"))
+    def last_published(self, after: str = "") -> list[Published]:
+        """A page of the projects with files, the first after *after* (none: no more)."""
+        return cast("list[Published]", self._call("PUBLISHED", after))
 
     def package_exists(self, package: str) -> bool:
         return cast("bool", self._call("PKGEXISTS", package))

@@ -52,7 +52,7 @@ from piwheels.protocols.wire import (
     YANK,
 )
 from piwheels.records.builds import BuildOrigin, CrossCheck, CrossCheckReport, QueueSnapshot
-from piwheels.records.projects import ProjectRow
+from piwheels.records.projects import PUBLISHED_PAGE, ProjectRow
 from piwheels.records.removals import MisplacedFile, PlacedFiles, StatusUpdate, Withholding
 
 # The master -> every task (PUB/SUB: each message's first frame is its topic, every task's or
@@ -112,7 +112,10 @@ oracle = Protocol(
             "GETSTATS": (None, STATISTICS),  # the database's figures (no disk)
             "SAVEPAGES": (ListOf(PAGE_REQUEST), None),  # the Secretary's backlog
             "TAKEPAGES": (None, ListOf(PAGE_REQUEST)),  # (see migration 0009)
-            "PUBLISHED": (None, ListOf(Record([Str, Float], Published))),
+            "PUBLISHED": (  # the page after a project (see migration 0021)
+                Str,
+                ListOf(Record([Str, Float], Published), max_items=PUBLISHED_PAGE),
+            ),
             "SLAVEIDS": (None, Int),  # the first of a block never given (0008_slave_ids)
             # Mr. Chase's repairs (see migrations/0003_operator_repairs.sql)
             "PKGEXISTS": (Str, Bool),

@@ -13,6 +13,10 @@ from typing import NamedTuple
 from piwheels.records.builds import UNCHECKED, BuildState
 from piwheels.records.hits import Downloads, Popular
 
+# Projects with files per PUBLISHED answer (the database's and the Oracle protocol's bound): at
+# PyPI's scale some 90 pages, each an index scan of the projects in name order.
+PUBLISHED_PAGE = 10_000
+
 
 class ProjectRow(NamedTuple):
     """A project as ``set_projects`` in the schema takes it: JSON made where PyPI's answer was
