@@ -28,6 +28,18 @@ def test_pending_pages_stay_until_written(db: Database) -> None:
     assert db.take_pending_pages() == []
 
 
+def test_saved_requests_are_taken_in_parts(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(web_output, "PAGE_REQUESTS_AT_ONCE", 2)
+    projects = [("BOTH", "a"), ("BOTH", "b"), ("BOTH", "c"), ("PROJECT", "a")]
+    db.save_pending_pages([*projects, ("SEARCH", ""), ("HOME", "")])
+    first = db.take_pending_pages()
+    assert sorted(first) == [("BOTH", "a"), ("BOTH", "b"), ("HOME", ""), ("SEARCH", "")]
+    assert db.take_pending_pages(("BOTH", "b")) == [("BOTH", "c"), ("PROJECT", "a")]
+    assert db.take_pending_pages(("PROJECT", "a")) == []
+    # the others are forgotten once taken; a project's stay until its pages are written
+    assert db.take_pending_pages() == projects[:2]
+
+
 def test_recording_a_build_asks_for_its_pages(db: Database) -> None:
     db.set_project("foo", "Foo", 1, "", "", [version("1.0")])
     db.take_pending_pages()

@@ -55,6 +55,20 @@ def test_answers_come_as_their_declared_types(
         client.close()
 
 
+def test_more_pages_than_a_message_holds_are_all_kept(
+    config: MasterConfig, context: zmq.Context[Any], tasks: TasksAlone
+) -> None:
+    # a Secretary stopping with a page of each of PyPI's projects held (as after a lost disk)
+    pages = [PageRequest("BOTH", f"project-{n}") for n in range(100_001)]
+    tasks.start(TheOracle(config, context))
+    client = DbClient(config.oracle_queue, context, timeout=60)
+    try:
+        client.save_pending_pages(pages)
+        assert len(client.take_pending_pages()) == len(pages)
+    finally:
+        client.close()
+
+
 def test_an_error_carries_its_kind(
     config: MasterConfig, context: zmq.Context[Any], tasks: TasksAlone
 ) -> None:

@@ -10,6 +10,7 @@ from psycopg.types.json import Jsonb
 from piwheels.db import web_queries
 from piwheels.db.connection import DatabaseConnection
 from piwheels.records.projects import (
+    PAGE_REQUESTS_AT_ONCE,
     PUBLISHED_PAGE,
     ProjectData,
     SearchEntry,
@@ -47,8 +48,13 @@ class WebOutput(DatabaseConnection):
     def save_pending_pages(self, pages: Sequence[tuple[str, str]]) -> None:
         self.conn.execute("SELECT save_pending_pages(%s)", (Jsonb([list(p) for p in pages]),))
 
-    def take_pending_pages(self) -> list[tuple[str, str]]:
-        cur = self.conn.execute("SELECT kind, package FROM take_pending_pages()")
+    def take_pending_pages(self, after: tuple[str, str] = ("", "")) -> list[tuple[str, str]]:
+        """Saved page requests: with nothing *after*, those not of a project (forgotten now)
+        and the first of the projects'; else the projects' after *after* (kind, package)."""
+        cur = self.conn.execute(
+            "SELECT kind, package FROM take_pending_pages(%s, %s, %s)",
+            (*after, PAGE_REQUESTS_AT_ONCE),
+        )
         return [(kind, package) for kind, package in cur]
 
     def last_published(self, after: str = "") -> list[tuple[str, float]]:

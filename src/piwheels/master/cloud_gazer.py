@@ -61,7 +61,6 @@ AHEAD = 2 * FETCH_PROCESSES * FETCH_THREADS + WRITERS * WRITE_BATCH
 # go PAGES_PER_TICK each 0.1 s, which the Secretary takes without dropping any.
 PAGES_HELD = 60.0
 PAGES_PER_TICK = 100
-SAVE_PAGES_AT_ONCE = 10_000  # at a stop; a message holds at most 100,000
 
 # what a fetch asks of the database: a project to record, one to mark removed (None), or the
 # status alone of one whose details PyPI withholds (a Failure of kind "quarantined")
@@ -300,8 +299,7 @@ class CloudGazer(Task):
             # as the Secretary keeps its own at a stop: the next start asks for them
             pages = [PageRequest("BOTH", package) for package in self.pages_owed]
             try:
-                for start in range(0, len(pages), SAVE_PAGES_AT_ONCE):
-                    self.db.save_pending_pages(pages[start : start + SAVE_PAGES_AT_ONCE])
+                self.db.save_pending_pages(pages)
                 self.log.info("saved %d page requests for the next start", len(pages))
             except DatabaseError as exc:
                 self.log.error("could not save %d page requests: %s", len(pages), exc)

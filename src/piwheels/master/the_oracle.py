@@ -72,7 +72,7 @@ class TheOracle(Task):
             "REQUEUEDUE": lambda _: self.db.requeue_given_back(),
             "GETSTATS": lambda _: self.db.get_statistics(),
             "SAVEPAGES": self.db.save_pending_pages,
-            "TAKEPAGES": lambda _: self.db.take_pending_pages(),
+            "TAKEPAGES": self.db.take_pending_pages,
             "PUBLISHED": self.db.last_published,
             "SLAVEIDS": lambda _: self.db.reserve_slave_ids(),
             "PKGEXISTS": self.db.package_exists,

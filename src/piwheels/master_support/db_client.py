@@ -30,7 +30,7 @@ from piwheels.protocols.messages import (
 )
 from piwheels.records.builds import BuildOrigin, BuildResult, PackageVersion, QueueSnapshot
 from piwheels.records.hits import HitBatch
-from piwheels.records.projects import Statistics
+from piwheels.records.projects import PAGE_REQUESTS_AT_ONCE, Statistics
 from piwheels.transport import Socket
 
 
@@ -153,10 +153,19 @@ class DbClient:
         return cast("int", self._call("RECOUNT"))
 
     def save_pending_pages(self, pages: Sequence[PageRequest]) -> None:
-        self._call("SAVEPAGES", list(pages))
+        """Keep *pages* for the next start, in as many requests as a message's bound needs (a
+        stopping Secretary may hold a page for each of PyPI's projects)."""
+        for start in range(0, len(pages), PAGE_REQUESTS_AT_ONCE):
+            self._call("SAVEPAGES", list(pages[start : start + PAGE_REQUESTS_AT_ONCE]))
 
     def take_pending_pages(self) -> list[PageRequest]:
-        return cast("list[PageRequest]", self._call("TAKEPAGES"))
+        """Every page request saved at the last stop, taken in parts (see migration 0022)."""
+        taken: list[PageRequest] = []
+        after = PageRequest("", "")
+        while part := cast("list[PageRequest]", self._call("TAKEPAGES", after)):
+            taken += part
+            after = part[-1]
+        return taken
 
     def last_published(self, after: str = "") -> list[Published]:
         """A page of the projects with files, the first after *after* (none: no more)."""

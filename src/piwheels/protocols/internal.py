@@ -111,7 +111,8 @@ oracle = Protocol(
             "REQUEUEDUE": (None, ListOf(Int)),  # give-backs whose time has come
             "GETSTATS": (None, STATISTICS),  # the database's figures (no disk)
             "SAVEPAGES": (ListOf(PAGE_REQUEST), None),  # the Secretary's backlog
-            "TAKEPAGES": (None, ListOf(PAGE_REQUEST)),  # (see migration 0009)
+            # the saved requests after one (see migration 0022)
+            "TAKEPAGES": (PAGE_REQUEST, ListOf(PAGE_REQUEST)),
             "PUBLISHED": (  # the page after a project (see migration 0021)
                 Str,
                 ListOf(Record([Str, Float], Published), max_items=PUBLISHED_PAGE),

@@ -16,6 +16,9 @@ from piwheels.records.hits import Downloads, Popular
 # Projects with files per PUBLISHED answer (the database's and the Oracle protocol's bound): at
 # PyPI's scale some 90 pages, each an index scan of the projects in name order.
 PUBLISHED_PAGE = 10_000
+# Saved page requests per SAVEPAGES or TAKEPAGES (a stopping Secretary may hold one for each of
+# PyPI's projects): a tenth of what one message may list.
+PAGE_REQUESTS_AT_ONCE = 10_000
 
 
 class ProjectRow(NamedTuple):
