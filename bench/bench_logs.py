@@ -370,7 +370,7 @@ def ingest(
         for line in log
         if (" ERROR " in line or " CRITICAL " in line) and MISSING_FILES not in line
     ]
-    pages = work / "www" / "project"
+    pages = Path(config.output_path) / "project"
     written = sum(page.stat().st_mtime >= wall for page in pages.glob("*/index.html"))
     unwritten = sum(
         int(match.group(1))

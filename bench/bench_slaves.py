@@ -201,12 +201,11 @@ def master_config(dsn: str, work: Path, abis: list[str], **overrides: Any) -> Ma
     Builder keys included, as ``piw-master`` always has them: the master's key pair is made in
     *work*/keys (as at its first start in DATA_DIR/keys), so the builder queues are CurveZMQ
     servers that admit only the keys trusted there (see :func:`trusted_builders`)."""
-    (work / "www").mkdir()
     key_dir = work / "keys"
     key_pair(key_dir, MASTER_KEY)
     config = MasterConfig(
         dsn=dsn,
-        output_path=work / "www",
+        output_path=fill_db.steady_output(dsn),
         build_abis=abis,
         slave_queue=f"tcp://127.0.0.1:{free_port()}",
         file_queue=f"tcp://127.0.0.1:{free_port()}",
