@@ -116,3 +116,17 @@ def test_a_big_file_is_fetched_no_faster_than_it_is_hashed(juggler: FileJuggler)
     assert transfer.verdict == ""
     assert held <= WINDOW + HASH_BACKLOG
     assert transfer.target.read_bytes() == content
+
+
+def test_the_walk_for_leftovers_gives_way_to_a_stop(juggler: FileJuggler) -> None:
+    # at PyPI's scale the walk of simple/ takes longer than a stop may wait
+    old = juggler.simple / "piwtest-pure" / f".{WHEEL}.part"
+    old.parent.mkdir(parents=True)
+    old.write_bytes(b"left by a killed master")
+    later = time.time() + 60
+    juggler.closing.set()
+    juggler.remove_leftovers(later)
+    assert old.exists()  # left for the next start
+    juggler.closing.clear()
+    juggler.remove_leftovers(later)
+    assert not old.exists()

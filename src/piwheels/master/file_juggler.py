@@ -19,6 +19,7 @@ import contextlib
 import errno
 import os
 import secrets
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -87,6 +88,7 @@ class FileJuggler(Task):
         # chunk is hashed; a byte on the pipe wakes the loop.
         self.reports: SimpleQueue[tuple[Transfer, str | None]] = SimpleQueue()
         self.wake_read, self.wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.closing = threading.Event()  # for work off the loop that can be left undone
         self.register_raw(self.wake_read, self.handle_reports)
 
     def once(self) -> None:
@@ -97,13 +99,25 @@ class FileJuggler(Task):
         """Delete the temporary files of transfers a stopped master never finished (a kill
         leaves them); only those older than this master, so none of its own transfers."""
         removed = 0
-        for part in self.simple.glob("*/.*.part"):
-            try:
-                if part.lstat().st_mtime < started:
-                    part.unlink()
-                    removed += 1
-            except OSError as exc:
-                self.log.warning("cannot remove %s: %s", part, exc)
+        try:
+            projects = os.scandir(self.simple)
+        except FileNotFoundError:
+            return  # nothing published yet
+        except OSError as exc:
+            self.log.warning("cannot look for unfinished transfers: %s", exc)
+            return
+        with projects:
+            for project in projects:
+                if self.closing.is_set():
+                    # a walk of PyPI's projects must not hold up a stop: the next start walks
+                    break
+                for part in Path(project.path).glob(".*.part"):
+                    try:
+                        if part.lstat().st_mtime < started:
+                            part.unlink()
+                            removed += 1
+                    except OSError as exc:
+                        self.log.warning("cannot remove %s: %s", part, exc)
         if removed:
             self.log.warning("removed %d unfinished transfers left by an earlier master", removed)
 
@@ -462,6 +476,7 @@ class FileJuggler(Task):
             transfer.fd = -1
 
     def close(self) -> None:
+        self.closing.set()
         self.hasher.shutdown(wait=True)  # its last jobs may hand stores on
         self.storer.shutdown(wait=True)
         self.handle_reports()
