@@ -89,6 +89,8 @@ SAMPLES: dict[str, Any] = {
     "FORGET": 1,
     "STALLED": 1,
     "SAVEPAGES": [("BOTH", "foo"), ("SEARCH", "")],
+    "TAKEPAGES": ("BOTH", "foo"),
+    "PUBLISHED": "foo",
     "BOTH": "foo",
     "ADD": ("foo", None, ""),
     "PKGEXISTS": "foo",
