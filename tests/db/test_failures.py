@@ -148,6 +148,7 @@ def test_a_passing_cause_is_given_back_with_a_growing_delay_then_failed(
     assert ("foo", "1.0") not in cp39(db)
     statistics = db.get_statistics()._asdict()
     assert statistics["failures_last_hour"] == 0  # a give-back is no failure
+    assert statistics["given_back_last_hour"] == 1  # but said, for a build neither built nor not
     assert statistics["failures_by_cause"] == {}
 
     def come_due() -> None:

@@ -509,12 +509,19 @@ def test_home_page() -> None:
         disk_free=250_000_000_000,
         disk_total=1_000_000_000_000,
         updated=WHEN,
+        given_back_last_hour=2,
     )
     recent = [pages.RecentBuild("foo-bar", f"1.0{SCRIPT}", "cp311", False, WHEN)]
     html = pages.home_page(stats, recent)
     page = Page(html)
     text = " ".join(page.text.split())
-    for figure in ("12,345", "67,890", "1,000 (900 succeeded)", "42 (3 failed)", "5,000 (7.5 GB)"):
+    for figure in (
+        "12,345",
+        "67,890",
+        "1,000 (900 succeeded)",
+        "42 (3 failed, 2 to be tried again)",
+        "5,000 (7.5 GB)",
+    ):
         assert figure in text
     assert "250.0 GB of 1.0 TB (75% used)" in text
     # The queue in the farm's ABI order, as given: put first, newest releases, backlog, all.

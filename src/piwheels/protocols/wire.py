@@ -208,9 +208,11 @@ STATISTICS = Record(
         DateTime,
         Record([Int, Int], Downloads),
         ListOf(Record([Str, Int], Popular), max_items=100),
+        Int,
     ],
     Statistics,
-    required=15,  # the downloads (#20) are ours and later: a monitor does without them
+    # the downloads (#20) and the give-backs are ours and later: a monitor does without them
+    required=15,
 )
 status = Protocol(
     "status",

@@ -81,6 +81,8 @@ class MasterPanel(Widget):
         line = Text(f"{stats.builds_last_hour:,} in the last hour")
         if stats.failures_last_hour:
             line.append(f" ({stats.failures_last_hour:,} failed)", style="yellow")
+        if stats.given_back_last_hour:
+            line.append(f" ({stats.given_back_last_hour:,} to be tried again)", style="dim")
         rate = stats.builds_succeeded / stats.builds if stats.builds else 0.0
         line.append(f"   {stats.builds:,} in all, {rate:.0%} succeeded", style="dim")
         for abi, causes in stats.failures_by_cause.items():
