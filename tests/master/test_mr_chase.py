@@ -146,6 +146,31 @@ def test_remove_with_and_without_skip(config: MasterConfig, tool: Tool) -> None:
     )
 
 
+def test_a_removed_version_leaves_nothing_in_the_withheld_directory(
+    config: MasterConfig, tool: Tool
+) -> None:
+    slave = ScriptedSlave(config, abi="cp39")
+    content = b"wheel bytes"
+    name = "piwtest_pure-1.0-cp39-cp39-linux_x86_64.whl"
+    try:
+        slave.hello()
+        slave.wait_for_build()
+        assert slave.request("BUILT", build_result(file_state(name, content)))[0] == "SEND"
+        slave.send_file(content)
+        assert slave.request("SENT")[0] == "DONE"
+    finally:
+        slave.close()
+    # withheld (a cross-check's doubt, PyPI's removal): out of the index, kept aside
+    served = config.output_path / "simple" / "piwtest-pure"
+    held = config.withheld_dir / "piwtest-pure"
+    held.mkdir(parents=True)
+    for path in served.glob(f"{name}*"):
+        path.rename(held / path.name)
+    assert list(held.iterdir())
+    assert tool.ask("REMOVE", ("piwtest-pure", "1.0", "")) == ("DONE", NO_DATA)
+    assert not list(held.iterdir())
+
+
 def test_rebuild(config: MasterConfig, tool: Tool) -> None:
     for request in (("HOME", None), ("SEARCH", None), ("BOTH", "piwtest-pure"), ("PROJECT", None)):
         assert tool.ask("REBUILD", request) == ("DONE", NO_DATA)

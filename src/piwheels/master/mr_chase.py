@@ -247,15 +247,18 @@ class MrChase(Task):
         return "DONE", NO_DATA
 
     def _unpublish(self, package: str, filename: str) -> None:
-        directory = Path(self.config.output_path) / "simple" / package
-        beside = (f"{filename}.metadata", f"{filename}{provenance.SUFFIX}")
-        for path in (directory / filename, *(directory / name for name in beside)):
-            if path.parent != directory:  # names come from our own database; be sure anyway
-                continue
-            try:
-                path.unlink(missing_ok=True)
-            except OSError as exc:
-                self.log.error("cannot delete %s: %s", path, exc)
+        """Delete a removed file and what lies beside it, served or withheld (a file taken
+        out of the index by a cross-check or PyPI's removal waits in the withheld directory)."""
+        names = (filename, f"{filename}.metadata", f"{filename}{provenance.SUFFIX}")
+        served = Path(self.config.output_path) / "simple" / package
+        for directory in (served, self.config.withheld_dir / package):
+            for path in (directory / name for name in names):
+                if path.parent != directory:  # names come from our own database; be sure
+                    continue
+                try:
+                    path.unlink(missing_ok=True)
+                except OSError as exc:
+                    self.log.error("cannot delete %s: %s", path, exc)
 
     def do_release(self, _: bytes, data: PackageVersion) -> Reply:
         """The operator's word that a version's withheld wheels are to be published after all."""
