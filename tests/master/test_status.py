@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import zmq
 
-from farm import MasterThread, ScriptedSlave, build_result, configure, stats, wait_for
+from farm import MasterThread, ScriptedSlave, build_result, configure, rows, stats, wait_for
 from piwheels import protocols
 from piwheels.master_support.config import MasterConfig
 from piwheels.protocols import NO_DATA
@@ -120,6 +120,27 @@ def test_sleep_wake_and_kill_a_slave(config: MasterConfig, monitor: Monitor) -> 
         wait_for(lambda: slave_id in monitor.heard("GONE"), what="the slave to go")
     finally:
         slave.close()
+
+
+def test_a_slave_that_says_bye_mid_build_gives_it_back_untried(
+    config: MasterConfig, monitor: Monitor
+) -> None:
+    first = ScriptedSlave(config, abi="cp39")
+    try:
+        first_id = first.hello()
+        build = first.wait_for_build()
+        first.sock.send("BYE")  # its operator stopped it
+        wait_for(lambda: first_id in monitor.heard("GONE"), what="the slave to go")
+    finally:
+        first.close()
+    second = ScriptedSlave(config, abi="cp39")
+    try:
+        second.hello()
+        # at once, not after a give-back's delay (ten minutes here): no try counts against it
+        assert second.wait_for_build() == build
+    finally:
+        second.close()
+    assert not rows(config.dsn, "SELECT build_id FROM builds")
 
 
 def test_pausing_from_the_control_queue_makes_slaves_sleep(

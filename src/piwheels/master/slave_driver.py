@@ -264,7 +264,9 @@ class SlaveDriver(SlaveIds, BuildQueue, BuildCollection, CrossChecks, LostSlaves
             return
         slave.last_seen = time.monotonic()
         if action == "BYE":
-            self.forget(slave, "it said BYE")
+            # Stopped by its operator (a build that takes its slave down says nothing): the
+            # build goes back to the queue as it was, no try counted against it.
+            self.forget(slave, "it said BYE", lost=False)
             return
         if slave.waiting:
             # a slave on a REQ socket cannot speak again before it has its reply
