@@ -129,6 +129,7 @@ SAMPLES: dict[str, Any] = {
         NOW,
         STATS,
         False,
+        "rack 3",
     ),
     "PROJECT": "foo",
     "LOGCURSOR": "ab" * 32,

@@ -122,6 +122,19 @@ def test_sleep_wake_and_kill_a_slave(config: MasterConfig, monitor: Monitor) -> 
         slave.close()
 
 
+def test_a_slave_is_shown_with_the_label_its_key_was_trusted_under(
+    config: MasterConfig, monitor: Monitor
+) -> None:
+    slave = ScriptedSlave(config, abi="cp39", label="rack 3")  # trusted as "rack 3" too
+    try:
+        slave_id = slave.hello()
+        joined(monitor)
+        wait_for(lambda: slave_state(monitor, slave_id), what="the slave's status")
+        assert slave_state(monitor, slave_id)[-1][11] == "rack 3"
+    finally:
+        slave.close()
+
+
 def test_a_slave_that_says_bye_mid_build_gives_it_back_untried(
     config: MasterConfig, monitor: Monitor
 ) -> None:

@@ -35,8 +35,10 @@ def slave_record(
     sleep_requested: bool = False,
     first_seen: datetime = NOW,
     swap: tuple[int, int] | None = None,
+    builder: str | None = None,
 ) -> list[Any]:
-    """A SLAVE record as the master sends it; *swap* (total, free) where the slave says."""
+    """A SLAVE record as the master sends it; *swap* (total, free) where the slave says; with
+    *builder*, who the master says it is (a master older than that says nothing)."""
     stats = SlaveStats(NOW - timedelta(seconds=3), 32 << 30, 20 << 30, 8 << 30, 5 << 30, load, temp)
     if swap is not None:
         stats = stats._replace(swap_total=swap[0], swap_free=swap[1])
@@ -52,6 +54,7 @@ def slave_record(
         NOW - timedelta(seconds=2),
         list(stats),
         sleep_requested,
+        *([] if builder is None else [builder]),
     ]
 
 

@@ -68,11 +68,12 @@ def test_a_slave_that_connects_is_shown_and_gone_removes_it(fake: FakeMaster) ->
             await connected(pilot, fake)
             table = app.query_one(SlaveTable)
             assert table.row_count == 0
-            fake.publish("SLAVE", slave_record(7, "pi4-a", temp=52.4))
+            fake.publish("SLAVE", slave_record(7, "pi4-a", temp=52.4, builder="rack 3"))
             await until(pilot, lambda: table.row_count == 1, "the slave's row")
             assert row(app, 7) == [
                 "7",
                 "pi4-a",
+                "rack 3",  # the label its key was trusted under
                 "cp311",
                 "building",
                 "numpy 2.1.0",
@@ -85,11 +86,13 @@ def test_a_slave_that_connects_is_shown_and_gone_removes_it(fake: FakeMaster) ->
                 "52°C",
             ]
             assert any("slave 7 (pi4-a) joined: cp311 linux_aarch64" in x for x in log_lines(app))
-            # The same slave again updates the row in place.
+            # The same slave again updates the row in place (from a master that says nothing
+            # of who the builder is, as an older one would).
             fake.publish("SLAVE", slave_record(7, "pi4-a", state="idle", build=None, temp=0.0))
-            await until(pilot, lambda: row(app, 7)[3] == "idle", "the update")
-            assert row(app, 7)[4:7] == ["-", "-", "2s ago"]
-            assert row(app, 7)[11] == "-"  # no temperature sensor
+            await until(pilot, lambda: row(app, 7)[4] == "idle", "the update")
+            assert row(app, 7)[2] == "no key"
+            assert row(app, 7)[5:8] == ["-", "-", "2s ago"]
+            assert row(app, 7)[12] == "-"  # no temperature sensor
             fake.publish("GONE", 7)
             await until(pilot, lambda: table.row_count == 0, "the row to go")
             assert any("slave 7 (pi4-a) left" in line for line in log_lines(app))
@@ -181,7 +184,7 @@ def test_a_burst_of_slave_updates_is_coalesced(fake: FakeMaster) -> None:
             for n in range(600):
                 fake.publish("SLAVE", slave_record(n % 20, f"s{n % 20}", load=n / 100))
             await until(
-                pilot, lambda: len(app.slaves) == 20 and row(app, 19)[7] == "5.99", "the last"
+                pilot, lambda: len(app.slaves) == 20 and row(app, 19)[8] == "5.99", "the last"
             )
             assert len(snapshots) < 60, f"{len(snapshots)} table updates for 600 messages"
 

@@ -264,8 +264,7 @@ class SlaveDriver(SlaveIds, BuildQueue, BuildCollection, CrossChecks, LostSlaves
             return
         slave.last_seen = time.monotonic()
         if action == "BYE":
-            # Stopped by its operator (a build that takes its slave down says nothing): the
-            # build goes back to the queue as it was, no try counted against it.
+            # its operator stopped it (a build that kills its slave leaves it silent): no try
             self.forget(slave, "it said BYE", lost=False)
             return
         if slave.waiting:
@@ -333,10 +332,9 @@ class SlaveDriver(SlaveIds, BuildQueue, BuildCollection, CrossChecks, LostSlaves
         if slave_id is None:  # answered when the ids come (or, if too many wait, not at all)
             self.wait_for_slave_id(address, hello, connection)
             return None
-        dialect = connection.dialect
-        slave = SlaveRecord(
-            slave_id, address, hello, peer=connection.peer, dialect=dialect, key=connection.key
-        )
+        builder = self.trust.name(connection.key) if self.trust is not None else ""
+        peer, dialect, key = connection.peer, connection.dialect, connection.key
+        slave = SlaveRecord(slave_id, address, hello, peer, dialect, key, builder)
         self.slaves[address] = slave
         # A slave new to this master is load it has not measured, and they come in crowds (a
         # restart, a farm switched on): as cautious as after being behind (see behind()).

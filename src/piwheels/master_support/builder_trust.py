@@ -72,6 +72,14 @@ class BuilderTrust:
             return True
         return self.trusted.is_trusted(key.encode("ascii", "replace")) is not None
 
+    def name(self, key: str) -> str:
+        """Who the builder with the public *key* (Z85) is, for people: the label it was
+        trusted under, else its key's fingerprint."""
+        trusted = self.trusted.is_trusted(key.encode("ascii", "replace")) if key else None
+        if trusted is not None and trusted.label:
+            return trusted.label
+        return describe_key(key) if key else ""
+
     def first_refusal(self, key: str) -> bool:
         """Whether *key* is refused here for the first time (so the caller logs it once)."""
         with self._lock:

@@ -64,6 +64,7 @@ class SlaveRecord:
     peer: str = ""  # its IP address, where it has one
     dialect: Dialect = wire.slave_dialect  # how it speaks, for the whole of its session
     key: str = ""  # its builder key (Z85), if it came on the secure queue
+    builder: str = ""  # that key as the status queue names it (see SlaveStatus.builder)
     state: SlaveState = SlaveState.HELLO
     first_seen: float = field(default_factory=time.monotonic)
     last_seen: float = field(default_factory=time.monotonic)
@@ -117,6 +118,7 @@ class SlaveRecord:
             last_seen=when(self.last_seen),
             stats=self.stats,
             sleep_requested=self.sleep_requested,
+            builder=self.builder,
         )
 
     def origin(self) -> BuildOrigin:

@@ -208,7 +208,7 @@ STATISTICS = Record(
         DateTime,
         Record([Int, Int], Downloads),
         ListOf(Record([Str, Int], Popular), max_items=100),
-        Int,
+        Optional(Int),
     ],
     Statistics,
     # the downloads (#20) and the give-backs are ours and later: a monitor does without them
@@ -233,8 +233,10 @@ status = Protocol(
                 DateTime,
                 Optional(SLAVE_STATS),
                 Bool,
+                Optional(Str),
             ],
             SlaveStatus,
+            required=11,  # who the builder is came later: a monitor does without it
         ),
         "GONE": Int,  # slave_id
         "BUILD": Record([DateTime, Int, Str, Str, Str, Bool, Duration], BuildEvent),

@@ -166,4 +166,5 @@ class Statistics(NamedTuple):
     downloads: Downloads = Downloads()  # the farm's wheels downloaded (migration 0017)
     popular: list[Popular] = []  # the most downloaded projects of the last 30 days  # noqa: RUF012
     # the last hour's builds given back: neither built nor failed, but tried again later
-    given_back_last_hour: int = 0
+    # (None from an older master)
+    given_back_last_hour: int | None = None

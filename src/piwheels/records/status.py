@@ -31,6 +31,9 @@ class SlaveStatus(NamedTuple):
     last_seen: datetime
     stats: SlaveStats | None  # the resources it last reported
     sleep_requested: bool
+    # who it is: the label its key was trusted under (piw-trust add --label), else the key's
+    # fingerprint; "" over a plain queue (the original fleet's), None from an older master
+    builder: str | None = None
 
 
 class CheckEvent(NamedTuple):

@@ -22,6 +22,7 @@ Cell = str | Text | int
 COLUMNS = (
     ("id", "ID"),
     ("label", "Label"),
+    ("builder", "Builder"),
     ("abi", "ABI"),
     ("state", "State"),
     ("build", "Build"),
@@ -70,6 +71,8 @@ def slave_cells(slave: SlaveStatus, now: datetime) -> tuple[Cell, ...]:
     return (
         slave.slave_id,
         slave.label,
+        # the key it was trusted with; none: the original fleet, on a plain queue
+        slave.builder or Text("no key", style="dim"),
         slave.abi_tag,
         state,
         build,
