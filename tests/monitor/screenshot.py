@@ -31,9 +31,23 @@ async def draw(out: Path) -> None:
                 early = NOW - timedelta(hours=2)
                 slaves = [
                     slave_record(
-                        1, "pi4-01", build=("numpy", "2.1.3"), temp=61.0, first_seen=early
+                        1,
+                        "pi4-01",
+                        build=("numpy", "2.1.3"),
+                        temp=61.0,
+                        first_seen=early,
+                        builder="rack A",
                     ),
-                    slave_record(2, "pi4-02", "cp311", "idle", None, load=0.2, first_seen=early),
+                    slave_record(
+                        2,
+                        "pi4-02",
+                        "cp311",
+                        "idle",
+                        None,
+                        load=0.2,
+                        first_seen=early,
+                        builder="rack A",
+                    ),
                     slave_record(
                         3,
                         "pi5-01",
@@ -42,6 +56,7 @@ async def draw(out: Path) -> None:
                         load=3.9,
                         temp=72.0,
                         first_seen=early,
+                        builder="rack B",
                     ),
                 ]
                 for _ in range(50):  # until the answer gets through, as the tests do
@@ -60,7 +75,9 @@ async def draw(out: Path) -> None:
                     duration = timedelta(seconds=40 + 30 * slave_id)
                     fake.publish("BUILD", [when, slave_id, package, version, abi, ok, duration])
                 await pilot.pause(0.3)
-                fake.publish("SLAVE", slave_record(4, "pi3-07", "cp39", "idle", None, temp=44.0))
+                fake.publish(
+                    "SLAVE", slave_record(4, "pi3-07", "cp39", "idle", None, temp=44.0, builder="")
+                )
                 await pilot.pause(0.5)
                 await pilot.press("down", "s")  # sleep pi4-02: the log shows the command
                 await pilot.pause(0.3)
