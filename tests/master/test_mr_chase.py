@@ -115,7 +115,8 @@ def test_bad_imports_are_refused(
     assert error in message
 
 
-def test_remove_with_and_without_skip(config: MasterConfig, tool: Tool) -> None:
+def publish_a_wheel(config: MasterConfig) -> str:
+    """Build piwtest-pure 1.0 for cp39 on a scripted slave, whose wheel is published."""
     slave = ScriptedSlave(config, abi="cp39")
     content = b"wheel bytes"
     name = "piwtest_pure-1.0-cp39-cp39-linux_x86_64.whl"
@@ -127,6 +128,11 @@ def test_remove_with_and_without_skip(config: MasterConfig, tool: Tool) -> None:
         assert slave.request("SENT")[0] == "DONE"
     finally:
         slave.close()
+    return name
+
+
+def test_remove_with_and_without_skip(config: MasterConfig, tool: Tool) -> None:
+    name = publish_a_wheel(config)
     wheel = config.output_path / "simple" / "piwtest-pure" / name
     assert wheel.exists()
     assert rows(config.dsn, QUEUE) == [("1.0", "cp311")]
@@ -149,17 +155,7 @@ def test_remove_with_and_without_skip(config: MasterConfig, tool: Tool) -> None:
 def test_a_removed_version_leaves_nothing_in_the_withheld_directory(
     config: MasterConfig, tool: Tool
 ) -> None:
-    slave = ScriptedSlave(config, abi="cp39")
-    content = b"wheel bytes"
-    name = "piwtest_pure-1.0-cp39-cp39-linux_x86_64.whl"
-    try:
-        slave.hello()
-        slave.wait_for_build()
-        assert slave.request("BUILT", build_result(file_state(name, content)))[0] == "SEND"
-        slave.send_file(content)
-        assert slave.request("SENT")[0] == "DONE"
-    finally:
-        slave.close()
+    name = publish_a_wheel(config)
     # withheld (a cross-check's doubt, PyPI's removal): out of the index, kept aside
     served = config.output_path / "simple" / "piwtest-pure"
     held = config.withheld_dir / "piwtest-pure"

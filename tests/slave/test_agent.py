@@ -27,6 +27,7 @@ import pytest
 import zmq
 
 from piwheels import protocols
+from piwheels.builder_keys import ClientKeys
 from piwheels.protocols import NO_DATA
 from piwheels.records.builds import BuildResult
 from piwheels.records.slaves import SlaveHello, SlaveStats
@@ -161,6 +162,27 @@ class Recorder:
         return builder
 
 
+def slave_config(
+    slave_queue: str,
+    file_queue: str,
+    work_root: Path,
+    *,
+    master_timeout: float = WAIT,
+    keys: ClientKeys | None = None,
+) -> SlaveConfig:
+    return SlaveConfig(
+        slave_queue=slave_queue,
+        file_queue=file_queue,
+        label="test-slave",
+        work_root=work_root,
+        build_timeout=timedelta(minutes=5),
+        master_timeout=timedelta(seconds=master_timeout),
+        busy_interval=timedelta(seconds=0.2),
+        sleep_interval=timedelta(seconds=0.2),
+        keys=keys,
+    )
+
+
 def make_slave(
     master: FakeMaster,
     interpreter: Interpreter,
@@ -169,15 +191,8 @@ def make_slave(
     *,
     master_timeout: float = WAIT,
 ) -> tuple[PiwSlave, Recorder]:
-    config = SlaveConfig(
-        slave_queue=master.slave_queue,
-        file_queue=master.file_queue,
-        label="test-slave",
-        work_root=work_root,
-        build_timeout=timedelta(minutes=5),
-        master_timeout=timedelta(seconds=master_timeout),
-        busy_interval=timedelta(seconds=0.2),
-        sleep_interval=timedelta(seconds=0.2),
+    config = slave_config(
+        master.slave_queue, master.file_queue, work_root, master_timeout=master_timeout
     )
     recorder = Recorder(interpreter, sandbox, work_root)
     return PiwSlave(config, interpreter, builder_factory=recorder), recorder
@@ -429,17 +444,9 @@ def test_a_refused_key_is_said_and_tried_again_later(
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    config = SlaveConfig(
-        slave_queue=refusing_server.address,
-        file_queue=refusing_server.address,
-        label="untrusted",
-        work_root=tmp_path,
-        build_timeout=timedelta(minutes=5),
-        master_timeout=timedelta(minutes=5),  # the refusal is heard, not waited out
-        busy_interval=timedelta(seconds=0.2),
-        sleep_interval=timedelta(seconds=0.2),
-        keys=refusing_server.keys,
-    )
+    address = refusing_server.address
+    # the refusal is heard, not waited out
+    config = slave_config(address, address, tmp_path, master_timeout=300, keys=refusing_server.keys)
     slave = PiwSlave(config, interpreter, sandbox=sandbox)
     runner = SlaveThread(slave)
     try:
