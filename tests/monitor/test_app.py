@@ -42,6 +42,10 @@ def test_hello_at_start_then_master_queue_and_stats(fake: FakeMaster) -> None:
             await until(pilot, lambda: "30 in the last hour" in panel_text(app), "new stats")
             await until(pilot, lambda: "cp311 16" in panel_text(app), "the new queue")
             assert "5.0G free of 100.0G" in panel_text(app)
+            # a master from before download counts (#20) sends the first 15 fields alone
+            fake.publish("STATS", list(statistics(builds_last_hour=31))[:15])
+            await until(pilot, lambda: "31 in the last hour" in panel_text(app), "older stats")
+            assert "Downloads -" in " ".join(panel_text(app).split())
 
     run(test)
 

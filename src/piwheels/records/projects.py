@@ -163,8 +163,10 @@ class Statistics(NamedTuple):
     disk_free: int
     disk_total: int
     updated: datetime
-    downloads: Downloads = Downloads()  # the farm's wheels downloaded (migration 0017)
-    popular: list[Popular] = []  # the most downloaded projects of the last 30 days  # noqa: RUF012
+    # the farm's wheels downloaded (migration 0017); None from a master older than that
+    downloads: Downloads | None = Downloads()
+    # the most downloaded projects of the last 30 days; None likewise
+    popular: list[Popular] | None = []  # noqa: RUF012
     # the last hour's builds given back: neither built nor failed, but tried again later
     # (None from an older master)
     given_back_last_hour: int | None = None

@@ -109,12 +109,13 @@ class MasterPanel(Widget):
         return line
 
     def _downloads_line(self) -> Text:
-        if self.stats is None:
+        stats = self.stats
+        if stats is None or stats.downloads is None:  # none yet, or a master that cannot count
             return Text("-", style="dim")
-        downloads = self.stats.downloads
+        downloads = stats.downloads
         line = Text(f"{downloads.last_30_days:,} in the last 30 days")
         line.append(f"   {downloads.all_time:,} in all", style="dim")
-        if self.stats.popular:
-            top = ", ".join(f"{p.project} {p.last_30_days:,}" for p in self.stats.popular[:3])
+        if stats.popular:
+            top = ", ".join(f"{p.project} {p.last_30_days:,}" for p in stats.popular[:3])
             line.append(f"   most: {top}", style="dim")
         return line
