@@ -79,7 +79,12 @@ def test_an_unknown_slave_gets_nothing_until_its_key_is_trusted(
     try:
         pair = slave_pair(slave)
         refusal = f"refused a builder from 127.0.0.1: its key {pair.fingerprint} is not trusted"
-        wait_for(lambda: refusal in caplog.text, timeout=30, what="the master's refusal")
+        wait_for(
+            lambda: refusal in caplog.text,
+            timeout=60,  # a loaded machine: once in CI the refusal had not come in 30 s
+            what="the master's refusal",
+            context=slave.output,
+        )
         wait_for(
             lambda: f"the master refused this slave's key {pair.fingerprint}" in slave.output(),
             timeout=60,  # a handshake that failed for another reason is tried again in 10 s
