@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import zmq
+from zmq.utils import z85
 
 from piwheels.builder_keys import (
     MASTER_KEY,
@@ -191,3 +192,22 @@ def test_a_queue_with_no_zap_handler_admits_no_key(tmp_path: Path, trust: Builde
 def test_the_masters_key_files_are_where_the_operator_is_told(trust: BuilderTrust) -> None:
     assert (trust.key_dir / f"{MASTER_KEY}.key").read_text().count(trust.public_key) == 1
     assert (trust.key_dir / f"{MASTER_KEY}.key_secret").stat().st_mode & 0o077 == 0
+
+
+def test_the_zap_handler_answers_each_kind_of_request(tmp_path: Path, trust: BuilderTrust) -> None:
+    known = builder(tmp_path, trust, "known", trusted=True)
+    stranger = builder(tmp_path, trust, "stranger", trusted=False)
+    authenticator = BuilderAuthenticator(zmq.Context.instance(), trust)
+
+    def ask(*frames: bytes) -> tuple[bytes, bytes]:
+        reply = authenticator.answer([b"1.0", b"7", b"", b"127.0.0.1", b"", *frames])
+        assert reply[:2] == [b"1.0", b"7"] and len(reply) == 6
+        return reply[2], reply[4]
+
+    assert ask(b"CURVE", z85.decode(known.pair.public)) == (b"200", known.pair.public)
+    assert ask(b"CURVE", z85.decode(stranger.pair.public)) == (b"400", b"")
+    assert ask(b"CURVE", b"not a key")[0] == b"400"
+    assert ask(b"PLAIN", b"user", b"password")[0] == b"400"
+    assert ask(b"NULL") == (b"200", b"anonymous")  # a plain queue, opened by the operator
+    assert authenticator.answer([b"2.0", b"7", b"", b"", b"", b"NULL"])[2] == b"400"
+    assert authenticator.answer([b"1.0"])[2] == b"400"

@@ -154,7 +154,6 @@ class PiwMaster:
         self._publish_provenance_key(config.key_dir)
         authenticator = BuilderAuthenticator(self.context, trust)
         authenticator.start()
-        authenticator.thread.name = "ZAP"  # named in the log as the tasks are
         for address in (config.insecure_slave_queue, config.insecure_file_queue):
             if address is not None:
                 log.warning("%s is open to any builder, with no key (insecure)", address)

@@ -2,13 +2,12 @@
 that lets only those onto the builder queues.
 
 The builder queues (the Slave Driver's and the File Juggler's) are CurveZMQ servers. A builder
-connects with its own key pair; libzmq asks the context's ZAP handler (pyzmq's
-:class:`~zmq.auth.thread.ThreadAuthenticator`, here with the trusted keys as its credentials)
-whether that public key may connect, and an unknown one is turned away in the handshake, never
-reaching a task. Every message then carries the key it came with (its ``User-Id``), and the
-tasks check it again on each message: a key revoked since its builder connected is refused at
-its next message, and a queue with no ZAP handler behind it (a task run alone) admits no one,
-rather than everyone as libzmq would.
+connects with its own key pair; libzmq asks the context's ZAP handler (ZeroMQ RFC 27,
+:class:`BuilderAuthenticator`) whether that public key may connect, and an unknown one is
+turned away in the handshake, never reaching a task. Every message then carries the key it
+came with (its ``User-Id``), and the tasks check it again on each message: a key revoked since
+its builder connected is refused at its next message, and a queue with no ZAP handler behind it
+(a task run alone) admits no one, rather than everyone as libzmq would.
 
 The master's own key is trusted too: ``piw-import``, run as the master's user, sends files with
 it.
@@ -24,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import zmq
-from zmq.auth.thread import ThreadAuthenticator
+from zmq.utils import z85
 
 from piwheels.builder_keys import (
     KEY_LENGTH,
@@ -108,36 +107,84 @@ def describe_key(key: str) -> str:
     return "(not a CurveZMQ key)"
 
 
-class BuilderAuthenticator(ThreadAuthenticator):
-    """The ZAP handler of the master's context: a connection to a builder queue is let in only
-    with a key *trust* admits, and each key turned away is logged once, with where it came
-    from and how to trust it."""
+ZAP_ENDPOINT = "inproc://zeromq.zap.01"  # where libzmq asks a context's ZAP handler
+ZAP_VERSION = b"1.0"
+_ZAP_SLICE_MS = 100  # how often the handler's thread looks whether it is to stop
+
+
+class BuilderAuthenticator:
+    """The ZAP handler of the master's context, on a thread of its own: a connection to a
+    builder queue is let in only with a key *trust* admits, and each key turned away is logged
+    once, with where it came from and how to trust it.
+
+    pyzmq's ThreadAuthenticator did this job, polling its socket through asyncio: now and then
+    (a loaded machine, once in a few test runs) a request went unseen until the next came, and
+    the builder's handshake stalled for libzmq's 30 s. A plain zmq_poll cannot miss one.
+    """
 
     def __init__(self, context: zmq.Context[Any], trust: BuilderTrust) -> None:
-        super().__init__(context, log=logging.getLogger("piwheels.zap"))
+        self.context = context
         self.trust = trust
-        self.address = ""
-        self.configure_curve_callback("*", self)
+        self._stopping = threading.Event()
+        self._socket: zmq.Socket[Any] | None = None
+        self.thread = threading.Thread(target=self._serve, name="ZAP", daemon=True)
 
-    async def handle_zap_message(self, msg: list[bytes]) -> None:
-        # the request's frame 3 is the peer's IP address: kept for the log of a refusal
-        self.address = msg[3].decode("ascii", "replace") if len(msg) > 3 else ""
-        await super().handle_zap_message(msg)
+    def start(self) -> None:
+        # bound here, before the builder queues are: no handshake finds no handler
+        self._socket = self.context.socket(zmq.REP)
+        self._socket.linger = 1
+        self._socket.bind(ZAP_ENDPOINT)
+        self.thread.start()
 
-    def callback(self, domain: str, key: bytes) -> bool:
-        """The credentials provider's check (pyzmq's interface): *key* is Z85."""
+    def stop(self) -> None:
+        self._stopping.set()
+        if self.thread.is_alive():
+            self.thread.join()
+
+    def _serve(self) -> None:
+        sock = self._socket
+        assert sock is not None
         try:
-            text = key.decode("ascii")
-            if self.trust.admits(text):
-                self.trust.forgive(text)
+            while not self._stopping.is_set():
+                if sock.poll(_ZAP_SLICE_MS):
+                    request = sock.recv_multipart()
+                    sock.send_multipart(self.answer(request))
+        finally:
+            sock.close()
+
+    def answer(self, request: list[bytes]) -> list[bytes]:
+        """The reply to one ZAP request: 200 with the key as the User-Id, or 400."""
+        request_id = request[1] if len(request) > 1 else b""
+
+        def reply(status: bytes, text: bytes, user_id: bytes = b"") -> list[bytes]:
+            return [ZAP_VERSION, request_id, status, text, user_id, b""]
+
+        if len(request) < 6 or request[0] != ZAP_VERSION:
+            log.error("refused a malformed ZAP request (%d frames)", len(request))
+            return reply(b"400", b"malformed request")
+        address, mechanism, credentials = request[3], request[5], request[6:]
+        if mechanism == b"NULL":  # a plain queue (--insecure-*): open by the operator's choice
+            return reply(b"200", b"OK", b"anonymous")
+        if mechanism != b"CURVE" or len(credentials) != 1 or len(credentials[0]) != 32:
+            return reply(b"400", b"CurveZMQ only")
+        key = z85.encode(credentials[0]).decode("ascii")
+        if self.callback(address.decode("ascii", "replace"), key):
+            return reply(b"200", b"OK", key.encode("ascii"))
+        return reply(b"400", b"not a trusted builder")
+
+    def callback(self, address: str, key: str) -> bool:
+        """Whether the builder with the public *key* (Z85), connecting from *address*, may."""
+        try:
+            if self.trust.admits(key):
+                self.trust.forgive(key)
                 return True
-            if self.trust.first_refusal(text):
+            if self.trust.first_refusal(key):
                 log.warning(
                     "refused a builder from %s: its key %s is not trusted "
                     "(to trust it: piw-trust add %s)",
-                    self.address or "a local address",
-                    describe_key(text),
-                    shlex.quote(text),  # Z85 has characters a shell would take
+                    address or "a local address",
+                    describe_key(key),
+                    shlex.quote(key),  # Z85 has characters a shell would take
                 )
         except Exception:  # an exception here would stop the ZAP thread, and every handshake
             log.exception("cannot check a builder's key; refused")
