@@ -211,3 +211,35 @@ def test_the_zap_handler_answers_each_kind_of_request(tmp_path: Path, trust: Bui
     assert ask(b"NULL") == (b"200", b"anonymous")  # a plain queue, opened by the operator
     assert authenticator.answer([b"2.0", b"7", b"", b"", b"", b"NULL"])[2] == b"400"
     assert authenticator.answer([b"1.0"])[2] == b"400"
+
+
+def test_the_zap_handler_outlives_its_own_failure(
+    trust: BuilderTrust,
+    server: tuple[zmq.Socket[Any], str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    sock, address = server
+    known = builder(tmp_path, trust, "known", trusted=True)
+    calls = []
+
+    def flaky(self: BuilderAuthenticator, request: list[bytes]) -> list[bytes]:
+        calls.append(request)
+        if len(calls) == 1:
+            raise RuntimeError("a bug")
+        return answer(self, request)
+
+    answer = BuilderAuthenticator.answer
+    monkeypatch.setattr(BuilderAuthenticator, "answer", flaky)
+    context: zmq.Context[Any] = zmq.Context()
+    try:
+        first = say(address, known, context)  # refused: its answer failed
+        assert not sock.poll(1000)
+        second = say(address, known, context)
+        assert sock.poll(5000), "the ZAP handler stopped answering"
+        first.close()
+        second.close()
+    finally:
+        context.destroy(linger=0)
+    assert "cannot answer a ZAP request" in caplog.text

@@ -148,7 +148,13 @@ class BuilderAuthenticator:
             while not self._stopping.is_set():
                 if sock.poll(_ZAP_SLICE_MS):
                     request = sock.recv_multipart()
-                    sock.send_multipart(self.answer(request))
+                    try:
+                        reply = self.answer(request)
+                    except Exception:  # a REP owing its reply would stall every handshake
+                        log.exception("cannot answer a ZAP request; refused")
+                        request_id = request[1] if len(request) > 1 else b""
+                        reply = [ZAP_VERSION, request_id, b"500", b"internal error", b"", b""]
+                    sock.send_multipart(reply)
         finally:
             sock.close()
 
