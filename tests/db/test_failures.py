@@ -14,7 +14,8 @@ from piwheels.abis import sorted_abis
 from piwheels.db.builds import GiveBack
 from piwheels.db.database import Database
 from piwheels.db.project_rows import ProjectUpdate
-from piwheels.failures import Cause, Diagnosis, Want, classify
+from piwheels.diagnosis import classify
+from piwheels.failures import Cause, Diagnosis, Want
 from piwheels.records.builds import BuildResult, BuildState, Dependency, FileState
 from piwheels.web.pages import project_page
 

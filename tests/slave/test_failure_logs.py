@@ -291,7 +291,7 @@ def test_requirement_met_once_published(batch: dict[str, Build]) -> None:
 def assert_diagnosis(output: str, case: Case) -> None:
     # Imported here so that, while the classifier is missing or broken, only its own tests fail
     # and the builds' still run.
-    from piwheels.failures import classify  # noqa: PLC0415
+    from piwheels.diagnosis import classify  # noqa: PLC0415
 
     diagnosis = classify(output, case.package, case.version)
     assert diagnosis.cause == case.cause, diagnosis

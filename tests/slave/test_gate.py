@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from piwheels.failures import Cause, Want, classify
+from piwheels.diagnosis import classify
+from piwheels.failures import Cause, Want
 from piwheels.slave.build import Build
 from piwheels.slave.gate import check_wheel
 from piwheels.slave.interpreter import Interpreter, inspect_interpreter

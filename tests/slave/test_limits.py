@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from piwheels.cli.slave import make_slave_parser, parse_size
-from piwheels.failures import Cause, classify
+from piwheels.diagnosis import classify
+from piwheels.failures import Cause
 from piwheels.slave.build import Build
 from piwheels.slave.interpreter import inspect_interpreter
 from piwheels.slave.limits import Limits, cpu_pinning, disk_used

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from piwheels.failures import Cause, Want, classify
+from piwheels.diagnosis import classify
+from piwheels.failures import Cause, Want
 from piwheels.slave.build import Build
 from piwheels.slave.interpreter import Interpreter, inspect_interpreter
 from piwheels.slave.sandbox import bubblewrap_works, make_sandbox

@@ -12,7 +12,8 @@ from psycopg.types.json import Jsonb
 
 from piwheels.abis import covers_from
 from piwheels.db.connection import DatabaseConnection
-from piwheels.failures import Cause, Diagnosis, Outcome, diagnose, outcome_of, summary_line
+from piwheels.diagnosis import diagnose, summary_line
+from piwheels.failures import Cause, Diagnosis, Outcome, outcome_of
 from piwheels.records.builds import BuildOrigin, BuildResult, CrossCheck, CrossCheckReport
 
 log = logging.getLogger("piwheels.db.database")  # the Database's, whichever part of it speaks

@@ -20,7 +20,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from piwheels.failures import Diagnosis, classify, over_limit, ran_out_of_space
+from piwheels.diagnosis import classify, over_limit, ran_out_of_space
+from piwheels.failures import Diagnosis
 from piwheels.records.builds import BuildResult, Dependency, FileState
 from piwheels.slave import release_time
 from piwheels.slave.build_volume import BuildVolume
