@@ -20,7 +20,7 @@ from piwheels import protocols
 from piwheels.builder_keys import ClientKeys
 from piwheels.heap import serve_from_heap
 from piwheels.message_codec import ProtocolError
-from piwheels.transport import Socket
+from piwheels.transport import POLL_SLICE, Socket
 
 __all__ = ["MAX_CHUNK", "answer_fetch", "send_file"]
 
@@ -29,8 +29,6 @@ log = logging.getLogger(__name__)
 # A FETCH asks for one chunk; anything larger than this is a confused master, not a chunk, and
 # would make us hold that much in memory.
 MAX_CHUNK = 16 * 1024 * 1024
-# How often the wait for the next FETCH checks the clock and the caller's stop flag.
-_SLICE = 0.1
 
 
 def send_file(
@@ -72,10 +70,10 @@ def send_file(
                 raise _QuietError
 
         try:
-            sock.send_unstuck("HELLO", slave_id, waiting=waiting, pause=_SLICE)
+            sock.send_unstuck("HELLO", slave_id, waiting=waiting)
             while True:
                 waiting()
-                if not sock.poll(_SLICE * 1000):
+                if not sock.poll(POLL_SLICE * 1000):
                     continue
                 try:
                     action, data = sock.recv()

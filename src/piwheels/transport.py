@@ -27,6 +27,10 @@ from piwheels.protocols import NO_DATA, Protocol
 
 log = logging.getLogger(__name__)
 
+# How often a wait on a socket stops to call its caller's checks (a stop flag, a deadline, the
+# connection's monitor): the shortest time a signal or a lost connection can take to be noticed.
+POLL_SLICE = 0.1
+
 
 # pyzmq's send_multipart and recv_multipart cost ~6.5 and ~7 us for a 3-frame message, most of
 # it checking each part's type and combining flag enums; sending the frames one by one with
@@ -175,7 +179,7 @@ class Socket:
         data: Any = NO_DATA,
         *,
         waiting: Callable[[], None],
-        pause: float = 0.1,
+        pause: float = POLL_SLICE,
     ) -> None:
         """:meth:`send`, never stuck inside libzmq: until the message can go, *waiting* is
         called every *pause* seconds, and gives up by raising.

@@ -10,10 +10,8 @@ under running slaves.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import random
-import shlex
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,9 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import zmq
-from zmq.utils.monitor import recv_monitor_message
 
-from piwheels import protocols
 from piwheels.builder_keys import ClientKeys
 from piwheels.codec import Text
 from piwheels.file_sender import send_file
@@ -38,33 +34,28 @@ from piwheels.slave.build import Build
 from piwheels.slave.builder import Builder
 from piwheels.slave.interpreter import Interpreter
 from piwheels.slave.limits import NO_LIMITS, Limits
+from piwheels.slave.master_link import (
+    MasterConfusedError,
+    MasterGoneError,
+    MasterLink,
+    MasterRefusedError,
+    MasterSaidDieError,
+    MasterTimeoutError,
+)
 from piwheels.slave.sandbox import Sandbox, make_sandbox
 from piwheels.slave.toolchains import Toolchains, find_toolchains
-from piwheels.transport import Socket, private_routing_id
+from piwheels.transport import POLL_SLICE
 
 __all__ = ["PiwSlave", "SlaveConfig"]
 
 log = logging.getLogger(__name__)
 
-# How often every wait checks stop() and the clock: the slave's reaction time to a signal.
-_SLICE = 0.1
-# ZeroMQ heartbeats on the connection to the master: a master gone without closing it (its
-# machine lost, the process frozen) is noticed after HEARTBEAT_TIMEOUT, not master_timeout.
-HEARTBEAT_INTERVAL_MS = 2000
-HEARTBEAT_TIMEOUT_MS = 10_000
 # After losing the master, how long to wait before saying HELLO to the next one: a connection
 # that keeps dropping must not turn into a flood of HELLOs.
 RECONNECT_PAUSE = timedelta(seconds=1)
 # After the master turned our key away, how long before trying again: until its operator
 # trusts the key, every try is refused (and costs the master a handshake).
 REFUSED_PAUSE = timedelta(seconds=10)
-# What the connection to the master can tell us by its monitor (see _check_connection).
-_CONNECTION_EVENTS = (
-    zmq.EVENT_DISCONNECTED
-    | zmq.EVENT_HANDSHAKE_FAILED_AUTH
-    | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
-    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
-)
 # BUILT carries the whole log, but the protocol bounds it (in characters) and the master bounds
 # the message (in bytes); the builder keeps more than either allows. A budget in UTF-8 bytes
 # satisfies both, whatever the log's script.
@@ -102,30 +93,8 @@ def spread(interval: timedelta) -> timedelta:
     return interval * random.uniform(1.0, 1.5)  # noqa: S311 (spread, not a secret)
 
 
-class _MasterTimeoutError(Exception):
-    """The master did not answer in time: start again from HELLO."""
-
-
-class _MasterConfusedError(Exception):
-    """The master said something invalid at this point: start again from HELLO."""
-
-
-class _MasterGoneError(Exception):
-    """The connection to the master was lost (it stopped, or was replaced): say HELLO to the
-    one there now at once, keeping any build in hand (see :meth:`PiwSlave._resume`)."""
-
-
-class _MasterRefusedError(Exception):
-    """The handshake with the master failed: it refused our key, or it is not the master whose
-    key we were given, or one of us speaks CurveZMQ and the other does not."""
-
-
 class _StopRequestedError(Exception):
     """:meth:`PiwSlave.stop` was called (a signal, usually)."""
-
-
-class _DieError(Exception):
-    """The master said DIE."""
 
 
 class PiwSlave:
@@ -161,12 +130,8 @@ class PiwSlave:
         # A plain flag, not an Event: stop() runs in signal handlers, where taking the lock an
         # Event.wait() of the interrupted thread may hold would deadlock.
         self._stopping = False
-        self._sock: Socket | None = None
-        self._routing_id: bytes | None = None  # the request socket's, for file connections
+        self._link: MasterLink | None = None  # for one conversation, from HELLO
         self._refusals_logged: set[str] = set()
-        self._monitor: zmq.Socket[Any] | None = None  # the request socket's lost connections
-        # A REQ socket alternates send and receive; this says which one is next.
-        self._awaiting_reply = False
         self._build: Build | None = None
         config.work_root.mkdir(parents=True, exist_ok=True)
         os_name, os_version = hostinfo.os_info()
@@ -205,26 +170,26 @@ class PiwSlave:
             while True:
                 try:
                     self._session()
-                except _MasterTimeoutError as exc:
+                except MasterTimeoutError as exc:
                     log.warning("%s; starting again from HELLO", exc)
                     self._reset()
-                except _MasterGoneError as exc:
+                except MasterGoneError as exc:
                     log.warning("%s; saying HELLO to the master there now", exc)
                     self._reset(keep_build=True)
                     self._pause(RECONNECT_PAUSE)
-                except _MasterRefusedError as exc:
+                except MasterRefusedError as exc:
                     # once each: tried again every REFUSED_PAUSE until the operator acts
                     first = str(exc) not in self._refusals_logged
                     self._refusals_logged.add(str(exc))
                     log.log(logging.ERROR if first else logging.DEBUG, "%s; trying again", exc)
                     self._reset(keep_build=True)
                     self._pause(REFUSED_PAUSE)
-                except _MasterConfusedError as exc:
+                except MasterConfusedError as exc:
                     log.error("the master is confused (%s); starting again from HELLO", exc)
                     self._reset()
                     # Not at once: a master that answers nonsense instantly would get a flood.
                     self._pause(self.config.sleep_interval)
-        except _DieError:
+        except MasterSaidDieError:
             log.warning("the master told us to stop")
             self._say_bye()
         except _StopRequestedError:
@@ -243,7 +208,7 @@ class PiwSlave:
         self._connect()
         action, data = self._request("HELLO", self.hello)
         if action != "ACK":
-            raise _MasterConfusedError(f"{action} in reply to HELLO")
+            raise MasterConfusedError(f"{action} in reply to HELLO")
         self.slave_id, self.pypi_url = data
         log.info(
             "connected to the master as slave %d (%s); building from %s",
@@ -262,7 +227,7 @@ class PiwSlave:
                 package, version = data
                 self._run_build(package, version)
             else:
-                raise _MasterConfusedError(f"{action} in reply to IDLE")
+                raise MasterConfusedError(f"{action} in reply to IDLE")
 
     def _resume(self, build: Build) -> None:
         """Offer the new master the build begun for the last one: if it still awaits a build,
@@ -275,7 +240,7 @@ class PiwSlave:
             log.info("the master no longer wants %s %s", build.package, build.version)
             self._discard_build()
         else:
-            raise _MasterConfusedError(f"{action} in reply to RESUME")
+            raise MasterConfusedError(f"{action} in reply to RESUME")
 
     def _run_build(self, package: str, version: str) -> None:
         assert self.pypi_url is not None  # set by ACK before any BUILD
@@ -296,7 +261,7 @@ class PiwSlave:
                     log.warning("the master cancelled the build of %s %s", package, version)
                     return
                 if action != "CONT":
-                    raise _MasterConfusedError(f"{action} in reply to BUSY")
+                    raise MasterConfusedError(f"{action} in reply to BUSY")
                 if self._wait_for(build, self.config.busy_interval):
                     break
                 action, _ = self._request("BUSY", self.stats())
@@ -313,8 +278,8 @@ class PiwSlave:
                 self._transfer(build, data)
                 action, data = self._request("SENT")
             if action != "DONE":
-                raise _MasterConfusedError(f"{action} in reply to BUILT or SENT")
-        except _MasterGoneError:
+                raise MasterConfusedError(f"{action} in reply to BUILT or SENT")
+        except MasterGoneError:
             kept = True  # for the master there now
             raise
         finally:
@@ -334,112 +299,33 @@ class PiwSlave:
             return self._request("BUILT", BuildResult(False, result.duration, output, []))
 
     def _connect(self) -> None:
-        sock = Socket(zmq.REQ, reversed(protocols.slave_driver), context=self._context)
-        # The master may be named by an IPv6 address or a name that resolves to one.
-        sock.zsock.setsockopt(zmq.IPV6, 1)
-        # Our file connections bear the same id: only they may send this slave's files.
-        self._routing_id = private_routing_id()
-        sock.zsock.setsockopt(zmq.ROUTING_ID, self._routing_id)
-        sock.zsock.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_INTERVAL_MS)
-        sock.zsock.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
-        if self.config.keys is not None:
-            self.config.keys.secure(sock.zsock)
-        # A lost connection means a master that stopped or was replaced: a request sent on
-        # would go to the next one, which knows nothing of us and would never answer it.
-        self._monitor = sock.zsock.get_monitor_socket(_CONNECTION_EVENTS)
-        sock.connect(self.config.slave_queue)
-        self._sock = sock
-        self._awaiting_reply = False
-
-    def _check_connection(self) -> None:
-        """Raise _MasterGoneError if the connection to the master was lost since it was made,
-        or _MasterRefusedError if it could not be made for the keys (each ends the session)."""
-        if self._monitor is None or not self._monitor.poll(0):
-            return
-        event = recv_monitor_message(self._monitor)["event"]
-        keys = self.config.keys
-        if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH and keys is not None:
-            raise _MasterRefusedError(
-                f"the master refused this slave's key {keys.pair.fingerprint}: its operator "
-                f"must trust it (piw-trust add {shlex.quote(keys.pair.public.decode())})"
-            )
-        if event == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL:
-            raise _MasterRefusedError(
-                "the handshake with the master failed: it does not hold the key given with "
-                "--master-key"
-            )
-        if event == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL:
-            raise _MasterRefusedError(
-                "the master's queue and this slave disagree on security: one speaks CurveZMQ "
-                "and the other does not (see piw-slave --master-key and --insecure)"
-            )
-        raise _MasterGoneError("the connection to the master was lost")
+        self._link = MasterLink(
+            self._context,
+            self.config.slave_queue,
+            self.config.keys,
+            timeout=self.config.master_timeout.total_seconds(),
+            clock=self._clock,
+            check_stop=self._check_stop,
+        )
 
     def _request(self, action: str, data: Any = NO_DATA) -> tuple[str, Any]:
-        """Send *action* and return the master's reply; DIE is handled here, wherever it comes."""
-        sock = self._sock
-        assert sock is not None
-        timeout = self.config.master_timeout.total_seconds()
-        deadline = self._clock() + timeout
-
-        def waiting() -> None:
-            self._check_stop()
-            self._check_connection()
-            if self._clock() >= deadline:
-                raise _MasterTimeoutError(f"no answer to {action} within {timeout:g}s")
-
-        waiting()
-        sock.send_unstuck(action, data, waiting=waiting, pause=_SLICE)
-        self._awaiting_reply = True
-        while not sock.poll(_SLICE * 1000):
-            waiting()
-        try:
-            reply, reply_data = sock.recv()
-        except ProtocolError as exc:
-            raise _MasterConfusedError(str(exc)) from None
-        finally:
-            self._awaiting_reply = False
-        if reply == "DIE":
-            raise _DieError
-        return reply, reply_data
+        assert self._link is not None
+        return self._link.request(action, data)
 
     def _say_bye(self) -> None:
         """Tell the master we are going (the build is already gone), without waiting long."""
         self._discard_build()
-        sock = self._sock
-        if sock is None:
-            return
-        linger = self.config.bye_timeout.total_seconds()
-        if self._awaiting_reply:
-            # A REQ socket cannot send until the reply to its last request arrives.
-            if not sock.poll(linger * 1000):
-                log.warning("cannot say BYE: the master has not answered our last message")
-                return
-            with contextlib.suppress(ProtocolError):  # whatever it was, it is out of the way
-                sock.recv()
-            self._awaiting_reply = False
-        try:
-            sock.send("BYE", flags=zmq.NOBLOCK)
-        except zmq.Again:
-            log.warning("cannot say BYE: no connection to the master")
-            return
-        # The socket is closed with a linger so that BYE still leaves: the master answers
-        # nothing to it, so there is nothing to wait for.
-        sock.zsock.close(linger=int(linger * 1000))
-        self._sock = None
+        if self._link is not None:
+            self._link.say_bye(self.config.bye_timeout.total_seconds())
 
     def _reset(self, *, keep_build: bool = False) -> None:
         """Forget the master: kill any build (unless *keep_build*: it is offered to the next
         master), drop the socket (a REQ missing a reply is stuck)."""
         if not keep_build:
             self._discard_build()
-        if self._monitor is not None:
-            self._monitor.close(linger=0)
-            self._monitor = None
-        if self._sock is not None:
-            self._sock.close()
-            self._sock = None
-        self._awaiting_reply = False
+        if self._link is not None:
+            self._link.close()
+            self._link = None
         self.slave_id = None
         self.pypi_url = None
 
@@ -462,7 +348,7 @@ class PiwSlave:
         try:
             path = build.wheel_path(filename)
         except (KeyError, RuntimeError):
-            raise _MasterConfusedError(f"SEND {filename!r}: not a file of this build") from None
+            raise MasterConfusedError(f"SEND {filename!r}: not a file of this build") from None
         try:
             wheel = path.open("rb")
         except OSError as exc:
@@ -470,6 +356,7 @@ class PiwSlave:
             log.error("cannot send %s: %s", filename, exc)
             return
         assert self.slave_id is not None  # set by ACK before any SEND
+        assert self._link is not None
         log.info("sending %s to the master", filename)
         with wheel:
             send_file(
@@ -480,7 +367,7 @@ class PiwSlave:
                 timeout=self.config.master_timeout.total_seconds(),
                 clock=self._clock,
                 check_stop=self._check_stop,
-                routing_id=self._routing_id,
+                routing_id=self._link.routing_id,
                 keys=self.config.keys,
             )
 
@@ -494,7 +381,7 @@ class PiwSlave:
         deadline = self._clock() + interval.total_seconds()
         self._check_stop()
         while (remaining := deadline - self._clock()) > 0:
-            time.sleep(min(remaining, _SLICE))
+            time.sleep(min(remaining, POLL_SLICE))
             self._check_stop()
 
     def _wait_for(self, build: Build, interval: timedelta) -> bool:
@@ -505,7 +392,7 @@ class PiwSlave:
             remaining = deadline - self._clock()
             if remaining <= 0:
                 return not build.is_alive()
-            if build.wait(min(remaining, _SLICE)):
+            if build.wait(min(remaining, POLL_SLICE)):
                 return True
 
     def _default_builder(self, index_url: str) -> Builder:
