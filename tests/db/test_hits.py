@@ -97,6 +97,19 @@ def test_the_pages_figures_count_the_last_30_days_and_all_time(db: Database) -> 
     assert by_kind == {"download": 6, "search": 7, "json": 2}
 
 
+def test_the_last_30_days_are_today_and_the_29_before_and_any_day_ahead(db: Database) -> None:
+    """The page's figure is read day by day from a key that starts with the day (0023): each
+    day at the window's edges, and a web server's clock that runs into tomorrow."""
+    wheel = ("edge-1.0-py3-none-any.whl", "edge", 0)
+    days = {30: 1, 29: 10, 0: 100, -1: 1000}  # days ago: downloads on that day
+    offset = 0
+    for days_ago, count in days.items():
+        when = midnight(days_ago) + timedelta(hours=12)
+        assert db.record_hits(batch(offset, offset + 10, [wheel] * count, when=when))
+        offset += 10
+    assert hit_queries.project_downloads(db.conn, "edge") == Downloads(1110, 1111)
+
+
 def test_popular_projects_newest_releases_are_built_first(db: Database) -> None:
     record_campaign(db)
     newest = [pv for pv in queue_of(db)["cp39"] if pv[0] in ("steady", "quiet")][:2]
