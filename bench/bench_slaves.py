@@ -29,7 +29,7 @@ with keys check or are checked, so with them on the two runs would not do the sa
 what they cost is not CurveZMQ's. (The simulated wheels are reproducible: a check agrees.)
 
 The slaves live in WORKERS processes, each driving its share through one event loop, with one
-REQ socket (one TCP connection, one identity) per slave and a DEALER per transfer, as real
+REQ socket (one TCP connection, one identity) per slave and a DEALER for its files, as real
 slaves have: the master cannot tell them from 500 machines. 500 processes of their own would
 need ~12 GB and leave two cores switching between them, measuring the scheduler, not the master.
 

@@ -2,7 +2,7 @@
 
 Each :class:`SimSlave` speaks the real slave protocol (:mod:`piwheels.protocols`, through
 :mod:`piwheels.transport`) on a REQ socket of its own, and the File Juggler's on a DEALER of
-its own while it sends a wheel, as ``piw-slave`` does, but builds instantly: its wheel is a tiny
+its own for the wheels it sends, as ``piw-slave`` does, but builds instantly: its wheel is a tiny
 real one made on the spot. A worker process drives its share of slaves from one event loop;
 :func:`run_slaves` starts the workers together and gathers what their slaves saw (every reply's
 latency by the message it answered, builds recorded, SLEEPs, timeouts).
@@ -158,7 +158,7 @@ class Watch:
 
 
 class SimSlave:
-    """One slave: a REQ socket to the Slave Driver, a DEALER to the File Juggler when sending."""
+    """One slave: a REQ socket to the Slave Driver, a DEALER to the File Juggler once it sends."""
 
     def __init__(
         self,
@@ -326,11 +326,14 @@ class SimSlave:
     def start_transfer(self, filename: str) -> None:
         assert self.wheel is not None
         assert self.wheel[0] == filename, filename
-        self.transfer = Socket(zmq.DEALER, reversed(protocols.file_juggler), context=self.context)
-        if self.keys is not None:  # the same key as its requests, as piw-slave's file_sender
-            self.keys.secure(self.transfer.zsock)
-        self.transfer.connect(self.file_queue)
-        self.watch.add(self.transfer, self, transfer=True)
+        if self.transfer is None:  # one for all its files, as piw-slave's (see FileConnection)
+            self.transfer = Socket(
+                zmq.DEALER, reversed(protocols.file_juggler), context=self.context
+            )
+            if self.keys is not None:  # the same key as its requests, as piw-slave's
+                self.keys.secure(self.transfer.zsock)
+            self.transfer.connect(self.file_queue)
+            self.watch.add(self.transfer, self, transfer=True)
         self.transfer_action, self.transfer_at = "file HELLO", time.perf_counter()
         self.transfer.send("HELLO", self.slave_id)
 
@@ -349,8 +352,6 @@ class SimSlave:
             self.tally.latencies[answered].append(now - self.transfer_at)
             self.transfer_action = ""
         if action == "DONE":
-            self.watch.close(self.transfer)
-            self.transfer = None
             self.request("SENT")
             return
         offset, length = data

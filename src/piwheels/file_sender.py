@@ -1,7 +1,8 @@
 """The sending side of the File Juggler protocol, shared by build slaves and ``piw-import``.
 
 The sender says HELLO with its slave id on a DEALER socket and then answers each FETCH with the
-CHUNK it asks for, until the File Juggler says DONE. Whether the file arrived intact is not
+CHUNK it asks for, until the File Juggler says DONE; a slave then sends its next file on the
+same connection. Whether the file arrived intact is not
 decided here: the sender then tells the Slave Driver (or Mr. Chase) SENT, and the master, which
 knows the size and SHA256 it expects, answers with DONE or asks for the file again.
 """
@@ -12,7 +13,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Self
 
 import zmq
 
@@ -22,7 +23,7 @@ from piwheels.heap import serve_from_heap
 from piwheels.message_codec import ProtocolError
 from piwheels.transport import POLL_SLICE, Socket
 
-__all__ = ["MAX_CHUNK", "answer_fetch", "send_file"]
+__all__ = ["MAX_CHUNK", "FileConnection", "answer_fetch", "send_file"]
 
 log = logging.getLogger(__name__)
 
@@ -44,24 +45,79 @@ def send_file(
     routing_id: bytes | None = None,
     keys: ClientKeys | None = None,
 ) -> bool:
-    """Serve the File Juggler at *address* the FETCHes for *wheel* until it says DONE.
+    """Serve the File Juggler at *address* the FETCHes for *wheel* until it says DONE, on a
+    connection of its own (see :class:`FileConnection`, which this opens and closes)."""
+    with FileConnection(context, address, routing_id=routing_id, keys=keys) as connection:
+        return connection.send(
+            slave_id, wheel, timeout=timeout, clock=clock, check_stop=check_stop, on_chunk=on_chunk
+        )
 
-    Returns True on DONE, False if the File Juggler was silent for *timeout* seconds: a silent
-    File Juggler ends the transfer, not the caller's conversation, because SENT goes to a task
-    that knows whether the file arrived and asks again if not. *check_stop* is called between
-    waits and may raise to abandon the transfer; *on_chunk* hears ``(offset, length)`` of each
-    CHUNK sent (a repeated FETCH is reported again). *routing_id* is the one the sender's
-    request socket has: the File Juggler takes the file only from that sender's connection;
-    with *keys*, the connection is a CurveZMQ one, as the sender's requests are.
+
+class FileConnection:
+    """A DEALER to the File Juggler at *address*, for one file or for many in turn.
+
+    A slave keeps one for its whole conversation with the master: a file connection made for
+    each build costs both ends a handshake (with builder keys, CurveZMQ's key exchange and a
+    ZAP request) for a wheel that is often a few kB. *routing_id* is the one the sender's request
+    socket has: the File Juggler takes a slave's file only from that slave's connection; with
+    *keys*, the connection is a CurveZMQ one, as the sender's requests are.
     """
-    with Socket(zmq.DEALER, reversed(protocols.file_juggler), context=context) as sock:
-        # The master may be named by an IPv6 address or a name that resolves to one.
-        sock.zsock.setsockopt(zmq.IPV6, 1)
-        if routing_id is not None:
-            sock.zsock.setsockopt(zmq.ROUTING_ID, routing_id)
-        if keys is not None:
-            keys.secure(sock.zsock)
-        sock.connect(address)
+
+    def __init__(
+        self,
+        context: zmq.Context[Any],
+        address: str,
+        *,
+        routing_id: bytes | None = None,
+        keys: ClientKeys | None = None,
+    ) -> None:
+        self._context = context
+        self._address = address
+        self._routing_id = routing_id
+        self._keys = keys
+        self._sock: Socket | None = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def _connected(self) -> Socket:
+        if self._sock is None:
+            sock = Socket(zmq.DEALER, reversed(protocols.file_juggler), context=self._context)
+            # The master may be named by an IPv6 address or a name that resolves to one.
+            sock.zsock.setsockopt(zmq.IPV6, 1)
+            if self._routing_id is not None:
+                sock.zsock.setsockopt(zmq.ROUTING_ID, self._routing_id)
+            if self._keys is not None:
+                self._keys.secure(sock.zsock)
+            sock.connect(self._address)
+            self._sock = sock
+        return self._sock
+
+    def send(
+        self,
+        slave_id: int,
+        wheel: BinaryIO,
+        *,
+        timeout: float,
+        clock: Callable[[], float] = time.monotonic,
+        check_stop: Callable[[], None] = lambda: None,
+        on_chunk: Callable[[int, int], None] | None = None,
+    ) -> bool:
+        """Serve the FETCHes for *wheel* until the File Juggler says DONE.
+
+        Returns True on DONE, False if the File Juggler was silent for *timeout* seconds: a
+        silent File Juggler ends the transfer, not the caller's conversation, because SENT goes
+        to a task that knows whether the file arrived and asks again if not. *check_stop* is
+        called between waits and may raise to abandon the transfer; *on_chunk* hears
+        ``(offset, length)`` of each CHUNK sent (a repeated FETCH is reported again).
+
+        Only a transfer that ended in DONE leaves the connection open for the next file: after
+        any other end a FETCH of this file may still come, and would be answered from the next.
+        """
+        sock = self._connected()
         deadline = clock() + timeout
 
         def waiting() -> None:
@@ -69,6 +125,7 @@ def send_file(
             if clock() >= deadline:  # the latest deadline: each FETCH moves it on
                 raise _QuietError
 
+        done = False
         try:
             sock.send_unstuck("HELLO", slave_id, waiting=waiting)
             while True:
@@ -82,6 +139,7 @@ def send_file(
                     continue
                 if action == "DONE":
                     log.info("sent %s", wheel.name)
+                    done = True
                     return True
                 offset, length = data
                 if answer_fetch(sock, wheel, offset, length) and on_chunk is not None:
@@ -90,6 +148,14 @@ def send_file(
         except _QuietError:
             log.warning("the file juggler went quiet during %s; giving up", wheel.name)
             return False
+        finally:
+            if not done:
+                self.close()
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
 
 
 class _QuietError(Exception):

@@ -218,6 +218,7 @@ def transfer(master: FakeMaster, size: int, chunk: int) -> bytes:
 def test_build_and_send(master, interpreter, sandbox, pypi_index, tmp_path, caplog):
     caplog.set_level(logging.INFO, "piwheels")
     slave, recorder = make_slave(master, interpreter, sandbox, tmp_path / "work", master_timeout=2)
+    connections = master.juggler.zsock.get_monitor_socket(zmq.EVENT_ACCEPTED)
     runner = SlaveThread(slave)
 
     hello = master.expect("HELLO")
@@ -277,6 +278,19 @@ def test_build_and_send(master, interpreter, sandbox, pypi_index, tmp_path, capl
     master.expect("SENT")
     assert "refusing FETCH" in caplog.text
     assert not master.juggler.poll(0)  # nothing was sent for the refused FETCH
+
+    # SEND once more: after a transfer that ended in DONE, the next goes by the same file
+    # connection (the one after the silent File Juggler was dropped for a new one).
+    master.reply("SEND", wheel.filename)
+    assert master.expect_file("HELLO") == 7
+    assert transfer(master, wheel.filesize, chunk=wheel.filesize) == content
+    master.expect("SENT")
+    accepted = 0
+    while connections.poll(0):
+        connections.recv_multipart()
+        accepted += 1
+    assert accepted == 2
+    connections.close(linger=0)
 
     master.reply("DONE")
     master.expect("IDLE")

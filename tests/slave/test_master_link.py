@@ -53,7 +53,13 @@ def _link(
             raise _Stopped
 
     return MasterLink(
-        context, address, keys, timeout=timeout, clock=time.monotonic, check_stop=check_stop
+        context,
+        address,
+        keys,
+        file_address="tcp://127.0.0.1:9",  # no file is sent here
+        timeout=timeout,
+        clock=time.monotonic,
+        check_stop=check_stop,
     )
 
 

@@ -23,7 +23,6 @@ import zmq
 
 from piwheels.builder_keys import ClientKeys
 from piwheels.codec import Text
-from piwheels.file_sender import send_file
 from piwheels.message_codec import ProtocolError
 from piwheels.protocols import NO_DATA
 from piwheels.protocols.wire import SLAVE_HELLO
@@ -303,6 +302,7 @@ class PiwSlave:
             self._context,
             self.config.slave_queue,
             self.config.keys,
+            file_address=self.config.file_queue,
             timeout=self.config.master_timeout.total_seconds(),
             clock=self._clock,
             check_stop=self._check_stop,
@@ -359,16 +359,12 @@ class PiwSlave:
         assert self._link is not None
         log.info("sending %s to the master", filename)
         with wheel:
-            send_file(
-                self._context,
-                self.config.file_queue,
+            self._link.files.send(
                 self.slave_id,
                 wheel,
                 timeout=self.config.master_timeout.total_seconds(),
                 clock=self._clock,
                 check_stop=self._check_stop,
-                routing_id=self._link.routing_id,
-                keys=self.config.keys,
             )
 
     # -- waiting -------------------------------------------------------------------------------

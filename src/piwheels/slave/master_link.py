@@ -1,4 +1,5 @@
-"""The slave's connection to the Slave Driver: one REQ socket for one conversation.
+"""The slave's connections to the master for one conversation: a REQ socket to the Slave Driver,
+and the File Juggler's connection its files go by.
 
 A REQ socket is simple to talk on and hard to recover: once a request is out, it cannot send
 again until the reply arrives. So a :class:`MasterLink` is made for each conversation (from HELLO)
@@ -19,6 +20,7 @@ from zmq.utils.monitor import recv_monitor_message
 
 from piwheels import protocols
 from piwheels.builder_keys import ClientKeys
+from piwheels.file_sender import FileConnection
 from piwheels.message_codec import ProtocolError
 from piwheels.protocols import NO_DATA
 from piwheels.transport import POLL_SLICE, Socket, private_routing_id
@@ -72,7 +74,8 @@ class MasterSaidDieError(Exception):
 
 
 class MasterLink:
-    """A REQ connection to the Slave Driver at *address*.
+    """A REQ connection to the Slave Driver at *address*, and (once a file is sent) one to the
+    File Juggler at *file_address*, which bears the same routing id.
 
     Every wait on it calls *check_stop* each :data:`POLL_SLICE` (which stops the wait by
     raising) and gives up after *timeout* seconds of the master's silence.
@@ -84,6 +87,7 @@ class MasterLink:
         address: str,
         keys: ClientKeys | None,
         *,
+        file_address: str,
         timeout: float,
         clock: Callable[[], float],
         check_stop: Callable[[], None],
@@ -109,6 +113,7 @@ class MasterLink:
         self._sock: Socket | None = sock
         # A REQ socket alternates send and receive; this says which one is next.
         self._awaiting_reply = False
+        self.files = FileConnection(context, file_address, routing_id=self.routing_id, keys=keys)
 
     def request(self, action: str, data: Any = NO_DATA) -> tuple[str, Any]:
         """Send *action* and return the master's reply; DIE, wherever it comes, is raised."""
@@ -185,6 +190,7 @@ class MasterLink:
         self._sock = None
 
     def close(self) -> None:
+        self.files.close()
         self._monitor.close(linger=0)
         if self._sock is not None:
             self._sock.close()
