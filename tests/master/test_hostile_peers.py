@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -29,6 +30,7 @@ from farm import (
     builder_keys,
     configure,
     file_state,
+    free_port,
     rows,
     stats,
     wait_for,
@@ -368,6 +370,61 @@ def test_frames_beyond_a_message_are_not_kept(
     peer.send_multipart([b"", cbor2.dumps("IDLE"), *[b"x" * (1 << 20)] * 8])
     wait_for(lambda: "malformed envelope (11 frames)" in caplog.text, timeout=10)
     still_serving(config, master)
+
+
+# ZMTP 3.0 by hand (RFC 23): a greeting for the NULL mechanism, READY as a DEALER, then frames
+ZMTP_GREETING = b"\xff" + bytes(8) + b"\x7f\x03\x00" + b"NULL".ljust(20, b"\0") + bytes(32)
+ZMTP_READY = b"\x04\x1c\x05READY\x0bSocket-Type\x00\x00\x00\x06DEALER"
+
+
+def _connected(host: str, port: int) -> socket.socket | None:
+    try:
+        return socket.create_connection((host, port), timeout=10)
+    except ConnectionRefusedError:
+        return None
+
+
+def _frames_sent(peer: socket.socket, frame: bytes, *, most: int) -> int:
+    """How many times *frame* went out before the other end hung up (at most *most*)."""
+    for sent in range(most):
+        try:
+            peer.sendall(frame)
+        except OSError:
+            return sent
+    return most
+
+
+def test_a_message_never_ended_is_dropped_with_its_connection(
+    master_dsn: str, tmp_path: Path, pypi_index: LocalPyPI, caplog: Any
+) -> None:
+    """libzmq keeps a message's frames until its last: a peer speaking ZMTP by hand (on the
+    plain queue an operator opened for the original slaves) sends 1 MB frames marked "more"
+    for ever. Past --max-memory the master ends the connections of its builder queues."""
+    caplog.set_level(logging.ERROR)
+    insecure = f"tcp://127.0.0.1:{free_port()}"
+    limit = _rss() + (150 << 20)  # this process is the master's
+    config = configure(
+        master_dsn,
+        tmp_path,
+        pypi_index,
+        ["cp39"],
+        packages=["piwtest-pure"],
+        insecure_slave_queue=insecure,
+        max_memory=limit,
+    )
+    master = MasterThread(config).start()
+    try:
+        host, port = insecure.removeprefix("tcp://").rsplit(":", 1)
+        peer = wait_for(lambda: _connected(host, int(port)), what="the plain queue open")
+        peer.sendall(ZMTP_GREETING + ZMTP_READY)
+        frame = b"\x03" + (1 << 20).to_bytes(8, "big") + os.urandom(1 << 20)
+        assert _frames_sent(peer, frame, most=1000) < 1000  # the master ended the connection
+        peer.close()
+        wait_for(lambda: "ended every connection on " + insecure in caplog.text, timeout=10)
+        wait_for(lambda: _rss() < limit, timeout=10, what="the master's memory back under")
+        still_serving(config, master)
+    finally:
+        master.stop()
 
 
 # A subscriber of its own process: libzmq's SUB side keeps the subscription in a tree as well,

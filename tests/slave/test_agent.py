@@ -290,7 +290,20 @@ def test_build_and_send(master, interpreter, sandbox, pypi_index, tmp_path, capl
         connections.recv_multipart()
         accepted += 1
     assert accepted == 2
+    master.juggler.zsock.disable_monitor()  # first: libzmq would go on sending it events
     connections.close(linger=0)
+
+    # The File Juggler's end of it is cut (as the master's QueueGuard does): libzmq connects
+    # again, and the next file goes by the new connection.
+    endpoint = master.juggler.zsock.get_string(zmq.LAST_ENDPOINT)
+    master.juggler.zsock.unbind(endpoint)
+    assert not master.juggler.poll(200)  # (a socket ends its connections as it is polled)
+    master.juggler.zsock.bind(endpoint)
+    assert not master.juggler.poll(500)  # the slave's connection dropped, and libzmq made another
+    master.reply("SEND", wheel.filename)
+    assert master.expect_file("HELLO") == 7
+    assert transfer(master, wheel.filesize, chunk=wheel.filesize) == content
+    master.expect("SENT")
 
     master.reply("DONE")
     master.expect("IDLE")

@@ -200,6 +200,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="below this much free space on the output disk, slaves SLEEP",
     )
     parser.add_argument(
+        "--max-memory",
+        type=int,
+        default=MasterConfig.max_memory,
+        metavar="BYTES",
+        help="above this much resident memory, end every connection on the builder queues, "
+        "freeing what their peers made ZeroMQ hold (default: 2 GiB)",
+    )
+    parser.add_argument(
         "--no-follow",
         action="store_true",
         help="do not follow PyPI (only build what the database already holds)",
@@ -313,6 +321,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             give_back_tries=max(args.give_back_tries, 1),
             give_back_delay=timedelta(seconds=max(args.give_back_delay, 0.0)),
             min_free_space=args.min_free_space,
+            max_memory=args.max_memory,
             cross_check_first=max(args.cross_check_first, 0),
             cross_check_share=min(max(args.cross_check_share, 0.0), 1.0),
             withhold_disagreements=args.withhold_disagreements,

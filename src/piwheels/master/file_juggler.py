@@ -71,6 +71,7 @@ class FileJuggler(Task):
             config.insecure_file_queue,
             self.trust,
             self.setup_file_queue,
+            max_memory=config.max_memory,
             max_message_size=CHUNK_SIZE + 4096,
             peer_addresses=True,
         )

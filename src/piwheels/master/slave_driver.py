@@ -104,6 +104,7 @@ class SlaveDriver(SlaveIds, BuildQueue, BuildCollection, CrossChecks, LostSlaves
             config.insecure_slave_queue,
             self.trust,
             self.setup_slave_queue,
+            max_memory=config.max_memory,
             max_message_size=MAX_SLAVE_MESSAGE,
             peer_addresses=True,
         )

@@ -34,6 +34,7 @@ from piwheels.builder_keys import (
     key_pair,
     serve_securely,
 )
+from piwheels.master_support.queue_guard import GUARD_INTERVAL, QueueGuard
 from piwheels.master_support.task import Task
 from piwheels.protocols import Protocol
 from piwheels.transport import Socket
@@ -209,12 +210,15 @@ def open_builder_queues(
     insecure: str | None,
     trust: BuilderTrust | None,
     setup: Callable[[zmq.Socket[Any]], None],
+    *,
+    max_memory: int,
     **options: Any,
 ) -> list[Socket]:
     """A task's ROUTER sockets for builders, bound: at *secure* (a CurveZMQ server if there is
     *trust*, else plain) and, where the operator opened one, at *insecure* (plain). *setup*
     sets each one's own options before it binds. A message's sender is known by the queue it
-    came on as well as its routing id: two peers of two queues may have the same."""
+    came on as well as its routing id: two peers of two queues may have the same. While the
+    master holds more than *max_memory* bytes, their connections are ended (see QueueGuard)."""
     queues = []
     for address, keyed in ((secure, trust is not None), (insecure, False)):
         if address is None:
@@ -226,4 +230,5 @@ def open_builder_queues(
         setup(sock.zsock)
         sock.bind(address)
         queues.append(sock)
+    task.every(GUARD_INTERVAL, QueueGuard(task.log, queues, max_memory).check)
     return queues

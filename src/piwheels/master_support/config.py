@@ -31,6 +31,10 @@ class MasterConfig:
     max_backlog: int = 12
     # below this many free bytes on the output disk, slaves are told to SLEEP
     min_free_space: int = 1 << 30
+    # Above this much resident memory, the builder queues' connections are ended, freeing what
+    # libzmq holds for them (a peer can hold a message open and grow it: queue_guard.py). A
+    # master at PyPI's scale with 500 slaves holds a few hundred MB.
+    max_memory: int = 2 << 30
     # where users reach the output (the install lines on the pages); scripts/farm serves here
     public_url: str = defaults.PUBLIC_URL
     # how users reach the operator (an e-mail or web address), for the FAQ; empty: the FAQ

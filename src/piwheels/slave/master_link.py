@@ -191,6 +191,9 @@ class MasterLink:
 
     def close(self) -> None:
         self.files.close()
+        if self._sock is not None:
+            # Told first: events sent to a monitor that is gone can stall libzmq's I/O thread.
+            self._sock.zsock.disable_monitor()
         self._monitor.close(linger=0)
         if self._sock is not None:
             self._sock.close()
