@@ -4,6 +4,7 @@ test_agent.py's."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 import time
@@ -40,6 +41,7 @@ def driver(context: zmq.Context[Any]) -> Iterator[tuple[Socket, str]]:
     sock.close()
 
 
+@contextlib.contextmanager
 def _link(
     context: zmq.Context[Any],
     address: str,
@@ -47,12 +49,12 @@ def _link(
     timeout: float = 10.0,
     stop: threading.Event | None = None,
     keys: Any = None,
-) -> MasterLink:
+) -> Iterator[MasterLink]:
     def check_stop() -> None:
         if stop is not None and stop.is_set():
             raise _Stopped
 
-    return MasterLink(
+    link = MasterLink(
         context,
         address,
         keys,
@@ -61,132 +63,114 @@ def _link(
         clock=time.monotonic,
         check_stop=check_stop,
     )
+    try:
+        yield link
+    finally:
+        link.close()
 
 
-def _answer(driver: Socket, action: str, data: Any = protocols.NO_DATA) -> threading.Thread:
-    """Answer the next request on *driver* with *action* (in a thread: the link blocks)."""
+@contextlib.contextmanager
+def _answering(driver: Socket, *frames: bytes, action: str = "") -> Iterator[None]:
+    """Answer the next request on *driver* with *action* (or raw *frames*), in a thread of its
+    own while the block runs: the link blocks."""
 
     def answer() -> None:
         assert driver.poll(10_000)
-        address, _, _ = driver.recv_from()
-        driver.send_to(address, action, data)
+        request = driver.zsock.recv_multipart()
+        if action:
+            driver.send_to(request[0], action)
+        else:
+            driver.zsock.send_multipart([request[0], b"", *frames])
 
     thread = threading.Thread(target=answer)
     thread.start()
-    return thread
+    try:
+        yield
+    finally:
+        thread.join()
 
 
 def test_a_request_returns_the_masters_reply(
     context: zmq.Context[Any], driver: tuple[Socket, str]
 ) -> None:
     sock, address = driver
-    link = _link(context, address)
-    answering = _answer(sock, "SLEEP")
-    try:
+    with _link(context, address) as link, _answering(sock, action="SLEEP"):
         assert link.request("IDLE", _stats()) == ("SLEEP", protocols.NO_DATA)
-    finally:
-        answering.join()
-        link.close()
 
 
 def test_die_is_raised_wherever_it_comes(
     context: zmq.Context[Any], driver: tuple[Socket, str]
 ) -> None:
     sock, address = driver
-    link = _link(context, address)
-    answering = _answer(sock, "DIE")
-    try:
-        with pytest.raises(MasterSaidDieError):
-            link.request("IDLE", _stats())
-    finally:
-        answering.join()
-        link.close()
+    with (
+        _link(context, address) as link,
+        _answering(sock, action="DIE"),
+        pytest.raises(MasterSaidDieError),
+    ):
+        link.request("IDLE", _stats())
 
 
 def test_a_silent_master_times_out(context: zmq.Context[Any], driver: tuple[Socket, str]) -> None:
-    _, address = driver
-    link = _link(context, address, timeout=0.5)
-    try:
-        with pytest.raises(MasterTimeoutError, match=r"no answer to IDLE within 0\.5s"):
-            link.request("IDLE", _stats())
-    finally:
-        link.close()
+    with (
+        _link(context, driver[1], timeout=0.5) as link,
+        pytest.raises(MasterTimeoutError, match=r"no answer to IDLE within 0\.5s"),
+    ):
+        link.request("IDLE", _stats())
 
 
 def test_a_reply_outside_the_protocol_confuses_the_link(
     context: zmq.Context[Any], driver: tuple[Socket, str]
 ) -> None:
     sock, address = driver
-    link = _link(context, address)
-
-    def answer() -> None:
-        assert sock.poll(10_000)
-        frames = sock.zsock.recv_multipart()
-        sock.zsock.send_multipart([frames[0], b"", b"\xff not CBOR"])
-
-    answering = threading.Thread(target=answer)
-    answering.start()
-    try:
-        with pytest.raises(MasterConfusedError):
-            link.request("IDLE", _stats())
-    finally:
-        answering.join()
-        link.close()
+    with (
+        _link(context, address) as link,
+        _answering(sock, b"\xff not CBOR"),
+        pytest.raises(MasterConfusedError),
+    ):
+        link.request("IDLE", _stats())
 
 
 def test_a_stop_ends_the_wait(context: zmq.Context[Any], driver: tuple[Socket, str]) -> None:
-    _, address = driver
     stop = threading.Event()
-    link = _link(context, address, stop=stop)
     threading.Timer(0.3, stop.set).start()
-    try:
-        with pytest.raises(_Stopped):
-            link.request("IDLE", _stats())
-    finally:
-        link.close()
+    with _link(context, driver[1], stop=stop) as link, pytest.raises(_Stopped):
+        link.request("IDLE", _stats())
 
 
 def test_a_master_that_goes_away_is_noticed(
     context: zmq.Context[Any], driver: tuple[Socket, str]
 ) -> None:
     sock, address = driver
-    link = _link(context, address)
-    answering = _answer(sock, "SLEEP")
-    try:
-        link.request("IDLE", _stats())  # connected
-        answering.join()
+    with _link(context, address) as link:
+        with _answering(sock, action="SLEEP"):
+            link.request("IDLE", _stats())  # connected
         sock.close()
         with pytest.raises(MasterGoneError):
             link.request("IDLE", _stats())
-    finally:
-        link.close()
 
 
 def test_a_refused_key_is_said_with_its_fingerprint(
     context: zmq.Context[Any], refusing_server: RefusingServer
 ) -> None:
     keys = refusing_server.keys
-    link = _link(context, refusing_server.address, keys=keys)
-    try:
-        with pytest.raises(MasterRefusedError, match=re.escape(keys.pair.fingerprint)):
-            link.request("IDLE", _stats())
-    finally:
-        link.close()
+    with (
+        _link(context, refusing_server.address, keys=keys) as link,
+        pytest.raises(MasterRefusedError, match=re.escape(keys.pair.fingerprint)),
+    ):
+        link.request("IDLE", _stats())
 
 
 def test_bye_is_sent_and_the_socket_closed(
     context: zmq.Context[Any], driver: tuple[Socket, str]
 ) -> None:
     sock, address = driver
-    link = _link(context, address)
-    answering = _answer(sock, "SLEEP")
-    link.request("IDLE", _stats())
-    answering.join()
-    link.say_bye(1.0)
-    assert sock.poll(10_000)
-    _, action, _ = sock.recv_from()
-    assert action == "BYE"
-    link.close()  # after BYE too
+    with _link(context, address) as link:  # closed after BYE too
+        with _answering(sock, action="SLEEP"):
+            link.request("IDLE", _stats())
+        link.say_bye(1.0)
+        assert sock.poll(10_000)
+        _, action, _ = sock.recv_from()
+        assert action == "BYE"
 
 
 def _stats() -> SlaveStats:
