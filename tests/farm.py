@@ -124,6 +124,9 @@ def make_config(
         root_interval=1.0,
         slave_timeout=timedelta(seconds=30),
         min_free_space=1 << 20,
+        # A master run in a thread shares its process, and so the memory QueueGuard reads,
+        # with the test run: only the test of the guard itself gives it a bound.
+        max_memory=1 << 40,
         key_dir=work / "keys",
     )
     config = replace(config, **overrides)
