@@ -54,8 +54,15 @@ class QueueGuard:
         # connections did not bring it back under (what holds it is not theirs, and acting
         # again each second would only cut off every builder, each second).
         self.bar = limit
+        try:
+            resident_bytes()
+        except OSError as exc:  # not Linux: nothing to read the memory from
+            log.warning("the builder queues' memory bound is not kept: %s", exc)
+            self.endpoints = []
 
     def check(self) -> None:
+        if not self.endpoints:
+            return
         held = resident_bytes()
         if held <= self.limit:
             self.bar = self.limit
