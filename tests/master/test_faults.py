@@ -59,7 +59,12 @@ def test_slave_killed_mid_build(
     first = SlaveProcess(config, python311, tmp_path)
     second = None
     try:
-        building = wait_for(lambda: active_builds(master), timeout=60, what="the build to start")
+        building = wait_for(
+            lambda: active_builds(master),
+            timeout=60,
+            what="the build to start",
+            context=first.output,  # why the slave never said HELLO, if it did not
+        )
         [first_id] = building.values()
         second = SlaveProcess(config, python311, tmp_path)
         first.kill()
