@@ -79,17 +79,13 @@ class JsonFetcher:
         """
         # Static mirrors may label PEP 691 pages plain JSON; the body's api-version still decides.
         json_types = (SIMPLE_JSON, "application/json") if simple else ("application/json",)
-        # The scheme was checked by the client and redirects are checked by _RedirectHandler.
-        request = urllib.request.Request(  # noqa: S310
-            url,
-            headers={
-                "Accept": json_types[0],
-                "Accept-Encoding": "gzip",  # the root list shrinks about tenfold
-                "User-Agent": self.user_agent,
-            },
-        )
+        asked = {
+            "Accept": json_types[0],
+            "Accept-Encoding": "gzip",  # the root list shrinks about tenfold
+            "User-Agent": self.user_agent,
+        }
         try:
-            with self._open(request) as response:
+            with self._open(url, asked) as response:
                 headers = response.headers
                 if response.status != 200:
                     raise MalformedResponse(url, f"HTTP {response.status} {response.reason}")
@@ -125,12 +121,12 @@ class JsonFetcher:
             raise MalformedResponse(url, f"not UTF-8 at byte {exc.start}: {bad!r}") from None
 
     @contextmanager
-    def _open(self, request: urllib.request.Request) -> Iterator[HTTPResponse]:
-        """The response to *request*, on this thread's kept-alive connection to its host if
-        there is no proxy; an error status raises HTTPError, as urllib's opener does."""
-        parts = urlsplit(request.full_url)
+    def _open(self, url: str, headers: dict[str, str]) -> Iterator[HTTPResponse]:
+        """The response to a GET of *url*, on this thread's kept-alive connection to its host
+        if there is no proxy; an error status raises HTTPError, as urllib's opener does."""
+        parts = urlsplit(url)
         if parts.scheme in self._proxied:
-            with self._opener.open(request, timeout=self.timeout) as response:
+            with self._opener.open(self._request(url, headers), timeout=self.timeout) as response:
                 yield response
             return
         key = (parts.scheme, parts.netloc)
@@ -142,7 +138,7 @@ class JsonFetcher:
             connection = found if found is not None else self._connect(parts.scheme, parts.netloc)
             kept[key] = connection
             try:
-                connection.request("GET", path, headers=dict(request.header_items()))
+                connection.request("GET", path, headers=headers)
                 response = connection.getresponse()
                 break
             except (ConnectionError, HTTPException):
@@ -154,11 +150,12 @@ class JsonFetcher:
         try:
             if 300 <= response.status < 400:
                 # urllib follows it, with _RedirectHandler's checks
+                request = self._request(url, headers)
                 with self._opener.open(request, timeout=self.timeout) as redirected:
                     yield redirected
             elif response.status >= 400:
                 raise urllib.error.HTTPError(
-                    request.full_url, response.status, response.reason, response.headers, None
+                    url, response.status, response.reason, response.headers, None
                 )
             else:
                 yield response
@@ -169,6 +166,13 @@ class JsonFetcher:
                 # unread bytes would be taken for the next response: start afresh
                 connection.close()
                 kept.pop(key, None)
+
+    @staticmethod
+    def _request(url: str, headers: dict[str, str]) -> urllib.request.Request:
+        """*url* as urllib's opener takes it: only through a proxy or to follow a redirect,
+        as building one costs more than the rest of a GET on a kept connection."""
+        # The scheme was checked by the client and redirects are checked by _RedirectHandler.
+        return urllib.request.Request(url, headers=headers)  # noqa: S310
 
     def _connect(self, scheme: str, netloc: str) -> HTTPConnection:
         if scheme == "https":
