@@ -17,7 +17,7 @@ from farm import MasterThread, make_config, rows, wait_for
 from piwheels.abis import sorted_abis
 from piwheels.cli import add, audit, importer
 from piwheels.db.database import Database
-from piwheels.master_support.config import MasterConfig
+from piwheels.master_support.config import INCOMING, MasterConfig
 from piwheels.web.layout import log_path
 
 QUEUE = (
@@ -120,6 +120,10 @@ def test_audit_finds_each_damage_and_repairs_what_it_can(farm, capsys, monkeypat
     os.utime(stale, (HOUR_AGO, HOUR_AGO))
     in_flight = farm.simple / "piwaudit-a" / ".piwaudit_a-4.0-py3-none-any.whl.ffff0000.part"
     in_flight.write_bytes(b"a transfer going on")
+    # where the File Juggler writes arriving files: one a kill cut short, after this start
+    cut_short = farm.www / INCOMING / f".{healthy.name}.99aa88bb.part"
+    cut_short.write_bytes(b"the start of a wheel")
+    os.utime(cut_short, (HOUR_AGO, HOUR_AGO))
 
     damage = {
         ("missing-file", str(missing)),
@@ -131,6 +135,7 @@ def test_audit_finds_each_damage_and_repairs_what_it_can(farm, capsys, monkeypat
         ("missing-log", str(log)),
         ("unrecorded-file", str(unrecorded)),
         ("stale-temp", str(stale)),
+        ("stale-temp", str(cut_short)),
     }
     status, lines = farm.audit(capsys, "--grace", "1800")
     assert status == 1
@@ -141,6 +146,7 @@ def test_audit_finds_each_damage_and_repairs_what_it_can(farm, capsys, monkeypat
         ("wrong-size", str(truncated)),
         ("missing-page", str(root_page)),
         ("stale-temp", str(stale)),
+        ("stale-temp", str(cut_short)),
     }
     status, lines = farm.audit(capsys, "--grace", "0")
     assert status == 1
@@ -184,6 +190,8 @@ def test_audit_finds_each_damage_and_repairs_what_it_can(farm, capsys, monkeypat
     assert "removed piwaudit-a 1.0, to be built again" in lines
     assert "asked the master for the pages of piwaudit-b" in lines
     assert f"deleted {stale}" in lines
+    assert f"deleted {cut_short}" in lines
+    assert not cut_short.exists()
     # the versions whose wheels were lost or damaged are queued to be built again
     assert rows(farm.config.dsn, QUEUE) == [
         ("piwaudit-a", "1.0"),

@@ -91,7 +91,7 @@ def test_a_transfer_cut_by_a_kill_leaves_nothing_behind(
     content = os.urandom(3 * 1024 * 1024)  # several chunks: the kill comes after the first
     processes.append(MasterProcess(config, tmp_path))
     slave = ScriptedSlave(config, abi="cp39")
-    directory = config.output_path / "simple" / "piwtest-pure"
+    incoming = config.incoming_dir
     try:
         slave.hello()
         slave.wait_for_build()
@@ -101,14 +101,14 @@ def test_a_transfer_cut_by_a_kill_leaves_nothing_behind(
         assert sender.poll(10_000)
         _, (offset, length) = sender.recv()
         sender.send("CHUNK", (offset, content[offset : offset + length]))
-        wait_for(lambda: list(directory.glob(".*.part")), timeout=10, what="the transfer")
+        wait_for(lambda: list(incoming.glob(".*.part")), timeout=10, what="the transfer")
         processes[0].kill()
         sender.close()
     finally:
         slave.close()
-    assert list(directory.glob(".*.part"))
+    assert list(incoming.glob(".*.part"))
     processes.append(MasterProcess(config, tmp_path))
-    wait_for(lambda: not list(directory.glob(".*.part")), timeout=30, what="the leftover gone")
+    wait_for(lambda: not list(incoming.glob(".*.part")), timeout=30, what="the leftover gone")
     assert "removed 1 unfinished transfers left by an earlier master" in processes[1].output()
 
 

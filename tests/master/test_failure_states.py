@@ -384,6 +384,7 @@ def test_a_build_the_database_refuses_is_failed_once(start_farm: Any, fresh_data
     # under simple/, nothing the database does not list: no wheel, nothing half-written
     left = [p for p in directory.rglob("*") if p.is_file()] if directory.exists() else []
     assert not [p for p in left if p.name.endswith((".whl", ".part", ".metadata"))], left
+    assert not list(config.incoming_dir.iterdir())
     assert (shown["build_id"], shown["cause"]) == (refused.build_id, "unknown")
     assert shown["summary"] == refused.summary
     assert shown["reason"] == "unknown"

@@ -97,8 +97,8 @@ def test_two_abis_build_the_catalogue(
         path = simple / project / filename
         assert path.stat().st_size == size
         assert hashlib.sha256(path.read_bytes()).hexdigest() == sha256
-    # nothing half-written is left beside the wheels
-    assert not list(simple.rglob("*.part"))
+    # nothing half-written is left, where files arrive or beside the wheels
+    assert not list(farm_config.output_path.rglob("*.part"))
     deps = rows(dsn, "SELECT filename, tool, dependency FROM dependencies WHERE tool = 'pip'")
     assert deps == [("piwtest_pure-1.0-py3-none-any.whl", "pip", "piwtest-cext")]
     log = rows(

@@ -51,6 +51,8 @@ def settle(juggler: FileJuggler, transfer: Transfer) -> None:
 
 
 def leftovers(juggler: FileJuggler) -> list[str]:
+    """What is in the project's directory; nothing may be left where files arrive."""
+    assert not list(juggler.incoming.iterdir())
     return sorted(p.name for p in (juggler.simple / "piwtest-pure").iterdir())
 
 
@@ -118,15 +120,18 @@ def test_a_big_file_is_fetched_no_faster_than_it_is_hashed(juggler: FileJuggler)
     assert transfer.target.read_bytes() == content
 
 
-def test_the_walk_for_leftovers_gives_way_to_a_stop(juggler: FileJuggler) -> None:
-    # at PyPI's scale the walk of simple/ takes longer than a stop may wait
-    old = juggler.simple / "piwtest-pure" / f".{WHEEL}.part"
-    old.parent.mkdir(parents=True)
+def test_a_start_removes_what_an_earlier_master_left_and_nothing_else(
+    juggler: FileJuggler,
+) -> None:
+    # a transfer a kill cut short; one of this master's in progress; a published wheel
+    old = juggler.incoming / f".{WHEEL}.0123abcd.part"
     old.write_bytes(b"left by a killed master")
-    later = time.time() + 60
-    juggler.closing.set()
-    juggler.remove_leftovers(later)
-    assert old.exists()  # left for the next start
-    juggler.closing.clear()
-    juggler.remove_leftovers(later)
+    os.utime(old, (time.time() - 60, time.time() - 60))
+    juggler.expect(1, "piwtest-pure", file_state(WHEEL, CONTENT), b"\0slave", "", "")
+    current = juggler.transfers[1].temp
+    published = juggler.simple / "piwtest-pure" / "piwtest_pure-0.9-py3-none-any.whl"
+    published.write_bytes(b"a wheel")
+    juggler.remove_leftovers(time.time() - 30)
     assert not old.exists()
+    assert current.exists() and current.parent == juggler.incoming
+    assert published.exists()

@@ -73,7 +73,7 @@ def check_files(config: MasterConfig) -> list[str]:
     for package, filename, size, sha256 in files:
         data = (config.output_path / "simple" / package / filename).read_bytes()
         assert (len(data), hashlib.sha256(data).hexdigest()) == (size, sha256)
-    assert not list((config.output_path / "simple").rglob("*.part"))
+    assert not list(config.output_path.rglob("*.part"))
     return [f[1] for f in files]
 
 

@@ -25,6 +25,7 @@ from typing import Any, NamedTuple
 import psycopg
 
 from piwheels import provenance
+from piwheels.master_support.config import INCOMING
 from piwheels.web.layout import log_path
 
 __all__ = ["Audit", "Kind", "Problem", "Scope"]
@@ -294,6 +295,9 @@ class Audit:
         for entry_name, entry in entries.items():
             if entry_name in SIMPLE_PAGES or entry_name in names:
                 continue
+            self._check_stray(Path(entry.path), entry, None)
+        # where the File Juggler writes files as they arrive: left there only by a kill
+        for entry in _listing(self.scope.output / INCOMING).values():
             self._check_stray(Path(entry.path), entry, None)
 
     def _forget_removed(self) -> None:

@@ -2,8 +2,8 @@
 
 The Slave Driver tells it (EXPECT) which file a slave is about to send; the slave then says
 HELLO on the file queue and is sent several FETCHes at once. Chunks are written at their offset
-into a temporary file beside the target and hashed as they arrive in order, so a file of any
-size costs a few chunks of memory. Only a file whose size and SHA256 match what BUILT reported
+into a temporary file in ``OUTPUT/.incoming/`` and hashed as they arrive in order, so a file of
+any size costs a few chunks of memory. Only a file whose size and SHA256 match what BUILT reported
 is renamed into ``OUTPUT/simple/<project>/``; the Slave Driver then asks (VERIFY) how it went.
 
 Hashing and storing happen off this task's loop (:mod:`piwheels.master_support.file_store`),
@@ -19,7 +19,6 @@ import contextlib
 import errno
 import os
 import secrets
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -61,6 +60,8 @@ class FileJuggler(Task):
         serve_from_heap(CHUNK_SIZE)
         self.simple = Path(config.output_path) / "simple"
         self.simple.mkdir(parents=True, exist_ok=True)
+        self.incoming = config.incoming_dir
+        self.incoming.mkdir(exist_ok=True)
         self.trust = load_trust(config.key_dir)
         # The secure queue, and the insecure one where it is opened: a file connection's
         # address is the queue's number (one byte) and its routing id there.
@@ -89,36 +90,28 @@ class FileJuggler(Task):
         # chunk is hashed; a byte on the pipe wakes the loop.
         self.reports: SimpleQueue[tuple[Transfer, str | None]] = SimpleQueue()
         self.wake_read, self.wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self.closing = threading.Event()  # for work off the loop that can be left undone
         self.register_raw(self.wake_read, self.handle_reports)
 
     def once(self) -> None:
-        # Off the loop: at PyPI's scale simple/ holds hundreds of thousands of directories.
-        self.storer.submit(self.remove_leftovers, time.time())
+        self.remove_leftovers(time.time())
 
     def remove_leftovers(self, started: float) -> None:
         """Delete the temporary files of transfers a stopped master never finished (a kill
         leaves them); only those older than this master, so none of its own transfers."""
         removed = 0
         try:
-            projects = os.scandir(self.simple)
-        except FileNotFoundError:
-            return  # nothing published yet
+            with os.scandir(self.incoming) as entries:
+                for entry in entries:
+                    try:
+                        if entry.stat(follow_symlinks=False).st_mtime < started:
+                            Path(entry.path).unlink()
+                            removed += 1
+                    except FileNotFoundError:
+                        pass
+                    except OSError as exc:
+                        self.log.warning("cannot remove %s: %s", entry.path, exc)
         except OSError as exc:
             self.log.warning("cannot look for unfinished transfers: %s", exc)
-            return
-        with projects:
-            for project in projects:
-                if self.closing.is_set():
-                    # a walk of PyPI's projects must not hold up a stop: the next start walks
-                    break
-                for part in Path(project.path).glob(".*.part"):
-                    try:
-                        if part.lstat().st_mtime < started:
-                            part.unlink()
-                            removed += 1
-                    except OSError as exc:
-                        self.log.warning("cannot remove %s: %s", part, exc)
         if removed:
             self.log.warning("removed %d unfinished transfers left by an earlier master", removed)
 
@@ -192,7 +185,7 @@ class FileJuggler(Task):
         directory = self._directory(package, file.filename)
         target = directory / file.filename
         directory.mkdir(exist_ok=True)
-        temp = directory / f".{file.filename}.{secrets.token_hex(4)}.part"
+        temp = self.incoming / f".{file.filename}.{secrets.token_hex(4)}.part"
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
         try:
             # reserve the space now so a full disk fails here, not halfway through the transfer
@@ -477,7 +470,6 @@ class FileJuggler(Task):
             transfer.fd = -1
 
     def close(self) -> None:
-        self.closing.set()
         self.hasher.shutdown(wait=True)  # its last jobs may hand stores on
         self.storer.shutdown(wait=True)
         self.handle_reports()

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from piwheels import defaults
 
+INCOMING = ".incoming"  # in the output directory: see MasterConfig.incoming_dir
+
 DEFAULT_PACKAGES = ("six", "packaging", "markupsafe", "pyyaml", "wrapt")
 
 
@@ -105,6 +107,15 @@ class MasterConfig:
     def withheld_dir(self) -> Path:
         output = Path(self.output_path)
         return self.withheld_path or output.with_name(f"{output.name}-withheld")
+
+    @property
+    def incoming_dir(self) -> Path:
+        """Where the File Juggler writes files as they arrive: one directory, on the output's
+        disk (each is renamed into ``simple/<project>/`` once verified), hidden from the web
+        server as every dot-name is. A start removes what a killed master left there by
+        listing it, where leftovers beside the targets took a walk of every project's
+        directory (80 s at PyPI's scale)."""
+        return Path(self.output_path) / INCOMING
 
     @property
     def index_for_slaves(self) -> str:

@@ -17,6 +17,8 @@ The output directory (served as-is by any static web server; see deploy/):
     project/<name>/json/index.json      the same data as JSON
     logs/<a>/<b>/<build_id>.txt.gz      build logs, gzipped (served as text/plain)
     static/                             CSS and the search script
+    .incoming/                          files on their way in (the File Juggler's, see
+                                          MasterConfig.incoming_dir; dot-names are not served)
 """
 
 from __future__ import annotations
