@@ -12,9 +12,9 @@ blocking send once held it past the master's stop at PyPI's scale).
 
 from __future__ import annotations
 
+import os
 import time
 from collections import OrderedDict
-from pathlib import Path
 from typing import Any
 
 import zmq
@@ -35,9 +35,9 @@ MAX_HOLD = 30.0
 SCRIBE_BACKLOG = INBOX_BACKLOG
 
 
-def _modified(path: Path) -> float:
+def _modified(path: str) -> float:
     try:
-        return path.stat().st_mtime
+        return os.stat(path).st_mtime  # noqa: PTH116 (once per project: see below)
     except OSError:
         return float("-inf")
 
@@ -76,7 +76,9 @@ class TheSecretary(Task):
         """Ask for the pages of every project whose index is older than its newest recorded
         file: whatever happened (a crash, a lost disk, pages from before requests were kept in
         the database), pip finds every recorded wheel after a start."""
-        simple = Path(self.config.output_path) / "simple"
+        # a string, not a Path per project: at PyPI's scale (923,106 indexes) pathlib took
+        # 7.8 s of CPU for the stats, os.stat on strings 3.7 s
+        simple = f"{self.config.output_path}/simple"
         stale = []
         after = ""
         try:
@@ -84,7 +86,7 @@ class TheSecretary(Task):
                 stale += [
                     package
                     for package, newest in published
-                    if _modified(simple / package / "index.json") < newest
+                    if _modified(f"{simple}/{package}/index.json") < newest
                 ]
                 after = published[-1].package
         except DatabaseError as exc:
