@@ -200,24 +200,25 @@ def _releases(change: Change, now: datetime) -> dict[str, list[dict[str, Any]]]:
     releases: dict[str, list[dict[str, Any]]] = {}
     stem = change.key.replace("-", "_")
     for version, released, requires_python, has_sdist, yanked in versions:
-        kinds = [("bdist_wheel", f"{stem}-{version}-py3-none-any.whl")]
+        # the sdist where the fill says the farm recorded it (what changes is what is measured)
+        kinds = [("bdist_wheel", f"{fill_db.SDIST_HOST}{stem}-{version}-py3-none-any.whl")]
         if has_sdist:
-            kinds.append(("sdist", f"{stem}-{version}.tar.gz"))
+            kinds.append(("sdist", fill_db.sdist_url(change.key, version)))
         releases[version] = [
             {
-                "filename": filename,
+                "filename": url.rsplit("/", 1)[1],
                 "packagetype": kind,
                 "python_version": "source" if kind == "sdist" else "py3",
                 "requires_python": requires_python,
                 "size": 12345,
-                "digests": {"sha256": "0" * 64},
-                "url": f"https://files.example/{filename}",
+                "digests": {"sha256": fill_db.SDIST_SHA256},
+                "url": url,
                 "upload_time": _iso(released)[:19],
                 "upload_time_iso_8601": _iso(released),
                 "yanked": yanked,
-                "yanked_reason": "synthetic" if yanked else None,
+                "yanked_reason": fill_db.YANKED_REASON if yanked else None,
             }
-            for kind, filename in kinds
+            for kind, url in kinds
         ]
     return releases
 
@@ -425,11 +426,11 @@ def _database_reference(dsn: str, changes: list[Change]) -> float:
             calls.append((change.key, None))
             continue
         versions = [
-            ProjectVersion(v, released, requires_python, has_sdist, yanked, "")
+            _as_listed(change.key, v, released, requires_python, has_sdist, yanked)
             for v, released, requires_python, has_sdist, yanked in change.versions
         ]
         if change.new_release:
-            versions.append(ProjectVersion(NEW_VERSION, now, None, True, False, ""))
+            versions.append(_as_listed(change.key, NEW_VERSION, now, None, True, False))
         calls.append((change.key, (change.display, change.serial, versions)))
     database = Database(dsn)
     try:
@@ -443,6 +444,28 @@ def _database_reference(dsn: str, changes: list[Change]) -> float:
         return time.perf_counter() - started
     finally:
         database.close()
+
+
+def _as_listed(
+    key: str,
+    version: str,
+    released: datetime,
+    requires_python: str | None,
+    has_sdist: bool,
+    yanked: bool,
+) -> ProjectVersion:
+    """*version* as the synthetic PyPI lists it, as Cloud Gazer would record it."""
+    return ProjectVersion(
+        version,
+        released,
+        requires_python,
+        has_sdist,
+        yanked,
+        "",
+        yanked_reason=fill_db.YANKED_REASON if yanked else None,
+        sdist_url=fill_db.sdist_url(key, version) if has_sdist else "",
+        sdist_sha256=fill_db.SDIST_SHA256 if has_sdist else "",
+    )
 
 
 # -- the master ---------------------------------------------------------------------------------
@@ -553,6 +576,8 @@ def run(sizes: Sizes, *, data_dir: Path = fill_db.BENCH_PG) -> list[Row]:
     try:
         template = fill_db.filled_database(server, fill_sizes, log=_note)
         dsn = fill_db.scratch_copy(server, template, SCRATCH)
+        # the copy's gigabytes on their way to disk would hold up every commit measured
+        os.sync()
         try:
             with tempfile.TemporaryDirectory(prefix="bench-gazer-") as work:
                 return _measure(sizes, fill_sizes, dsn, Path(work))

@@ -44,7 +44,22 @@ from piwheels.db.migrate import current_version, migrate, migrations
 BENCH_PG = Path(os.environ.get("PIWHEELS_BENCH_PG", "/tmp/piwheels-bench-pg"))
 MASTER_ROLE = "piwheels"
 # Bumped whenever the generator below changes what it makes, so old templates are not reused.
-FILL_FORMAT = 4
+FILL_FORMAT = 5
+
+# A version's files as the synthetic PyPI lists them (bench_gazer serves these): the URL of its
+# sdist, the sdist's SHA256, and the reason given for a yanked release.
+SDIST_HOST = "https://files.example/"
+SDIST_SHA256 = "0" * 64
+YANKED_REASON = "synthetic"
+SDIST_URL_SQL = (
+    f"'{SDIST_HOST}' || replace(package, '-', '_') || '-' || release || pre || '.tar.gz'"
+)
+
+
+def sdist_url(package: str, version: str) -> str:
+    """The URL of *version*'s sdist on the synthetic PyPI (as SDIST_URL_SQL makes it)."""
+    return f"{SDIST_HOST}{package.replace('-', '_')}-{version}.tar.gz"
+
 
 # The tables the fill writes (in load order); their indexes and foreign keys go for the load.
 FILLED_TABLES = (
@@ -495,7 +510,9 @@ def _versions(conn: psycopg.Connection[Any], sizes: Sizes) -> None:
     are what the master would have recorded: a version's number is its place in release order
     and in PEP 440 order alike, so the places are counted among the versions PyPI lists (not
     removed), as Cloud Gazer counts them with packaging, and the ranks among the buildable ones,
-    final releases first, as rank_versions() does.
+    final releases first, as rank_versions() does. What Cloud Gazer records of a version's
+    files is there too, as the synthetic PyPI of bench_gazer serves them (:func:`sdist_url`):
+    the sdist's URL and SHA256, and why a yanked release was yanked.
     """
     bounds = []
     total = 0.0
@@ -532,7 +549,8 @@ def _versions(conn: psycopg.Connection[Any], sizes: Sizes) -> None:
     )
     conn.execute(
         "INSERT INTO versions (version_id, package, version, released, requires_python,"
-        " has_sdist, yanked, removed, skip, version_order, prerelease, rank)"
+        " has_sdist, yanked, removed, skip, version_order, prerelease, rank, sdist_url,"
+        " sdist_sha256, yanked_reason)"
         " OVERRIDING SYSTEM VALUE"
         " SELECT i, package, release || pre, released, requires_python, has_sdist, yanked,"
         " removed, skip,"
@@ -540,7 +558,10 @@ def _versions(conn: psycopg.Connection[Any], sizes: Sizes) -> None:
         "   row_number() OVER (PARTITION BY package, removed ORDER BY i) - 1 END,"
         " pre <> '',"
         " CASE WHEN buildable THEN row_number() OVER ("
-        "   PARTITION BY package, buildable ORDER BY pre <> '', i DESC) END"
+        "   PARTITION BY package, buildable ORDER BY pre <> '', i DESC) END,"
+        f" CASE WHEN has_sdist THEN {SDIST_URL_SQL} ELSE '' END,"
+        f" CASE WHEN has_sdist THEN '{SDIST_SHA256}' ELSE '' END,"
+        f" CASE WHEN yanked THEN '{YANKED_REASON}' END"
         " FROM (SELECT *, has_sdist AND NOT yanked AND NOT removed AND skip = '' AS buildable"
         "   FROM gen_versions) AS g"
         " ORDER BY i"
