@@ -139,3 +139,33 @@ def test_a_removed_project_has_no_serial_so_its_return_is_noticed(db: Database) 
     assert queue_of(db) == {"cp39": [("bar", "1.0")]}
     db.set_project("foo", "Foo", 9, "", "", [version("1.0")])
     assert db.get_package_serials() == {"foo": 9, "bar": 7}
+
+
+def test_a_new_sdist_or_yank_reason_alone_is_recorded_without_touching_the_queue(
+    db: Database,
+) -> None:
+    url, sha = "https://files.example/foo-1.0.tar.gz", "a" * 64
+    first = [
+        version("1.0", sdist_url=url, sdist_sha256=sha),
+        version("0.9", yanked=True, yanked_reason="broken"),
+    ]
+    db.set_project("foo", "Foo", 5, "", "", first)
+    stored = "SELECT version, sdist_url, sdist_sha256, yanked_reason FROM versions ORDER BY 1"
+    assert db.conn.execute(stored).fetchall() == [
+        ("0.9", "", "", "broken"),
+        ("1.0", url, sha, None),
+    ]
+    queue_changes = "SELECT count(*) FROM build_queue_journal"
+    before = db.conn.execute(queue_changes).fetchone()
+    # the sdist re-uploaded elsewhere, the reason reworded: nothing about the builds changes
+    second = [
+        version("1.0", sdist_url=url.replace("files", "mirror"), sdist_sha256="b" * 64),
+        version("0.9", yanked=True, yanked_reason="broken on Python 3.13"),
+    ]
+    db.set_project("foo", "Foo", 6, "", "", second)
+    assert db.conn.execute(stored).fetchall() == [
+        ("0.9", "", "", "broken on Python 3.13"),
+        ("1.0", url.replace("files", "mirror"), "b" * 64, None),
+    ]
+    assert db.conn.execute(queue_changes).fetchone() == before
+    assert queue_of(db) == {"cp39": [("foo", "1.0")]}
