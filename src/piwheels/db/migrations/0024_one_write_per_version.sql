@@ -6,6 +6,39 @@
 -- it with nothing to write, and a new version written twice (its row, then its sdist). Now the
 -- upsert of set_projects compares and writes a version's yank reason and sdist with the rest.
 --
+-- And the versions whose entries may change are queued again by one statement for the batch
+-- (queue_versions), where queue_version (0018) took two per version, each firing the queue's
+-- statement triggers.
+
+CREATE FUNCTION queue_versions(vids bigint[]) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+BEGIN
+    IF vids IS NULL OR cardinality(vids) = 0 THEN
+        RETURN;
+    END IF;
+    DELETE FROM build_queue WHERE version_id = ANY(vids);
+    -- each version's entry as queue_version (0018) makes it: its lowest ABI still to build
+    INSERT INTO build_queue (version_id, abi_tag, released, tier, rank, popularity)
+    SELECT DISTINCT ON (v.version_id)
+           v.version_id, a.abi_tag, coalesce(v.released, '-infinity'),
+           queue_tier(v.priority, p.priority, v.rank), coalesce(v.rank, 2147483647), p.popularity
+    FROM versions v
+    JOIN packages p USING (package)
+    CROSS JOIN build_abis a
+    WHERE v.version_id = ANY(vids)
+      AND v.has_sdist AND NOT v.yanked AND NOT v.removed AND v.skip = ''
+      AND p.skip = '' AND NOT p.removed AND p.status <> 'quarantined'
+      AND NOT EXISTS (
+          SELECT 1 FROM version_abi_skips s
+          WHERE s.version_id = v.version_id AND s.abi_tag = a.abi_tag)
+      AND NOT EXISTS (
+          SELECT 1 FROM builds b
+          WHERE b.version_id = v.version_id AND b.requeued_at IS NULL
+            AND (b.abi_tag = a.abi_tag OR (b.status AND b.covers_from <= a.python_order)))
+    ORDER BY v.version_id, a.python_order;
+END;
+$$;
+
 -- batch: as set_projects (0010) takes it; each version may carry yanked_reason (kept only for a
 -- yanked version, as before), sdist_url and sdist_sha256.
 CREATE OR REPLACE FUNCTION set_projects(batch jsonb) RETURNS void
@@ -17,7 +50,6 @@ DECLARE
     changed bigint[];
     reskipped bigint[];
     reranked text[];
-    vid bigint;
 BEGIN
     SELECT array_agg(x.package) INTO pkgs FROM jsonb_to_recordset(batch) AS x(package text);
     SELECT array_agg(p.package) INTO came_back
@@ -137,16 +169,11 @@ BEGIN
         WHERE v.version_id = ANY(coalesce(gone, '{}') || coalesce(changed, '{}'));
     END IF;
 
-    FOR vid IN
-        SELECT DISTINCT u.id FROM (
-            SELECT unnest(coalesce(gone, '{}') || coalesce(changed, '{}')
-                          || coalesce(reskipped, '{}'))
-            UNION ALL
-            SELECT v.version_id FROM versions v WHERE v.package = ANY(came_back)
-        ) AS u(id)
-    LOOP
-        PERFORM queue_version(vid);
-    END LOOP;
+    PERFORM queue_versions(ARRAY(
+        SELECT unnest(coalesce(gone, '{}') || coalesce(changed, '{}') || coalesce(reskipped, '{}'))
+        UNION
+        SELECT v.version_id FROM versions v WHERE v.package = ANY(came_back)
+    ));
     PERFORM reorder_queue(reranked);
 END;
 $$;
