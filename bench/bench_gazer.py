@@ -28,6 +28,9 @@ versions the database holds for them, file by file.
    keep-alive connection (http.client), before the master starts; and, after it has stopped,
    the database's own ``set_project`` / ``remove_project`` for CHANGES other projects changed
    the same way, on one connection, no HTTP and no Oracle.
+   Beside them, who used the machine meanwhile (from /proc, between Cloud Gazer's line and
+   PyPI's serial seen recorded): the master, its fetch processes, PostgreSQL's server and the
+   rest (this benchmark's index among it), each against the window's time on every core.
 
 Run: ``python bench/bench_gazer.py [--quick] [--packages N] [--changes N] ...``.
 """
@@ -49,10 +52,11 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -580,7 +584,7 @@ def run(sizes: Sizes, *, data_dir: Path = fill_db.BENCH_PG) -> list[Row]:
         os.sync()
         try:
             with tempfile.TemporaryDirectory(prefix="bench-gazer-") as work:
-                return _measure(sizes, fill_sizes, dsn, Path(work))
+                return _measure(sizes, fill_sizes, dsn, Path(work), _postmaster(data_dir))
         finally:
             server.drop_database(SCRATCH)
     finally:
@@ -588,7 +592,9 @@ def run(sizes: Sizes, *, data_dir: Path = fill_db.BENCH_PG) -> list[Row]:
             server.stop()
 
 
-def _measure(sizes: Sizes, fill_sizes: fill_db.Sizes, dsn: str, work: Path) -> list[Row]:
+def _measure(
+    sizes: Sizes, fill_sizes: fill_db.Sizes, dsn: str, work: Path, postmaster: int
+) -> list[Row]:
     gzipped = bool(sizes["gzip"])
     repeat = max(1, int(sizes["repeat"]))
     started = time.perf_counter()
@@ -631,7 +637,14 @@ def _measure(sizes: Sizes, fill_sizes: fill_db.Sizes, dsn: str, work: Path) -> l
             pypi_interval=float(sizes["interval"]),
         )
         figures = _against_master(
-            config, dsn, work / "master.log", index, plan, repeat, (after, changed, changed_pages)
+            config,
+            dsn,
+            work / "master.log",
+            index,
+            plan,
+            repeat,
+            (after, changed, changed_pages),
+            postmaster,
         )
     database_only = _database_reference(fill_db.master_dsn(dsn), others)
     _note(f"reference: the database's set_project for {len(others):,} others {database_only:.2f}s")
@@ -652,6 +665,71 @@ class Figures:
     applied: float  # seconds from that line to everything recorded
     outstanding: dict[str, int]
     fetched: int  # project documents Cloud Gazer asked for
+    cpu: CpuUse  # from the changed list's line to PyPI's serial recorded
+
+
+@dataclass
+class CpuSample:
+    """CPU seconds used so far, by whom (see :func:`_cpu_sample`)."""
+
+    master: float
+    fetch: float  # the master's fetch processes
+    postgres: float  # the server's processes, its backends included
+    machine: float  # every CPU's busy time
+
+
+@dataclass
+class CpuUse:
+    """What each used between two samples *seconds* apart."""
+
+    master: float
+    fetch: float
+    postgres: float
+    rest: float  # the rest of the machine: the synthetic PyPI's server, the system
+    seconds: float
+
+    @classmethod
+    def between(cls, first: CpuSample, last: CpuSample, seconds: float) -> CpuUse:
+        master = last.master - first.master
+        fetch = last.fetch - first.fetch
+        postgres = last.postgres - first.postgres
+        rest = (last.machine - first.machine) - master - fetch - postgres
+        return cls(master, fetch, postgres, max(rest, 0.0), seconds)
+
+
+def _postmaster(data_dir: Path) -> int:
+    """The server's postmaster, from the first line of its postmaster.pid."""
+    return int((data_dir / "postmaster.pid").read_text().split()[0])
+
+
+def _cpu_sample(master: int, postmaster: int) -> CpuSample:
+    """The CPU time so far of the master, its fetch processes and the PostgreSQL server, from
+    /proc (a process that has ended is missing: the fetch processes and backends last the run),
+    and the machine's busy time from /proc/stat."""
+    tick = os.sysconf("SC_CLK_TCK")
+    used = {"master": 0, "fetch": 0, "postgres": 0}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(entry.path, "stat").read_text()
+            command = Path(entry.path, "cmdline").read_bytes()
+        except OSError:
+            continue  # gone meanwhile
+        fields = stat.rsplit(")", 1)[1].split()
+        pid, parent, ticks = int(entry.name), int(fields[1]), int(fields[11]) + int(fields[12])
+        if pid == master:
+            used["master"] += ticks
+        elif parent == master and b"fetch_workers" in command:
+            used["fetch"] += ticks
+        elif postmaster in (pid, parent):
+            used["postgres"] += ticks
+    first_line = Path("/proc/stat").read_text().split("\n", 1)[0]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, first_line.split()[1:9])
+    busy = user + nice + system + irq + softirq + steal
+    return CpuSample(
+        used["master"] / tick, used["fetch"] / tick, used["postgres"] / tick, busy / tick
+    )
 
 
 def _against_master(
@@ -662,11 +740,13 @@ def _against_master(
     plan: Plan,
     repeat: int,
     after: tuple[bytes, dict[str, tuple[bytes, int]], dict[str, tuple[bytes, int]]],
+    postmaster: int,
 ) -> Figures:
     ctx = multiprocessing.get_context("spawn")
     process = ctx.Process(target=_master_main, args=(config, str(log_path)), name="bench-master")
     log = MasterLog(log_path)
     process.start()
+    assert process.pid is not None  # started
     try:
         begun = log.wait_for("Cloud Gazer   INFO    started", process, timeout=300)
         first = log.wait_for("no changes among", process, after=begun, timeout=600) - begun
@@ -686,8 +766,12 @@ def _against_master(
         swapped = time.time()
         index.swap(after[0], plan.new_top, after[1], after[2])
         noticed_at = log.wait_for("projects changed and", process, after=swapped, timeout=600)
+        # a few tens of ms after the line (the log is polled): the CPU of applying the changes
+        first_cpu, first_cpu_at = _cpu_sample(process.pid, postmaster), time.time()
         asked = min(t for t in index.root_requests if t >= swapped)
-        outstanding, done_at = _wait_recorded(dsn, plan, process)
+        sample = partial(_cpu_sample, process.pid, postmaster)
+        outstanding, done_at, (last_cpu, last_cpu_at) = _wait_recorded(dsn, plan, process, sample)
+        cpu = CpuUse.between(first_cpu, last_cpu, last_cpu_at - first_cpu_at)
         fetched = index.project_requests
     finally:
         if process.is_alive():
@@ -698,11 +782,16 @@ def _against_master(
             process.join()
     log.read()
     _report_log(log_path)
-    return Figures(first, looks, noticed_at - asked, done_at - noticed_at, outstanding, fetched)
+    return Figures(
+        first, looks, noticed_at - asked, done_at - noticed_at, outstanding, fetched, cpu
+    )
 
 
-def _wait_recorded(dsn: str, plan: Plan, process: Any) -> tuple[dict[str, int], float]:
-    """Poll until the database shows every change; (what is still missing, when it was seen).
+def _wait_recorded(
+    dsn: str, plan: Plan, process: Any, sample: Callable[[], CpuSample]
+) -> tuple[dict[str, int], float, tuple[CpuSample, float]]:
+    """Poll until the database shows every change; (what is still missing, when it was seen,
+    and *sample*'s CPU use with its time as PyPI's serial was seen recorded).
 
     PyPI's serial is recorded once Cloud Gazer has been through every change, so it is polled
     (cheaply, often) first; then every change is checked, and checked again until all are
@@ -715,12 +804,13 @@ def _wait_recorded(dsn: str, plan: Plan, process: Any) -> tuple[dict[str, int], 
                 raise RuntimeError("the changes were not recorded (see the master's log)")
             time.sleep(0.02)
         seen = time.time()
+        cpu = (sample(), seen)  # before the checks below, which are the benchmark's own work
         outstanding = _outstanding(conn, plan)
         while any(outstanding.values()) and time.monotonic() < deadline:
             time.sleep(0.5)
             seen = time.time()
             outstanding = _outstanding(conn, plan)
-    return outstanding, seen
+    return outstanding, seen, cpu
 
 
 # The synthetic database's files exist only as records; the Scribe says so for each page.
@@ -796,6 +886,7 @@ def _rows(
             "s",
             f"Database.set_project for {changes:,} others, one connection, no HTTP",
         ),
+        *_cpu_rows(figures.cpu, changes),
         Row(
             "  changes found in the database afterwards",
             changes - sum(figures.outstanding.values()),
@@ -805,6 +896,27 @@ def _rows(
             "all",
             complete,
         ),
+    ]
+
+
+def _cpu_rows(cpu: CpuUse, changes: int) -> list[Row]:
+    """Who used the two cores while the changes were applied: each one's CPU seconds beside
+    all the machine had in that time (ratio: its share)."""
+    cores = os.cpu_count() or 1
+    capacity = cpu.seconds * cores
+    reference = f"the {cpu.seconds:.1f} s x {cores} cores the machine had meanwhile"
+    used = [
+        ("PostgreSQL", cpu.postgres),
+        ("the fetch processes", cpu.fetch),
+        ("the master", cpu.master),
+        ("the rest (this benchmark's index, the system)", cpu.rest),
+    ]
+    _note(
+        "CPU per change while applying them: "
+        + ", ".join(f"{who} {seconds / changes * 1000:.2f} ms" for who, seconds in used)
+    )
+    return [
+        Row(f"  CPU meanwhile: {who}", seconds, capacity, "s", reference) for who, seconds in used
     ]
 
 
