@@ -38,7 +38,7 @@ def test_bench_gazer_tiny(bench_pg: Path) -> None:
     sizes = dict(bench_gazer.SIZES) | dict(bench_gazer.QUICK)
     sizes |= {"packages": 300, "versions": 2400, "builds": 1500, "changes": 40, "interval": 0.3}
     rows = bench_gazer.run(sizes, data_dir=bench_pg)
-    assert len(rows) == 5
+    assert len(rows) == 9
     for row in rows:
         assert isinstance(row, bench_gazer.Row)
         assert row.unit and row.reference_name
@@ -47,6 +47,16 @@ def test_bench_gazer_tiny(bench_pg: Path) -> None:
         assert row.met in (None, True, False)
     recorded = next(row for row in rows if row.unit == "changes")
     assert recorded.met, "the master did not record every change the index made"
+    # who used the machine while the changes were applied: the database and the fetch
+    # processes did the work, so each used some
+    cpu = {row.name.split(": ", 1)[1]: row.measured for row in rows if "CPU meanwhile" in row.name}
+    assert set(cpu) == {
+        "PostgreSQL",
+        "the fetch processes",
+        "the master",
+        "the rest (this benchmark's index, the system)",
+    }
+    assert cpu["PostgreSQL"] > 0 and cpu["the fetch processes"] > 0
 
 
 def test_bench_gazer_interface() -> None:
