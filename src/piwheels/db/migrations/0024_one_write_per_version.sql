@@ -8,7 +8,8 @@
 --
 -- And the versions whose entries may change are queued again by one statement for the batch
 -- (queue_versions), where queue_version (0018) took two per version, each firing the queue's
--- statement triggers.
+-- statement triggers. queue_version now asks queue_versions, so the queue's rules are in one
+-- place.
 
 CREATE FUNCTION queue_versions(vids bigint[]) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
@@ -36,6 +37,14 @@ BEGIN
           WHERE b.version_id = v.version_id AND b.requeued_at IS NULL
             AND (b.abi_tag = a.abi_tag OR (b.status AND b.covers_from <= a.python_order)))
     ORDER BY v.version_id, a.python_order;
+END;
+$$;
+
+-- One version's entry: the same rules, written once (queue_version's other callers, 0018 on).
+CREATE OR REPLACE FUNCTION queue_version(vid bigint) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+BEGIN
+    PERFORM queue_versions(ARRAY[vid]);
 END;
 $$;
 
